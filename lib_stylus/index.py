@@ -1,0 +1,209 @@
+"""Persistent index of a LoRA library: the card store plus one searchable state per embedder, in ONE .npz file
+per (embedders, refiner version). Refresh is incremental (unchanged files are neither re-read nor re-embedded);
+writes are atomic (temp file + rename); loading never unpickles and a bad file means a rebuild, not a crash."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .catalog import AdapterCard, FAMILIES, Fault, scan
+from .embedding import BM25, Embedder
+from .refiner import REFINER_VERSION, Refined, refine
+
+log = logging.getLogger("stylus")
+INDEX_FORMAT = 1
+
+
+@dataclass
+class Entry:
+    card: AdapterCard
+    refined: Refined
+    text_sha: str
+
+    def to_dict(self) -> dict:
+        return {"card": self.card.to_dict(), "refined": self.refined.__dict__, "text_sha": self.text_sha}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Entry":
+        return cls(AdapterCard.from_dict(d["card"]), Refined(**d["refined"]), d["text_sha"])
+
+
+@dataclass
+class Snapshot:
+    """An immutable view that queries read; refresh builds a new one and swaps it in."""
+    entries: list = field(default_factory=list)
+    states: dict = field(default_factory=dict)       # embedder id -> arrays
+    families: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    faults: list = field(default_factory=list)
+
+    def allowed(self, families: Sequence[str]) -> np.ndarray:
+        codes = [FAMILIES.index(f) for f in families]
+        return np.isin(self.families, codes)
+
+
+@dataclass
+class RefreshReport:
+    total: int = 0
+    read: int = 0
+    reused: int = 0
+    embedded: dict = field(default_factory=dict)   # embedder id -> texts embedded this refresh
+    removed: int = 0
+    faults: list = field(default_factory=list)
+    seconds: float = 0.0
+    saved: bool = False
+
+
+class LibraryIndex:
+    def __init__(self, roots: Sequence[str], cache_dir: str, embedders: Sequence[Embedder] | None = None,
+                 captioners: Sequence = ()):
+        self.roots = [os.path.abspath(r) for r in roots]
+        self.cache_dir = cache_dir
+        self.embedders = list(embedders) if embedders else [BM25()]
+        self.captioners = list(captioners)
+        self.key = "+".join(e.id for e in self.embedders) + f"-r{REFINER_VERSION}"
+        self.path = os.path.join(cache_dir, f"stylus-index-{_safe(self.key)}.npz")
+        self.snapshot = Snapshot()
+        self.messages: list[str] = []
+        self._lock = threading.Lock()
+
+    # ---- persistence -------------------------------------------------------------------------------------------
+    def load(self) -> bool:
+        """Load the saved index if there is a valid one for these embedders; a bad file is reported, not raised."""
+        if not os.path.isfile(self.path):
+            return False
+        try:
+            self.snapshot = _read(self.path, self.key, [e.id for e in self.embedders])
+            return True
+        except Exception as e:  # zip, JSON, missing arrays, wrong format: all mean "rebuild"
+            msg = f"Stylus: index file {self.path} is unusable ({e.__class__.__name__}: {e}); rebuilding it"
+            log.warning(msg)
+            self.messages.append(msg)
+            self.snapshot = Snapshot()
+            return False
+
+    def save(self) -> None:
+        os.makedirs(self.cache_dir, exist_ok=True)
+        arrays = {"meta": _json_bytes({"format": INDEX_FORMAT, "key": self.key, "roots": self.roots}),
+                  "entries": _json_bytes([e.to_dict() for e in self.snapshot.entries]),
+                  "faults": _json_bytes([f.__dict__ for f in self.snapshot.faults])}
+        for emb_id, state in self.snapshot.states.items():
+            arrays.update({f"{emb_id}::{k}": v for k, v in state.items() if not k.startswith("_")})
+        fd, tmp = tempfile.mkstemp(prefix=".stylus-index-", suffix=".tmp", dir=self.cache_dir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)  # atomic: readers see the old file or the new one, never half of one
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    # ---- refresh -----------------------------------------------------------------------------------------------
+    def refresh(self, progress: Callable[[str, int, int], None] | None = None, save: bool = True) -> RefreshReport:
+        """Re-scan the roots; re-read and re-embed only what changed; swap in the new snapshot and save it."""
+        with self._lock:
+            t0 = time.perf_counter()
+            report = RefreshReport()
+            old = {e.card.path: e for e in self.snapshot.entries}
+            entries = self._scan(old, report, progress)
+            states = {emb.id: self._fit(emb, entries, report, progress) for emb in self.embedders}
+            fams = np.array([FAMILIES.index(e.card.base) for e in entries], np.int8)
+            changed = report.read or report.removed or len(entries) != len(old) or not os.path.isfile(self.path)
+            self.snapshot = Snapshot(entries, states, fams, report.faults)
+            if save and changed:
+                self.save()
+                report.saved = True
+            report.total, report.seconds = len(entries), time.perf_counter() - t0
+            return report
+
+    def _scan(self, old: dict, report: RefreshReport, progress) -> list:
+        prev_cards = {p: e.card for p, e in old.items()}
+        entries, seen = [], set()
+        for root in self.roots:
+            res = scan(root, prev_cards, (lambda i, n: progress("scan", i, n)) if progress else None)
+            report.read += res.read
+            report.reused += res.reused
+            report.faults.extend(res.faults)
+            for card in res.cards:
+                seen.add(card.path)
+                prior = old.get(card.path)
+                if prior is not None and prior.card is card:
+                    entries.append(prior)  # untouched file: keep its refined text too
+                else:
+                    refined = refine(card, self.captioners)
+                    entries.append(Entry(card, refined, _sha(refined.text + "\x00" + refined.dense_text)))
+        report.removed = len(set(old) - seen)
+        return entries
+
+    def _fit(self, emb: Embedder, entries: list, report: RefreshReport, progress) -> dict:
+        old_state = self.snapshot.states.get(emb.id)
+        if emb.id == BM25.id:
+            return _fit_lexical_incremental(emb, entries, self.snapshot.entries, old_state)
+        return _fit_dense_incremental(emb, entries, self.snapshot.entries, old_state, report, progress)
+
+
+def _fit_lexical_incremental(emb, entries, old_entries, old_state) -> dict:
+    """Only changed documents are tokenized; corpus statistics (idf, average length) are recomputed exactly."""
+    old_rows = {(e.card.path, e.text_sha): i for i, e in enumerate(old_entries)}
+    usable = old_state is not None and "bm25_tf" in old_state and int(old_state["bm25_n"][0]) == len(old_entries)
+    reuse = [old_rows.get((e.card.path, e.text_sha), -1) if usable else -1 for e in entries]
+    return emb.fit([e.refined.text for e in entries], old=old_state if usable else None, reuse=reuse)
+
+
+def _fit_dense_incremental(emb, entries, old_entries, old_state, report, progress) -> dict:
+    """Reuse the vector of every entry whose text is unchanged; embed only the rest."""
+    from .embedding import faiss_bytes
+    reuse = {}
+    if old_state is not None and len(old_state.get("dense_vectors", ())) == len(old_entries):
+        reuse = {(e.card.path, e.text_sha): i for i, e in enumerate(old_entries)}
+    todo = [i for i, e in enumerate(entries) if (e.card.path, e.text_sha) not in reuse]
+    fresh = emb.embed([entries[i].refined.dense_text for i in todo],
+                      (lambda i, n: progress("embed", i, n)) if progress else None) if todo else None
+    report.embedded[emb.id] = len(todo)
+    dim = fresh.shape[1] if fresh is not None else old_state["dense_vectors"].shape[1] if old_state else 1
+    vectors = np.zeros((len(entries), dim), np.float32)
+    for j, i in enumerate(todo):
+        vectors[i] = fresh[j]
+    for i, e in enumerate(entries):
+        k = reuse.get((e.card.path, e.text_sha))
+        if k is not None:
+            vectors[i] = old_state["dense_vectors"][k]
+    return {"dense_vectors": vectors, "dense_faiss": faiss_bytes(vectors)}
+
+
+def _read(path: str, key: str, embedder_ids: list) -> Snapshot:
+    with np.load(path, allow_pickle=False) as z:  # never unpickle: an index file is data, not code
+        meta = json.loads(bytes(z["meta"]).decode("utf-8"))
+        if meta.get("format") != INDEX_FORMAT or meta.get("key") != key:
+            raise ValueError(f"built for {meta.get('key')!r} format {meta.get('format')}, need {key!r}")
+        entries = [Entry.from_dict(d) for d in json.loads(bytes(z["entries"]).decode("utf-8"))]
+        faults = [Fault(**f) for f in json.loads(bytes(z["faults"]).decode("utf-8"))]
+        states = {eid: {k.split("::", 1)[1]: z[k] for k in z.files if k.startswith(eid + "::")} for eid in embedder_ids}
+    for eid, state in states.items():
+        if not state:
+            raise ValueError(f"no arrays for embedder {eid}")
+    fams = np.array([FAMILIES.index(e.card.base) for e in entries], np.int8)
+    return Snapshot(entries, states, fams, faults)
+
+
+def _json_bytes(obj) -> np.ndarray:
+    return np.frombuffer(json.dumps(obj, ensure_ascii=False).encode("utf-8"), np.uint8)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in text)

@@ -1,0 +1,106 @@
+"""The paper's refiner, done locally: AdapterCard -> one clean description, a recommended weight and a topic.
+Pluggable: extra `captioners` (e.g. a vision-language model describing the preview) add text to the description."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .catalog.card import AdapterCard
+from .text import collapse
+
+REFINER_VERSION = 1  # bump when the text changes: indexes are keyed by it and rebuild
+DEFAULT_WEIGHT = 0.8
+TOPICS = ("concept", "style", "pose", "action", "character", "clothing", "background", "building", "vehicle", "animal")
+
+# Prompt boilerplate that says nothing about what an adapter does.
+_BOILERPLATE = {
+    "masterpiece", "best quality", "high quality", "highest quality", "top quality", "ultra detailed", "ultra-detailed",
+    "highres", "absurdres", "8k", "4k", "hdr", "uhd", "extremely detailed", "detailed", "intricate details",
+    "official art", "illustration", "1girl", "1boy", "solo", "looking at viewer", "realistic", "photorealistic",
+    "raw photo", "best quality", "high resolution", "extremely detailed cg unity 8k wallpaper", "beautiful", "sharp focus",
+}
+_GENERIC_TAGS = {"lora", "character", "style", "concept", "anime", "girl", "girls", "woman", "women", "female", "male",
+                 "man", "sexy", "cute", "beautiful", "photorealistic", "realistic", "art style", "artstyle", "clothing"}
+
+# Topic rules: tag/name words -> topic; first match in priority order wins (a "cyberpunk car" is a vehicle).
+_TOPIC_WORDS = [
+    ("character", r"character|celebrity|real person|actress|actor|vtuber|idol|kpop|waifu|cosplay|game character|anime character"),
+    ("clothing", r"clothing|clothes|outfit|dress|uniform|costume|armor|armour|swimsuit|bikini|kimono|hanfu|fashion|lingerie|shoes|hat|gloves|jacket|suit"),
+    ("vehicle", r"vehicle|car|cars|motorcycle|aircraft|airplane|plane|ship|train|tank|mecha|gundam|spaceship|truck|bike"),
+    ("building", r"building|buildings|architecture|interior|house|castle|temple|city|tower|room"),
+    ("background", r"background|landscape|scenery|environment|world|place|location"),
+    ("animal", r"animal|animals|cat|dog|horse|bird|dragon|fox|wolf|creature|pokemon|monster|fish"),
+    ("pose", r"pose|poses|posing|gesture|hands"),
+    ("action", r"action|fighting|running|jumping|dancing|sitting|holding|eating"),
+    ("style", r"style|art style|artstyle|artist|painting|illustration|aesthetic|drawing|sketch|watercolor|render|3d|2d|manga|comic|photography|film"),
+]
+_WEIGHT_RANGE = re.compile(r"(?:weight|strength|lora|recommend\w*)[^0-9]{0,40}?(-?\d(?:\.\d+)?)\s*(?:-|~|to|–)\s*(-?\d(?:\.\d+)?)", re.I)
+_LORA_TAG = re.compile(r"<[^>]*>")
+_EMPHASIS = re.compile(r"[()\[\]{}]|:\s*-?\d+(?:\.\d+)?(?=\s*[)\],])")
+
+
+@dataclass
+class Refined:
+    text: str                # full description, for lexical indexing
+    dense_text: str          # the most telling part first, short enough for a 256-token encoder
+    weight: float
+    topic: str
+    extra: dict = field(default_factory=dict)
+
+
+Captioner = Callable[[AdapterCard], str]
+
+
+def refine(card: AdapterCard, captioners: Sequence[Captioner] = ()) -> Refined:
+    words = card_words(card)
+    captions = [c for c in (cap(card) for cap in captioners) if c]
+    head = " . ".join(p for p in [card.title, ", ".join(words["tags"]), ", ".join(card.trigger_words)] if p)
+    samples = " . ".join(words["samples"])
+    text = collapse(" . ".join(p for p in [card.stem, head, ", ".join(words["freq"]), card.description[:2000],
+                                           samples, *captions] if p))
+    dense = collapse(" . ".join(p for p in [head, *captions, card.description[:400]] if p))
+    return Refined(text=text, dense_text=dense, weight=recommended_weight(card), topic=topic(card))
+
+
+def card_words(card: AdapterCard) -> dict:
+    """The card's describing words, boilerplate and duplicates removed."""
+    tags = [t for t in card.tags if t.lower() not in {"lora"}]
+    freq = [t for t in card.tag_frequency if t.lower() not in _BOILERPLATE][:20]
+    return {"tags": tags, "freq": freq, "samples": [clean_prompt(p) for p in card.sample_prompts[:10]]}
+
+
+def clean_prompt(prompt: str) -> str:
+    """A sample prompt without <lora> tags, emphasis syntax and quality boilerplate."""
+    text = _EMPHASIS.sub(" ", _LORA_TAG.sub(" ", prompt.replace("BREAK", ",")))
+    parts = [collapse(p) for p in re.split(r"[,\n]", text)]
+    return ", ".join(p for p in parts if p and p.lower() not in _BOILERPLATE)
+
+
+def recommended_weight(card: AdapterCard) -> float:
+    """Sidecar preferred weight > the author's own sample prompts > a range in the description > 0.8."""
+    if card.preferred_weight:
+        return _clamp(card.preferred_weight)
+    if card.sample_weights:
+        ws = sorted(card.sample_weights)
+        return _clamp(ws[len(ws) // 2])
+    match = _WEIGHT_RANGE.search(card.description or "")
+    if match:
+        lo, hi = float(match.group(1)), float(match.group(2))
+        if 0 < lo <= hi <= 2:
+            return _clamp(round((lo + hi) / 2, 2))
+    return DEFAULT_WEIGHT
+
+
+def topic(card: AdapterCard) -> str:
+    """One topic from the paper's list, by rules on tags first, then on the name."""
+    tags = {t.lower() for t in card.tags}
+    for source in (" | ".join(sorted(tags - _GENERIC_TAGS)), " | ".join(sorted(tags)), card.title.lower()):
+        for name, pattern in _TOPIC_WORDS:
+            if re.search(rf"\b(?:{pattern})\b", source):
+                return name
+    return "concept"
+
+
+def _clamp(w: float) -> float:
+    return max(-2.0, min(2.0, float(w)))
