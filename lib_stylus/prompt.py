@@ -1,0 +1,466 @@
+"""Web UI prompt syntax in and out: read ``<lora:…>`` tags, reduce a prompt to plain words, split it into
+segments, and write Stylus' picks (tags, trigger words, negative text) back into it.
+
+Plain library: nothing here imports the web UI. The rules mirror AUTOMATIC1111 v1.10.1:
+
+* extra networks: regex ``<(\\w+):([^>]+)>``; the argument string is split on ``:``; an item with exactly one
+  ``=`` becomes a *named* argument (``te=0.5``), every other item is positional. For ``lora`` (and its alias
+  ``lyco``) positional 0 is the name, 1 the text-encoder weight (default 1.0), 2 the UNet weight (default: the
+  text-encoder weight); named ``te``/``unet`` override them.
+* attention: ``(x)``, ``[x]``, ``(x:1.2)``, escapes ``\\(`` ``\\)`` ``\\[`` ``\\]`` ``\\\\``; ``BREAK``;
+  prompt editing ``[a:b:0.5]``, ``[a:0.5]``, ``[a::0.5]``; alternation ``[a|b]``.
+* composable diffusion: subprompts split on the word ``AND``; each may end with ``:weight``.
+
+Wildcards of other extensions (``__animals__``, ``{a|b}``) are left as written: normally sd-dynamic-prompts has
+already expanded them before Stylus runs; if not, their text still carries the words a matcher needs
+(``__animals__`` is one word token, ``{red|blue}`` splits on punctuation like any other text).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+__all__ = [
+    "TAG_RE", "LORA_TYPES", "Tag", "Segment", "Pick", "Written", "RewriteResult",
+    "parse_tags", "tagged_names", "has_tag", "strip_syntax", "split_segments", "format_weight",
+    "format_tag", "tag_problem", "contains_phrase", "rewrite", "remove_added",
+]
+
+# The web UI's extra-network pattern (same meaning, written here independently).
+TAG_RE = re.compile(r"<(\w+):([^>]+)>")
+LORA_TYPES = ("lora", "lyco")  # v1.10 registers "lyco" as an alias of the lora extra network
+
+# Composable-diffusion keyword and weight: a subprompt may end with ":<number>" (optional spaces around).
+_AND_RE = re.compile(r"\bAND\b")
+_BREAK_RE = re.compile(r"\bBREAK\b")
+_NUMBER = r"[-+]?(?:\d+\.?|\d*\.\d+)"
+_TRAILING_WEIGHT_RE = re.compile(r"\s*:\s*" + _NUMBER + r"\s*$")
+# Attention weight / editing step right before a closing bracket: "(x:1.2)", "[a:b:0.5]".
+_BRACKET_NUMBER_RE = re.compile(r":\s*[-+]?[.\d]+\s*$")
+
+
+# --------------------------------------------------------------------------------------------- reading tags
+
+@dataclass(frozen=True)
+class Tag:
+    """One extra-network tag found in a prompt; ``span`` indexes the original string."""
+    kind: str
+    name: str
+    te_weight: float
+    unet_weight: Optional[float]  # None when the tag does not set it (web UI then reuses te_weight)
+    span: Tuple[int, int]
+    items: Tuple[str, ...]
+
+
+def _split_args(args: str) -> Tuple[List[str], dict]:
+    """Positional and named arguments, by the web UI's rule (exactly one '=' makes an item named)."""
+    positional, named = [], {}
+    for item in args.split(":"):
+        parts = item.split("=", 2)
+        if len(parts) == 2:
+            named[parts[0]] = parts[1]
+        else:
+            positional.append(item)
+    return positional, named
+
+
+def _to_float(text: Optional[str]) -> Optional[float]:
+    try:
+        return None if text is None else float(text)
+    except ValueError:
+        return None  # the web UI would raise on this tag; we just report the weight as unknown
+
+
+def parse_tags(prompt: str, kinds: Optional[Sequence[str]] = LORA_TYPES) -> List[Tag]:
+    """All extra-network tags of ``kinds`` (None = every kind) in prompt order.
+
+    Tags with no positional name (e.g. ``<lora:te=1>``) are skipped: the web UI cannot load them either."""
+    wanted = None if kinds is None else {k.lower() for k in kinds}
+    tags = []
+    for m in TAG_RE.finditer(prompt):
+        kind = m.group(1)
+        if wanted is not None and kind.lower() not in wanted:
+            continue
+        positional, named = _split_args(m.group(2))
+        if not positional:
+            continue
+        te = _to_float(positional[1]) if len(positional) > 1 else 1.0
+        te = _to_float(named["te"]) if "te" in named else te
+        unet = _to_float(positional[2]) if len(positional) > 2 else None
+        unet = _to_float(named["unet"]) if "unet" in named else unet
+        tags.append(Tag(kind, positional[0], te if te is not None else float("nan"), unet,
+                        m.span(), tuple(m.group(2).split(":"))))
+    return tags
+
+
+def tagged_names(prompt: str) -> set:
+    """Case-folded names of every LoRA/LyCORIS the prompt already tags."""
+    return {t.name.casefold() for t in parse_tags(prompt)}
+
+
+def has_tag(prompt: str, name: str) -> bool:
+    return name.casefold() in tagged_names(prompt)
+
+
+# ------------------------------------------------------------------------------------------- plain words
+
+_ESCAPABLE = "()[]\\"
+
+
+def _drop_bracket_number(out: List[str], start: int) -> None:
+    """Remove a ':<number>' ending ``out[start:]`` (an attention weight or an editing step)."""
+    m = _BRACKET_NUMBER_RE.search("".join(out[start:]))
+    if m:
+        del out[start + m.start():]
+
+
+def _strip_attention(text: str) -> str:
+    """Drop emphasis / editing brackets and their numbers; keep every word (editing keeps both sides).
+    ``out`` holds one character per item so bracket positions can be remembered as indexes."""
+    out: List[str] = []
+    stack: List[Tuple[str, int]] = []  # (opening bracket, index in out where its content starts)
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] in _ESCAPABLE:
+            out.append(text[i + 1])  # an escaped bracket is literal text, e.g. "nahida \\(genshin\\)"
+            i += 2
+            continue
+        if ch in "([":
+            out.append(" ")  # brackets separate words, as the web UI tokenizes bracket chunks apart
+            stack.append((ch, len(out)))
+        elif ch in ")]":
+            opener, start = stack.pop() if stack else (ch, 0)
+            _drop_bracket_number(out, start)
+            if opener == "[":
+                # "[a:b:0.5]" / "[a|b]": both alternatives are words of the prompt
+                out[start:] = [" " if c in ":|" else c for c in out[start:]]
+            out.append(" ")
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def strip_syntax(prompt: str) -> str:
+    """The plain words of a prompt, for matching: tags, BREAK, AND (+ its ``:weight``), emphasis, editing,
+    alternation and escapes removed; commas kept; BREAK/AND become commas; whitespace collapsed.
+
+    >>> strip_syntax("(masterpiece:1.2), [cat|dog] BREAK a \\(hat\\) :0.5 AND [a:b:3] <lora:x:1>")
+    'masterpiece, cat dog, a (hat), a b'
+
+    A ``:weight`` counts only where the web UI reads one: at the very end of an AND-subprompt (after tags are
+    removed) or right before a closing bracket; elsewhere (``a:2 BREAK b``) it stays literal text, as there.
+    """
+    text = TAG_RE.sub(" ", prompt)
+    parts = [_TRAILING_WEIGHT_RE.sub("", sub) for sub in _AND_RE.split(text)]
+    text = " , ".join(parts)
+    text = _BREAK_RE.sub(" , ", text)
+    text = _strip_attention(text)
+    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"\s+,", ",", text)
+    text = re.sub(r",(?:\s*,)+", ",", text)  # empty segments left by removed syntax
+    return text.strip(" ,")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A comma/newline/BREAK/AND-separated piece of the prompt: ``prompt[start:end] == text``."""
+    text: str
+    start: int
+    end: int
+    plain: str
+
+
+def _separator_spans(prompt: str) -> List[Tuple[int, int]]:
+    """Spans that separate segments, ignoring anything inside extra-network tags (aliases may hold commas)."""
+    tag_spans = [m.span() for m in TAG_RE.finditer(prompt)]
+
+    def inside_tag(pos: int) -> bool:
+        return any(a <= pos < b for a, b in tag_spans)
+
+    seps = [m.span() for m in re.finditer(r"[,\n]", prompt) if not inside_tag(m.start())]
+    seps += [m.span() for m in _AND_RE.finditer(prompt) if not inside_tag(m.start())]
+    seps += [m.span() for m in _BREAK_RE.finditer(prompt) if not inside_tag(m.start())]
+    return sorted(seps)
+
+
+def split_segments(prompt: str) -> List[Segment]:
+    """Segments with their spans in the original prompt, whitespace-trimmed; segments whose plain text is
+    empty (a lone tag, a bare weight) are left out. Commas inside emphasis split too:
+    ``(red hair, blue eyes:1.2)`` gives two segments, since they are two concepts."""
+    segments, pos = [], 0
+    for a, b in _separator_spans(prompt) + [(len(prompt), len(prompt))]:
+        if a < pos:
+            continue  # overlapping separator (cannot happen with these patterns, kept for safety)
+        raw = prompt[pos:a]
+        lead = len(raw) - len(raw.lstrip())
+        text = raw.strip()
+        plain = strip_syntax(text).strip(" ,")
+        if plain:
+            start = pos + lead
+            segments.append(Segment(text, start, start + len(text), plain))
+        pos = b
+    return segments
+
+
+# ------------------------------------------------------------------------------------------ writing tags
+
+@dataclass(frozen=True)
+class Pick:
+    """An adapter to write. ``alias`` is what the web UI shows (tag text); ``name`` is the registry name to
+    fall back on when the alias cannot be written as a tag; ``negative`` goes into the negative prompt."""
+    alias: str
+    weight: float
+    triggers: Tuple[str, ...] = ()
+    negative: str = ""
+    name: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Written:
+    """What ``rewrite`` actually added for one pick (record it to undo later with ``remove_added``)."""
+    pick: Pick
+    tag_name: str
+    tag: str
+    triggers: Tuple[str, ...]
+    negatives: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RewriteResult:
+    prompt: str
+    negative_prompt: Optional[str]
+    written: Tuple[Written, ...] = ()
+    skipped: Tuple[Tuple[Pick, str], ...] = ()  # (pick, human-readable reason)
+
+    @property
+    def tag_names(self) -> Tuple[str, ...]:
+        return tuple(w.tag_name for w in self.written)
+
+    @property
+    def triggers(self) -> Tuple[str, ...]:
+        return tuple(t for w in self.written for t in w.triggers)
+
+    @property
+    def negatives(self) -> Tuple[str, ...]:
+        return tuple(t for w in self.written for t in w.negatives)
+
+
+def format_weight(weight: float) -> str:
+    """Compact decimal, at most 4 places, never exponent notation: 0.8000000001 -> '0.8', 1.0 -> '1'."""
+    text = f"{round(float(weight), 4):.4f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def tag_problem(name: str, weight: float = 1.0) -> Optional[str]:
+    """Why ``<lora:name:weight>`` would not read back as (name, weight) in the web UI; None if it does."""
+    if not name or not name.strip():
+        return "empty name"
+    if any(c in name for c in ":<>"):
+        return "name contains ':', '<' or '>'"
+    if not math.isfinite(weight):
+        return "weight is not a finite number"
+    tag = f"<lora:{name}:{format_weight(weight)}>"
+    found = parse_tags(tag)
+    # The decisive check: what the web UI would read back. Catches e.g. a single '=' (named argument).
+    if len(found) != 1 or found[0].span != (0, len(tag)) or found[0].name != name:
+        return "name does not survive the web UI's tag parser"
+    if found[0].te_weight != round(float(weight), 4) or found[0].unet_weight is not None:
+        return "weight does not survive the web UI's tag parser"
+    return None
+
+
+def format_tag(name: str, weight: float) -> str:
+    """``<lora:name:w>``; raises ValueError when it would not round-trip (see ``tag_problem``)."""
+    problem = tag_problem(name, weight)
+    if problem:
+        raise ValueError(f"cannot write LoRA tag for {name!r}: {problem}")
+    return f"<lora:{name}:{format_weight(weight)}>"
+
+
+def _words(text: str) -> List[str]:
+    return re.findall(r"\w+", text.casefold())
+
+
+def _chunks(text: str) -> List[List[str]]:
+    """Word lists of the comma-separated chunks of a text's plain form."""
+    return [w for w in (_words(c) for c in strip_syntax(text).split(",")) if w]
+
+
+def _has_run(words: List[str], run: List[str]) -> bool:
+    n = len(run)
+    return any(words[i:i + n] == run for i in range(len(words) - n + 1))
+
+
+def contains_phrase(prompt: str, phrase: str) -> bool:
+    """Case-insensitive whole-phrase match on the prompt's plain words: emphasis, escapes and punctuation
+    are ignored ("(Blue Hair:1.2)" contains "blue hair"), but a phrase never matches across a comma and
+    never inside a longer word ("red" is not in "tired"). A phrase with commas needs each of its parts."""
+    parts = _chunks(phrase)
+    if not parts:
+        return False
+    chunks = _chunks(prompt)
+    return all(any(_has_run(c, part) for c in chunks) for part in parts)
+
+
+def _top_level_pieces(text: str) -> List[str]:
+    """Split a trigger list on commas outside brackets: a Civitai 'trained word' is often 'a, b, c', while
+    '(a, b:1.2)' must stay whole so its brackets stay balanced."""
+    pieces, depth, current = [], 0, []
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}" and depth:
+            depth -= 1
+        if ch == "," and depth == 0:
+            pieces.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    pieces.append("".join(current))
+    return [p.strip() for p in pieces if p.strip() and not TAG_RE.search(p)]
+
+
+def _new_phrases(texts: Iterable[str], existing: str) -> List[str]:
+    """Phrases not yet present in ``existing`` (nor earlier in this list), in order."""
+    added: List[str] = []
+    for text in texts:
+        for piece in _top_level_pieces(text or ""):
+            if _words(piece) and not contains_phrase(existing + ", " + ", ".join(added), piece):
+                added.append(piece)
+    return added
+
+
+def _append_phrases(text: str, phrases: Sequence[str]) -> str:
+    """Append ', a, b' to ``text`` without touching its bytes; a trailing composable weight (':0.8') stays
+    last so the web UI still reads it as the weight of the last subprompt."""
+    if not phrases:
+        return text
+    joined = ", ".join(phrases)
+    m = _TRAILING_WEIGHT_RE.search(text)
+    head, tail = (text[:m.start()], text[m.start():]) if m else (text, "")
+    if not head.strip():
+        return head + joined + tail
+    stripped = head.rstrip()
+    sep = ("" if head != stripped else " ") if stripped.endswith(",") else ", "
+    return head + sep + joined + tail
+
+
+def _append_tags(text: str, tags: Sequence[str]) -> str:
+    if not tags:
+        return text
+    sep = "" if not text or text[-1].isspace() else " "
+    return text + sep + " ".join(tags)
+
+
+def _choose_tag_name(pick: Pick) -> Tuple[Optional[str], Optional[str]]:
+    """(name to write, None) or (None, reason). The alias is preferred because users recognise it."""
+    problem = tag_problem(pick.alias, pick.weight)
+    if problem is None:
+        return pick.alias, None
+    if pick.name and pick.name != pick.alias:
+        fallback_problem = tag_problem(pick.name, pick.weight)
+        if fallback_problem is None:
+            return pick.name, None
+        return None, f"alias {pick.alias!r}: {problem}; registry name {pick.name!r}: {fallback_problem}"
+    return None, f"alias {pick.alias!r}: {problem}"
+
+
+def rewrite(prompt: str, picks: Sequence[Pick], negative_prompt: Optional[str] = None,
+            add_triggers: bool = True) -> RewriteResult:
+    """Append each pick's trigger words (once) and ``<lora:…:w>`` tag to ``prompt``; with a
+    ``negative_prompt`` given, append the picks' negative texts to it. The original text stays a prefix,
+    byte for byte, except that a trailing composable ``:weight`` is kept at the end (see _append_phrases).
+
+    A pick is skipped (with a reason) when the prompt already tags it (by alias or registry name,
+    case-insensitive), when an earlier pick wrote it, when its weight is 0, or when neither its alias nor
+    its registry name can be written as a tag."""
+    taken = tagged_names(prompt)
+    written: List[Written] = []
+    skipped: List[Tuple[Pick, str]] = []
+    all_triggers: List[str] = []
+    all_negatives: List[str] = []
+    for pick in picks:
+        names = {pick.alias.casefold()} | ({pick.name.casefold()} if pick.name else set())
+        if names & taken:
+            skipped.append((pick, "already in the prompt"))
+            continue
+        if math.isfinite(pick.weight) and format_weight(pick.weight) == "0":
+            skipped.append((pick, "weight rounds to 0"))
+            continue
+        tag_name, reason = _choose_tag_name(pick)
+        if tag_name is None:
+            skipped.append((pick, reason))
+            continue
+        taken |= names | {tag_name.casefold()}
+        triggers = _new_phrases(pick.triggers, prompt + ", " + ", ".join(all_triggers)) if add_triggers else []
+        negatives: List[str] = []
+        if negative_prompt is not None and pick.negative:
+            negatives = _new_phrases([pick.negative], negative_prompt + ", " + ", ".join(all_negatives))
+        all_triggers += triggers
+        all_negatives += negatives
+        written.append(Written(pick, tag_name, format_tag(tag_name, pick.weight), tuple(triggers),
+                               tuple(negatives)))
+    new_prompt = _append_tags(_append_phrases(prompt, all_triggers), [w.tag for w in written])
+    new_negative = None if negative_prompt is None else _append_phrases(negative_prompt, all_negatives)
+    return RewriteResult(new_prompt, new_negative, tuple(written), tuple(skipped))
+
+
+# ------------------------------------------------------------------------------------------------ undoing
+
+def _delete_spans(text: str, spans: List[Tuple[int, int]]) -> str:
+    for a, b in sorted(spans, reverse=True):
+        text = text[:a] + text[b:]
+    return text
+
+
+def _tag_removal_spans(prompt: str, names: set) -> List[Tuple[int, int]]:
+    spans = []
+    for tag in parse_tags(prompt):
+        if tag.name.casefold() in names:
+            a, b = tag.span
+            while a > 0 and prompt[a - 1] in " \t":  # the space rewrite put before the tag
+                a -= 1
+            if a == 0:
+                while b < len(prompt) and prompt[b] in " \t":
+                    b += 1
+            spans.append((a, b))
+    return spans
+
+
+def _remove_phrase(text: str, phrase: str) -> str:
+    """Remove the LAST whole-phrase occurrence written as plain text (rewrite appends, so the last one is
+    ours), together with the ', ' that joined it."""
+    words = phrase.split()
+    if not words:
+        return text
+    body = r"\s+".join(map(re.escape, words))
+    hits = list(re.finditer(r"(?<![\w\\])" + body + r"(?!\w)", text, re.IGNORECASE))
+    if not hits:
+        return text
+    a, b = hits[-1].span()
+    before = re.search(r",[ \t]*$", text[:a])
+    after = re.match(r"[ \t]*,[ \t]*", text[b:])
+    if before:
+        a = before.start()
+    elif after:
+        b += after.end()
+    return text[:a] + text[b:]
+
+
+def remove_added(prompt: str, tag_names: Iterable[str] = (), phrases: Iterable[str] = ()) -> str:
+    """Undo ``rewrite``: drop the tags of ``tag_names`` and the last occurrence of each added phrase
+    (trigger words, or negative texts when applied to the negative prompt).
+
+    On an unedited rewrite result this gives back the original prompt exactly (when it had no trailing
+    whitespace); on an edited one it removes only what Stylus added, so a pasted prompt is not tagged twice.
+    Typical use: ``remove_added(res.prompt, res.tag_names, res.triggers)``."""
+    names = {n.casefold() for n in tag_names}
+    text = _delete_spans(prompt, _tag_removal_spans(prompt, names)) if names else prompt
+    for phrase in reversed(list(phrases)):
+        text = _remove_phrase(text, phrase)
+    return text

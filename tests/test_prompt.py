@@ -1,0 +1,251 @@
+import re
+
+import pytest
+
+from lib_stylus.prompt import (
+    Pick, contains_phrase, format_tag, format_weight, has_tag, parse_tags, remove_added, rewrite,
+    split_segments, strip_syntax, tag_problem, tagged_names,
+)
+
+# The web UI's reading of a tag, restated here on purpose (not imported from prompt.py): if prompt.py's
+# mirror drifted, these tests would still check against the real rule.
+WEBUI_RE = re.compile(r"<(\w+):([^>]+)>")
+
+
+def webui_read(prompt):
+    """(kind, name, te weight) per tag, the way v1.10 extra_networks + the Lora network read them."""
+    out = []
+    for m in WEBUI_RE.finditer(prompt):
+        items = m.group(2).split(":")
+        positional = [i for i in items if len(i.split("=", 2)) != 2]
+        out.append((m.group(1), positional[0], float(positional[1]) if len(positional) > 1 else 1.0))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- parse_tags
+
+def test_parse_tags_reads_lora_and_lyco_with_weights():
+    tags = parse_tags("a cat <lora:Foo Bar:0.7> <lyco:x.y:0.5:0.25>, <hypernet:h:1> <lora:plain>")
+    assert [(t.kind, t.name, t.te_weight, t.unet_weight) for t in tags] == [
+        ("lora", "Foo Bar", 0.7, None), ("lyco", "x.y", 0.5, 0.25), ("lora", "plain", 1.0, None)]
+    assert tags[0].span == (6, 24)
+
+
+def test_parse_tags_named_te_and_unet_override_positional():
+    (tag,) = parse_tags("<lora:n:0.3:te=0.9:unet=0.1>")
+    assert (tag.name, tag.te_weight, tag.unet_weight) == ("n", 0.9, 0.1)
+
+
+def test_parse_tags_all_kinds_when_kinds_is_none():
+    assert [t.kind for t in parse_tags("<hypernet:h:1> <lora:l:1>", kinds=None)] == ["hypernet", "lora"]
+
+
+def test_tagged_names_are_casefolded_and_has_tag_is_case_insensitive():
+    prompt = "x <lora:MyStyle:1> <LyCo:Other:0.5>"
+    assert tagged_names(prompt) == {"mystyle", "other"}
+    assert has_tag(prompt, "MYSTYLE") and not has_tag(prompt, "mystyl")
+
+
+# ------------------------------------------------------------------------------------------ strip_syntax
+
+@pytest.mark.parametrize("prompt, plain", [
+    ("(masterpiece:1.2), best quality", "masterpiece, best quality"),
+    ("((red hair)), [blurry]", "red hair, blurry"),
+    ("a (cat: 0.9 ) on a mat", "a cat on a mat"),
+    ("[day:night:0.5] city", "day night city"),
+    ("[snow:0.3], [rain::10]", "snow, rain"),
+    ("[cat|dog|fox] plush", "cat dog fox plush"),
+    ("girl BREAK forest", "girl, forest"),
+    ("a cat :1.2 AND a dog:0.8", "a cat, a dog"),
+    ("a cat AND a dog", "a cat, a dog"),
+    ("nahida \\(genshin impact\\), \\[x\\]", "nahida (genshin impact), [x]"),
+    ("<lora:x:1> a cat <lyco:y:0.5>", "a cat"),
+    ("__animals__ in a {forest|desert}", "__animals__ in a {forest|desert}"),
+    ("(style: anime) girl", "style: anime girl"),
+    ("ANDROID, BREAKFAST, bread and butter", "ANDROID, BREAKFAST, bread and butter"),
+    ("a:2 BREAK b", "a:2, b"),
+    ("", ""),
+])
+def test_strip_syntax_keeps_only_plain_words(prompt, plain):
+    assert strip_syntax(prompt) == plain
+
+
+def test_strip_syntax_survives_unbalanced_brackets():
+    assert strip_syntax("blue eyes:1.2), (open") == "blue eyes, open"
+
+
+# ---------------------------------------------------------------------------------------- split_segments
+
+def test_split_segments_spans_index_the_original_prompt():
+    prompt = "a street musician, (robot companion:1.2) BREAK cyberpunk style AND night:0.5\nrain"
+    segs = split_segments(prompt)
+    assert [s.plain for s in segs] == ["a street musician", "robot companion", "cyberpunk style", "night", "rain"]
+    for s in segs:
+        assert prompt[s.start:s.end] == s.text
+
+
+def test_split_segments_ignores_commas_inside_tags_and_drops_tag_only_segments():
+    prompt = "cat, <lora:odd, name:0.5>, dog"
+    assert [s.plain for s in split_segments(prompt)] == ["cat", "dog"]
+
+
+def test_split_segments_splits_commas_inside_emphasis():
+    assert [s.plain for s in split_segments("(red hair, blue eyes:1.2)")] == ["red hair", "blue eyes"]
+
+
+# ----------------------------------------------------------------------------------------- tag writing
+
+ALIASES = [
+    "simple", "with space", "dots.v1.2", "ünïcødé 漢字 スタイル", "(brackets)", "[square] {curly}",
+    "under_score-dash", "emoji 🎨", "a=b=c", "x" * 200, "trailing.", "back\\slash", "comma, inside",
+    "BREAK", "AND", "1.5", "#hash!", "q?uote\"s'",
+]
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+@pytest.mark.parametrize("weight", [0.8, 0.8000000001, 1, 0.33333333, -0.5, 1.25, 0.0001])
+def test_written_tag_round_trips_through_webui_regex(alias, weight):
+    tag = format_tag(alias, weight)
+    assert webui_read("a cat, " + tag + ", dog") == [("lora", alias, round(weight, 4))]
+
+
+@pytest.mark.parametrize("alias", ["", "   ", "a:b", "a>b", "a<b", "a=b", "=x"])
+def test_unwritable_aliases_are_reported(alias):
+    assert tag_problem(alias) is not None
+    with pytest.raises(ValueError):
+        format_tag(alias, 1.0)
+
+
+@pytest.mark.parametrize("weight, text", [
+    (0.8000000001, "0.8"), (0.8, "0.8"), (1.0, "1"), (2, "2"), (0.33333333, "0.3333"), (-0.00001, "0"),
+    (1e-5, "0"), (0.12345, "0.1235"), (-1.5, "-1.5"), (10.0, "10"), (0.1 + 0.2, "0.3"),
+])
+def test_format_weight_is_compact(weight, text):
+    assert format_weight(weight) == text
+
+
+# ------------------------------------------------------------------------------------------------ rewrite
+
+def test_rewrite_appends_tag_and_triggers_keeping_prompt_bytes():
+    prompt = "a (cat:1.2)  \\(x\\), [day:night:0.5]"
+    res = rewrite(prompt, [Pick("cyber", 0.8000000001, ("neon glow",))])
+    assert res.prompt == prompt + ", neon glow <lora:cyber:0.8>"
+    assert res.prompt.startswith(prompt)
+    assert res.skipped == ()
+
+
+def test_rewrite_does_not_duplicate_triggers_already_in_prompt_case_insensitive():
+    prompt = "Portrait, (Neon Glow:1.3), cyberpunk city"
+    res = rewrite(prompt, [Pick("a", 1, ("neon glow", "CYBERPUNK CITY", "glowing eyes")),
+                           Pick("b", 1, ("Glowing Eyes", "neon", "neo"))])
+    # "neon" is a whole word of "(Neon Glow:1.3)"; "neo" is not.
+    assert res.triggers == ("glowing eyes", "neo")
+    assert res.prompt == prompt + ", glowing eyes, neo <lora:a:1> <lora:b:1>"
+
+
+def test_rewrite_trigger_match_is_whole_phrase_not_substring():
+    res = rewrite("tired woman, redhead", [Pick("a", 1, ("red", "tired"))])
+    assert res.triggers == ("red",)
+
+
+def test_rewrite_splits_comma_lists_of_trained_words_but_not_inside_brackets():
+    res = rewrite("girl, sks", [Pick("a", 1, ("sks, style of x", "(soft, light:1.1)"))])
+    assert res.triggers == ("style of x", "(soft, light:1.1)")
+
+
+def test_rewrite_never_re_adds_a_lora_already_tagged():
+    prompt = "cat <lora:MyStyle:0.6>"
+    res = rewrite(prompt, [Pick("mystyle", 0.9, ("trig",)), Pick("other", 0.5, name="MYSTYLE"),
+                           Pick("new", 0.5), Pick("NEW", 0.7)])
+    assert res.prompt == prompt + " <lora:new:0.5>"
+    assert [(p.alias, reason) for p, reason in res.skipped] == [
+        ("mystyle", "already in the prompt"), ("other", "already in the prompt"), ("NEW", "already in the prompt")]
+
+
+def test_rewrite_also_sees_lyco_tags_as_chosen():
+    res = rewrite("cat <lyco:Loha:1>", [Pick("loha", 1)])
+    assert res.written == () and res.skipped[0][1] == "already in the prompt"
+
+
+def test_rewrite_unwritable_alias_falls_back_to_registry_name():
+    res = rewrite("cat", [Pick("Style: Neon>", 0.7, name="style_neon_v2")])
+    assert res.prompt == "cat <lora:style_neon_v2:0.7>"
+    assert webui_read(res.prompt) == [("lora", "style_neon_v2", 0.7)]
+
+
+def test_rewrite_unwritable_alias_without_usable_name_is_skipped_with_reason():
+    res = rewrite("cat", [Pick("a:b", 0.7, ("trig",)), Pick("c>d", 0.7, name="e:f"), Pick("", 1)])
+    assert res.prompt == "cat"
+    reasons = [r for _, r in res.skipped]
+    assert len(reasons) == 3 and "':'" in reasons[0] and "'e:f'" in reasons[1] and "empty" in reasons[2]
+
+
+def test_rewrite_skips_zero_weight():
+    res = rewrite("cat", [Pick("a", 0.00001)])
+    assert res.prompt == "cat" and res.skipped[0][1] == "weight rounds to 0"
+
+
+def test_rewrite_negative_text_goes_to_negative_prompt_once():
+    res = rewrite("cat", [Pick("a", 1, negative="bad hands, Blurry"), Pick("b", 1, negative="blurry, lowres")],
+                  negative_prompt="blurry")
+    assert res.negative_prompt == "blurry, bad hands, lowres"
+    assert res.prompt == "cat <lora:a:1> <lora:b:1>"
+
+
+def test_rewrite_leaves_negative_prompt_alone_when_not_given():
+    res = rewrite("cat", [Pick("a", 1, negative="bad hands")])
+    assert res.negative_prompt is None and res.negatives == ()
+
+
+def test_rewrite_keeps_composable_weight_last():
+    # "a cat AND a dog:0.5": the web UI reads 0.5 as the weight only while it ends the subprompt.
+    res = rewrite("a cat AND a dog:0.5", [Pick("x", 1, ("fluffy",))])
+    assert res.prompt == "a cat AND a dog, fluffy:0.5 <lora:x:1>"
+    assert strip_syntax(res.prompt) == "a cat, a dog, fluffy"
+
+
+def test_rewrite_separators_for_empty_and_comma_terminated_prompts():
+    assert rewrite("", [Pick("x", 1, ("t",))]).prompt == "t <lora:x:1>"
+    assert rewrite("cat,", [Pick("x", 1, ("t",))]).prompt == "cat, t <lora:x:1>"
+    assert rewrite("cat, ", [Pick("x", 1, ("t",))]).prompt == "cat, t <lora:x:1>"
+    assert rewrite("cat BREAK", [Pick("x", 1)]).prompt == "cat BREAK <lora:x:1>"
+
+
+def test_rewrite_output_tags_all_round_trip():
+    picks = [Pick(a, 0.8 / (i + 1)) for i, a in enumerate(ALIASES)]
+    res = rewrite("cat", picks)
+    assert [(n, w) for _, n, w in webui_read(res.prompt)] == [(a, round(0.8 / (i + 1), 4))
+                                                               for i, a in enumerate(ALIASES)]
+
+
+def test_contains_phrase_ignores_syntax_and_never_crosses_commas():
+    assert contains_phrase("(Blue  Hair:1.2), x", "blue hair")
+    assert not contains_phrase("blue, hair", "blue hair")
+    assert contains_phrase("__animals__, b", "__animals__")
+
+
+# -------------------------------------------------------------------------------------------------- undo
+
+@pytest.mark.parametrize("prompt", ["a cat", "", "a cat:1.2", "a (cat:1.1) AND dog <lora:mine:1>"])
+def test_remove_added_restores_the_original_prompt_exactly(prompt):
+    res = rewrite(prompt, [Pick("x", 0.8, ("sks style", "glow")), Pick("y y", 0.4, ("red",))], "bad",)
+    assert res.prompt != prompt
+    assert remove_added(res.prompt, res.tag_names, res.triggers) == prompt
+
+
+def test_remove_added_restores_negative_prompt():
+    res = rewrite("cat", [Pick("x", 1, negative="lowres, bad hands")], negative_prompt="ugly")
+    assert remove_added(res.negative_prompt, (), res.negatives) == "ugly"
+
+
+def test_remove_added_keeps_user_edits_and_user_copies_of_a_trigger():
+    res = rewrite("glow, cat", [Pick("x", 1, ("sks",))])
+    assert res.prompt == "glow, cat, sks <lora:x:1>"
+    edited = "sks, " + res.prompt.replace("cat", "black cat")  # user typed their own "sks" too
+    assert remove_added(edited, res.tag_names, res.triggers) == "sks, glow, black cat"
+
+
+def test_rewrite_after_paste_does_not_tag_twice():
+    first = rewrite("cat", [Pick("x", 1, ("sks",))])
+    again = rewrite(first.prompt, [Pick("x", 1, ("sks",))])
+    assert again.prompt == first.prompt and has_tag(first.prompt, "x")
