@@ -1,0 +1,5 @@
+import sys
+
+from lib_stylus.cli import main
+
+sys.exit(main())
