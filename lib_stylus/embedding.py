@@ -12,13 +12,14 @@ import numpy as np
 _STOP = set("a an the of in on at to and or with for by from as is are be this that it its into over under near "
             "very his her their your my our".split())
 _TOKEN = re.compile(r"\w+", re.UNICODE)
+MAX_TOKEN = 40  # longer "words" are hashes and URLs; they would also widen every fixed-width vocabulary string
 
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased word tokens, stop words out, plural 's' folded so 'statues' finds 'statue'."""
     out = []
     for tok in _TOKEN.findall(text.lower()):
-        if tok in _STOP or tok == "_":
+        if tok in _STOP or tok == "_" or len(tok) > MAX_TOKEN:
             continue
         if len(tok) > 3 and tok.endswith("s") and not tok.endswith("ss"):
             tok = tok[:-1]
@@ -56,25 +57,28 @@ class BM25:
             reuse: Sequence[int] | None = None) -> dict:
         """reuse[i] = the row of document i in `old` when its text is unchanged, else -1."""
         reuse = np.asarray(reuse if reuse is not None else [-1] * len(texts), np.int64)
-        fresh_terms, fresh_docs, fresh_tf = [], [], []
+        local: dict[str, int] = {}  # word -> id among the fresh documents' words only
+        fresh_ids, fresh_docs, fresh_tf = [], [], []
         for i in np.flatnonzero(reuse < 0).tolist():
-            counts: dict[str, int] = {}
+            counts: dict[int, int] = {}
             for tok in tokenize(texts[i]):
-                counts[tok] = counts.get(tok, 0) + 1
-            fresh_terms.extend(counts)
+                t = local.setdefault(tok, len(local))
+                counts[t] = counts.get(t, 0) + 1
+            fresh_ids.extend(counts)
             fresh_docs.extend([i] * len(counts))
             fresh_tf.extend(counts.values())
-        fresh = np.array(fresh_terms, dtype=str) if fresh_terms else np.zeros(0, "<U1")
+        words = np.array(list(local), dtype=str) if local else np.zeros(0, "<U1")
+        fresh_ids = np.array(fresh_ids, np.int64)
+        docs, tf = np.array(fresh_docs, np.int64), np.array(fresh_tf, np.float32)
         if old is None:
-            vocab, term_ids = np.unique(fresh, return_inverse=True)
-            docs, tf = np.array(fresh_docs, np.int64), np.array(fresh_tf, np.float32)
-        else:  # keep the old vocabulary's ids; only the few new words go through a string sort
-            vocab = np.union1d(old["bm25_vocab"], fresh)
+            vocab, inverse = np.unique(words, return_inverse=True)
+            term_ids = inverse[fresh_ids] if len(fresh_ids) else fresh_ids
+        else:  # keep the old vocabulary's ids; only the new words go through a string sort
+            vocab = np.union1d(old["bm25_vocab"], words)
             old_ids, old_docs, old_tf = _old_postings(old, reuse)
             term_ids = np.concatenate([np.searchsorted(vocab, old["bm25_vocab"])[old_ids],
-                                       np.searchsorted(vocab, fresh)])
-            docs = np.concatenate([old_docs, np.array(fresh_docs, np.int64)])
-            tf = np.concatenate([old_tf, np.array(fresh_tf, np.float32)])
+                                       np.searchsorted(vocab, words)[fresh_ids] if len(fresh_ids) else fresh_ids])
+            docs, tf = np.concatenate([old_docs, docs]), np.concatenate([old_tf, tf])
         return self._csr(vocab, term_ids, docs, tf, len(texts))
 
     def _csr(self, vocab: np.ndarray, term_ids: np.ndarray, docs: np.ndarray, tf: np.ndarray, n: int) -> dict:

@@ -1,0 +1,30 @@
+"""Reference images arrive as PIL images (gradio 3), dicts (gradio 4 image editor), numpy arrays, or base64
+strings / data URLs (the API). One function turns any of them into an RGB PIL image or None."""
+from __future__ import annotations
+
+import base64
+import io
+
+
+def to_pil(value):
+    from PIL import Image
+    if value is None or value == "":
+        return None
+    if isinstance(value, Image.Image):
+        return value.convert("RGB")
+    if isinstance(value, dict):  # gradio 4 ImageEditor / sketch payloads
+        return to_pil(value.get("composite") or value.get("background") or value.get("image"))
+    if isinstance(value, str):
+        data = value.split(",", 1)[1] if value.startswith("data:") else value
+        try:
+            raw = base64.b64decode(data, validate=False)
+            return Image.open(io.BytesIO(raw)).convert("RGB")
+        except Exception as e:
+            raise ValueError(f"reference image is not a valid base64 image ({e.__class__.__name__})") from None
+    try:
+        import numpy as np
+        if isinstance(value, np.ndarray):
+            return Image.fromarray(value.astype("uint8")).convert("RGB")
+    except ImportError:
+        pass
+    raise ValueError(f"unsupported reference image type {type(value).__name__}")

@@ -1,0 +1,73 @@
+"""Everything Stylus asks of the host web UI, in one place (A1111 1.10 and Forge share these names)."""
+from __future__ import annotations
+
+import os
+
+from modules import paths, script_callbacks, shared  # noqa: F401  (script_callbacks re-exported for callers)
+
+SETTINGS_SECTION = ("stylus", "Stylus")
+
+
+def opt(key: str, default=None):
+    return getattr(shared.opts, key, default)
+
+
+def is_forge() -> bool:
+    return hasattr(shared, "forge_objects") or os.path.isdir(os.path.join(paths.script_path, "backend"))
+
+
+def models_dir() -> str:
+    """Our own model folder, models/stylus (a setting may move it)."""
+    return opt("stylus_models_dir", "") or os.path.join(paths.models_path, "stylus")
+
+
+def cache_dir() -> str:
+    return opt("stylus_cache_dir", "") or os.path.join(models_dir(), "cache")
+
+
+def lora_dirs() -> list:
+    """The web UI's own LoRA folder(s), plus any extra folders from the settings."""
+    dirs = [getattr(shared.cmd_opts, "lora_dir", "") or os.path.join(paths.models_path, "Lora")]
+    lyco = getattr(shared.cmd_opts, "lyco_dir_backcompat", "")
+    if lyco and os.path.isdir(lyco):
+        dirs.append(lyco)
+    extra = [d.strip() for d in str(opt("stylus_lora_dirs", "") or "").split(",") if d.strip()]
+    return list(dict.fromkeys(os.path.abspath(d) for d in dirs + extra))
+
+
+def loaded_base() -> str:
+    """The loaded checkpoint's family; "other" for bases Stylus does not serve (SD3, Flux)."""
+    model = shared.sd_model
+    if model is None:
+        return "sd1"
+    if getattr(model, "is_sdxl", False):
+        return "sdxl"
+    if getattr(model, "is_sd2", False):
+        return "sd2"
+    if getattr(model, "is_sd1", True) and not getattr(model, "is_sd3", False):
+        return "sd1"
+    return "other"
+
+
+def state():
+    return shared.state
+
+
+def registry_names() -> set | None:
+    """Names a <lora:NAME> tag resolves in the built-in Lora extension (stems and aliases), None if absent."""
+    try:
+        import networks  # extensions-builtin/Lora (or Forge's sd_forge_lora), loaded before extensions
+    except ImportError:
+        return None
+    forbidden = set(getattr(networks, "forbidden_network_aliases", {}) or {})
+    names = set(getattr(networks, "available_networks", {}) or {})
+    names |= {a for a in (getattr(networks, "available_network_aliases", {}) or {}) if a.lower() not in forbidden}
+    return names
+
+
+def refresh_registry() -> None:
+    try:
+        import networks
+        networks.list_available_networks()
+    except Exception:  # the Lora extension can be disabled; Stylus then only writes tags
+        pass

@@ -1,0 +1,97 @@
+"""The one Stylus service of a web UI process: the LoRA index (refreshed in the background, never at import),
+the composer, and status for the API. A generation during indexing uses the last complete index."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from .. import embedding
+from ..composer import Composer
+from ..index import LibraryIndex
+from ..retriever import Retriever
+from . import host, models
+
+log = logging.getLogger("stylus")
+
+
+class StylusService:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._index: LibraryIndex | None = None
+        self._thread: threading.Thread | None = None
+        self.status = {"state": "not started", "cards": 0, "faults": 0, "seconds": 0.0, "message": "", "updated": 0.0}
+
+    # ---- index ---------------------------------------------------------------------------------------------
+    def _embedders(self) -> list:
+        if host.opt("stylus_embedder", "lexical") != "hybrid":
+            return [embedding.BM25()]
+        try:
+            return [embedding.BM25(), embedding.DenseEmbedder(models.sentence_encoder())]
+        except models.ModelUnavailable as e:
+            self.status["message"] = f"{e} Using the lexical embedder meanwhile."
+            log.warning("Stylus: %s", self.status["message"])
+            return [embedding.BM25()]
+
+    def index(self) -> LibraryIndex:
+        """The current index object (settings changes take effect at the next refresh)."""
+        with self._lock:
+            wanted = (tuple(host.lora_dirs()), host.cache_dir(), host.opt("stylus_embedder", "lexical"))
+            if self._index is None or getattr(self._index, "_stylus_key", None) != wanted:
+                index = LibraryIndex(list(wanted[0]), wanted[1], self._embedders())
+                index._stylus_key = wanted
+                index.load()
+                self._index = index
+            return self._index
+
+    def refresh(self, wait: bool = False) -> dict:
+        """Start a background refresh (one at a time); with wait=True, block until it is done."""
+        with self._lock:
+            running = self._thread is not None and self._thread.is_alive()
+            if not running:
+                self._thread = threading.Thread(target=self._refresh, name="stylus-index", daemon=True)
+                self._thread.start()
+            thread = self._thread
+        if wait:
+            thread.join()
+        return dict(self.status)
+
+    def _refresh(self) -> None:
+        self.status.update(state="indexing", message="")
+        try:
+            host.refresh_registry()
+            index = self.index()
+            report = index.refresh(progress=self._progress)
+            self.status.update(state="ready", cards=report.total, faults=len(report.faults),
+                               seconds=round(report.seconds, 2), updated=time.time(),
+                               fault_lines=[f.line() for f in report.faults[:500]])
+            if report.faults:
+                log.info("Stylus: %d LoRA files had problems (see GET /stylus/v1/status)", len(report.faults))
+        except Exception as e:  # never take the web UI down over the index
+            log.exception("Stylus: indexing failed")
+            self.status.update(state="error", message=f"{e.__class__.__name__}: {e}")
+
+    def _progress(self, phase: str, done: int, total: int) -> None:
+        self.status.update(progress=f"{phase} {done}/{total}")
+
+    # ---- composition ---------------------------------------------------------------------------------------
+    def composer(self, top_k: int | None = None) -> Composer:
+        return Composer(Retriever(self.index()), **_llm_options())
+
+    def compose(self, prompt: str, base: str | None = None, max_adapters: int = 4, composer: str = "local"):
+        base = base or host.loaded_base()
+        comp = self.composer()
+        return comp.compose(prompt, base, allow_unknown=bool(host.opt("stylus_allow_unknown_base", False)),
+                            max_adapters=max_adapters, use_llm=composer == "LLM endpoint")
+
+
+def _llm_options() -> dict:
+    url = str(host.opt("stylus_llm_url", "") or "").strip()
+    if not url:
+        return {}
+    return {"llm": {"url": url, "model": host.opt("stylus_llm_model", ""), "key": host.opt("stylus_llm_key", ""),
+                    "timeout": float(host.opt("stylus_llm_timeout", 20.0) or 20.0)}}
+
+
+SERVICE = StylusService()

@@ -1,0 +1,188 @@
+"""Benchmark the foundation: index build, incremental refresh, retrieval latency (6,431 and 100,000 cards),
+memory, and retrieval quality on the bench dev queries. Run: python tests/bench/bench_index.py [--work DIR]
+Prints a Markdown section for BENCHMARKS.md. Needs ../shared/bench (the LoRA selection benchmark)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+BENCH = os.path.join(os.path.dirname(ROOT), "shared", "bench")
+
+from lib_stylus.embedding import BM25, DenseEmbedder, bundled_minilm, faiss_bytes  # noqa: E402
+from lib_stylus.index import Entry, LibraryIndex, Snapshot  # noqa: E402
+from lib_stylus.retriever import Retriever, query_text  # noqa: E402
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def materialize(work: str) -> str:
+    lib = os.path.join(work, "lora")
+    if not os.path.isfile(os.path.join(lib, "FAULTS.txt")):
+        subprocess.run([sys.executable, os.path.join(BENCH, "materialize.py"), os.path.join(BENCH, "library.jsonl"),
+                        lib, "--with-faults"], check=True)
+    return lib
+
+
+def percentiles(samples) -> tuple[float, float]:
+    return float(np.percentile(samples, 50)), float(np.percentile(samples, 95))
+
+
+class CachedQueries:
+    """Wraps a dense embedder so queries are embedded once up front: latency then excludes the prompt's embedding."""
+    def __init__(self, inner: DenseEmbedder, queries):
+        self.inner, self.id = inner, inner.id
+        self.cache = dict(zip(queries, inner.embed(queries)))
+
+    def search(self, state, query, allowed, k):
+        from lib_stylus.embedding import faiss_search
+        return faiss_search(state, self.cache[query], allowed, k)
+
+
+def latency(index, queries, base="sd1", k=150, rounds=1) -> tuple[float, float]:
+    retr = Retriever(index)
+    for q in queries[:20]:
+        retr.retrieve(q, base, k)
+    times = []
+    for _ in range(rounds):
+        for q in queries:
+            t0 = time.perf_counter()
+            retr.retrieve(q, base, k)
+            times.append((time.perf_counter() - t0) * 1000)
+    return percentiles(times)
+
+
+def score(index, queries_path: str, work: str, name: str) -> dict:
+    retr = Retriever(index)
+    qs = [json.loads(l) for l in open(queries_path, encoding="utf-8")]
+    out = os.path.join(work, f"pred-{name}.jsonl")
+    with open(out, "w", encoding="utf-8") as f:
+        for q in qs:
+            f.write(json.dumps({"id": q["id"], "picked": [c.card.stem for c in retr.retrieve(q["prompt"], "sd1", 50)]}) + "\n")
+    res = {}
+    for picks in (None, 3):
+        cmd = [sys.executable, os.path.join(BENCH, "score.py"), queries_path, out] + (["--picks", str(picks)] if picks else [])
+        last = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        res["top50" if picks is None else "top3"] = json.loads(last)
+    return res
+
+
+def synthetic(index, n: int, seed: int = 0):
+    """n cards made by varying the real ones: renamed stems, shuffled and dropped words, perturbed vectors."""
+    rng = random.Random(seed)
+    base = index.snapshot.entries
+    dense_id = next((e.id for e in index.embedders if e.id != "bm25"), None)
+    vecs = index.snapshot.states[dense_id]["dense_vectors"] if dense_id else None
+    entries, texts, rows = [], [], []
+    for i in range(n):
+        j = i % len(base)
+        words = base[j].refined.text.split()
+        rng.shuffle(words)
+        words = words[: max(8, int(len(words) * rng.uniform(0.6, 1.0)))]
+        texts.append(f"{base[j].card.stem}_{i} " + " ".join(words))
+        entries.append(base[j])
+        rows.append(j)
+    snap = Snapshot(entries=entries, families=index.snapshot.families[rows], states={})
+    snap.states["bm25"] = BM25().fit(texts)
+    if dense_id:
+        noise = np.random.default_rng(seed).standard_normal((n, vecs.shape[1])).astype(np.float32) * 0.02
+        v = vecs[rows] + noise
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        snap.states[dense_id] = {"dense_vectors": v, "dense_faiss": faiss_bytes(v)}
+    return snap
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "stylus-bench"))
+    ap.add_argument("--synthetic", type=int, default=100_000)
+    a = ap.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    lib = materialize(a.work)
+    qpath = os.path.join(BENCH, "queries-dev.jsonl")
+    prompts = [query_text(json.loads(l)["prompt"]) for l in open(qpath, encoding="utf-8")]
+    rows = []
+    setups = [("lexical (BM25)", [BM25()])]
+    if bundled_minilm():
+        setups.append(("hybrid (BM25 + MiniLM)", [BM25(), DenseEmbedder(bundled_minilm())]))
+    results = {}
+    for name, embs in setups:
+        cache = os.path.join(a.work, "cache-" + embs[-1].id)
+        for f in os.listdir(cache) if os.path.isdir(cache) else []:
+            os.remove(os.path.join(cache, f))
+        index = LibraryIndex([lib], cache, embs)
+        t0 = time.perf_counter()
+        rep = index.refresh()
+        full = time.perf_counter() - t0
+        touched = os.path.join(lib, "add_detail.civitai.info")
+        text = open(touched, encoding="utf-8").read()
+        open(touched, "w", encoding="utf-8").write(text.replace("enhancing", "enhancing (edited)", 1))
+        fresh = LibraryIndex([lib], cache, embs)
+        t0 = time.perf_counter()
+        fresh.load()
+        load_s = time.perf_counter() - t0
+        inc = fresh.refresh()
+        open(touched, "w", encoding="utf-8").write(text)
+        fresh.refresh()
+        if len(embs) > 1:
+            fresh.embedders = [embs[0], CachedQueries(embs[1], prompts)]
+        p50, p95 = latency(fresh, prompts)
+        quality = score(fresh, qpath, a.work, embs[-1].id)
+        results[name] = dict(full=full, cards=rep.total, load=load_s, inc=inc.seconds, inc_read=inc.read,
+                             inc_emb=sum(inc.embedded.values()), p50=p50, p95=p95, size=os.path.getsize(fresh.path) / 1e6,
+                             quality=quality, peak=peak_mb())
+        if a.synthetic:
+            big = synthetic(fresh, a.synthetic)
+            fresh.snapshot = big
+            t50, t95 = latency(fresh, prompts[:300])
+            results[name].update(big_p50=t50, big_p95=t95, big_peak=peak_mb())
+        print(name, json.dumps(results[name]), file=sys.stderr)
+    print_markdown(results, a.synthetic)
+
+
+def print_markdown(results: dict, n_big: int) -> None:
+    print(f"### Index and retrieval (`python tests/bench/bench_index.py`)\n")
+    print(f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}.\n")
+    print("| embedders | cards | full index | load | refresh after editing 1 file | re-read / re-embedded | "
+          f"query p50 / p95 (K=150) | at {n_big:,} cards p50 / p95 | index file | peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['cards']} | {r['full']:.1f} s | {r['load']:.2f} s | {r['inc']:.2f} s | {r['inc_read']} / "
+              f"{r['inc_emb']} | {r['p50']:.2f} / {r['p95']:.2f} ms | {r.get('big_p50', 0):.2f} / {r.get('big_p95', 0):.2f} ms"
+              f" | {r['size']:.0f} MB | {r.get('big_peak', r['peak']):.0f} MB |")
+    print("\nRetrieval quality on `queries-dev.jsonl` (`retrieve --top 50`; concept columns on the top 3):\n")
+    print("| method | P@3 | coverage@3 | R@1 | R@5 | R@10 | R@50 | MRR |")
+    print("|---|---|---|---|---|---|---|---|")
+    print("| BM25 baseline (bench README) | 0.662 | 0.588 | 0.078 | 0.108 | 0.130 | 0.168 | 0.095 |")
+    print("| hybrid RRF baseline (bench README) | 0.698 | 0.609 | 0.028 | 0.066 | 0.088 | 0.182 | 0.049 |")
+    for name, r in results.items():
+        t3, t50 = r["quality"]["top3"], r["quality"]["top50"]
+        print(f"| Stylus retriever, {name} | {t3['concept_P@3']:.3f} | {t3['concept_cov@3']:.3f} | {t50['sample_R@1']:.3f} | "
+              f"{t50['sample_R@5']:.3f} | {t50['sample_R@10']:.3f} | {t50['sample_R@50']:.3f} | {t50['sample_MRR']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+import copy
+import json
+import re
+
+import gradio as gr
+import pytest
+
+from lib_stylus.webui.args import StylusArgs, field_names
+from tests.loralib import card, make_library
+from tests.webui_env import FakeP, load_script
+
+TAG = re.compile(r"<(\w+):([^>]+)>")  # the web UI's extra-network tag regex
+CARDS = [
+    card("cyberpunk_city", tags=["style", "cyberpunk"], trigger_words=["cyberpunk city"], title="Cyberpunk City Style"),
+    card("robot_buddy", tags=["robot", "concept"], trigger_words=["robot companion"], title="Robot Companion"),
+    card("watercolor_paint", tags=["style", "watercolor"], trigger_words=["watercolor"], title="Watercolor Style"),
+    card("xl_robot", base="sdxl", tags=["robot"], trigger_words=["robot companion"], title="Robot Companion XL"),
+]
+PROMPT = "a street musician, with a robot companion, cyberpunk style"
+
+
+@pytest.fixture(scope="module")
+def script(tmp_path_factory):
+    root = tmp_path_factory.mktemp("webui")
+    lib = make_library(root / "Lora", [dict(c) for c in CARDS])
+    module = load_script(lib, str(root / "cache"))
+    from lib_stylus.webui.service import SERVICE
+    SERVICE.refresh(wait=True)
+    return module.StylusScript()
+
+
+def args(**kw):
+    a = StylusArgs(enabled=True)
+    for k, v in kw.items():
+        setattr(a, k, v)
+    return [getattr(a, n) for n in field_names()]
+
+
+def tags(prompt):
+    return [m.group(2).split(":")[0] for m in TAG.finditer(prompt)]
+
+
+def test_ui_components_are_in_api_order_and_paste_fields_exist(script):
+    with gr.Blocks():
+        comps = script.ui(False)
+    assert len(comps) == len(field_names())
+    assert comps[0].value is False  # disabled by default
+    keys = [k for _, k in script.infotext_fields if isinstance(k, str)]
+    assert "Stylus masking" in keys and "Stylus style strength" in keys
+    restore_enabled = script.infotext_fields[0][1]
+    assert restore_enabled({"Stylus LoRAs": "x:0.5"}) is True and restore_enabled({}) is False
+
+
+def test_disabled_means_untouched(script):
+    p = FakeP([PROMPT] * 2, [1, 2])
+    before = copy.deepcopy(p.__dict__)
+    script.process(p, *args(enabled=False))
+    assert p.__dict__ == before
+
+
+def test_prompts_get_tags_from_the_library_and_the_infotext_tells(script):
+    p = FakeP([PROMPT], [7])
+    script.process(p, *args(masking="off"))
+    (prompt,) = p.all_prompts
+    assert prompt.startswith(PROMPT)
+    assert set(tags(prompt)) == {"robot_buddy", "cyberpunk_city"}
+    assert "xl_robot" not in prompt  # an SDXL LoRA is never offered for an SD1 model
+    applied = p.extra_generation_params["Stylus LoRAs"]
+    assert set(x.split(":")[0] for x in applied.split(", ")) == {"robot_buddy", "cyberpunk_city"}
+
+
+def test_one_adapter_set_per_batch(script):
+    p = FakeP([PROMPT] * 4, [10, 11, 12, 13], batch_size=2)
+    script.process(p, *args())
+    assert tags(p.all_prompts[0]) == tags(p.all_prompts[1]) and tags(p.all_prompts[2]) == tags(p.all_prompts[3])
+
+
+def test_per_image_masks_are_reproducible_from_the_seed(script):
+    seeds = list(range(100, 112))
+    p1, p2 = FakeP([PROMPT] * 12, seeds), FakeP([PROMPT] * 12, seeds)
+    script.process(p1, *args())
+    script.process(p2, *args())
+    assert p1.all_prompts == p2.all_prompts
+    assert len({tuple(tags(x)) for x in p1.all_prompts}) > 1  # the paper's masking: a diverse batch
+
+
+def test_hires_prompts_get_the_same_tags(script):
+    p = FakeP([PROMPT], [3], hr=True)
+    script.process(p, *args(masking="off"))
+    assert tags(p.all_hr_prompts[0]) == tags(p.all_prompts[0])
+
+
+def test_pasted_prompt_with_tags_is_not_tagged_twice(script):
+    p = FakeP([PROMPT], [5])
+    script.process(p, *args(masking="off"))
+    again = FakeP(p.all_prompts, [5])
+    script.process(again, *args(masking="off"))
+    assert again.all_prompts == p.all_prompts
+
+
+def test_api_args_may_be_fewer_and_json_friendly(script):
+    p = FakeP([PROMPT], [5])
+    script.process(p, True, True, 2)  # enabled, lora, max 2: the rest keep their defaults
+    assert 1 <= len(tags(p.all_prompts[0])) <= 2
+
+
+def test_a_failing_feature_is_reported_and_generation_goes_on(script, monkeypatch):
+    from lib_stylus.webui import lora_job
+    from modules import errors
+
+    def boom(*a, **k):
+        raise RuntimeError("index exploded")
+
+    monkeypatch.setattr(lora_job, "rewrite_job", boom)
+    p = FakeP([PROMPT], [5])
+    script.process(p, *args())
+    assert p.all_prompts == [PROMPT] and "Stylus LoRAs" not in p.extra_generation_params
+    assert any("index exploded" in m for m in errors.reported)
+
+
+def test_routes_status_and_compose(script):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from lib_stylus.webui import routes
+    app = FastAPI()
+    routes.register(app)
+    client = TestClient(app)
+    status = client.get("/stylus/v1/status").json()
+    assert status["state"] == "ready" and status["cards"] == 4
+    out = client.post("/stylus/v1/compose", json={"prompt": PROMPT}).json()
+    assert set(out["picked"]) == {"robot_buddy", "cyberpunk_city"} and "<lora:" in out["prompt"]
+    assert json.dumps(out)  # JSON-friendly
