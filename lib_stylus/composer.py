@@ -15,7 +15,7 @@ import numpy as np
 from . import masking
 from .embedding import tokenize
 from .prompt import Pick, contains_phrase, rewrite, split_segments, tagged_names
-from .purpose import name_words, purpose_index
+from .purpose import matched_words, name_words, purpose_index
 from .refiner import _BOILERPLATE
 from .retriever import allowed_families
 
@@ -127,10 +127,9 @@ class Composer:
     a further adapter must reach; ``per_task`` adapters per task (<= 3); ``max_styles``; ``pool`` candidates
     looked at per task."""
 
-    def __init__(self, retriever, threshold: float = 0.5, margin: float = 0.999, per_task: int = 2,
-                 max_styles: int = MAX_STYLES, pool: int = 30, floor: float = 0.25):
+    def __init__(self, retriever, threshold: float = 0.35, margin: float = 0.999, per_task: int = 2,
+                 max_styles: int = MAX_STYLES, pool: int = 30):
         self.retriever = retriever
-        self.floor = floor
         self.threshold, self.margin = threshold, margin
         self.per_task, self.max_styles, self.pool = min(per_task, MAX_PER_TASK), max_styles, pool
 
@@ -174,9 +173,8 @@ class Composer:
     def _task_candidates(self, t: int, task: Task, pidx, allowed: np.ndarray, drops: list, base: str,
                          allow_unknown: bool) -> list:
         """(task, score, coverage, doc, reason) for the adapters whose purpose explains this task."""
-        weights = [pidx.weight(tok, self.floor) for tok in task.tokens]
-        total = sum(weights) or 1.0
-        scores = pidx.match(task.tokens, weights)
+        total = sum(pidx.weights(task.tokens)) or 1.0
+        scores = pidx.match(task.tokens)
         scores += TIEBREAK * self._retrieval(task, pidx, base, allow_unknown)
         top = _top(scores, self.pool)
         if not len(top) or scores[top[0]] <= 0:
@@ -277,7 +275,7 @@ def _stem(pidx, doc: int) -> str:
 
 
 def _matched(tokens: list, pidx, doc: int) -> str:
-    hit = [t for t in tokens if pidx.has(t, doc)]
+    hit = matched_words(tokens, pidx.entries[doc].card)
     return "name/tags match " + ", ".join(repr(t) for t in hit)
 
 
