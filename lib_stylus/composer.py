@@ -13,8 +13,8 @@ from typing import Optional
 import numpy as np
 
 from . import masking
-from .embedding import tokenize
-from .prompt import Pick, contains_phrase, rewrite, split_segments, tagged_names
+from .embedding import BM25, tokenize
+from .prompt import Pick, rewrite, split_segments, tagged_names
 from .purpose import matched_words, name_words, purpose_index
 from .refiner import _BOILERPLATE
 from .retriever import allowed_families
@@ -159,23 +159,23 @@ class Composer:
         return comp
 
     # ---- per task ----------------------------------------------------------------------------------------
-    def _retrieval(self, task: Task, pidx, base: str, allow_unknown: bool) -> np.ndarray:
-        """The retriever's ranking of the task's words (full card text) in [0, 1]: breaks ties between
-        adapters with the same purpose match in favour of the one whose whole card is most about the task."""
-        out = np.zeros(pidx.n, np.float32)
-        cands = self.retriever.retrieve(task.plain, base, self.pool * 5, allow_unknown)
-        if cands:
-            top = cands[0].score or 1.0
-            for c in cands:
-                out[pidx.row[id(c.entry)]] = c.score / top
-        return out
+    def _lexical(self, task: Task, pidx) -> np.ndarray:
+        """BM25 of the task over the whole card text (the retriever's lexical state), scaled to [0, 1]: breaks
+        ties between equal purpose matches in favour of the card most about the task."""
+        state = self.retriever.index.snapshot.states.get("bm25")
+        if state is None:
+            return np.zeros(pidx.n, np.float32)
+        lex = BM25().scores(state, task.plain)
+        top = float(lex.max()) if len(lex) else 0.0
+        return lex / top if top > 0 else lex
 
     def _task_candidates(self, t: int, task: Task, pidx, allowed: np.ndarray, drops: list, base: str,
                          allow_unknown: bool) -> list:
         """(task, score, coverage, doc, reason) for the adapters whose purpose explains this task."""
         total = sum(pidx.weights(task.tokens)) or 1.0
         scores = pidx.match(task.tokens)
-        scores += TIEBREAK * self._retrieval(task, pidx, base, allow_unknown)
+        if scores.any():
+            scores += TIEBREAK * self._lexical(task, pidx) * (scores > 0)
         top = _top(scores, self.pool)
         if not len(top) or scores[top[0]] <= 0:
             task.note = "no adapter is made for these words"
@@ -194,14 +194,14 @@ class Composer:
                     drops.append(Drop(_stem(pidx, doc), t, cov, f"no candidate above threshold "
                                       f"(explains {cov:.0%} of the task, needs {self.threshold:.0%})"))
                 break
-            out.append((t, float(scores[doc]), cov, int(doc), _matched(task.tokens, pidx, doc)))
+            out.append((t, float(scores[doc]), cov, int(doc)))
         return out
 
     def _fill_one(self, state: "_State", comp: Composition, t: int, queue: list) -> None:
         """Give task t its next adapter: the first in its queue that no rule refuses; refusals are recorded."""
         task = comp.tasks[t]
         while queue:
-            _, score, cov, doc, why = queue.pop(0)
+            _, score, cov, doc = queue.pop(0)
             if task.adapters and score < self.margin * task.adapters[0].score:
                 comp.drops.append(Drop(state.snap.entries[doc].card.stem, t, cov,
                                        "weaker than the task's first adapter"))
@@ -213,6 +213,7 @@ class Composer:
                 comp.drops.append(Drop(entry.card.stem, t, cov, reason))
                 continue
             state.take(doc, entry)
+            why = "name/tags match " + ", ".join(repr(w) for w in matched_words(task.tokens, entry.card))
             task.adapters.append(Assigned(entry, score, cov, f"{why} (explains {cov:.0%} of the task)", t))
             return
 
@@ -224,10 +225,12 @@ class _State:
         self.snap, self.prompt = snap, prompt
         self.max_styles, self.max_adapters = max_styles, max_adapters
         self.existing_names = tagged_names(prompt)
-        self.used = {i for i, e in enumerate(snap.entries) if _names(e) & self.existing_names}
+        rows = purpose_index(snap).by_name
+        self.used = {i for name in self.existing_names for i in rows.get(name, ())}
         self.styles = sum(snap.entries[i].refined.topic == "style" for i in self.used)
         self.count = 0
         self.prompt_words = set(tokenize(prompt))
+        self.segment_words = [tokenize(seg.plain) for seg in split_segments(prompt)]  # once, not per card
 
     def refusal(self, doc: int, entry, in_task: int, per_task: int) -> str:
         if doc in self.used:
@@ -251,11 +254,17 @@ class _State:
         """The prompt names a character when it has one of its trigger phrases, or the rarest word of its name
         ('chun' in 'Chun-Li (Street Fighter)': the franchise alone does not name her; version numbers aside)."""
         card = entry.card
-        if any(contains_phrase(self.prompt, w) for w in card.trigger_words if len(w) > 2):
+        if any(_has_run(self.segment_words, tokenize(w)) for w in card.trigger_words if len(w) > 2):
             return True
         pidx = purpose_index(self.snap)
         words = [w for w in set(name_words(card.title)) | set(name_words(card.stem)) if not any(c.isdigit() for c in w)]
         return bool(words) and max(words, key=pidx.idf) in self.prompt_words
+
+
+def _has_run(chunks: list, run: list) -> bool:
+    """``run`` appears as consecutive words of one prompt segment (a trigger phrase written in the prompt)."""
+    n = len(run)
+    return n > 0 and any(words[i:i + n] == run for words in chunks for i in range(len(words) - n + 1))
 
 
 def _names(entry) -> set:
@@ -272,11 +281,6 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
 
 def _stem(pidx, doc: int) -> str:
     return pidx.stems[doc]
-
-
-def _matched(tokens: list, pidx, doc: int) -> str:
-    hit = matched_words(tokens, pidx.entries[doc].card)
-    return "name/tags match " + ", ".join(repr(t) for t in hit)
 
 
 def _note_wrong_base(t: int, top, scores, allowed, pidx, floor: float, drops: list) -> None:

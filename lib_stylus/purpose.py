@@ -47,6 +47,10 @@ class PurposeIndex:
         self.entries = entries
         self.stems = [e.card.stem for e in entries]
         self.row = {id(e): i for i, e in enumerate(entries)}  # Entry -> document row
+        self.by_name: dict[str, list] = {}  # case-folded alias / stem -> rows (LoRAs already tagged in a prompt)
+        for i, e in enumerate(entries):
+            for name in {e.card.alias.casefold(), e.card.stem.casefold()}:
+                self.by_name.setdefault(name, []).append(i)
         vocab: dict[str, int] = {}
         unit_doc, unit_strength, post_tok, post_unit = [], [], [], []
         head_df: dict[int, int] = {}
