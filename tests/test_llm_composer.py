@@ -1,0 +1,84 @@
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from lib_stylus.composer import Composer
+from lib_stylus.llm_composer import LLMComposer
+from compose_fixtures import build_library
+
+REPLIES = {}  # path -> (delay seconds, reply content)
+SEEN = []
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        SEEN.append((self.path, self.headers.get("Authorization"), body))
+        delay, content = REPLIES[self.path.split("/")[1]]
+        time.sleep(delay)
+        if content is None:
+            self.send_response(500)
+            self.end_headers()
+            return
+        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    return Composer(build_library(str(tmp_path_factory.mktemp("lib"))))
+
+
+PROMPT = "a boy fishing at a lake, with a robot, Street Fighter character"
+
+
+def llm(server, local, mode, timeout=5.0):
+    return LLMComposer(local, f"{server}/{mode}/v1", "test-model", api_key="k", timeout=timeout)
+
+
+def test_success_uses_llm_choices_and_keeps_rules(server, local):
+    REPLIES["ok"] = (0, 'Reasoning... ```json\n{"tasks": [{"task": "with a robot", "adapters": ["robot_mech"]},'
+                        ' {"task": "Street Fighter character", "adapters": ["chun_li", "sf_style", "nope"]}]}\n```')
+    comp = llm(server, local, "ok").compose(PROMPT, "sd1")
+    assert comp.composer == "llm" and not comp.fallback
+    assert comp.stems == ["robot_mech", "sf_style"]
+    assert comp.tasks[0].span == (PROMPT.index("with a robot"), PROMPT.index("with a robot") + 12)
+    reasons = {d.stem: d.reason for d in comp.drops}
+    assert reasons["chun_li"].startswith("character not named")
+    assert reasons["nope"] == "not among the candidates offered"
+    path, auth, body = SEEN[-1]
+    assert path == "/ok/v1/chat/completions" and auth == "Bearer k" and body["model"] == "test-model"
+    assert "robot_mech" in body["messages"][1]["content"]
+
+
+@pytest.mark.parametrize("mode,reply,delay,why", [
+    ("malformed", "I would pick the robot one.", 0, "ValueError"),
+    ("badshape", '{"tasks": "robot"}', 0, "ValueError"),
+    ("http500", None, 0, "HTTPError"),
+    ("slow", '{"tasks": []}', 1.5, "timed out"),
+])
+def test_failures_fall_back_to_local(server, local, mode, reply, delay, why):
+    REPLIES[mode] = (delay, reply)
+    comp = llm(server, local, mode, timeout=0.5).compose(PROMPT, "sd1")
+    assert comp.composer == "local" and why in comp.fallback
+    assert comp.stems == local.compose(PROMPT, "sd1").stems
