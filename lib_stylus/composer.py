@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import masking
+from . import masking as masking_
 from .embedding import BM25, tokenize
 from .prompt import Pick, rewrite, split_segments, tagged_names
 from .purpose import matched_words, name_words, purpose_index
@@ -20,6 +20,8 @@ from .refiner import _BOILERPLATE
 from .retriever import allowed_families
 
 MAX_PER_TASK = 3
+ALREADY_TAGGED = "already in the prompt"
+CHARACTER_WORD = "character"  # tokenize() folds "characters"
 MAX_STYLES = 2
 TIEBREAK = 1e-3  # retrieval score's share in a task's ranking: orders equal purpose matches only
 
@@ -83,16 +85,16 @@ class Composition:
     def stems(self) -> list:
         return [a.stem for a in self.picks]
 
-    def mask(self, seed: int, masking_on: bool = True, **kw) -> masking.Mask:
-        """The paper's per-task masks: which picks go into the image with this seed, and at what weight."""
-        kw.setdefault("enabled", kw.pop("masking", masking_on))
-        tasks = [[masking.Candidate(a.alias, a.weight) for a in t.adapters] for t in self.tasks]
-        return masking.draw_mask(tasks, seed, **kw)
+    def mask(self, seed: int, masking: bool = True, **draw_options) -> "masking_.Mask":
+        """The paper's per-task masks: which picks go into the image with this seed, and at what weight.
+        draw_options go to masking.draw_mask (e.g. multiplier)."""
+        tasks = [[masking_.Candidate(a.alias, a.weight) for a in t.adapters] for t in self.tasks]
+        return masking_.draw_mask(tasks, seed, enabled=masking, **draw_options)
 
     def rewrite(self, prompt: Optional[str] = None, seed: int = 0, negative_prompt: Optional[str] = None,
-                add_triggers: bool = True, masking: bool = True):
+                add_triggers: bool = True, masking: bool = True, **draw_options):
         """``prompt`` (default: the composed one) with the masked picks' tags and trigger words appended."""
-        mask = self.mask(seed, masking=masking)
+        mask = self.mask(seed, masking, **draw_options)
         by_alias = {a.alias: a for a in self.picks}
         picks = [Pick(alias=k, weight=w, triggers=tuple(by_alias[k].entry.card.trigger_words),
                       negative=by_alias[k].entry.card.negative_text or "", name=by_alias[k].stem)
@@ -145,6 +147,7 @@ class Composer:
         allowed = snap.allowed(allowed_families(base, allow_unknown))
         state = _State(snap, prompt, self.max_styles, max_adapters)
         comp.existing = sorted(state.existing_names)
+        comp.tasks = tasks = _without_trigger_tasks(tasks, [snap.entries[i] for i in state.used])
         queues = [self._task_candidates(t, task, pidx, allowed, comp.drops, base, allow_unknown)
                   for t, task in enumerate(tasks)]
         # Round by round, best-explained task first: every task gets its first adapter before any gets a
@@ -208,9 +211,13 @@ class Composer:
                 queue.clear()
                 return
             entry = state.snap.entries[doc]
-            reason = state.refusal(doc, entry, len(task.adapters), self.per_task)
+            reason = state.refusal(doc, entry, len(task.adapters), self.per_task, task.tokens)
             if reason:
                 comp.drops.append(Drop(entry.card.stem, t, cov, reason))
+                if reason == ALREADY_TAGGED and not task.adapters:
+                    task.note = f"served by {entry.card.alias}, already in the prompt"
+                    queue.clear()  # the task's best adapter is there: nothing weaker is added on top
+                    return
                 continue
             state.take(doc, entry)
             why = "name/tags match " + ", ".join(repr(w) for w in matched_words(task.tokens, entry.card))
@@ -232,10 +239,12 @@ class _State:
         self.prompt_words = set(tokenize(prompt))
         self.segment_words = [tokenize(seg.plain) for seg in split_segments(prompt)]  # once, not per card
 
-    def refusal(self, doc: int, entry, in_task: int, per_task: int) -> str:
+    def refusal(self, doc: int, entry, in_task: int, per_task: int, task_words: list = ()) -> str:
         if doc in self.used:
-            return "already in the prompt" if _names(entry) & self.existing_names else "already picked for another task"
-        if entry.refined.topic == "character" and not self.names_character(entry):
+            return ALREADY_TAGGED if _names(entry) & self.existing_names else "already picked for another task"
+        # "<franchise> character" asks for a character of that franchise: the task itself names the kind.
+        asks_character = CHARACTER_WORD in task_words
+        if entry.refined.topic == "character" and not asks_character and not self.names_character(entry):
             return "character not named in the prompt"
         if entry.refined.topic == "style" and self.styles >= self.max_styles:
             return f"style limit reached ({self.max_styles} style adapters)"
@@ -259,6 +268,13 @@ class _State:
         pidx = purpose_index(self.snap)
         words = [w for w in set(name_words(card.title)) | set(name_words(card.stem)) if not any(c.isdigit() for c in w)]
         return bool(words) and max(words, key=pidx.idf) in self.prompt_words
+
+
+def _without_trigger_tasks(tasks: list, tagged: list) -> list:
+    """Segments that are only the trigger words of LoRAs already tagged (e.g. what Stylus itself wrote into a
+    pasted prompt) ask for nothing new: composing them again would stack adapters on every re-run."""
+    triggers = {tuple(tokenize(w)) for e in tagged for w in e.card.trigger_words}
+    return [t for t in tasks if tuple(t.tokens) not in triggers]
 
 
 def _has_run(chunks: list, run: list) -> bool:

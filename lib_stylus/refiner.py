@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 from .catalog.card import AdapterCard
 from .text import collapse
 
-REFINER_VERSION = 1  # bump when the text changes: indexes are keyed by it and rebuild
+REFINER_VERSION = 2  # bump when the text changes: indexes are keyed by it and rebuild
 DEFAULT_WEIGHT = 0.8
 TOPICS = ("concept", "style", "pose", "action", "character", "clothing", "background", "building", "vehicle", "animal")
 
@@ -92,8 +92,18 @@ def recommended_weight(card: AdapterCard) -> float:
     return DEFAULT_WEIGHT
 
 
+# Civitai's own category tags: when the author filed the model under one, that is its main purpose.
+_CATEGORY_TAGS = {"character": "character", "celebrity": "character", "style": "style", "concept": "concept",
+                  "clothing": "clothing", "poses": "pose", "pose": "pose", "background": "background",
+                  "buildings": "building", "building": "building", "vehicle": "vehicle", "vehicles": "vehicle",
+                  "animal": "animal", "animals": "animal", "action": "action", "objects": "concept", "tool": "concept"}
+
+
 def topic(card: AdapterCard) -> str:
-    """One topic from the paper's list, by rules on tags first, then on the name."""
+    """One topic from the paper's list: the card's first Civitai category tag, else rules on tags and name."""
+    for tag in card.tags:
+        if tag.lower() in _CATEGORY_TAGS:
+            return _CATEGORY_TAGS[tag.lower()]
     tags = {t.lower() for t in card.tags}
     for source in (" | ".join(sorted(tags - _GENERIC_TAGS)), " | ".join(sorted(tags)), card.title.lower()):
         for name, pattern in _TOPIC_WORDS:

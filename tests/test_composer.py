@@ -55,12 +55,18 @@ def test_sharing_one_word_is_not_enough(composer):
 
 
 def test_character_needs_its_name(composer):
-    unnamed = composer.compose("Street Fighter character", "sd1")
+    eager = Composer(composer.retriever, margin=0.0, per_task=3)  # no margin: every candidate meets the rules
+    unnamed = eager.compose("street fighter", "sd1")
     assert "chun_li" not in unnamed.stems
     assert any(d.stem == "chun_li" and d.reason.startswith("character not named") for d in unnamed.drops)
     assert "sf_style" in unnamed.stems
-    named = composer.compose("Chun-Li from Street Fighter", "sd1")
+    named = eager.compose("Chun-Li from Street Fighter", "sd1")
     assert "chun_li" in named.stems
+
+
+def test_a_task_asking_for_a_franchise_character_may_get_one(composer):
+    asked = composer.compose("a girl at the beach, Street Fighter character", "sd1")
+    assert "chun_li" in asked.stems
 
 
 def test_at_most_two_style_adapters(composer):

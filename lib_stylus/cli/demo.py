@@ -10,6 +10,7 @@ from ..demo import build_sample_library
 from ..embedding import BM25, DenseEmbedder, bundled_minilm
 from ..index import LibraryIndex
 from ..retriever import Retriever
+from .compose import describe
 
 PROMPTS = [
     ("sd1", "a street musician playing guitar, with a robot companion, cyberpunk style"),
@@ -43,7 +44,7 @@ def run(args) -> int:
     for base, prompt in PROMPTS:
         print(f"\n[{base}] {prompt}")
         comp = composer.compose(prompt, base)
-        for line in comp.explain_lines():
+        for line in describe(comp):
             print("  " + line)
         print("  -> " + comp.rewrite(prompt, args.seed).prompt)
     return 0

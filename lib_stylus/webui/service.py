@@ -10,6 +10,7 @@ import time
 from .. import embedding
 from ..composer import Composer
 from ..index import LibraryIndex
+from ..llm_composer import LLMComposer
 from ..retriever import Retriever
 from . import host, models
 
@@ -76,22 +77,21 @@ class StylusService:
         self.status.update(progress=f"{phase} {done}/{total}")
 
     # ---- composition ---------------------------------------------------------------------------------------
-    def composer(self, top_k: int | None = None) -> Composer:
-        return Composer(Retriever(self.index()), **_llm_options())
+    def composer(self, kind: str = "local"):
+        """The local composer, or the LLM composer (falling back to the local one) when chosen and configured."""
+        local = Composer(Retriever(self.index()))
+        url = str(host.opt("stylus_llm_url", "") or "").strip()
+        if kind != "LLM endpoint" or not url:
+            return local
+        return LLMComposer(local, url, str(host.opt("stylus_llm_model", "") or ""),
+                           str(host.opt("stylus_llm_key", "") or ""), float(host.opt("stylus_llm_timeout", 20.0) or 20.0))
 
     def compose(self, prompt: str, base: str | None = None, max_adapters: int = 4, composer: str = "local"):
-        base = base or host.loaded_base()
-        comp = self.composer()
-        return comp.compose(prompt, base, allow_unknown=bool(host.opt("stylus_allow_unknown_base", False)),
-                            max_adapters=max_adapters, use_llm=composer == "LLM endpoint")
-
-
-def _llm_options() -> dict:
-    url = str(host.opt("stylus_llm_url", "") or "").strip()
-    if not url:
-        return {}
-    return {"llm": {"url": url, "model": host.opt("stylus_llm_model", ""), "key": host.opt("stylus_llm_key", ""),
-                    "timeout": float(host.opt("stylus_llm_timeout", 20.0) or 20.0)}}
+        comp = self.composer(composer).compose(prompt, base or host.loaded_base(),
+                                               bool(host.opt("stylus_allow_unknown_base", False)), max_adapters)
+        if composer == "LLM endpoint" and not str(host.opt("stylus_llm_url", "") or "").strip():
+            comp.fallback = "no LLM endpoint configured (Settings > Stylus): used the local composer"
+        return comp
 
 
 SERVICE = StylusService()
