@@ -22,7 +22,7 @@ def options() -> dict:
         "stylus_llm_url": o("", "LLM composer: OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1)"),
         "stylus_llm_model": o("", "LLM composer: model name"),
         "stylus_llm_key": o("", "LLM composer: API key (optional)"),
-        "stylus_llm_timeout": o(20.0, "LLM composer: timeout in seconds"),
+        "stylus_llm_timeout": o(20, "LLM composer: timeout in seconds", gr.Slider, {"minimum": 1, "maximum": 120, "step": 1}),
     }
 
 
