@@ -130,3 +130,14 @@ def test_routes_status_and_compose(script):
     out = client.post("/stylus/v1/compose", json={"prompt": PROMPT}).json()
     assert set(out["picked"]) == {"robot_buddy", "cyberpunk_city"} and "<lora:" in out["prompt"]
     assert json.dumps(out)  # JSON-friendly
+
+
+def test_new_lora_files_listed_by_the_webui_are_indexed_before_composing(script, tmp_path):
+    import networks
+    from lib_stylus.webui.service import SERVICE
+    lib = SERVICE.index().roots[0]
+    make_library(lib, [card("pixel_sprites", tags=["pixel art", "style"], trigger_words=["pixel art"])])
+    networks.available_networks["pixel_sprites"] = object()  # the user pressed Refresh in the Lora tab
+    p = FakeP(["a castle, pixel art"], [1])
+    script.process(p, *args(masking="off"))
+    assert "<lora:pixel_sprites:" in p.all_prompts[0]

@@ -65,6 +65,15 @@ def registry_names() -> set | None:
     return names
 
 
+def registry_stems() -> set | None:
+    """File stems of the LoRAs the web UI lists (its network names)."""
+    try:
+        import networks
+    except ImportError:
+        return None
+    return set(getattr(networks, "available_networks", {}) or {})
+
+
 def refresh_registry() -> None:
     try:
         import networks

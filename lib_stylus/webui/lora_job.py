@@ -19,11 +19,9 @@ def process(p, args: StylusArgs) -> None:
     if base == "other":
         log.warning("Stylus: the loaded model is not SD1/SD2/SDXL; auto-LoRA skipped")
         return
-    index = SERVICE.index()
-    if not index.snapshot.entries:
-        SERVICE.refresh(wait=True)  # first use before the background refresh finished
-    host.state().textinfo = "Stylus: choosing LoRAs"
     known = host.registry_names()
+    _ensure_fresh(known)
+    host.state().textinfo = "Stylus: choosing LoRAs"
 
     def compose(prompt: str):
         comp = SERVICE.compose(prompt, base, args.max_adapters, args.composer)
@@ -38,6 +36,15 @@ def process(p, args: StylusArgs) -> None:
     write_infotext(p, args, job.applied)
     for alias, reason in job.skipped:
         log.info("Stylus: %s not written: %s", alias, reason)
+
+
+def _ensure_fresh(known: set | None) -> None:
+    """Refresh (incrementally, waiting) when nothing is indexed yet or the web UI lists LoRA files the index has
+    not seen, e.g. after the user pressed Refresh in the Lora tab."""
+    snap = SERVICE.index().snapshot
+    seen = {e.card.stem for e in snap.entries} | {f.stem for f in snap.faults}
+    if not snap.entries or (known is not None and (host.registry_stems() or set()) - seen):
+        SERVICE.refresh(wait=True)
 
 
 def _drop_unknown(comp, known: set | None):
