@@ -141,3 +141,14 @@ def test_new_lora_files_listed_by_the_webui_are_indexed_before_composing(script,
     p = FakeP(["a castle, pixel art"], [1])
     script.process(p, *args(masking="off"))
     assert "<lora:pixel_sprites:" in p.all_prompts[0]
+
+
+def test_preview_is_wired_to_the_tab_prompt_box_and_escapes_card_text(script):
+    from lib_stylus.webui import hooks
+    with gr.Blocks():
+        box = gr.Textbox(elem_id="txt2img_prompt")
+        script.after_component(box, elem_id="txt2img_prompt")  # the host creates the prompt box first
+        script.ui(False)
+    assert script.stylus_wired is script.stylus_preview
+    html = hooks._preview("a robot companion <script>alert(1)</script>", 4, "local")
+    assert "robot_buddy" in html and "<script>" not in html and "&lt;script&gt;" in html

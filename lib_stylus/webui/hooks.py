@@ -37,11 +37,21 @@ def restore_style() -> None:
 
 
 def remember_prompt_box(script, component, elem_id) -> None:
-    """Wire the Preview button to this tab's prompt box once the host has created it."""
-    if elem_id not in ("txt2img_prompt", "img2img_prompt") or not hasattr(script, "stylus_preview"):
+    """The host creates the tab's prompt box before the scripts' UI: keep it, and wire Preview to it."""
+    if elem_id != ("img2img_prompt" if getattr(script, "is_img2img", False) else "txt2img_prompt"):
         return
-    button, html, max_adapters, composer = script.stylus_preview
-    button.click(fn=_preview, inputs=[component, max_adapters, composer], outputs=[html])
+    script.stylus_prompt_box = component
+    wire_preview(script)
+
+
+def wire_preview(script) -> None:
+    """Connect Preview once both the prompt box and the button exist (whichever comes last calls this)."""
+    box, parts = getattr(script, "stylus_prompt_box", None), getattr(script, "stylus_preview", None)
+    if box is None or parts is None or getattr(script, "stylus_wired", None) is parts:
+        return
+    button, html, max_adapters, composer = parts
+    button.click(fn=_preview, inputs=[box, max_adapters, composer], outputs=[html])
+    script.stylus_wired = parts
 
 
 def _preview(prompt: str, max_adapters, composer) -> str:

@@ -62,6 +62,8 @@ def build(script, is_img2img: bool) -> list:
     components = [enabled, lora_enabled, max_adapters, multiplier, add_triggers, masking, composer, style_enabled,
                   style_image, content, lam, scale, blocks, custom, adapter, encoder]
     script.stylus_preview = (preview, preview_html, max_adapters, composer)
+    from .hooks import wire_preview
+    wire_preview(script)
     script.infotext_fields = infotext_fields(components)
     script.paste_field_names = [key for _, key in script.infotext_fields if isinstance(key, str)]
     return components
