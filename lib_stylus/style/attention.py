@@ -113,6 +113,7 @@ class _LayerPatch:
         self.had_own = "forward" in module.__dict__
         self.own = module.__dict__.get("forward")
         self.armed, self.q, self.q_calls, self.added = False, None, 0, False
+        self.rows_tokens = None
         self.hooks, self.wrapper = [], None
 
     def call_orig(self, *args, **kwargs):
@@ -128,9 +129,10 @@ class _LayerPatch:
         return attention(q, k.to(q.dtype), v.to(q.dtype), self.heads) * self.patch.scale
 
     def on_to_q(self, mod, args, out):
+        # Only a single to_q over all of x is usable: chunked forwards (rows or queries) take the fallback.
         if self.armed:
             self.q_calls += 1
-            self.q = out if self.q_calls == 1 else None
+            self.q = out if self.q_calls == 1 and out.shape[:-1] == self.rows_tokens else None
 
     def on_to_out(self, mod, args):
         if not self.armed or self.q is None or self.added or args[0].shape != self.q.shape:
@@ -142,6 +144,7 @@ class _LayerPatch:
         if self.patch.scale == 0:
             return self.call_orig(x, context, *args, **kwargs)
         self.armed, self.q, self.q_calls, self.added = True, None, 0, False
+        self.rows_tokens = x.shape[:-1]
         try:
             out = self.call_orig(x, context, *args, **kwargs)
             added = self.added
