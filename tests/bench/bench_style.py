@@ -27,7 +27,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 import style_fixtures as fx  # noqa: E402
-from lib_stylus.style import StylePatch, cfg_rows, table  # noqa: E402
+from lib_stylus.style import StylePatch, cfg_rows, resolve_blocks, table  # noqa: E402
 from lib_stylus.style.ip_adapter import AdapterInfo, IPAdapter, ImageProjection  # noqa: E402
 
 # (ldm block, width, heads, depth, tokens N) per model; N for a 512px SD1.5 / 1024px SDXL image
@@ -68,7 +68,7 @@ class AttnOnlyUNet(nn.Module):
         self.input_blocks = nn.ModuleList(nn.Sequential(nn.Identity()) for _ in range(12))
         self.output_blocks = nn.ModuleList(nn.Sequential(nn.Identity()) for _ in range(12))
         self.middle_block = nn.Sequential(nn.Identity())
-        self.hidden = {}
+        self.hidden, self.only = {}, None
         for name, width, heads, depth, n in layout:
             blocks = []
             for _ in range(depth):
@@ -85,7 +85,7 @@ class AttnOnlyUNet(nn.Module):
             self.hidden.setdefault((n, width), torch.randn(BATCH, n, width) * 0.5)
 
     def forward(self, x, timesteps=None, context=None):
-        for attn, key in self.runs:
+        for attn, key in self.only or self.runs:
             attn(self.hidden[key], context=context)
         return x
 
@@ -113,9 +113,10 @@ def setup(arch):
     return unet, ad, toks, x, ctx
 
 
-def step(unet, patch, x, ctx):
+def step(unet, patch, x, ctx, only=None):
     if patch is not None:
-        patch.set_rows(cfg_rows(BATCH // 2, BATCH // 2))
+        patch.set_rows(cfg_rows(BATCH // 2, BATCH // 2))  # one cond row, one uncond row
+    unet.only = only
     t0 = time.perf_counter()
     with torch.no_grad():
         unet(x, None, context=ctx)
@@ -123,32 +124,38 @@ def step(unet, patch, x, ctx):
 
 
 def bench_overhead(arch, repeats):
+    """Per distinct layer shape: min time of that attn2 off vs patched (interleaved); totals composed over the
+    table, so one run gives off / style-only / all for the whole set of cross-attention layers of a UNet call."""
     fx.CrossAttention.forward = fx.sdp_forward  # the web UI's default torch-2 optimisation, swapped at class level
     unet, ad, toks, x, ctx = setup(arch)
-    patches = {"off": None, "style": StylePatch(unet, ad, *toks, blocks="style"),
-               "all": StylePatch(unet, ad, *toks, blocks="all")}
-    kv_bytes = {m: sum(t.numel() * t.element_size() for lp in p._patches.values()
-                       for t in (lp.k_c, lp.v_c, lp.k_u, lp.v_u)) if p else 0 for m, p in patches.items()}
-    times = {m: [] for m in patches}
-    step(unet, None, x, ctx)  # warm-up
-    for _ in range(repeats):
-        for mode, p in patches.items():  # interleaved, so drift hits every mode alike
-            if p is None:
-                times[mode].append(step(unet, None, x, ctx))
-            else:
-                with p:
-                    times[mode].append(step(unet, p, x, ctx))
-    med = {m: statistics.median(v) for m, v in times.items()}
-    return med, kv_bytes, len(resolve_count(patches))
-
-
-def resolve_count(patches):
-    return {m: len(p._patches) if p else 0 for m, p in patches.items()}
+    mods = dict(unet.named_modules())
+    per_shape = {}
+    for layer in table(arch):
+        mod = mods[layer.ldm]
+        key = next(k for a, k in unet.runs if a is mod)
+        if key in per_shape:
+            continue
+        p = StylePatch(unet, ad, *toks, blocks=[layer.number])
+        off, on = [], []
+        step(unet, None, x, ctx, [(mod, key)])  # warm-up
+        for _ in range(repeats):
+            off.append(step(unet, None, x, ctx, [(mod, key)]))
+            with p:
+                on.append(step(unet, p, x, ctx, [(mod, key)]))
+        per_shape[key] = (min(off), min(on))
+    shape_of = {l.number: next(k for a, k in unet.runs if a is mods[l.ldm]) for l in table(arch)}
+    total = lambda chosen: sum(per_shape[shape_of[n]][1 if n in chosen else 0] for n in shape_of)
+    modes = {"off": set(), "style": {l.number for l in resolve_blocks(arch, "style")}, "all": set(shape_of)}
+    med = {m: total(c) for m, c in modes.items()}
+    kv = {m: sum(4 * IP_TOKENS * mods[l.ldm].to_k.out_features * 4 for l in table(arch) if l.number in c)
+          for m, c in modes.items()}
+    return med, kv, {m: len(c) for m, c in modes.items()}
 
 
 def child_peak(arch, mode):
     """Peak RSS (KiB) of a fresh process that runs one patched UNet call in ``mode``."""
-    out = subprocess.run([sys.executable, __file__, "--child", arch, mode], capture_output=True, text=True, check=True)
+    cmd = [sys.executable, __file__, "--threads", str(torch.get_num_threads()), "--child", arch, mode]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1])
 
 
@@ -212,11 +219,15 @@ def cpu_name():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice); use 1 when "
+                    "another job shares the cores, or every parallel op waits for a descheduled thread")
     ap.add_argument("--child", nargs=2, metavar=("ARCH", "MODE"))
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
         return run_child(*args.child)
-    reps = 3 if args.quick else 7
+    reps = 3 if args.quick else 9
     print("## InstantStyle engine (CPU)\n")
     print("Machine: %s, %d threads, torch %s, Python %s.\n" % (cpu_name(), torch.get_num_threads(),
                                                               torch.__version__, platform.python_version()))
@@ -224,10 +235,9 @@ def main():
           "| peak RSS added style / all |")
     print("|---|---|---|---|---|---|---|")
     for arch in ("sd15", "sdxl"):
-        med, kv, _ = bench_overhead(arch, reps)
+        med, kv, n = bench_overhead(arch, reps)
         peaks = {m: child_peak(arch, m) for m in ("off", "style", "all")}
-        n_style = 3 if arch == "sd15" else 10
-        n_all = 16 if arch == "sd15" else 70
+        n_style, n_all = n["style"], n["all"]
         print("| %s | %d / %d | %.0f ms | x%.3f (+%.1f ms) | x%.3f (+%.1f ms) | %.1f / %.1f KiB | %.1f / %.1f MiB |" % (
             arch, n_style, n_all, med["off"] * 1e3, med["style"] / med["off"], (med["style"] - med["off"]) * 1e3,
             med["all"] / med["off"], (med["all"] - med["off"]) * 1e3, kv["style"] / 1024, kv["all"] / 1024,
