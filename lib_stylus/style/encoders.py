@@ -117,21 +117,36 @@ _KNOWN_HEADS = {768: 12, 1024: 16, 1280: 16, 1664: 16}  # ViT-B, ViT-L, ViT-H, V
 
 
 def load_clip_vision(path: str, num_heads: int = 0, hidden_act: str = "gelu") -> ClipImageEncoder:
-    """A transformers folder (config.json + weights), or one file as sd-webui-controlnet / ComfyUI keep them
-    (``clip_h.pth``, ``clip_g.pth``, ``*.safetensors`` with ``vision_model.*`` + ``visual_projection.weight``;
-    the config is inferred from the shapes, heads from the width unless ``num_heads`` is given)."""
-    from transformers import CLIPVisionModelWithProjection
+    """A transformers folder (config.json + model.safetensors or pytorch_model.bin, as IP-Adapter ships its
+    ``image_encoder``), or one file as sd-webui-controlnet / ComfyUI keep them (``clip_h.pth``, ``clip_g.pth``,
+    ``*.safetensors`` with ``vision_model.*`` + ``visual_projection.weight``; config inferred from the shapes,
+    heads from the width unless ``num_heads`` is given). Pickles are read with weights_only, also in folders."""
+    from transformers import CLIPVisionConfig
     if os.path.isdir(path):
-        return ClipImageEncoder(CLIPVisionModelWithProjection.from_pretrained(path, local_files_only=True))
+        config = CLIPVisionConfig.from_pretrained(path, local_files_only=True)
+        return ClipImageEncoder(_build_vision(config, load_tensor_file(_folder_weights(path)), path))
     sd = _strip_prefix(load_tensor_file(path))
-    config = infer_vision_config(sd, num_heads, hidden_act)
-    model = CLIPVisionModelWithProjection(config)
+    return ClipImageEncoder(_build_vision(infer_vision_config(sd, num_heads, hidden_act), sd, path))
+
+
+def _folder_weights(path: str) -> str:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if os.path.isfile(os.path.join(path, name)):
+            return os.path.join(path, name)
+    raise FileNotFoundError("%s has neither model.safetensors nor pytorch_model.bin" % path)
+
+
+def _build_vision(config, sd, where: str):
+    from transformers import CLIPVisionModelWithProjection
+    from transformers.modeling_utils import no_init_weights
+    with no_init_weights():  # every weight comes from the file: skip seconds of random init
+        model = CLIPVisionModelWithProjection(config)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
-        raise ValueError("%s is not a CLIP vision model: missing %s, unexpected %s" % (path, missing[:5],
-                                                                                       unexpected[:5]))
-    return ClipImageEncoder(model)
+        raise ValueError("%s does not fit a CLIP vision model: missing %s, unexpected %s" % (where, missing[:5],
+                                                                                         unexpected[:5]))
+    return model
 
 
 def _strip_prefix(sd):
@@ -160,7 +175,8 @@ def infer_vision_config(sd, num_heads: int = 0, hidden_act: str = "gelu"):
 
 # ------------------------------------------------------------------------------------------------ text
 class OpenClipText:
-    """open_clip text tower (ViT-H-14 laion2b for SD1.5 / ``_vit-h`` adapters): projected pooled embeddings."""
+    """open_clip text tower (ViT-H-14 laion2b for SD1.5 / ``_vit-h`` adapters): projected pooled embeddings.
+    ``model`` is a full open_clip ``CLIP`` (``encode_text``) or a bare ``TextTransformer`` (its forward)."""
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model.eval().requires_grad_(False), tokenizer
@@ -168,7 +184,9 @@ class OpenClipText:
     @torch.no_grad()
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
         dev = next(self.model.parameters()).device
-        return self.model.encode_text(self.tokenizer(list(texts)).to(dev))
+        tokens = self.tokenizer(list(texts)).to(dev)
+        encode = getattr(self.model, "encode_text", self.model)
+        return encode(tokens)
 
 
 class TransformersText:
@@ -184,16 +202,20 @@ class TransformersText:
 
 
 def load_open_clip_text(model_name: str = "ViT-H-14", checkpoint: Optional[str] = None) -> OpenClipText:
-    """Build ``model_name`` with open_clip (no download) and load its text tower from a local ``checkpoint``
-    (``open_clip_pytorch_model.bin`` via weights_only, or safetensors); the image tower is dropped."""
+    """Only the text tower of open_clip's ``model_name`` (no image tower, no download), its weights taken from a
+    local ``checkpoint`` of the whole model (``open_clip_pytorch_model.bin`` via weights_only, or safetensors)."""
     import open_clip
-    model = open_clip.create_model(model_name, pretrained=None)
-    model.visual = None  # encode_text never touches it; frees most of ViT-H's memory
+    from open_clip.model import _build_text_tower  # the one public-enough way to build the tower alone
+    cfg = open_clip.get_model_config(model_name)
+    if cfg is None or "hf_model_name" in cfg.get("text_cfg", {}):
+        raise ValueError("%r is not an open_clip model with a built-in text tower" % model_name)
+    text = _build_text_tower(cfg["embed_dim"], cfg["text_cfg"], quick_gelu=cfg.get("quick_gelu", False))
     if checkpoint:
-        sd = {k: v for k, v in load_tensor_file(checkpoint).items() if not k.startswith("visual.")}
-        missing, unexpected = model.load_state_dict(sd, strict=False)
+        sd = {k: v for k, v in load_tensor_file(checkpoint).items()
+              if not k.startswith("visual.") and k != "logit_scale"}
+        missing, unexpected = text.load_state_dict(sd, strict=False)
+        missing = [k for k in missing if k != "attn_mask"]
         if missing or unexpected:
             raise ValueError("%s does not fit open_clip %s's text tower: missing %s, unexpected %s"
                              % (checkpoint, model_name, missing[:5], unexpected[:5]))
-    return OpenClipText(model, open_clip.get_tokenizer(model_name))
-
+    return OpenClipText(text, open_clip.get_tokenizer(model_name))

@@ -188,13 +188,9 @@ def bench_encoders(repeats):
     t_img = statistics.median(_timed(lambda: enc.encode([img]), repeats))
     t_plus = statistics.median(_timed(lambda: enc.encode([img], "plus"), repeats))
     del model, enc
-    import open_clip
-    from open_clip.model import _build_text_tower
-    c = open_clip.get_model_config("ViT-H-14")
-    text = _build_text_tower(c["embed_dim"], c["text_cfg"]).eval()
-    tok = open_clip.get_tokenizer("ViT-H-14")
-    with torch.no_grad():
-        t_txt = statistics.median(_timed(lambda: text(tok(["a photo of a cat sitting on a sofa"])), repeats))
+    from lib_stylus.style import load_open_clip_text
+    text = load_open_clip_text("ViT-H-14")  # text tower only, random init, no checkpoint
+    t_txt = statistics.median(_timed(lambda: text(["a photo of a cat sitting on a sofa"]), repeats))
     return t_img, t_plus, t_txt
 
 
