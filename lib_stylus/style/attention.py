@@ -102,6 +102,18 @@ def cfg_rows(n_cond: int, n_uncond: int) -> List[str]:
     return ["cond"] * n_cond + ["uncond"] * n_uncond
 
 
+class _RowSlice:
+    """The roles of one UNet call's rows: a host-side summary plus the mask, moved to the device once."""
+
+    def __init__(self, host: torch.Tensor, device: torch.device):
+        self.n = len(host)
+        self.all_cond, self.all_uncond = bool(host.all()), not bool(host.any())
+        self.mask = None if (self.all_cond or self.all_uncond) else host.to(device)
+
+    def __len__(self) -> int:
+        return self.n
+
+
 # ------------------------------------------------------------------------------------------------ one layer
 class _LayerPatch:
     """Per-module state: cached IP keys/values and the hooks of the fast path."""
@@ -180,13 +192,14 @@ def _make_wrapper(lp: _LayerPatch):
     return forward
 
 
-def _pick(cond: torch.Tensor, uncond: torch.Tensor, mask: Optional[torch.Tensor], b: int) -> torch.Tensor:
-    if mask is None or bool(mask.all()):
+def _pick(cond: torch.Tensor, uncond: torch.Tensor, mask: Optional["_RowSlice"], b: int) -> torch.Tensor:
+    if mask is None:
         return cond.expand(b, -1, -1)
-    if not bool(mask.any()):
+    if mask.all_cond:  # decided on the host once per UNet call: no device sync here
+        return cond.expand(b, -1, -1)
+    if mask.all_uncond:
         return uncond.expand(b, -1, -1)
-    m = mask.to(cond.device)[:, None, None]
-    return torch.where(m, cond.expand(b, -1, -1), uncond.expand(b, -1, -1))
+    return torch.where(mask.mask[:, None, None], cond.expand(b, -1, -1), uncond.expand(b, -1, -1))
 
 
 # ------------------------------------------------------------------------------------------------ the handle
@@ -218,9 +231,10 @@ class StylePatch:
                                                                                     tuple(uncond.shape)))
         mods = attn_modules(self.unet, self.layers)
         self._patches = {n: _LayerPatch(self, m, _layer_kv(adapter, n, m, cond, uncond)) for n, m in mods.items()}
+        self._device = next(iter(self._patches.values())).k_c.device if self._patches else torch.device("cpu")
         self._plan: Optional[torch.Tensor] = None
         self._cursor = 0
-        self._current: Optional[torch.Tensor] = None
+        self._current: Optional[_RowSlice] = None
         self._hook = None
 
     # -- rows
@@ -240,11 +254,11 @@ class StylePatch:
                 raise ValueError("row plan has %d rows but the UNet was called with %d (plan offset %d)"
                                  % (len(plan), b, self._cursor))
             self._cursor = 0  # a new step that did not announce its plan: same layout again
-        self._current = plan[self._cursor:self._cursor + b]
+        self._current = _RowSlice(plan[self._cursor:self._cursor + b], self._device)
         self._cursor = (self._cursor + b) % len(plan)
         return None
 
-    def _rows_for(self, b: int) -> Optional[torch.Tensor]:
+    def _rows_for(self, b: int) -> Optional[_RowSlice]:
         cur = self._current
         if cur is None:
             return None
@@ -308,7 +322,9 @@ def _layer_kv(adapter: IPAdapter, number: int, module: nn.Module, cond: torch.Te
     k_ip, v_ip = adapter.kv(number)
     p = k_ip.weight
     c, u = cond.to(p.device, p.dtype), uncond.to(p.device, p.dtype)
-    return tuple(t.to(w.device, w.dtype)[None] for t in (k_ip(c), v_ip(c), k_ip(u), v_ip(u)))
+    # F.linear, not k_ip(c): a class-level nn.Linear patch (LoRA) must never touch the adapter's weights.
+    kv = (F.linear(c, k_ip.weight), F.linear(c, v_ip.weight), F.linear(u, k_ip.weight), F.linear(u, v_ip.weight))
+    return tuple(t.to(w.device, w.dtype)[None] for t in kv)
 
 
 def patch_unet(unet: nn.Module, adapter: IPAdapter, cond_tokens: torch.Tensor, uncond_tokens: torch.Tensor,
