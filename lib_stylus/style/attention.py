@@ -121,7 +121,9 @@ class _LayerPatch:
     def __init__(self, patch: "StylePatch", module: nn.Module, kv: Sequence[torch.Tensor]):
         self.patch, self.module = patch, module
         self.k_c, self.v_c, self.k_u, self.v_u = kv
-        self.heads = int(module.heads)
+        if not isinstance(getattr(module, "heads", None), int):
+            raise ShapeMismatchError("%s has no integer 'heads': not an ldm/sgm CrossAttention" % type(module).__name__)
+        self.heads = module.heads
         self.had_own = "forward" in module.__dict__
         self.own = module.__dict__.get("forward")
         self.armed, self.q, self.q_calls, self.added = False, None, 0, False
