@@ -140,7 +140,7 @@ class _LayerPatch:
         mask = self.patch._rows_for(q.shape[0])
         k = _pick(self.k_c, self.k_u, mask, q.shape[0])
         v = _pick(self.v_c, self.v_u, mask, q.shape[0])
-        return attention(q, k.to(q.dtype), v.to(q.dtype), self.heads) * self.patch.scale
+        return attention(q, k.to(q.dtype), v.to(q.dtype), self.heads)  # unscaled: callers fuse s into the add
 
     def on_to_q(self, mod, args, out):
         # Only a single to_q over all of x is usable: chunked forwards (rows or queries) take the fallback.
@@ -152,7 +152,7 @@ class _LayerPatch:
         if not self.armed or self.q is None or self.added or args[0].shape != self.q.shape:
             return None
         self.added = True
-        return (args[0] + self.ip_term(self.q),) + tuple(args[1:])
+        return (torch.add(args[0], self.ip_term(self.q), alpha=self.patch.scale),) + tuple(args[1:])
 
     def forward(self, x, context=None, *args, **kwargs):
         if self.patch.scale == 0:
@@ -165,7 +165,8 @@ class _LayerPatch:
         finally:
             self.armed, self.q, self.q_calls, self.added = False, None, 0, False
         if not added:
-            out = out + F.linear(self.ip_term(self.module.to_q(x)), self.module.to_out[0].weight)
+            ip = F.linear(self.ip_term(self.module.to_q(x)), self.module.to_out[0].weight)
+            out = torch.add(out, ip, alpha=self.patch.scale)
         return out
 
     def install(self) -> None:
