@@ -64,9 +64,14 @@ def formula(mod, adapter, number, x, ctx, ip_tokens, scale):
     return (text + scale * mha(q, k_ip, v_ip)) @ mod.to_out[0].weight.T + mod.to_out[0].bias
 
 
+HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs",
+              "_forward_hooks_always_called", "_backward_hooks", "_state_dict_hooks", "_load_state_dict_pre_hooks")
+
+
 def snapshot(model):
-    return {n: (m.__dict__.get("forward"), len(m._forward_hooks), len(m._forward_pre_hooks), sorted(m.__dict__))
-            for n, m in model.named_modules()}
+    """Per module: its own forward (if any), every hook dict's content, every attribute name, buffers."""
+    return {n: (m.__dict__.get("forward"), {h: dict(getattr(m, h, {})) for h in HOOK_DICTS}, sorted(m.__dict__),
+                sorted(m._buffers)) for n, m in model.named_modules()}
 
 
 def state(model):
@@ -256,6 +261,20 @@ def test_patching_twice_never_stacks(sd15, adapter, tokens):
         assert torch.equal(run(sd15, x, ctx), once)
         q.remove()
     assert torch.equal(run(sd15, x, ctx), run(sd15, x, ctx))
+
+
+def test_a_new_patch_on_other_blocks_replaces_the_old_one(sd15, adapter, tokens):
+    x, ctx = inputs()
+    with StylePatch(sd15, adapter, *tokens, blocks=[1]):
+        only_first = run(sd15, x, ctx)
+    p = StylePatch(sd15, adapter, *tokens, blocks="style").install()
+    q = StylePatch(sd15, adapter, *tokens, blocks=[1]).install()
+    try:
+        assert not p.installed
+        assert sorted(n for n, m in sd15.named_modules() if "forward" in m.__dict__) == [table("sd15")[0].ldm]
+        assert torch.equal(run(sd15, x, ctx), only_first)
+    finally:
+        q.remove(), p.remove()
 
 
 def test_stale_handle_removal_does_not_clobber_the_new_patch(sd15, adapter, tokens):
