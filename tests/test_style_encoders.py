@@ -127,8 +127,8 @@ TINY_OPEN_CLIP = {"embed_dim": 24,
                   "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
 
 
-@pytest.mark.parametrize("ext", ["safetensors", "bin"])
-def test_open_clip_text_tower_loads_locally_and_matches(tmp_path, ext):
+@pytest.mark.parametrize("ext, tower_only", [("safetensors", True), ("bin", True), ("bin", False)])
+def test_open_clip_text_tower_loads_locally_and_matches(tmp_path, monkeypatch, ext, tower_only):
     import open_clip
     cfg = tmp_path / "stylus-tiny-clip.json"
     cfg.write_text(json.dumps(TINY_OPEN_CLIP))
@@ -138,6 +138,11 @@ def test_open_clip_text_tower_loads_locally_and_matches(tmp_path, ext):
     ckpt = str(tmp_path / ("open_clip_pytorch_model." + ext))
     sd = {k: v.contiguous() for k, v in src.state_dict().items()}
     save_file(sd, ckpt) if ext == "safetensors" else torch.save(sd, ckpt)
+    if not tower_only:  # our call (with quick_gelu=) fails as if the private helper were gone; CLIP() still works
+        real = open_clip.model._build_text_tower
+        monkeypatch.setattr(open_clip.model, "_build_text_tower",
+                            lambda *a, **kw: (_ for _ in ()).throw(TypeError("gone")) if "quick_gelu" in kw
+                            else real(*a, **kw))
     text = load_open_clip_text("stylus-tiny-clip", ckpt)
     assert not any(n.startswith("visual") for n, _ in text.model.named_parameters())
     tok = open_clip.get_tokenizer("stylus-tiny-clip")

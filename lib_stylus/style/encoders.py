@@ -10,6 +10,7 @@ NOT apply to them and :func:`subtract_content` refuses 3-D input rather than sil
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Callable, List, Optional, Sequence
 
@@ -138,7 +139,10 @@ def _folder_weights(path: str) -> str:
 
 def _build_vision(config, sd, where: str):
     from transformers import CLIPVisionModelWithProjection
-    from transformers.modeling_utils import no_init_weights
+    try:
+        from transformers.modeling_utils import no_init_weights
+    except ImportError:  # moved in newer transformers: then just pay for the random init
+        no_init_weights = contextlib.nullcontext
     with no_init_weights():  # every weight comes from the file: skip seconds of random init
         model = CLIPVisionModelWithProjection(config)
     missing, unexpected = model.load_state_dict(sd, strict=False)
@@ -205,17 +209,26 @@ def load_open_clip_text(model_name: str = "ViT-H-14", checkpoint: Optional[str] 
     """Only the text tower of open_clip's ``model_name`` (no image tower, no download), its weights taken from a
     local ``checkpoint`` of the whole model (``open_clip_pytorch_model.bin`` via weights_only, or safetensors)."""
     import open_clip
-    from open_clip.model import _build_text_tower  # the one public-enough way to build the tower alone
     cfg = open_clip.get_model_config(model_name)
     if cfg is None or "hf_model_name" in cfg.get("text_cfg", {}):
         raise ValueError("%r is not an open_clip model with a built-in text tower" % model_name)
-    text = _build_text_tower(cfg["embed_dim"], cfg["text_cfg"], quick_gelu=cfg.get("quick_gelu", False))
+    text = _text_tower(open_clip, model_name, cfg)
     if checkpoint:
         sd = {k: v for k, v in load_tensor_file(checkpoint).items()
               if not k.startswith("visual.") and k != "logit_scale"}
         missing, unexpected = text.load_state_dict(sd, strict=False)
-        missing = [k for k in missing if k != "attn_mask"]
+        missing = [k for k in missing if k not in ("attn_mask", "logit_scale")]
         if missing or unexpected:
             raise ValueError("%s does not fit open_clip %s's text tower: missing %s, unexpected %s"
                              % (checkpoint, model_name, missing[:5], unexpected[:5]))
     return OpenClipText(text, open_clip.get_tokenizer(model_name))
+
+
+def _text_tower(open_clip, model_name: str, cfg: dict):
+    try:  # the tower alone (no ViT-H image tower to build and hold); a private helper, hence the fallback
+        from open_clip.model import _build_text_tower
+        return _build_text_tower(cfg["embed_dim"], cfg["text_cfg"], quick_gelu=cfg.get("quick_gelu", False))
+    except (ImportError, TypeError):
+        model = open_clip.create_model(model_name, pretrained=None)
+        model.visual = None
+        return model
