@@ -37,7 +37,12 @@ def style_args(files, scale=1.0, blocks="all", lora=False):
 
 def gen(path="/sdapi/v1/txt2img", **extra):
     out = call(path, {**BASE, "prompt": "a house", **extra})
-    return out["images"][0], json.loads(out["info"])["infotexts"][0]
+    return pixels(out["images"][0]), json.loads(out["info"])["infotexts"][0]
+
+
+def pixels(b64: str) -> bytes:
+    """Decoded pixels: the PNG bytes also carry the infotext, which differs whenever a parameter does."""
+    return Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB").tobytes()
 
 
 def test_style_changes_the_image_and_is_removed_afterwards(style_files):
