@@ -11,9 +11,14 @@ ROOT = os.path.dirname(HERE)
 STUB = os.path.join(HERE, "webui_stub")
 
 
-def load_script(lora_dir: str, cache_dir: str, base: str = "sd1"):
+def use_stub() -> None:
+    """Make `modules.*` and `networks` resolve to the web UI stub."""
     if STUB not in sys.path:
         sys.path.insert(0, STUB)
+
+
+def load_script(lora_dir: str, cache_dir: str, base: str = "sd1"):
+    use_stub()
     from modules import shared
     import networks
     shared.cmd_opts.lora_dir = lora_dir

@@ -68,9 +68,18 @@ def _fenced(what: str, fn, p, args) -> None:
     try:
         fn(p, args)
     except Exception as e:
-        log.exception("Stylus: %s failed; generating without it", what)
+        if isinstance(e, _user_errors()):  # a missing model, a bad file or value: one clear line, no traceback
+            log.warning("Stylus: %s skipped: %s", what, e)
+        else:
+            log.exception("Stylus: %s failed; generating without it", what)
         try:
             from modules import errors
             errors.report(f"Stylus: {what} failed: {e}", exc_info=False)
         except Exception:
             pass
+
+
+def _user_errors() -> tuple:
+    from ..style import AdapterFormatError, ShapeMismatchError
+    from .models import ModelUnavailable
+    return (ModelUnavailable, AdapterFormatError, ShapeMismatchError, ValueError, FileNotFoundError)
