@@ -80,10 +80,17 @@ def list_image_encoders() -> list:
     return sorted(dict.fromkeys(found))
 
 
+def _user_choice(choice: str, what: str) -> str | None:
+    """A file the user picked in the UI or passed to the API (None for "auto")."""
+    if not choice or choice == "auto":
+        return None
+    if not os.path.exists(choice):
+        raise ModelUnavailable(f"Stylus: {what} {choice} not found")
+    return choice
+
+
 def ip_adapter(arch: str, choice: str = "auto") -> str:
-    if choice and choice != "auto":
-        if not os.path.isfile(choice):
-            raise ModelUnavailable(f"Stylus: IP-Adapter file {choice} not found")
+    if _user_choice(choice, "IP-Adapter file"):
         return choice
     repo, file, _, _ = IP_ADAPTERS[arch]
     base = os.path.basename(file)
@@ -96,9 +103,7 @@ def ip_adapter(arch: str, choice: str = "auto") -> str:
 
 
 def image_encoder(arch: str, choice: str = "auto") -> str:
-    if choice and choice != "auto":
-        if not os.path.exists(choice):
-            raise ModelUnavailable(f"Stylus: image encoder {choice} not found")
+    if _user_choice(choice, "image encoder"):
         return choice
     repo, _, folder, known = IP_ADAPTERS[arch]
     for path in list_image_encoders():
