@@ -11,11 +11,11 @@ from ..index import LibraryIndex
 BASES = ("sd1", "sd2", "sdxl")
 
 
-def add_library_options(p, positional: bool = True) -> None:
+def add_library_options(p, positional: bool = True, required: bool = True) -> None:
     if positional:
         p.add_argument("library", help="LoRA folder (e.g. the web UI's models/Lora)")
     else:
-        p.add_argument("--library", required=True, help="LoRA folder (e.g. the web UI's models/Lora)")
+        p.add_argument("--library", required=required, help="LoRA folder (e.g. the web UI's models/Lora)")
     p.add_argument("--cache", default=None, help="index cache folder (default: <library>/.stylus)")
     p.add_argument("--embedder", choices=["lexical", "hybrid"], default="lexical",
                    help="lexical: BM25 only (no model); hybrid: BM25 + a dense sentence encoder")

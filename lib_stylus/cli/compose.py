@@ -13,10 +13,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("compose", help="choose LoRAs for a prompt (or every query of a JSONL file)")
     p.add_argument("library_pos", nargs="?", metavar="library", help="LoRA folder (or use --library)")
     p.add_argument("prompt", nargs="?")
-    add_library_options(p, positional=False)
-    for action in p._actions:  # the folder may come positionally instead (single-prompt form)
-        if action.dest == "library":
-            action.required = False
+    add_library_options(p, positional=False, required=False)  # the folder may come positionally instead
     p.add_argument("--queries", help="JSONL with {id, prompt}: write picks to --out instead of printing")
     p.add_argument("--out")
     p.add_argument("--base", choices=BASES, default="sd1")
