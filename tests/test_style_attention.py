@@ -410,3 +410,17 @@ def test_sdxl_style_patch_touches_only_output_blocks_1_1(adapter):
     with StylePatch(xl, xad, *toks, blocks="style"):
         patched = sorted(n for n, m in xl.named_modules() if "forward" in m.__dict__)
     assert patched == sorted(l.ldm for l in table("sdxl") if l.block == "output_blocks.1.1") and len(patched) == 10
+
+
+@pytest.mark.parametrize("chunks", [[0, 1], [1, 0], [1, 0, 0, 1]])
+def test_forge_rows_from_transformer_options(sd15, adapter, tokens, chunks, monkeypatch):
+    """Forge calls attn2 with transformer_options["cond_or_uncond"] (one flag per equal chunk of rows): those
+    rows get the style tokens (0) or the zero-image tokens (1) without any row plan."""
+    monkeypatch.setattr(fx.CrossAttention, "forward", fx.sdp_forward)  # Forge's forward takes **kwargs
+    layer = next(l for l in table("sd15") if l.number == 13)
+    mod, ax, actx = attn_inputs(sd15, layer.ldm, *inputs(b=len(chunks) * 2, seed=9))
+    with StylePatch(sd15, adapter, *tokens, blocks=[13], scale=0.7):
+        got = mod(ax, context=actx, transformer_options={"cond_or_uncond": chunks})
+    for i, flag in enumerate(c for c in chunks for _ in range(2)):
+        want = formula(mod, adapter, 13, ax[i:i + 1], actx[i:i + 1], tokens[flag], 0.7)
+        assert torch.allclose(got[i:i + 1], want, atol=1e-5), (chunks, i)

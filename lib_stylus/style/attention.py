@@ -97,6 +97,16 @@ def roles_mask(roles: Roles) -> Optional[torch.Tensor]:
     return torch.tensor(vals, dtype=torch.bool)
 
 
+def rows_from_options(options, b: int, device) -> Optional["_RowSlice"]:
+    """Forge calls attn2 with transformer_options["cond_or_uncond"]: one flag per equal chunk of the batch's rows
+    (0 = conditional, 1 = unconditional). None when absent (the A1111 web UI), so the row plan applies."""
+    chunks = options.get("cond_or_uncond") if isinstance(options, dict) else None
+    if not chunks or b % len(chunks):
+        return None
+    per = b // len(chunks)
+    return _RowSlice(torch.tensor([c == 0 for c in chunks for _ in range(per)], dtype=torch.bool), device)
+
+
 def cfg_rows(n_cond: int, n_uncond: int) -> List[str]:
     """The web UI CFG denoiser's row plan: all conditional rows (AND repeats included) first, then unconditional."""
     return ["cond"] * n_cond + ["uncond"] * n_uncond
@@ -128,6 +138,7 @@ class _LayerPatch:
         self.own = module.__dict__.get("forward")
         self.armed, self.q, self.q_calls, self.added = False, None, 0, False
         self.rows_tokens = None
+        self.call_rows = None  # roles the host passed with this very call (Forge), else the patch's row plan
         self.hooks, self.wrapper = [], None
 
     def call_orig(self, *args, **kwargs):
@@ -137,10 +148,11 @@ class _LayerPatch:
         return type(self.module).forward(self.module, *args, **kwargs)
 
     def ip_term(self, q: torch.Tensor) -> torch.Tensor:
-        mask = self.patch._rows_for(q.shape[0])
+        mask = self.call_rows if self.call_rows is not None else self.patch._rows_for(q.shape[0])
         k = _pick(self.k_c, self.k_u, mask, q.shape[0])
         v = _pick(self.v_c, self.v_u, mask, q.shape[0])
-        return attention(q, k.to(q.dtype), v.to(q.dtype), self.heads)  # unscaled: callers fuse s into the add
+        # .to(q): a host that offloads modules between jobs (Forge) may run sampling on another device
+        return attention(q, k.to(q.device, q.dtype), v.to(q.device, q.dtype), self.heads)  # s is fused by callers
 
     def on_to_q(self, mod, args, out):
         # Only a single to_q over all of x is usable: chunked forwards (rows or queries) take the fallback.
@@ -159,6 +171,7 @@ class _LayerPatch:
             return self.call_orig(x, context, *args, **kwargs)
         self.armed, self.q, self.q_calls, self.added = True, None, 0, False
         self.rows_tokens = x.shape[:-1]
+        self.call_rows = rows_from_options(kwargs.get("transformer_options"), x.shape[0], x.device)
         try:
             out = self.call_orig(x, context, *args, **kwargs)
             added = self.added

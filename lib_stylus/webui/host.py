@@ -13,7 +13,15 @@ def opt(key: str, default=None):
 
 
 def is_forge() -> bool:
-    return hasattr(shared, "forge_objects") or os.path.isdir(os.path.join(paths.script_path, "backend"))
+    return hasattr(shared.sd_model, "forge_objects")
+
+
+def unet():
+    """The UNet module tree: ldm/sgm on A1111, Forge's own (same block and attn2 names) on Forge."""
+    model = shared.sd_model
+    if hasattr(model, "forge_objects"):
+        return model.forge_objects.unet.model.diffusion_model
+    return model.model.diffusion_model
 
 
 def models_dir() -> str:

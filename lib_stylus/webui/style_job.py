@@ -1,5 +1,6 @@
 """Reference style in a generation: build the InstantStyle patch on the loaded UNet in Script.process, tell it
-which rows are cond/uncond at every CFG denoiser call, and remove it in every case: postprocess (normal end,
+which rows are cond/uncond at every CFG denoiser call (on Forge each attention call carries its rows in
+transformer_options, and the same per-module patch reads them), and remove it in every case: postprocess (normal end,
 interrupt, skip), an exception raised by sampling (p.sample is guarded), the next job's before_process, and
 a scripts reload."""
 from __future__ import annotations
@@ -28,8 +29,6 @@ def engine():
 def process(p, args: StylusArgs) -> None:
     global _ACTIVE
     restore()
-    if host.is_forge():
-        raise RuntimeError("reference style is not available on Forge yet (its UNet has no ldm attention modules)")
     base = host.loaded_base()
     arch = {"sd1": "sd15", "sdxl": "sdxl"}.get(base)
     if arch is None:
@@ -38,7 +37,7 @@ def process(p, args: StylusArgs) -> None:
     host.state().textinfo = "Stylus: encoding the reference image"
     blocks = args.custom_blocks if args.blocks_preset == "custom" else args.blocks_preset
     patch, tokens = engine().build(
-        host.shared.sd_model.model.diffusion_model, models.ip_adapter(arch, args.ip_adapter),
+        host.unet(), models.ip_adapter(arch, args.ip_adapter),
         models.image_encoder(arch, args.image_encoder), [image], args.content_text.strip() or None,
         _text_encoder(arch) if args.content_text.strip() and args.content_lambda else None,
         args.content_lambda, blocks=blocks, scale=args.style_scale)
@@ -58,7 +57,9 @@ def _text_encoder(arch: str):
     """The content's CLIP text embedding in the image encoder's space. SDXL: the pooled, projected output of the
     checkpoint's own second text encoder (ViT-bigG) -- no second copy. SD1.5: the ViT-H-14 text tower."""
     if arch == "sdxl":
-        embedder = host.shared.sd_model.conditioner.embedders[1]
+        embedder = getattr(getattr(host.shared.sd_model, "conditioner", None), "embedders", [None, None])[1]
+        if embedder is None:  # Forge keeps SDXL's text encoders elsewhere
+            return None
 
         def sdxl_pooled(texts):
             out = embedder(list(texts))
@@ -88,7 +89,7 @@ def _guard_sampling(p) -> None:
 
 def on_cfg_denoiser(params) -> None:
     """Before each denoiser call the host stacks [cond rows..., uncond rows]: tell the patch which is which."""
-    if _ACTIVE is None:
+    if _ACTIVE is None or host.is_forge():  # Forge tells each attention call its rows (transformer_options)
         return
     from ..style import cfg_rows
     cond = params.text_cond["crossattn"] if isinstance(params.text_cond, dict) else params.text_cond
