@@ -3,7 +3,7 @@
 (function () {
     const hints = {
         "Pick LoRAs for the prompt": "Stylus retrieves LoRAs from your library for this prompt, composes them per task and writes <lora:...> tags and trigger words into the prompt.",
-        "Masking (a seeded LoRA subset per image)": "per image: each image gets its own seeded subset (batch size 1) or one per batch; per batch: one subset per batch; off: every picked LoRA in every image.",
+        "Masking (a seeded LoRA subset per image)": "per image: each image gets its own seeded subset (batch size 1) or one per batch; same for all images: one subset for the whole job; off: every picked LoRA in every image.",
         "Preview picks": "Show which LoRAs Stylus would pick for the current prompt, and why, without generating.",
         "Content subtraction λ": "How much of the reference's content (described in the box above) is subtracted from its CLIP embedding.",
         "Style strength": "Scale of the reference's style tokens in the chosen blocks (0 = off).",

@@ -240,6 +240,8 @@ class _State:
         self.segment_words = [tokenize(seg.plain) for seg in split_segments(prompt)]  # once, not per card
 
     def refusal(self, doc: int, entry, in_task: int, per_task: int, task_words: list = ()) -> str:
+        if not entry.card.alias:
+            return "no <lora:> name reaches this file (another file has its name)"
         if doc in self.used:
             return ALREADY_TAGGED if _names(entry) & self.existing_names else "already picked for another task"
         # "<franchise> character" asks for a character of that franchise: the task itself names the kind.

@@ -64,11 +64,12 @@ class RefreshReport:
 
 class LibraryIndex:
     def __init__(self, roots: Sequence[str], cache_dir: str, embedders: Sequence[Embedder] | None = None,
-                 captioners: Sequence = ()):
+                 captioners: Sequence = (), hidden: bool = True):
         self.roots = [os.path.abspath(r) for r in roots]
         self.cache_dir = cache_dir
         self.embedders = list(embedders) if embedders else [BM25()]
         self.captioners = list(captioners)
+        self.hidden = hidden  # index files in dot-folders too (the web UI lists them by default)
         self.key = "+".join(e.id for e in self.embedders) + f"-r{REFINER_VERSION}"
         self.path = os.path.join(cache_dir, f"stylus-index-{_safe(self.key)}.npz")
         self.snapshot = Snapshot()
@@ -131,7 +132,7 @@ class LibraryIndex:
         prev_cards = {p: e.card for p, e in old.items()}
         entries, seen = [], set()
         for root in self.roots:
-            res = scan(root, prev_cards, (lambda i, n: progress("scan", i, n)) if progress else None)
+            res = scan(root, prev_cards, (lambda i, n: progress("scan", i, n)) if progress else None, self.hidden)
             report.read += res.read
             report.reused += res.reused
             report.faults.extend(res.faults)

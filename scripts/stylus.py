@@ -30,11 +30,11 @@ class StylusScript(scripts.Script):
     def after_component(self, component, **kwargs):
         hooks.remember_prompt_box(self, component, kwargs.get("elem_id"))
 
-    def before_process(self, p, *args):
-        hooks.restore_style()  # a crash inside the last job skips postprocess: undo its patch first
-
     def process(self, p, *args):
         hooks.process(p, StylusArgs.from_script_args(args))
 
+    def process_batch(self, p, *args, **kwargs):
+        hooks.process_batch(p, kwargs.get("batch_number", 0))
+
     def postprocess(self, p, processed, *args):
-        hooks.restore_style()
+        hooks.end_job(p)

@@ -127,7 +127,8 @@ def test_subfolders_hidden_folders_previews_and_aliases(tmp_path):
     make_library(tmp_path, [card("styles_watercolor", subdir="styles", output_name="watercolor_v2"),
                             card("secret", subdir=".hidden")])
     (tmp_path / "styles" / "styles_watercolor.preview.png").write_bytes(b"\x89PNG")
-    result = scan(str(tmp_path))
+    assert sorted(c.stem for c in scan(str(tmp_path)).cards) == ["secret", "styles_watercolor"]  # web UI default
+    result = scan(str(tmp_path), hidden=False)
     (c,) = result.cards
     assert c.rel == "styles/styles_watercolor.safetensors"
     assert c.alias == "styles_watercolor"  # the stem resolves in the web UI; the alias would too
@@ -139,6 +140,7 @@ def test_duplicate_names_and_unwritable_names(tmp_path):
     result = scan(str(tmp_path))
     names = {c.rel: c.alias for c in result.cards}
     assert names["odd:name.safetensors"] == "odd_alias"  # ':' cannot be written inside <lora:...>
+    assert names["b/twin.safetensors"] == "twin" and names["a/twin.safetensors"] == ""  # the web UI loads b/
     assert any("same name" in f.reason for f in result.faults if f.stem == "twin")
 
 

@@ -21,11 +21,11 @@ class FakeComposition:
         return rewrite(prompt, [Pick(f"lora_{seed}", kw.get("multiplier", 0.8))], negative, add_triggers)
 
 
-def test_mask_seed_per_image_only_with_batch_size_one():
+def test_mask_seed_per_image_per_batch_or_one_for_all():
     seeds = [10, 11, 12, 13]
     assert [mask_seed(seeds, i, 1, "per image") for i in range(4)] == [10, 11, 12, 13]
     assert [mask_seed(seeds, i, 2, "per image") for i in range(4)] == [10, 10, 12, 12]
-    assert [mask_seed(seeds, i, 1, "per batch") for i in range(4)] == [10, 11, 12, 13]
+    assert [mask_seed(seeds, i, 2, "same for all images") for i in range(4)] == [10, 10, 10, 10]
 
 
 def test_rewrite_job_writes_one_set_per_batch_and_hires_prompts():

@@ -47,8 +47,10 @@ def test_ui_components_are_in_api_order_and_paste_fields_exist(script):
     assert comps[0].value is False  # disabled by default
     keys = [k for _, k in script.infotext_fields if isinstance(k, str)]
     assert "Stylus masking" in keys and "Stylus style strength" in keys
-    restore_enabled = script.infotext_fields[0][1]
+    restore_enabled, restore_lora = script.infotext_fields[0][1], script.infotext_fields[1][1]
     assert restore_enabled({"Stylus LoRAs": "x:0.5"}) is True and restore_enabled({}) is False
+    # a pasted prompt already carries the LoRAs Stylus chose: auto-LoRA goes off so the image is reproduced
+    assert restore_lora({"Stylus LoRAs": "x:0.5"}) is False and restore_lora({}) is None
 
 
 def test_disabled_means_untouched(script):
@@ -90,18 +92,34 @@ def test_hires_prompts_get_the_same_tags(script):
     assert tags(p.all_hr_prompts[0]) == tags(p.all_prompts[0])
 
 
-def test_pasted_prompt_with_tags_is_not_tagged_twice(script):
-    p = FakeP([PROMPT], [5])
-    script.process(p, *args(masking="off"))
-    again = FakeP(p.all_prompts, [5])
-    script.process(again, *args(masking="off"))
-    assert again.all_prompts == p.all_prompts
+@pytest.mark.parametrize("masking", ["off", "per image"])
+def test_pasted_prompt_with_tags_is_not_tagged_twice(script, masking):
+    for seed in range(6):
+        p = FakeP([PROMPT], [seed])
+        script.process(p, *args(masking=masking))
+        again = FakeP(p.all_prompts, [seed])
+        script.process(again, *args(masking=masking))  # auto-LoRA left on by hand
+        first, second = tags(p.all_prompts[0]), tags(again.all_prompts[0])
+        assert second[:len(first)] == first and len(second) == len(set(second))  # nothing written twice
 
 
-def test_api_args_may_be_fewer_and_json_friendly(script):
+def test_each_batch_infotext_names_that_batchs_loras(script):
+    p = FakeP([PROMPT] * 4, [1, 2, 3, 4], batch_size=2)
+    script.process(p, *args())
+    for batch in (0, 1):
+        script.process_batch(p, *args(), batch_number=batch, prompts=p.all_prompts[2 * batch:2 * batch + 2])
+        want = ", ".join(m.group(2) for m in TAG.finditer(p.all_prompts[2 * batch]))  # "alias:weight, ..."
+        assert want and p.extra_generation_params["Stylus LoRAs"] == want
+
+
+def test_api_args_json_friendly_and_the_object_form(script):
     p = FakeP([PROMPT], [5])
     script.process(p, True, True, 2)  # enabled, lora, max 2: the rest keep their defaults
     assert 1 <= len(tags(p.all_prompts[0])) <= 2
+    padded = [{"enabled": True, "masking": "off"}] + args()[1:]  # the host pads API args with ui() defaults
+    q = FakeP([PROMPT], [5])
+    script.process(q, *padded)
+    assert set(tags(q.all_prompts[0])) == {"robot_buddy", "cyberpunk_city"}
 
 
 def test_a_failing_feature_is_reported_and_generation_goes_on(script, monkeypatch):

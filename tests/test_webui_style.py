@@ -33,8 +33,8 @@ def forwards(unet):
 
 def run_denoiser(n_cond=1, n_uncond=1):
     from modules import script_callbacks
-    params = script_callbacks.CFGDenoiserParams(None, None, None, 0, 4, torch.zeros(n_cond, 77, 64),
-                                                torch.zeros(n_uncond, 77, 64))
+    params = script_callbacks.CFGDenoiserParams(torch.zeros(n_cond + n_uncond, 4, 8, 8), None, None, 0, 4,
+                                                torch.zeros(n_cond, 77, 64), torch.zeros(n_uncond, 77, 64))
     script_callbacks.cfg_denoiser_callback(params)
 
 
@@ -71,14 +71,30 @@ def test_an_exception_in_sampling_restores_the_unet(env):
     assert forwards(unet) == before
 
 
-def test_next_job_restores_a_leftover_patch_first(env):
+def test_closing_the_job_restores_even_without_postprocess(env):
     script, unet, args = env
     before = forwards(unet)
     p = FakeP(["a house"], [1])
     p.sample = lambda: None
-    script.process(p, *args)  # ...and the host never called postprocess (a crash elsewhere)
-    script.before_process(FakeP(["next"], [2]), *[False] + args[1:])
+    script.process(p, *args)  # ...and an exception after sampling skips every later hook
+    p.close()  # the host always closes the job (`with closing(p)`)
     assert forwards(unet) == before
+
+
+def test_a_nested_job_suspends_and_gives_back_the_outer_patch(env):
+    script, unet, args = env
+    from lib_stylus.webui import style_job
+    before = forwards(unet)
+    outer, inner = FakeP(["a house"], [1]), FakeP(["a face"], [2])
+    outer.sample = inner.sample = lambda: None
+    script.process(outer, *args)
+    outer_patch = style_job.active()
+    script.process(inner, *args)  # e.g. ADetailer's inpainting pass inside the outer job
+    assert style_job.active() is not outer_patch and not outer_patch.installed
+    script.postprocess(inner, None, *args)
+    assert style_job.active() is outer_patch and outer_patch.installed  # the outer batches keep their style
+    script.postprocess(outer, None, *args)
+    assert forwards(unet) == before and style_job.active() is None
 
 
 def test_a_wrong_adapter_is_reported_and_nothing_is_patched(env, tmp_path):

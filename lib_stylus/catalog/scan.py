@@ -32,8 +32,9 @@ class _Entry:
     siblings: set
 
 
-def walk(root: str, faults: list) -> Iterable[_Entry]:
-    """Network files under root, sorted, following directory links once (a link loop is reported, not followed)."""
+def walk(root: str, faults: list, hidden: bool = True) -> Iterable[_Entry]:
+    """Network files under root, sorted, following directory links once (a link loop is reported, not followed).
+    Dot-folders are listed unless hidden=False, as the web UI's "list hidden files" setting (default on)."""
     seen_dirs: set = set()
     root = os.path.abspath(root)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=lambda e: faults.append(
@@ -44,7 +45,7 @@ def walk(root: str, faults: list) -> Iterable[_Entry]:
             dirnames[:] = []
             continue
         seen_dirs.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # the web UI hides dot-folders
+        dirnames[:] = sorted(d for d in dirnames if hidden or not d.startswith("."))
         siblings = set(filenames)
         for name in sorted(filenames):
             stem, ext = os.path.splitext(name)
@@ -68,13 +69,14 @@ def signature(entry: _Entry) -> tuple[str, int, int]:
     return "|".join(parts), st.st_size, st.st_mtime_ns
 
 
-def scan(root: str, previous: dict | None = None, progress: Callable[[int, int], None] | None = None) -> ScanResult:
+def scan(root: str, previous: dict | None = None, progress: Callable[[int, int], None] | None = None,
+         hidden: bool = True) -> ScanResult:
     """Scan root; cards whose signature is unchanged since `previous` ({path: AdapterCard}) are reused as they are."""
     result = ScanResult()
     if not os.path.isdir(root):
         result.faults.append(Fault(os.path.basename(root.rstrip("/")) or root, "LoRA folder not found", root))
         return result
-    entries = list(walk(root, result.faults))
+    entries = list(walk(root, result.faults, hidden))
     previous = previous or {}
     for i, entry in enumerate(entries):
         if progress:
@@ -207,15 +209,15 @@ def assign_tag_names(cards: list, faults: list) -> None:
     for card in cards:
         aliases[card.metadata.get("ss_output_name") or card.stem] = aliases.get(card.metadata.get("ss_output_name") or card.stem, 0) + 1
     for stem, group in stems.items():
-        for card in group[:-1]:  # the web UI keeps the last file of a name
+        for card in group[:-1]:  # the web UI keeps the last file of a name: no tag reaches the others
             faults.append(Fault(stem, f"another file has the same name ({group[-1].rel}): the web UI loads that one", card.rel))
-        for card in group:
-            card.alias = _tag_name(card, stem, len(group), aliases)
+            card.alias = ""
+        group[-1].alias = _tag_name(group[-1], stem, aliases) if len(group) == 1 else stem
 
 
-def _tag_name(card, stem: str, stem_count: int, aliases: dict) -> str:
+def _tag_name(card, stem: str, aliases: dict) -> str:
     alias = card.metadata.get("ss_output_name") or stem
-    stem_claimed = stem_count > 1 or aliases.get(stem, 0) > (1 if alias == stem else 0)
+    stem_claimed = aliases.get(stem, 0) > (1 if alias == stem else 0)  # another file's alias is this stem
     for name in ((alias,) if stem_claimed else (stem, alias)):
         if writable(name) and aliases.get(name, 0) <= 1:
             return name

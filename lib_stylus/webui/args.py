@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-MASKING = ("per image", "per batch", "off")
+MASKING = ("per image", "same for all images", "off")
 COMPOSERS = ("local", "LLM endpoint")
 BLOCK_PRESETS = ("style", "style+layout", "all", "custom")
 
@@ -37,7 +37,7 @@ class StylusArgs:
     def from_script_args(cls, args) -> "StylusArgs":
         """Positional args as the web UI passes them (fewer from the API: the rest keep their defaults).
         A single dict is accepted too, keyed by field name."""
-        if len(args) == 1 and isinstance(args[0], dict):
+        if args and isinstance(args[0], dict):  # the host pads the API's args with ui() defaults
             values = args[0]
         else:
             values = {f.name: v for f, v in zip(dataclasses.fields(cls), args)}

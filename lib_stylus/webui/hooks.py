@@ -20,7 +20,7 @@ def register_callbacks(script_callbacks) -> None:
 
     script_callbacks.on_app_started(on_app_started, name="stylus")
     script_callbacks.on_cfg_denoiser(style_job.on_cfg_denoiser, name="stylus")
-    script_callbacks.on_script_unloaded(style_job.restore, name="stylus")
+    script_callbacks.on_script_unloaded(lambda: style_job.restore(), name="stylus")
 
 
 def process(p, args: StylusArgs) -> None:
@@ -32,8 +32,12 @@ def process(p, args: StylusArgs) -> None:
         _fenced("reference style", style_job.process, p, args)
 
 
-def restore_style() -> None:
-    style_job.restore()
+def process_batch(p, batch_number: int) -> None:
+    lora_job.infotext_for_batch(p, batch_number)
+
+
+def end_job(p) -> None:
+    style_job.restore(p)
 
 
 def remember_prompt_box(script, component, elem_id) -> None:
@@ -49,16 +53,17 @@ def wire_preview(script) -> None:
     box, parts = getattr(script, "stylus_prompt_box", None), getattr(script, "stylus_preview", None)
     if box is None or parts is None or getattr(script, "stylus_wired", None) is parts:
         return
-    button, html, max_adapters, composer = parts
-    button.click(fn=_preview, inputs=[box, max_adapters, composer], outputs=[html])
+    button, html, max_adapters, composer, multiplier = parts
+    button.click(fn=_preview, inputs=[box, max_adapters, composer, multiplier], outputs=[html])
     script.stylus_wired = parts
 
 
-def _preview(prompt: str, max_adapters, composer) -> str:
+def _preview(prompt: str, max_adapters, composer, multiplier=0.8) -> str:
     from .ui import preview_html
     from ..text import escape
     try:
-        return preview_html(SERVICE.compose(prompt or "", None, int(max_adapters), composer))
+        comp = lora_job.drop_unknown(SERVICE.compose(prompt or "", None, int(max_adapters), composer))
+        return preview_html(comp, float(multiplier))
     except Exception as e:
         log.exception("Stylus preview failed")
         return f"<p>Stylus could not compose: {escape(str(e))}</p>"

@@ -34,13 +34,16 @@ def cache_dir() -> str:
 
 
 def lora_dirs() -> list:
-    """The web UI's own LoRA folder(s), plus any extra folders from the settings."""
+    """The folders the web UI's Lora extension lists (only their files resolve in a <lora:...> tag)."""
     dirs = [getattr(shared.cmd_opts, "lora_dir", "") or os.path.join(paths.models_path, "Lora")]
     lyco = getattr(shared.cmd_opts, "lyco_dir_backcompat", "")
     if lyco and os.path.isdir(lyco):
         dirs.append(lyco)
-    extra = [d.strip() for d in str(opt("stylus_lora_dirs", "") or "").split(",") if d.strip()]
-    return list(dict.fromkeys(os.path.abspath(d) for d in dirs + extra))
+    return list(dict.fromkeys(os.path.abspath(d) for d in dirs))
+
+
+def list_hidden_files() -> bool:
+    return bool(opt("list_hidden_files", True))
 
 
 def loaded_base() -> str:
@@ -61,25 +64,17 @@ def state():
     return shared.state
 
 
-def registry_names() -> set | None:
-    """Names a <lora:NAME> tag resolves in the built-in Lora extension (stems and aliases), None if absent."""
+def registry() -> tuple:
+    """(file stems, every name a <lora:NAME> tag resolves: stems and unambiguous aliases) of the built-in Lora
+    extension, or (None, None) where it is absent."""
     try:
         import networks  # extensions-builtin/Lora (or Forge's sd_forge_lora), loaded before extensions
     except ImportError:
-        return None
+        return None, None
+    stems = set(getattr(networks, "available_networks", {}) or {})
     forbidden = set(getattr(networks, "forbidden_network_aliases", {}) or {})
-    names = set(getattr(networks, "available_networks", {}) or {})
-    names |= {a for a in (getattr(networks, "available_network_aliases", {}) or {}) if a.lower() not in forbidden}
-    return names
-
-
-def registry_stems() -> set | None:
-    """File stems of the LoRAs the web UI lists (its network names)."""
-    try:
-        import networks
-    except ImportError:
-        return None
-    return set(getattr(networks, "available_networks", {}) or {})
+    aliases = {a for a in (getattr(networks, "available_network_aliases", {}) or {}) if a.lower() not in forbidden}
+    return stems, stems | aliases
 
 
 def refresh_registry() -> None:

@@ -40,7 +40,7 @@ class StylusService:
         with self._lock:
             wanted = (tuple(host.lora_dirs()), host.cache_dir(), host.opt("stylus_embedder", "lexical"))
             if self._index is None or getattr(self._index, "_stylus_key", None) != wanted:
-                index = LibraryIndex(list(wanted[0]), wanted[1], self._embedders())
+                index = LibraryIndex(list(wanted[0]), wanted[1], self._embedders(), hidden=host.list_hidden_files())
                 index._stylus_key = wanted
                 index.load()
                 self._index = index

@@ -1,8 +1,8 @@
 """Reference style in a generation: build the InstantStyle patch on the loaded UNet in Script.process, tell it
 which rows are cond/uncond at every CFG denoiser call (on Forge each attention call carries its rows in
-transformer_options, and the same per-module patch reads them), and remove it in every case: postprocess (normal end,
-interrupt, skip), an exception raised by sampling (p.sample is guarded), the next job's before_process, and
-a scripts reload."""
+transformer_options, and the same per-module patch reads them), and remove it in every case: postprocess (normal
+end, interrupt, skip), an exception raised by sampling (p.sample is guarded), the job's close() (the host always
+closes a job, also after any other exception), and a scripts reload."""
 from __future__ import annotations
 
 import logging
@@ -14,7 +14,7 @@ from .args import StylusArgs, infotext_keys
 log = logging.getLogger("stylus")
 KEYS = infotext_keys()
 _ENGINE = None
-_ACTIVE = None   # the installed StylePatch, if any
+_STACK: list = []  # (job, StylePatch) per running job with a reference style; the last one is installed
 
 
 def engine():
@@ -27,8 +27,6 @@ def engine():
 
 
 def process(p, args: StylusArgs) -> None:
-    global _ACTIVE
-    restore()
     base = host.loaded_base()
     arch = {"sd1": "sd15", "sdxl": "sdxl"}.get(base)
     if arch is None:
@@ -36,14 +34,12 @@ def process(p, args: StylusArgs) -> None:
     image = to_pil(args.style_image)
     host.state().textinfo = "Stylus: encoding the reference image"
     blocks = args.custom_blocks if args.blocks_preset == "custom" else args.blocks_preset
+    content = args.content_text.strip() if args.content_lambda else ""
     patch, tokens = engine().build(
-        host.unet(), models.ip_adapter(arch, args.ip_adapter),
-        models.image_encoder(arch, args.image_encoder), [image], args.content_text.strip() or None,
-        _text_encoder(arch) if args.content_text.strip() and args.content_lambda else None,
-        args.content_lambda, blocks=blocks, scale=args.style_scale)
-    patch.install()
-    _ACTIVE = patch
-    _guard_sampling(p)
+        host.unet(), models.ip_adapter(arch, args.ip_adapter), models.image_encoder(arch, args.image_encoder),
+        [image], content or None, _text_encoder(arch) if content else None, args.content_lambda,
+        blocks=blocks, scale=args.style_scale)
+    _push(p, patch)
     if tokens.note:
         log.warning("Stylus: %s", tokens.note)
     for name in ("style_scale", "content_lambda", "blocks_preset", "content_text"):
@@ -51,6 +47,34 @@ def process(p, args: StylusArgs) -> None:
             p.extra_generation_params[KEYS[name]] = getattr(args, name)
     if args.blocks_preset == "custom":
         p.extra_generation_params[KEYS["custom_blocks"]] = args.custom_blocks
+
+
+def _push(p, patch) -> None:
+    """Install for this job. A job started inside another (e.g. ADetailer's inpainting pass) suspends the outer
+    job's patch and gives it back when it ends."""
+    if _STACK:
+        _STACK[-1][1].remove()
+    patch.install()
+    _STACK.append((p, patch))
+    _guard(p)
+
+
+def _guard(p) -> None:
+    """The host runs no hook after an exception in sampling, but always closes the job (`with closing(p)` in the
+    UI and the API): undo the patch on either path."""
+    sample, close = p.sample, getattr(p, "close", None)
+
+    def guarded_sample(*args, **kwargs):
+        try:
+            return sample(*args, **kwargs)
+        except BaseException:
+            restore(p)
+            raise
+
+    def guarded_close(*args, **kwargs):
+        restore(p)
+        return close(*args, **kwargs) if close else None
+    p.sample, p.close = guarded_sample, guarded_close
 
 
 def _text_encoder(arch: str):
@@ -67,7 +91,11 @@ def _text_encoder(arch: str):
         return sdxl_pooled
     from transformers import CLIPTextModelWithProjection, CLIPTokenizer
     from ..style import TransformersText
-    folder = models.vit_h_text()
+    try:
+        folder = models.vit_h_text()
+    except models.ModelUnavailable as e:  # the style still works, only without content subtraction
+        log.warning("%s", e)
+        return None
     tok = CLIPTokenizer.from_pretrained(folder)
     model = CLIPTextModelWithProjection.from_pretrained(folder)
     return TransformersText(model, lambda texts: tok(texts, padding="max_length", truncation=True,
@@ -88,23 +116,30 @@ def _guard_sampling(p) -> None:
 
 
 def on_cfg_denoiser(params) -> None:
-    """Before each denoiser call the host stacks [cond rows..., uncond rows]: tell the patch which is which."""
-    if _ACTIVE is None or host.is_forge():  # Forge tells each attention call its rows (transformer_options)
+    """Before each denoiser call the host stacks [cond rows..., uncond rows(, uncond rows for edit models)]."""
+    patch = active()
+    if patch is None or host.is_forge():  # Forge tells each attention call its rows (transformer_options)
         return
     from ..style import cfg_rows
     cond = params.text_cond["crossattn"] if isinstance(params.text_cond, dict) else params.text_cond
-    uncond = params.text_uncond["crossattn"] if isinstance(params.text_uncond, dict) else params.text_uncond
-    _ACTIVE.set_rows(cfg_rows(int(cond.shape[0]), int(uncond.shape[0])))
+    n_cond = int(cond.shape[0])
+    patch.set_rows(cfg_rows(n_cond, int(params.x.shape[0]) - n_cond))
 
 
-def restore() -> None:
-    global _ACTIVE
-    patch, _ACTIVE = _ACTIVE, None
-    if patch is not None:
+def restore(p=None) -> None:
+    """End job p's patch (all jobs' when p is None) and give an outer job its patch back."""
+    global _STACK
+    ended = [(q, patch) for q, patch in _STACK if p is None or q is p]
+    if not ended:
+        return
+    for _, patch in ended:
         patch.remove()
-    if _ENGINE is not None and not _ENGINE.keep_loaded:
+    _STACK = [(q, patch) for q, patch in _STACK if (q, patch) not in ended]
+    if _STACK:
+        _STACK[-1][1].install()
+    elif _ENGINE is not None and not _ENGINE.keep_loaded:
         _ENGINE.release()
 
 
 def active():
-    return _ACTIVE
+    return _STACK[-1][1] if _STACK else None

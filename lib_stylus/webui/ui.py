@@ -61,7 +61,7 @@ def build(script, is_img2img: bool) -> list:
                                       elem_id=script.elem_id("encoder"))
     components = [enabled, lora_enabled, max_adapters, multiplier, add_triggers, masking, composer, style_enabled,
                   style_image, content, lam, scale, blocks, custom, adapter, encoder]
-    script.stylus_preview = (preview, preview_html, max_adapters, composer)
+    script.stylus_preview = (preview, preview_html, max_adapters, composer, multiplier)
     from .hooks import wire_preview
     wire_preview(script)
     script.infotext_fields = infotext_fields(components)
@@ -74,18 +74,22 @@ def infotext_fields(c: list) -> list:
     keys = infotext_keys()
     by_name = dict(zip(field_names(), c))
     fields = [(by_name["enabled"], lambda d: APPLIED_KEY in d or keys["style_scale"] in d),
-              (by_name["lora_enabled"], lambda d: APPLIED_KEY in d),
+              # The pasted prompt already carries the LoRAs Stylus chose: reproduce it, don't compose on top.
+              (by_name["lora_enabled"], lambda d: False if APPLIED_KEY in d else None),
               (by_name["style_enabled"], lambda d: keys["style_scale"] in d)]
     fields += [(by_name[n], k) for n, k in keys.items()]
     return fields
 
 
-def preview_html(comp) -> str:
-    """The composer's explanation as HTML; every text from a model card is escaped."""
+def preview_html(comp, multiplier: float = 0.8) -> str:
+    """The composer's explanation as HTML; every text from a model card is escaped. Weights are those written
+    with masking off (recommended x multiplier / adapters in the task); a mask can only leave some out."""
+    weights = comp.mask(0, False, multiplier=multiplier).weights()
     rows = []
     for task in comp.tasks:
-        picks = "".join(f"<li data-stylus-tag='{escape(f'<lora:{a.alias}:{a.weight:g}>')}' title='click to copy the tag'>"
-                        f"{_thumb(a.entry.card)}<b>{escape(a.alias)}</b> · weight {a.weight:g} · "
+        picks = "".join(f"<li data-stylus-tag='{escape(f'<lora:{a.alias}:{weights.get(a.alias, a.weight):g}>')}' "
+                        f"title='click to copy the tag'>{_thumb(a.entry.card)}<b>{escape(a.alias)}</b> · "
+                        f"weight {weights.get(a.alias, a.weight):g} · "
                         f"score {a.score:.2f} — {escape(a.reason)}</li>" for a in task.adapters) or f"<li><i>{escape(task.note or 'no LoRA for this task')}</i></li>"
         rows.append(f"<div class='stylus-task'><div>Task: <code>{escape(task.text)}</code></div><ul>{picks}</ul></div>")
     drops = "".join(f"<li>{escape(d.stem)} — {escape(d.reason)}</li>" for d in comp.drops[:20])
