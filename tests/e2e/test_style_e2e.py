@@ -71,10 +71,17 @@ def test_img2img_and_inpainting(style_files):
     plain, _ = gen("/sdapi/v1/img2img", init_images=[init], denoising_strength=0.8)
     styled, info = gen("/sdapi/v1/img2img", init_images=[init], denoising_strength=0.8, **style_args(style_files))
     assert styled != plain and "Stylus style strength" in info
-    mask = b64_image((255, 255, 255))
-    inpainted, info = gen("/sdapi/v1/img2img", init_images=[init], mask=mask, denoising_strength=0.8,
-                          **style_args(style_files))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))  # inpaint the left half only
+    buf = io.BytesIO()
+    mask.save(buf, "PNG")
+    inpainted, info = gen("/sdapi/v1/img2img", init_images=[init], mask=base64.b64encode(buf.getvalue()).decode(),
+                          denoising_strength=0.8, mask_blur=0, inpaint_full_res=False, **style_args(style_files))
     assert "Stylus style strength" in info
+    out = Image.frombytes("RGB", (64, 64), inpainted)
+    right = [out.getpixel((x, y)) for x in range(40, 64) for y in range(64)]
+    assert all(max(abs(a - b) for a, b in zip(px, (20, 120, 200))) <= 2 for px in right)  # outside the mask: kept
+    assert out.getpixel((8, 32)) != (20, 120, 200)
 
 
 def test_both_features_in_one_generation(style_files):

@@ -67,8 +67,9 @@ def test_batch_gets_one_adapter_set_and_every_infotext_is_true():
     prompts = info["all_prompts"]
     assert prompts[0].count("<lora:") == prompts[1].count("<lora:") and len(info["infotexts"]) == 4
     for prompt, text in zip(prompts, info["infotexts"]):
+        stylus_part = text.split("Stylus LoRAs:")[1].split("Stylus max")[0]
         for name in ("tiny_watercolor", "tiny_cyberpunk"):
-            assert (f"<lora:{name}:" in prompt) == (name in text.split("Lora hashes:")[-1])
+            assert (f"<lora:{name}:" in prompt) == (name in text.split("Lora hashes:")[-1]) == (name in stylus_part)
 
 
 def test_unknown_script_args_types_do_not_break_generation():
