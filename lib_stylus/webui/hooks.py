@@ -73,15 +73,13 @@ def _fenced(what: str, fn, p, args) -> None:
     try:
         fn(p, args)
     except Exception as e:
-        if isinstance(e, _user_errors()):  # a missing model, a bad file or value: one clear line, no traceback
-            log.warning("Stylus: %s skipped: %s", what, e)
-        else:
-            log.exception("Stylus: %s failed; generating without it", what)
+        expected = isinstance(e, _user_errors())  # a missing model, a bad file or value: one line, no traceback
+        message = f"Stylus: {what} {'skipped' if expected else 'failed'}, generating without it: {e}"
         try:
             from modules import errors
-            errors.report(f"Stylus: {what} failed: {e}", exc_info=False)
-        except Exception:
-            pass
+            errors.report(message, exc_info=not expected)
+        except ImportError:
+            log.warning(message, exc_info=not expected)
 
 
 def _user_errors() -> tuple:
