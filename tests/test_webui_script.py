@@ -170,3 +170,30 @@ def test_preview_is_wired_to_the_tab_prompt_box_and_escapes_card_text(script):
     assert script.stylus_wired is script.stylus_preview
     html = hooks._preview("a robot companion <script>alert(1)</script>", 4, "local")
     assert "robot_buddy" in html and "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_settings_are_registered_in_the_stylus_section(script):
+    from modules import shared
+    keys = [k for k in shared.options_templates if k.startswith("stylus_")]
+    assert {"stylus_embedder", "stylus_top_k", "stylus_llm_url", "stylus_keep_models", "stylus_allow_unknown_base",
+            "stylus_add_negative"} <= set(keys)
+    assert {shared.options_templates[k].section for k in keys} == {("stylus", "Stylus")}
+    assert shared.opts.stylus_embedder == "lexical"
+
+
+def test_infotext_round_trip_restores_every_written_field(script):
+    """What process() writes, read back the way the host's paste does (string -> the component's value type)."""
+    chosen = dict(max_adapters=3, weight_multiplier=0.65, masking="same for all images", add_triggers=False,
+                  composer="local")
+    p = FakeP([PROMPT], [9])
+    script.process(p, *args(**chosen))
+    with gr.Blocks():
+        comps = script.ui(False)
+    by_comp = {id(c): name for c, name in zip(comps, field_names())}
+    restored = {}
+    for comp, key in script.infotext_fields:
+        if isinstance(key, str) and key in p.extra_generation_params:
+            text = str(p.extra_generation_params[key])
+            kind = type(comp.value)
+            restored[by_comp[id(comp)]] = (text == "True") if kind is bool else kind(float(text)) if kind in (int, float) else text
+    assert restored == chosen

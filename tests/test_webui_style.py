@@ -109,3 +109,19 @@ def test_a_wrong_adapter_is_reported_and_nothing_is_patched(env, tmp_path):
     script.process(p, *bad.values())
     assert forwards(unet) == before and "Stylus style strength" not in p.extra_generation_params
     assert any("reference style" in m for m in errors.reported)
+
+
+def test_an_interrupted_job_is_restored_by_postprocess(env):
+    """On interrupt/skip the host returns the last latent and still runs postprocess (processing.py)."""
+    script, unet, args = env
+    from modules import shared
+    before = forwards(unet)
+    p = FakeP(["a house"], [1])
+    p.sample = lambda: None
+    script.process(p, *args)
+    shared.state.interrupted = True
+    try:
+        script.postprocess(p, None, *args)
+    finally:
+        shared.state.interrupted = False
+    assert forwards(unet) == before
