@@ -8,12 +8,13 @@ import io
 
 def to_pil(value):
     from PIL import Image
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and value == ""):  # never `==` on an array: it is elementwise
         return None
     if isinstance(value, Image.Image):
         return value.convert("RGB")
-    if isinstance(value, dict):  # gradio 4 ImageEditor / sketch payloads
-        return to_pil(value.get("composite") or value.get("background") or value.get("image"))
+    if isinstance(value, dict):  # gradio 4 ImageEditor / gradio 3 sketch payloads: PIL images or numpy arrays
+        parts = (value.get(key) for key in ("composite", "background", "image"))
+        return to_pil(next((v for v in parts if v is not None and not (isinstance(v, str) and v == "")), None))
     if isinstance(value, str):
         data = value.split(",", 1)[1] if value.startswith("data:") else value
         try:

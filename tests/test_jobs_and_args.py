@@ -56,6 +56,17 @@ def test_reference_image_from_base64_data_url_and_pil():
     assert to_pil(None) is None and to_pil("") is None
 
 
+def test_reference_image_from_numpy_and_image_editor_dicts():
+    """gradio 4's ImageEditor (numpy by default) and gradio 3's sketch send dicts; arrays have no truth value."""
+    import numpy as np
+    rgb, rgba = np.full((8, 6, 3), 200, np.uint8), np.zeros((8, 6, 4), np.uint8)
+    for value in (rgb, rgba, {"background": rgb, "layers": [], "composite": rgba}, {"image": rgb, "mask": rgb},
+                  {"background": Image.new("RGB", (6, 8)), "layers": [], "composite": None}):
+        img = to_pil(value)
+        assert img.mode == "RGB" and img.size == (6, 8)
+    assert to_pil({"background": None, "layers": [], "composite": None}) is None
+
+
 def test_install_py_is_a_no_op_when_everything_is_present():
     root = __file__.rsplit("/tests/", 1)[0]
     # Outside the web UI there is no `launch` module: importing it (to pip-install) would fail this run.

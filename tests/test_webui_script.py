@@ -53,6 +53,19 @@ def test_ui_components_are_in_api_order_and_paste_fields_exist(script):
     assert restore_lora({"Stylus LoRAs": "x:0.5"}) is False and restore_lora({}) is None
 
 
+def test_pasted_model_file_names_outside_the_list_are_kept(script):
+    """Infotext from another machine, or a file added after start-up: the dropdowns keep the name (gradio 4 warns
+    about, and its page drops, a value outside the choices unless custom values are allowed)."""
+    import warnings
+    with gr.Blocks():
+        by_name = dict(zip(field_names(), script.ui(False)))
+    for name in ("ip_adapter", "image_encoder"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert by_name[name].postprocess("added_later.safetensors") == "added_later.safetensors"
+        assert by_name[name].get_config()["allow_custom_value"] is True
+
+
 def test_disabled_means_untouched(script):
     p = FakeP([PROMPT] * 2, [1, 2])
     before = copy.deepcopy(p.__dict__)

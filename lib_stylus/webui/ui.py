@@ -54,11 +54,12 @@ def build(script, is_img2img: bool) -> list:
                 blocks = gr.Radio(list(BLOCK_PRESETS), value=D.blocks_preset, label="Blocks", elem_id=script.elem_id("blocks"))
                 custom = gr.Textbox(D.custom_blocks, label="Custom blocks (e.g. up_blocks.0.attentions.1)",
                                     elem_id=script.elem_id("custom"))
-            with gr.Row():
+            with gr.Row():  # custom values: a pasted infotext or a file added after start-up names a file not
+                # listed here (gradio 4 warns and its page drops such a value); the style job reports a missing file
                 adapter = gr.Dropdown(["auto"] + models.list_ip_adapters_safe(), value="auto", label="IP-Adapter",
-                                      elem_id=script.elem_id("adapter"))
+                                      allow_custom_value=True, elem_id=script.elem_id("adapter"))
                 encoder = gr.Dropdown(["auto"] + models.list_image_encoders_safe(), value="auto", label="Image encoder",
-                                      elem_id=script.elem_id("encoder"))
+                                      allow_custom_value=True, elem_id=script.elem_id("encoder"))
     components = [enabled, lora_enabled, max_adapters, multiplier, add_triggers, masking, composer, style_enabled,
                   style_image, content, lam, scale, blocks, custom, adapter, encoder]
     script.stylus_preview = (preview, preview_html, max_adapters, composer, multiplier)
