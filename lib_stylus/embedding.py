@@ -210,7 +210,10 @@ def _dir_id(model_dir: str) -> str:
     """Stable id for a model folder: its name plus a hash of its config, so another model never reuses vectors."""
     name = os.path.basename(os.path.normpath(model_dir))
     cfg = os.path.join(model_dir, "config.json")
-    digest = hashlib.sha256(open(cfg, "rb").read()).hexdigest()[:8] if os.path.isfile(cfg) else "noconfig"
+    digest = "noconfig"
+    if os.path.isfile(cfg):
+        with open(cfg, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:8]
     return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-{digest}"
 
 

@@ -210,3 +210,25 @@ def test_infotext_round_trip_restores_every_written_field(script):
             kind = type(comp.value)
             restored[by_comp[id(comp)]] = (text == "True") if kind is bool else kind(float(text)) if kind in (int, float) else text
     assert restored == chosen
+
+
+def test_llm_composer_without_endpoint_falls_back_and_says_why(script):
+    from lib_stylus.webui.service import SERVICE
+    comp = SERVICE.compose(PROMPT, "sd1", 4, "LLM endpoint")
+    assert comp.composer == "local" and "no LLM endpoint configured" in comp.fallback
+    assert set(comp.stems) >= {"robot_buddy"}
+
+
+def test_llm_endpoint_setting_builds_the_llm_composer_with_top_k(script):
+    from modules import shared
+    from lib_stylus.llm_composer import LLMComposer
+    from lib_stylus.webui.service import SERVICE
+    shared.opts.data.update(stylus_llm_url="http://127.0.0.1:9/v1", stylus_top_k=40, stylus_llm_timeout=1)
+    try:
+        composer = SERVICE.composer("LLM endpoint")
+        assert isinstance(composer, LLMComposer) and composer.candidates == 40
+        comp = composer.compose(PROMPT, "sd1")  # nothing listens on port 9: falls back, with the reason
+        assert comp.fallback and "robot_buddy" in comp.stems
+    finally:
+        for k in ("stylus_llm_url", "stylus_top_k", "stylus_llm_timeout"):
+            shared.opts.data.pop(k)

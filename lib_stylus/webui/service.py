@@ -84,7 +84,8 @@ class StylusService:
         if kind != "LLM endpoint" or not url:
             return local
         return LLMComposer(local, url, str(host.opt("stylus_llm_model", "") or ""),
-                           str(host.opt("stylus_llm_key", "") or ""), float(host.opt("stylus_llm_timeout", 20.0) or 20.0))
+                           str(host.opt("stylus_llm_key", "") or ""), float(host.opt("stylus_llm_timeout", 20.0) or 20.0),
+                           candidates=int(host.opt("stylus_top_k", 150) or 150))
 
     def compose(self, prompt: str, base: str | None = None, max_adapters: int = 4, composer: str = "local"):
         comp = self.composer(composer).compose(prompt, base or host.loaded_base(),
