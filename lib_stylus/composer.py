@@ -20,6 +20,7 @@ from .refiner import _BOILERPLATE
 from .retriever import allowed_families
 
 MAX_PER_TASK = 3
+MAX_TRIGGERS = 3
 ALREADY_TAGGED = "already in the prompt"
 CHARACTER_WORD = "character"  # tokenize() folds "characters"
 MAX_STYLES = 2
@@ -96,10 +97,18 @@ class Composition:
         """``prompt`` (default: the composed one) with the masked picks' tags and trigger words appended."""
         mask = self.mask(seed, masking, **draw_options)
         by_alias = {a.alias: a for a in self.picks}
-        picks = [Pick(alias=k, weight=w, triggers=tuple(by_alias[k].entry.card.trigger_words),
+        picks = [Pick(alias=k, weight=w, triggers=self.triggers(by_alias[k]),
                       negative=by_alias[k].entry.card.negative_text or "", name=by_alias[k].stem)
                  for k, w in mask.weights().items()]
         return rewrite(self.prompt if prompt is None else prompt, picks, negative_prompt, add_triggers)
+
+    def triggers(self, a: "Assigned") -> tuple:
+        """The adapter's main trigger word (its first) plus those about its task, at most MAX_TRIGGERS: Civitai
+        lists often carry every outfit and variant, and all of them would swamp the prompt."""
+        words = a.entry.card.trigger_words
+        task = set(self.tasks[a.task].tokens) if 0 <= a.task < len(self.tasks) else set()
+        about = [w for w in words[1:] if task & set(tokenize(w))]
+        return tuple((words[:1] + about)[:MAX_TRIGGERS])
 
     def to_dict(self) -> dict:
         """JSON-ready explanation (CLI, UI, infotext)."""

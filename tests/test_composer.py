@@ -127,3 +127,16 @@ def test_mask_is_seeded_and_rewrite_round_trips(composer):
     assert read == {a.alias for a in comp.picks}
     assert "cyberpunk style" in res.prompt  # trigger word already there: not repeated
     assert res.prompt.count("cyberpunk style") == 1
+
+
+def test_trigger_words_main_one_plus_those_about_the_task(composer):
+    from lib_stylus.catalog.card import AdapterCard
+    from lib_stylus.composer import Assigned, Composition, Task
+    from lib_stylus.index import Entry
+    from lib_stylus.refiner import Refined
+    card = AdapterCard(path="/x", rel="x", stem="x", alias="x",
+                       trigger_words=["xchar", "red dress", "school uniform", "armor", "blue dress", "hat"])
+    entry = Entry(card, Refined("", "", 0.8, "character"), "")
+    comp = Composition("xchar in a dress", "sd1", [Task("xchar in a dress", (0, 16), "xchar in a dress",
+                                                         ["xchar", "dress"])], [])
+    assert comp.triggers(Assigned(entry, 1.0, 1.0, "", 0)) == ("xchar", "red dress", "blue dress")
