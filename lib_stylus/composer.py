@@ -271,10 +271,11 @@ class _State:
         self.styles += entry.refined.topic == "style"
 
     def names_character(self, entry) -> bool:
-        """The prompt names a character when it has one of its trigger phrases, or the rarest word of its name
-        ('chun' in 'Chun-Li (Street Fighter)': the franchise alone does not name her; version numbers aside)."""
+        """The prompt names a character when it has its main trigger phrase (the first: the others are often
+        outfits like "light armor", which name nothing), or the rarest word of its name ('chun' in
+        'Chun-Li (Street Fighter)': the franchise alone does not name her; version numbers aside)."""
         card = entry.card
-        if any(_has_run(self.segment_words, tokenize(w)) for w in card.trigger_words if len(w) > 2):
+        if any(_has_run(self.segment_words, tokenize(w)) for w in card.trigger_words[:1] if len(w) > 2):
             return True
         pidx = purpose_index(self.snap)
         words = [w for w in set(name_words(card.title)) | set(name_words(card.stem)) if not any(c.isdigit() for c in w)]

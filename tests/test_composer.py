@@ -140,3 +140,12 @@ def test_trigger_words_main_one_plus_those_about_the_task(composer):
     comp = Composition("xchar in a dress", "sd1", [Task("xchar in a dress", (0, 16), "xchar in a dress",
                                                          ["xchar", "dress"])], [])
     assert comp.triggers(Assigned(entry, 1.0, 1.0, "", 0)) == ("xchar", "red dress", "blue dress")
+
+
+def test_an_outfit_trigger_does_not_name_a_character(tmp_path):
+    outfit_char = dict(stem="knight_girl", title="Aria Knight Girl", tags=["character"],
+                       triggers=["aria", "light armor"])
+    retriever = build_library(str(tmp_path), extra=[outfit_char])
+    comp = Composer(retriever, margin=0.0, per_task=3).compose("a girl wearing light armor", "sd1")
+    assert "knight_girl" not in comp.stems
+    assert "knight_girl" in Composer(retriever).compose("aria in light armor", "sd1").stems
