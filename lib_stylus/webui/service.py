@@ -22,6 +22,7 @@ class StylusService:
         self._lock = threading.Lock()
         self._index: LibraryIndex | None = None
         self._thread: threading.Thread | None = None
+        self._foreground = False
         self.status = {"state": "not started", "cards": 0, "faults": 0, "seconds": 0.0, "message": "", "updated": 0.0}
 
     # ---- index ---------------------------------------------------------------------------------------------
@@ -54,8 +55,12 @@ class StylusService:
                 self._thread = threading.Thread(target=self._refresh, name="stylus-index", daemon=True)
                 self._thread.start()
             thread = self._thread
-        if wait:
-            thread.join()
+        if wait:  # a generation waits on it: show the progress in its status line
+            self._foreground = True
+            try:
+                thread.join()
+            finally:
+                self._foreground = False
         return dict(self.status)
 
     def _refresh(self) -> None:
@@ -75,6 +80,8 @@ class StylusService:
 
     def _progress(self, phase: str, done: int, total: int) -> None:
         self.status.update(progress=f"{phase} {done}/{total}")
+        if self._foreground:
+            host.state().textinfo = f"Stylus: indexing LoRAs ({phase} {done}/{total})"
 
     # ---- composition ---------------------------------------------------------------------------------------
     def composer(self, kind: str = "local"):
