@@ -33,3 +33,18 @@ def test_controlnet_files_are_found_and_reused(monkeypatch, tmp_path):
     assert models.ip_adapter("sd15") == adapter
     assert models.image_encoder("sd15") == os.path.join(clip, "clip_h.pth")
     assert adapter in models.list_ip_adapters()
+
+
+def test_hybrid_embedder_offline_without_the_model_falls_back_to_lexical(monkeypatch, tmp_path):
+    from modules import shared
+    from lib_stylus import embedding
+    from lib_stylus.webui.service import StylusService
+    monkeypatch.setattr(embedding, "bundled_minilm", lambda: None)
+    shared.opts.data.update(stylus_embedder="hybrid", stylus_models_dir=str(tmp_path / "stylus"))
+    try:
+        service = StylusService()
+        embedders = service._embedders()
+    finally:
+        shared.opts.data.pop("stylus_embedder")
+    assert [e.id for e in embedders] == ["bm25"]
+    assert "all-MiniLM-L6-v2" in service.status["message"] and str(tmp_path / "stylus") in service.status["message"]
