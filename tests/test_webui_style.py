@@ -42,17 +42,25 @@ def test_patch_only_on_style_blocks_and_removed_in_postprocess(env):
     script, unet, args = env
     from lib_stylus.webui import style_job
     before = forwards(unet)
+    torch.manual_seed(0)
+    x, ctx = torch.randn(2, 6, 16), torch.randn(2, 77, 64)  # tokens of the tiny tree; one cond row, one uncond
+    with torch.no_grad():
+        plain = unet(x, context=ctx)
     p = FakeP(["a house"], [1])
     p.sample = lambda *a, **k: "latents"
     script.process(p, *args)
     patched = {n for n, f in forwards(unet).items() if f is not before[n]}
     assert patched == {f"output_blocks.{i}.1.transformer_blocks.0.attn2" for i in (3, 4, 5)}  # SD1.5 up_blocks.1
     assert p.extra_generation_params["Stylus style strength"] == 1.0
-    run_denoiser()
-    x = torch.randn(2, 6, 16)  # tokens (B, N, width) of the tiny tree; one cond row, one uncond row
-    assert unet(x, context=torch.randn(2, 77, 64)).shape == x.shape  # rows known: the patched UNet runs
+    run_denoiser()  # the host's CFG denoiser announces [cond, uncond]
+    with torch.no_grad():
+        styled = unet(x, context=ctx)
+    assert not torch.allclose(styled[0], plain[0], atol=1e-4)  # the cond row carries the reference's style
+    assert not torch.allclose(styled[1], plain[1], atol=1e-4) and not torch.allclose(styled[0], styled[1])
     script.postprocess(p, None, *args)
     assert forwards(unet) == before and style_job.active() is None
+    with torch.no_grad():
+        assert torch.equal(unet(x, context=ctx), plain)  # restored exactly
 
 
 def test_an_exception_in_sampling_restores_the_unet(env):
