@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from .lora_job import drop_unknown
 from .service import SERVICE
 
 
@@ -26,7 +27,7 @@ def register(app) -> None:
 
     @app.post("/stylus/v1/compose")
     def compose(req: ComposeRequest):
-        comp = SERVICE.compose(req.prompt, req.base, req.max_adapters, req.composer)
+        comp = drop_unknown(SERVICE.compose(req.prompt, req.base, req.max_adapters, req.composer))
         res = comp.rewrite(req.prompt, req.seed, req.negative_prompt)
         return {**comp.to_dict(), "prompt": res.prompt, "negative_prompt": res.negative_prompt,
                 "picked": comp.stems}
