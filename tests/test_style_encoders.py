@@ -165,3 +165,20 @@ def test_transformers_text_with_projection_in_the_image_space(tmp_path, vision):
         assert torch.allclose(got, model(input_ids=open_clip.tokenize(["a cat"])).text_embeds)
     img = load_clip_vision(vision[1]).encode_pixels(_pixels(1))
     assert torch.allclose(subtract_content(img, got, 0.5), img - 0.5 * got)
+
+
+@pytest.mark.parametrize("position_ids", ["extra", "absent"])
+def test_encoder_files_of_any_transformers_era_load(tmp_path, position_ids):
+    """transformers < 4.31 saved vision_model.embeddings.position_ids; newer ones neither save nor expect it.
+    Files from either era must load on either stack (a real IP-Adapter image_encoder is an old-era file)."""
+    from safetensors.torch import save_file
+    model = fx.tiny_vision_model()
+    sd = {k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith("position_ids")}
+    if position_ids == "extra":
+        n = model.config.image_size // model.config.patch_size
+        sd["vision_model.embeddings.position_ids"] = torch.arange(n * n + 1)[None]
+    model.config.save_pretrained(str(tmp_path))
+    save_file(sd, str(tmp_path / "model.safetensors"))
+    enc = load_clip_vision(str(tmp_path))
+    px = _pixels()
+    assert torch.allclose(enc.encode_pixels(px), model(pixel_values=px).image_embeds, atol=1e-6)

@@ -146,7 +146,9 @@ def _build_vision(config, sd, where: str):
     with no_init_weights():  # every weight comes from the file: skip seconds of random init
         model = CLIPVisionModelWithProjection(config)
     missing, unexpected = model.load_state_dict(sd, strict=False)
+    # position_ids is a constant buffer: transformers < 4.31 saved it, newer versions neither save nor expect it.
     missing = [k for k in missing if not k.endswith("position_ids")]
+    unexpected = [k for k in unexpected if not k.endswith("position_ids")]
     if missing or unexpected:
         raise ValueError("%s does not fit a CLIP vision model: missing %s, unexpected %s" % (where, missing[:5],
                                                                                          unexpected[:5]))

@@ -42,9 +42,9 @@ def process(p, args: StylusArgs) -> None:
     _push(p, patch)
     if tokens.note:
         log.warning("Stylus: %s", tokens.note)
-    for name in ("style_scale", "content_lambda", "blocks_preset", "content_text"):
-        if getattr(args, name) not in ("", None):
-            p.extra_generation_params[KEYS[name]] = getattr(args, name)
+    written = ("style_scale", "blocks_preset") + (("content_text", "content_lambda") if content else ())
+    for name in written:  # λ only when a content text was subtracted
+        p.extra_generation_params[KEYS[name]] = getattr(args, name)
     if args.blocks_preset == "custom":
         p.extra_generation_params[KEYS["custom_blocks"]] = args.custom_blocks
 
