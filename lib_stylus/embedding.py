@@ -128,9 +128,6 @@ class DenseEmbedder:
             self._model = AutoModel.from_pretrained(self.model_dir).to(self.device).eval()
         return self._model, self._tokenizer
 
-    def unload(self):
-        self._model = self._tokenizer = None
-
     def embed(self, texts: Sequence[str], progress: Callable | None = None) -> np.ndarray:
         import torch
         model, tok = self._load()

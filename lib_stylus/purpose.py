@@ -123,7 +123,7 @@ class PurposeIndex:
 
 def matched_words(tokens: list[str], card) -> list[str]:
     """The task words found in the card's purpose phrases (for explanations)."""
-    words = set().union(*card_units(card)) if card_units(card) else set()
+    words = set().union(*card_units(card))  # union of no sets is the empty set
     return [t for t in tokens if t in words]
 
 

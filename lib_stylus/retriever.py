@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import numpy as np
-
 from .index import Entry, LibraryIndex
 
 DEFAULT_TOP_K = 150  # as the paper

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from modules import paths, script_callbacks, shared  # noqa: F401  (script_callbacks re-exported for callers)
+from modules import paths, shared
 
 SETTINGS_SECTION = ("stylus", "Stylus")
 

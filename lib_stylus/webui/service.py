@@ -3,7 +3,6 @@ the composer, and status for the API. A generation during indexing uses the last
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 

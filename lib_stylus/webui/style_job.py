@@ -102,19 +102,6 @@ def _text_encoder(arch: str):
                                                      max_length=77, return_tensors="pt").input_ids)
 
 
-def _guard_sampling(p) -> None:
-    """The host runs no hook after an exception in sampling: undo the patch on the way out."""
-    original = p.sample
-
-    def guarded(*args, **kwargs):
-        try:
-            return original(*args, **kwargs)
-        except BaseException:
-            restore()
-            raise
-    p.sample = guarded
-
-
 def on_cfg_denoiser(params) -> None:
     """Before each denoiser call the host stacks [cond rows..., uncond rows(, uncond rows for edit models)]."""
     patch = active()

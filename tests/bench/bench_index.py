@@ -21,7 +21,7 @@ sys.path.insert(0, ROOT)
 BENCH = os.path.join(os.path.dirname(ROOT), "shared", "bench")
 
 from lib_stylus.embedding import BM25, DenseEmbedder, bundled_minilm, faiss_bytes  # noqa: E402
-from lib_stylus.index import Entry, LibraryIndex, Snapshot  # noqa: E402
+from lib_stylus.index import LibraryIndex, Snapshot  # noqa: E402
 from lib_stylus.retriever import Retriever, query_text  # noqa: E402
 
 
@@ -124,7 +124,6 @@ def main() -> None:
     lib = materialize(a.work)
     qpath = os.path.join(BENCH, "queries-dev.jsonl")
     prompts = [query_text(json.loads(l)["prompt"]) for l in open(qpath, encoding="utf-8")]
-    rows = []
     setups = [("lexical (BM25)", [BM25()])]
     if bundled_minilm():
         setups.append(("hybrid (BM25 + MiniLM)", [BM25(), DenseEmbedder(bundled_minilm())]))
@@ -164,7 +163,7 @@ def main() -> None:
 
 
 def print_markdown(results: dict, n_big: int) -> None:
-    print(f"### Index and retrieval (`python tests/bench/bench_index.py`)\n")
+    print("### Index and retrieval (`python tests/bench/bench_index.py`)\n")
     print(f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}.\n")
     print("| embedders | cards | full index | load | refresh after editing 1 file | re-read / re-embedded | "
           f"query p50 / p95 (K=150) | at {n_big:,} cards p50 / p95 | index file | peak RSS |")

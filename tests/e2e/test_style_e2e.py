@@ -6,7 +6,6 @@ import io
 import json
 
 import pytest
-import torch
 from PIL import Image
 from safetensors.torch import save_file
 

@@ -1,8 +1,6 @@
 """End-to-end against a RUNNING web UI with Stylus installed: set STYLUS_WEBUI_URL (e.g. http://127.0.0.1:7861,
 started with --api, the tiny-sd15 checkpoint and its three LoRAs, see ../shared/tiny-sd15/README.md).
 Only HTTP: nothing here builds or starts the web UI. Without the variable these tests are not collected."""
-import base64
-import io
 import json
 import os
 import time
