@@ -1,11 +1,13 @@
-"""What each adapter is FOR, as a searchable index: the phrases of its name, title, tags and trigger words (its
-"main purpose"), apart from its description and sample prompts. The composer matches a task against this, so an
-adapter that only mentions a word in its description, or has the task's words scattered over unrelated tags,
-never counts as made for the task.
+"""What each adapter is FOR, as a searchable index of its purpose phrases: the pieces of its title, its file
+stem, its specific tags and its main (first) trigger word, cleaned of version and base-model words ("XL",
+"SDXL", "Pony", "v1.5", "LoRA"). Attribute triggers ("1girl, red eyes, long hair") and the description are not
+purposes: they say what the adapter's own images look like, not what it is for.
 
-Each phrase is a "unit" (one tag, the title, the file stem, one trigger word). A task matches an adapter by its
-best unit: the task's words found in that unit, scaled by how much of the unit they explain. Built once per
-index snapshot (kept on it); a task is then a few short posting lists and one bincount."""
+A prompt segment asks for an adapter when it holds (nearly) all of one of its purpose phrases: the share of the
+phrase's word weight found in the segment, times the phrase's field strength. The segment's other words do not
+dilute it (a plain sentence asks for "spaceship" as much as a one-word tag does), and a phrase half asked
+("cramped" of "cramped alley") stays half. Built once per index snapshot (kept on it); a segment is then a few
+short posting lists and one bincount."""
 from __future__ import annotations
 
 import re
@@ -14,14 +16,32 @@ import numpy as np
 
 from .embedding import tokenize
 
-# Strength of a phrase by where the card has it: the name says what the adapter is for; tags are the author's
-# labels; trigger words are often made-up tokens or generic ("1girl").
-NAME, TAG, TRIGGER = 1.0, 0.9, 0.6
+# Strength of a phrase by where the card has it: the title says what the adapter is for; the stem is the title
+# with file-name noise; tags are the author's labels (noisier); the main trigger is often a made-up token.
+NAME, STEM, TAG, TRIGGER = 1.0, 0.9, 0.8, 0.9
 # Focus (share of the cards using a word that have it in a purpose phrase) is smoothed towards a prior so a word
-# seen on two cards does not swing from 0 to 1; the floor keeps scene words ("fishing", "lake") in a task's
-# total, so one generic hit cannot explain a whole scene.
+# seen on two cards does not swing from 0 to 1; the floor keeps every word some weight.
 FOCUS_PRIOR, FOCUS_SMOOTH, FOCUS_FLOOR = 0.3, 5.0, 0.25
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+# Title pieces: "[Genshin Impact] Shogun Raiden | Character LoRA (v2)" -> three phrases.
+_PIECES = re.compile(r"[|\[\](){}【】（）｜/:,;]|\s[-–—~]\s|\s\+\s")
+_BRACKETED = re.compile(r"\(([^()]*)\)|\[([^\[\]]*)\]|【([^【】]*)】|（([^（）]*)）|([^()\[\]【】（）]+)")
+# Words about the file, not the picture: adapter formats, base models, versions, training runs.
+ADAPTER_WORDS = frozenset(
+    "lora locon lycoris loha lokr lyco dora lora_ slider sliders sd sd1 sd15 sd2 sd21 sdxl xl pony ponyxl "
+    "illustrious noobai model models version ver final beta alpha test fp16 fp32 bf16 safetensors ckpt offset "
+    "edition update updated epoch ep step steps".split())
+_FORMAT = re.compile(r"(?i)(?<![a-z])(?:lora|locon|lycoris|loha|lokr|lyco|sdxl|sd ?1\.5)(?:'?s)?(?![a-z])")
+_VERSION = re.compile(r"^(?:v|ver|e|ep|epoch|step|r)?\d+(?:[a-z]|\d)*$")
+# Civitai's own category and audience tags: every card of a kind carries them, so they name no purpose.
+GENERIC_TAGS = frozenset(
+    "anime character characters style styles concept concepts woman women girl girls female male man men sexy cute "
+    "beautiful photorealistic realistic art style artstyle clothing clothes lora game character video game "
+    "celebrity real person person people anime character anime girl portraits portrait illustration style lora "
+    "tool tools objects object poses pose background backgrounds buildings building vehicle vehicles animals "
+    "animal action 3d 2d base model photography photo art cartoon".split(" ")) | {
+    "art style", "game character", "video game", "real person", "anime character", "anime girl", "style lora",
+    "base model"}
 
 
 def name_words(text: str) -> list[str]:
@@ -29,20 +49,51 @@ def name_words(text: str) -> list[str]:
     return tokenize(_CAMEL.sub(" ", text).replace("_", " "))
 
 
-def card_units(card) -> dict:
-    """The card's purpose phrases as {frozenset(tokens): strength} (the strongest field wins a duplicate)."""
+def purpose_words(text: str) -> list[str]:
+    """name_words without version, format and base-model words: 'Cyberpunk XL v1.5 LoRA' -> ['cyberpunk']."""
+    text = _FORMAT.sub(" ", text or "")  # before the camel-case split: 'LoRA' must not become 'lo ra'
+    return [w for w in name_words(text) if w not in ADAPTER_WORDS and not _VERSION.match(w)]
+
+
+def title_pieces(title: str) -> list[tuple]:
+    """(piece, bracketed): a bracketed piece qualifies the name ("Chun-Li (Street Fighter)", "[Genshin Impact]
+    Shogun Raiden") - a franchise, an author, a version - and so never names a character itself."""
+    out = []
+    for m in _BRACKETED.finditer(title or ""):
+        inner, outer = m.group(1) or m.group(2) or m.group(3) or m.group(4), m.group(5)
+        for piece in _PIECES.split(inner or outer or ""):
+            if piece.strip():
+                out.append((piece.strip(), inner is not None))
+    return out
+
+
+def card_units(card, main_trigger: str | None = None) -> dict:
+    """The card's purpose phrases as {frozenset(tokens): (strength, field, qualifier)} (the strongest field wins
+    a duplicate; qualifier: only ever a bracketed title piece). ``main_trigger``: the trigger that names the
+    purpose (default: the first trigger word)."""
     units: dict = {}
-    phrases = [(NAME, card.title), (NAME, card.stem)] + [(TAG, t) for t in card.tags] + \
-              [(TRIGGER, w) for w in card.trigger_words]
-    for strength, text in phrases:
-        toks = frozenset(name_words(text))
-        if toks and strength > units.get(toks, 0.0):
-            units[toks] = strength
+    if main_trigger is None:
+        main_trigger = card.trigger_words[0] if card.trigger_words else ""
+    phrases = [(NAME, "name", p, bracketed) for p, bracketed in title_pieces(card.title)]
+    phrases.append((STEM, "stem", card.stem, False))
+    phrases += [(TAG, "tag", t, False) for t in card.tags if t.casefold().strip() not in GENERIC_TAGS]
+    if main_trigger:
+        phrases.append((TRIGGER, "trigger", main_trigger, False))
+    for strength, kind, text, bracketed in phrases:
+        toks = frozenset(purpose_words(text))
+        if not toks:
+            continue
+        prior = units.get(toks)
+        if prior is None or strength > prior[0]:
+            units[toks] = (strength, kind, bracketed and (prior is None or prior[2]))
+        elif not bracketed and kind != "tag":  # written as a name elsewhere on the card: not a qualifier
+            units[toks] = (prior[0], prior[1], False)
     return units
 
 
 class PurposeIndex:
-    def __init__(self, entries, full_state: dict | None = None):
+    def __init__(self, entries, full_state: dict | None = None, main_trigger=None):
+        """``main_trigger(card)``: the card's purpose-naming trigger or '' (default: its first trigger)."""
         self.n = len(entries)
         self.entries = entries
         self.stems = [e.card.stem for e in entries]
@@ -52,14 +103,20 @@ class PurposeIndex:
             for name in {e.card.alias.casefold(), e.card.stem.casefold()}:
                 self.by_name.setdefault(name, []).append(i)
         vocab: dict[str, int] = {}
-        unit_doc, unit_strength, post_tok, post_unit = [], [], [], []
+        unit_doc, unit_strength, unit_kind, unit_toks, post_tok, post_unit = [], [], [], [], [], []
+        unit_qualifier = []
         head_df: dict[int, int] = {}
+        kinds = ("name", "stem", "tag", "trigger")
         for doc, entry in enumerate(entries):
             seen = set()
-            for toks, strength in card_units(entry.card).items():
+            trig = main_trigger(entry.card) if main_trigger else None
+            for toks, (strength, kind, qualifier) in card_units(entry.card, trig).items():
                 u = len(unit_doc)
+                unit_qualifier.append(qualifier)
                 unit_doc.append(doc)
                 unit_strength.append(strength)
+                unit_kind.append(kinds.index(kind))
+                unit_toks.append(toks)
                 for tok in toks:
                     t = vocab.setdefault(tok, len(vocab))
                     post_tok.append(t)
@@ -68,8 +125,15 @@ class PurposeIndex:
             for t in seen:
                 head_df[t] = head_df.get(t, 0) + 1
         self.vocab = vocab
+        # All of a card's name words (title and stem): how much of the whole name a task asks ranks a card
+        # made for the task ("Cyberpunk Elements") above one that lists it among other things.
+        self.name_toks = [frozenset(purpose_words(e.card.title)) | frozenset(purpose_words(e.card.stem))
+                          for e in entries]
         self.unit_doc = np.array(unit_doc, np.int32)
         self.unit_strength = np.array(unit_strength, np.float32)
+        self.unit_kind = np.array(unit_kind, np.int8)
+        self.unit_qualifier = np.array(unit_qualifier, bool)
+        self.unit_toks = unit_toks
         post_tok, post_unit = np.array(post_tok, np.int64), np.array(post_unit, np.int32)
         order = np.argsort(post_tok, kind="stable")
         self.post_unit = post_unit[order]
@@ -79,6 +143,27 @@ class PurposeIndex:
         self.tok_weight = np.array([self.weight(t) for t in vocab], np.float32)
         self.unit_total = np.bincount(self.post_unit, weights=self.tok_weight[post_tok[order]],
                                       minlength=len(unit_doc)).astype(np.float32)
+        # How many cards share a phrase, and whether it is a group's name (a franchise): a phrase whose cards
+        # strictly contain those of another phrase shared by two or more of them ("genshin impact" holds
+        # "ganyu"), so the group has members with names of their own.
+        phrase_cards: dict = {}
+        for u, toks in enumerate(unit_toks):
+            phrase_cards.setdefault(toks, set()).add(int(unit_doc[u]))
+        self.unit_cards = np.array([len(phrase_cards[t]) for t in unit_toks], np.int32)
+        self.unit_group = np.zeros(len(unit_toks), bool)
+        group = set()
+        by_doc: dict = {}
+        for u, toks in enumerate(unit_toks):
+            by_doc.setdefault(int(unit_doc[u]), []).append(toks)
+        for phrases in by_doc.values():
+            for p in phrases:
+                cards = phrase_cards[p]
+                if p in group or len(cards) < 3:
+                    continue
+                if any(1 < len(phrase_cards[q]) < len(cards) and phrase_cards[q] <= cards for q in phrases):
+                    group.add(p)
+        for u, toks in enumerate(unit_toks):
+            self.unit_group[u] = toks in group
 
     # ---- word statistics ---------------------------------------------------------------------------------
     def _head_df(self, tok: str) -> int:
@@ -87,6 +172,11 @@ class PurposeIndex:
 
     def full_df(self, tok: str) -> int:
         return max(self._full(tok), self._head_df(tok))
+
+    @property
+    def max_idf(self) -> float:
+        """The idf of a word on no card: the scale of every word weight in this library."""
+        return float(np.log(1 + (self.n + 0.5) / 0.5))
 
     def idf(self, tok: str) -> float:
         """Rarity in the whole library text: a rare word says more about what the prompt wants."""
@@ -104,21 +194,46 @@ class PurposeIndex:
         return [float(self.tok_weight[self.vocab[t]]) if t in self.vocab else self.weight(t) for t in tokens]
 
     # ---- matching ----------------------------------------------------------------------------------------
-    def match(self, tokens: list[str]) -> np.ndarray:
-        """Per document: its best unit's matched task weight x field strength x sqrt(share of the unit
-        matched) - a tag 'street fighter' fully matched beats a title 'DQ3 Fighter' matched on one word."""
-        out = np.zeros(self.n, np.float32)
+    def asked(self, tokens: list[str]):
+        """The purpose phrases a segment touches: (unit ids, matched word weight, share of the phrase asked)."""
         ids = [self.vocab[t] for t in dict.fromkeys(tokens) if t in self.vocab]
         if not ids:
-            return out
+            return np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.float32)
         units = np.concatenate([self.post_unit[self.indptr[i]:self.indptr[i + 1]] for i in ids])
         w = np.concatenate([np.full(self.indptr[i + 1] - self.indptr[i], self.tok_weight[i], np.float32)
                             for i in ids])
         uniq, inv = np.unique(units, return_inverse=True)
         got = np.bincount(inv, weights=w).astype(np.float32)
         share = np.minimum(got / np.maximum(self.unit_total[uniq], 1e-6), 1.0)
-        np.maximum.at(out, self.unit_doc[uniq], got * self.unit_strength[uniq] * np.sqrt(share))
-        return out
+        return uniq, got, share
+
+    def match(self, tokens: list[str], min_weight: float = 0.0, strengths=None) -> tuple:
+        """Per document: its best phrase's strength x share asked, over phrases whose asked words weigh at least
+        ``min_weight`` (one generic word asks for nothing). ``strengths`` overrides the field strengths
+        (name, stem, tag, trigger). Returns (scores, best unit per document or -1)."""
+        out = np.zeros(self.n, np.float32)
+        best = np.full(self.n, -1, np.int64)
+        uniq, got, share = self.asked(tokens)
+        if not len(uniq):
+            return out, best
+        strength = self.unit_strength[uniq] if strengths is None else \
+            np.asarray(strengths, np.float32)[self.unit_kind[uniq]]
+        s = np.where(got >= min_weight, strength * share, 0.0).astype(np.float32)
+        order = np.argsort(s, kind="stable")  # ascending: the best unit of a document is written last
+        docs = self.unit_doc[uniq][order]
+        out[docs] = s[order]
+        best[docs] = uniq[order]
+        best[out <= 0] = -1
+        return out, best
+
+    def name_share(self, doc: int, tokens) -> float:
+        """Share of the card's whole name (title and stem words, by weight) found in ``tokens``."""
+        words = self.name_toks[doc]
+        total = sum(self.weights(list(words)))
+        return sum(self.weights([t for t in words if t in tokens])) / total if total > 0 else 0.0
+
+    def unit_words(self, u: int) -> frozenset:
+        return self.unit_toks[u]
 
 
 def matched_words(tokens: list[str], card) -> list[str]:
@@ -127,12 +242,12 @@ def matched_words(tokens: list[str], card) -> list[str]:
     return [t for t in tokens if t in words]
 
 
-def purpose_index(snapshot) -> PurposeIndex:
+def purpose_index(snapshot, main_trigger=None) -> PurposeIndex:
     """The PurposeIndex of an index snapshot, built on first use and kept on it: a refresh swaps in a new
     snapshot, which gets a new one."""
     idx = getattr(snapshot, "_stylus_purpose", None)
     if idx is None:
-        idx = PurposeIndex(snapshot.entries, snapshot.states.get("bm25"))
+        idx = PurposeIndex(snapshot.entries, snapshot.states.get("bm25"), main_trigger)
         snapshot._stylus_purpose = idx
     return idx
 

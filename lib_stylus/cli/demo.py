@@ -10,7 +10,7 @@ from ..demo import build_sample_library
 from ..embedding import BM25, DenseEmbedder, bundled_minilm
 from ..index import LibraryIndex
 from ..retriever import Retriever
-from .compose import describe
+from .compose import describe, describe_mask
 
 PROMPTS = [
     ("sd1", "a street musician playing guitar, with a robot companion, cyberpunk style"),
@@ -44,7 +44,7 @@ def run(args) -> int:
     for base, prompt in PROMPTS:
         print(f"\n[{base}] {prompt}")
         comp = composer.compose(prompt, base)
-        for line in describe(comp):
+        for line in describe(comp) + describe_mask(comp, args.seed):
             print("  " + line)
         print("  -> " + comp.rewrite(prompt, args.seed).prompt)
     return 0

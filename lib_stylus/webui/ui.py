@@ -91,12 +91,17 @@ def preview_html(comp, multiplier: float = 0.8) -> str:
         picks = "".join(f"<li data-stylus-tag='{escape(f'<lora:{a.alias}:{weights.get(a.alias, a.weight):g}>')}' "
                         f"title='click to copy the tag'>{_thumb(a.entry.card)}<b>{escape(a.alias)}</b> · "
                         f"weight {weights.get(a.alias, a.weight):g} · "
-                        f"score {a.score:.2f} — {escape(a.reason)}</li>" for a in task.adapters) or f"<li><i>{escape(task.note or 'no LoRA for this task')}</i></li>"
+                        f"score {a.score:.2f} — {escape(a.reason)} · {_mask_note(a)}</li>" for a in task.adapters) or f"<li><i>{escape(task.note or 'no LoRA for this task')}</i></li>"
         rows.append(f"<div class='stylus-task'><div>Task: <code>{escape(task.text)}</code></div><ul>{picks}</ul></div>")
     drops = "".join(f"<li>{escape(d.stem)} — {escape(d.reason)}</li>" for d in comp.drops[:20])
     fallback = f"<p>{escape(comp.fallback)}</p>" if getattr(comp, "fallback", "") else ""
     return (f"<div class='stylus-preview'>{fallback}{''.join(rows) or '<p>No tasks in this prompt.</p>'}"
             f"<details><summary>Dropped candidates ({len(comp.drops)})</summary><ul>{drops}</ul></details></div>")
+
+
+def _mask_note(a) -> str:
+    """What masking may do to a pick (the seed is drawn at generation): named ones are never left out."""
+    return "kept in every image (named in the prompt)" if a.named else "may be masked out in some images (seeded)"
 
 
 def _thumb(card) -> str:
