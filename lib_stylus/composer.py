@@ -15,7 +15,7 @@ import numpy as np
 from . import masking as masking_
 from .embedding import BM25, tokenize
 from .prompt import Pick, rewrite, split_segments, tagged_names
-from .purpose import NAME, STEM, TAG, TRIGGER, purpose_index
+from .purpose import NAME, STEM, TAG, TRIGGER, prompt_words, purpose_index
 from .refiner import BOILERPLATE
 from .retriever import allowed_families
 
@@ -152,14 +152,17 @@ class ComposerConfig:
     prompts and checked on the other half: see tests/bench/bench_realistic.py).
 
     threshold: share of one of an adapter's purpose phrases (x the phrase's field strength) a task must ask;
-    min_weight: word weight (idf x focus) the asked part must reach, as a share of the rarest word's idf (so it
-    means the same in a library of 50 cards and of 100,000): one generic word asks for nothing;
+    min_weight: rarity (idf sum) the asked words must reach, as a share of the idf of a word on no card (so it
+    means the same in a library of 50 cards and of 100,000): one common word asks for nothing;
     margin: a further adapter for the same words of a task must reach this share of the first one's score;
     strengths: field strength of a purpose phrase found in the name, stem, a tag, the main trigger;
     franchise_cards: a first trigger shared by more cards than this ("1girl") names no character;
-    name_weight: how much the share of a card's whole name the task asks counts in its rank (0..1)."""
+    name_weight: how much the share of a card's whole name the task asks counts in its rank (0..1);
+    min_name_share: share of a card's whole name (title without bracketed qualifiers, or stem) the prompt must
+    hold: the other direction of a match - the adapter adds little the prompt does not ask for (for a match on
+    a tag, only if gate_tags or the card is a character's)."""
     threshold: float = 0.75
-    min_weight: float = 0.16
+    min_weight: float = 0.6
     margin: float = 0.999
     per_task: int = 2
     max_styles: int = MAX_STYLES
@@ -170,6 +173,8 @@ class ComposerConfig:
     trigger_strength: float = TRIGGER
     franchise_cards: int = 12
     name_weight: float = 0.5
+    min_name_share: float = 0.3
+    gate_tags: bool = False
 
     @property
     def strengths(self) -> tuple:
@@ -198,7 +203,9 @@ class Composer:
         state = Selection(snap, prompt, cfg, max_adapters)
         comp.existing = sorted(state.existing_names)
         comp.tasks = tasks = _without_trigger_tasks(tasks, [snap.entries[i] for i in state.used])
-        queues = [self._task_candidates(snap, t, task, pidx, allowed, comp.drops) for t, task in enumerate(tasks)]
+        everything = set(prompt_words(tokenize(" ".join(t.plain for t in split_tasks(prompt)))))
+        queues = [self._task_candidates(snap, t, task, pidx, allowed, comp.drops, everything)
+                  for t, task in enumerate(tasks)]
         # Round by round, best-asked task first: every task gets its first adapter before any gets a
         # second, so the global limits (styles, total) cost a task its extras, not its only match.
         order = sorted(range(len(tasks)), key=lambda t: -(queues[t][0][1] if queues[t] else 0))
@@ -221,16 +228,19 @@ class Composer:
         top = float(lex.max()) if len(lex) else 0.0
         return lex / top if top > 0 else lex
 
-    def _task_candidates(self, snap, t: int, task: Task, pidx, allowed: np.ndarray, drops: list) -> list:
-        """(task, score, share, doc, unit) for the adapters one of whose purpose phrases this task asks."""
+    def _task_candidates(self, snap, t: int, task: Task, pidx, allowed: np.ndarray, drops: list,
+                         everything: set) -> list:
+        """(task, score, share, doc, unit) for the adapters one of whose purpose phrases this task asks and
+        whose whole name the prompt (``everything``: its words) mostly asks too."""
         cfg = self.config
-        scores, best = pidx.match(task.tokens, cfg.min_weight * pidx.max_idf, cfg.strengths)
+        words = prompt_words(task.tokens)
+        scores, best = pidx.match(words, cfg.min_weight * pidx.max_idf, cfg.strengths)
         ranked = scores.copy()
         if ranked.any():
             ranked += TIEBREAK * self._lexical(snap, task, pidx.n) * (ranked > 0)
         top = _top(ranked, cfg.pool)
         if cfg.name_weight and len(top):  # among the candidates: the card whose whole name is asked first
-            words = set(task.tokens)
+            words = set(words)
             key = {int(d): -ranked[d] * (1 - cfg.name_weight + cfg.name_weight * pidx.name_share(int(d), words))
                    for d in top}
             top = np.array(sorted(key, key=key.get), np.int64)
@@ -245,6 +255,14 @@ class Composer:
         out = []
         for doc in top:
             score = float(scores[doc])
+            # A tag names one thing an adapter does, and its name rarely repeats it ("Seasons" for "autumn");
+            # a name phrase or a character's card that the prompt asks only in part is about something more.
+            partial = cfg.gate_tags or int(pidx.unit_kind[best[doc]]) != TAG_KIND or \
+                snap.entries[doc].refined.topic == "character"
+            if score >= cfg.threshold and partial and pidx.name_share(int(doc), everything) < cfg.min_name_share:
+                drops.append(Drop(_stem(pidx, doc), t, score, "its name says more than the prompt asks "
+                                  f"(under {cfg.min_name_share:.0%} of it is in the prompt)"))
+                continue
             if score < cfg.threshold:
                 if not out:
                     task.note = "no candidate above threshold"
@@ -307,7 +325,7 @@ class Selection:
         qualifier of the title ("(Street Fighter)") and not a trigger many cards start with ("1girl")."""
         named = set()
         for seg in split_segments(prompt):
-            units, _, share = pidx.asked(tokenize(seg.plain))
+            units, _, share = pidx.asked(prompt_words(tokenize(seg.plain)))
             kind = pidx.unit_kind[units]
             generic_trigger = (kind == TRIGGER_KIND) & (pidx.unit_cards[units] > self.config.franchise_cards)
             keep = (share >= 0.999) & (kind != TAG_KIND) & ~pidx.unit_group[units] & ~generic_trigger & \

@@ -49,10 +49,28 @@ def name_words(text: str) -> list[str]:
     return tokenize(_CAMEL.sub(" ", text).replace("_", " "))
 
 
+def stem(word: str) -> str:
+    """A light suffix fold for matching a prompt to purpose phrases (both sides): 'lighting' and 'lit' stay
+    apart, but 'lighting' -> 'light', 'painted' -> 'paint', 'glowing' -> 'glow', 'running' -> 'run'."""
+    for suffix in ("ing", "ed"):
+        if len(word) - len(suffix) >= 4 and word.endswith(suffix) and not word.endswith("eed"):
+            base = word[:-len(suffix)]
+            if len(base) > 3 and base[-1] == base[-2] and base[-1] not in "aeiouls":
+                base = base[:-1]  # running -> run, but 'spell', 'grass' keep their double letters
+            return base
+    return word
+
+
+def prompt_words(tokens) -> list[str]:
+    """Tokens (embedding.tokenize) of a prompt segment, folded like purpose phrases."""
+    return [stem(t) for t in tokens]
+
+
 def purpose_words(text: str) -> list[str]:
-    """name_words without version, format and base-model words: 'Cyberpunk XL v1.5 LoRA' -> ['cyberpunk']."""
+    """name_words without version, format and base-model words: 'Cyberpunk XL v1.5 LoRA' -> ['cyberpunk'];
+    folded by stem()."""
     text = _FORMAT.sub(" ", text or "")  # before the camel-case split: 'LoRA' must not become 'lo ra'
-    return [w for w in name_words(text) if w not in ADAPTER_WORDS and not _VERSION.match(w)]
+    return [stem(w) for w in name_words(text) if w not in ADAPTER_WORDS and not _VERSION.match(w)]
 
 
 def title_pieces(title: str) -> list[tuple]:
@@ -125,10 +143,11 @@ class PurposeIndex:
             for t in seen:
                 head_df[t] = head_df.get(t, 0) + 1
         self.vocab = vocab
-        # All of a card's name words (title and stem): how much of the whole name a task asks ranks a card
-        # made for the task ("Cyberpunk Elements") above one that lists it among other things.
-        self.name_toks = [frozenset(purpose_words(e.card.title)) | frozenset(purpose_words(e.card.stem))
-                          for e in entries]
+        # A card's whole name (its title without bracketed qualifiers, and its stem): how much of it a prompt
+        # asks tells a card made for what the prompt wants ("Cyberpunk Elements") from one about something
+        # more ("Fiona Frost | Spy x Family" for "spy x family").
+        self.name_toks = [(frozenset(w for p, q in title_pieces(e.card.title) if not q for w in purpose_words(p)),
+                           frozenset(purpose_words(e.card.stem))) for e in entries]
         self.unit_doc = np.array(unit_doc, np.int32)
         self.unit_strength = np.array(unit_strength, np.float32)
         self.unit_kind = np.array(unit_kind, np.int8)
@@ -141,6 +160,7 @@ class PurposeIndex:
         self.head_df = np.array([head_df.get(i, 0) for i in range(len(vocab))], np.float32)
         self._full = _full_df_lookup(full_state)
         self.tok_weight = np.array([self.weight(t) for t in vocab], np.float32)
+        self.tok_idf = np.array([self.idf(t) for t in vocab], np.float32)
         self.unit_total = np.bincount(self.post_unit, weights=self.tok_weight[post_tok[order]],
                                       minlength=len(unit_doc)).astype(np.float32)
         # How many cards share a phrase, and whether it is a group's name (a franchise): a phrase whose cards
@@ -195,21 +215,23 @@ class PurposeIndex:
 
     # ---- matching ----------------------------------------------------------------------------------------
     def asked(self, tokens: list[str]):
-        """The purpose phrases a segment touches: (unit ids, matched word weight, share of the phrase asked)."""
+        """The purpose phrases a segment touches: (unit ids, rarity (idf sum) of the words asked, share of the
+        phrase's word weight asked)."""
         ids = [self.vocab[t] for t in dict.fromkeys(tokens) if t in self.vocab]
         if not ids:
             return np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.float32)
         units = np.concatenate([self.post_unit[self.indptr[i]:self.indptr[i + 1]] for i in ids])
-        w = np.concatenate([np.full(self.indptr[i + 1] - self.indptr[i], self.tok_weight[i], np.float32)
-                            for i in ids])
+        sizes = [self.indptr[i + 1] - self.indptr[i] for i in ids]
+        w = np.repeat(self.tok_weight[ids], sizes)
         uniq, inv = np.unique(units, return_inverse=True)
         got = np.bincount(inv, weights=w).astype(np.float32)
+        rarity = np.bincount(inv, weights=np.repeat(self.tok_idf[ids], sizes)).astype(np.float32)
         share = np.minimum(got / np.maximum(self.unit_total[uniq], 1e-6), 1.0)
-        return uniq, got, share
+        return uniq, rarity, share
 
     def match(self, tokens: list[str], min_weight: float = 0.0, strengths=None) -> tuple:
-        """Per document: its best phrase's strength x share asked, over phrases whose asked words weigh at least
-        ``min_weight`` (one generic word asks for nothing). ``strengths`` overrides the field strengths
+        """Per document: its best phrase's strength x share asked, over phrases whose asked words' rarity (idf
+        sum) reaches ``min_weight`` (one common word asks for nothing). ``strengths`` overrides the field strengths
         (name, stem, tag, trigger). Returns (scores, best unit per document or -1)."""
         out = np.zeros(self.n, np.float32)
         best = np.full(self.n, -1, np.int64)
@@ -227,10 +249,14 @@ class PurposeIndex:
         return out, best
 
     def name_share(self, doc: int, tokens) -> float:
-        """Share of the card's whole name (title and stem words, by weight) found in ``tokens``."""
-        words = self.name_toks[doc]
-        total = sum(self.weights(list(words)))
-        return sum(self.weights([t for t in words if t in tokens])) / total if total > 0 else 0.0
+        """Share of the card's whole name (by word weight; the better of its title and its stem) found in
+        ``tokens``."""
+        best = 0.0
+        for words in self.name_toks[doc]:
+            total = sum(self.weights(list(words)))
+            if total > 0:
+                best = max(best, sum(self.weights([t for t in words if t in tokens])) / total)
+        return best
 
     def unit_words(self, u: int) -> frozenset:
         return self.unit_toks[u]

@@ -118,7 +118,8 @@ def grid(specs: list) -> list:
     for spec in specs:
         name, values = spec.split("=", 1)
         kind = type(getattr(ComposerConfig(), name))
-        configs = [dataclasses.replace(c, **{name: kind(v)}) for c in configs for v in values.split(",")]
+        parse = (lambda v: v.lower() in ("1", "true", "yes")) if kind is bool else kind
+        configs = [dataclasses.replace(c, **{name: parse(v)}) for c in configs for v in values.split(",")]
     return list(dict.fromkeys([ComposerConfig()] + configs))  # the default first: it is reported in full
 
 
