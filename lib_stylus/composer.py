@@ -23,6 +23,7 @@ MAX_PER_TASK = 3
 MAX_TRIGGERS = 3
 ALREADY_TAGGED = "already in the prompt"
 CHARACTER_WORD = "character"  # tokenize() folds "characters"
+CHARACTER_NOT_NAMED = "character not named in the prompt"
 MAX_STYLES = 2
 TIEBREAK = 1e-3  # retrieval score's share in a task's ranking: orders equal purpose matches only
 TAG_KIND, TRIGGER_KIND = 2, 3  # PurposeIndex.unit_kind of a tag, a trigger phrase
@@ -153,7 +154,8 @@ class ComposerConfig:
 
     threshold: share of one of an adapter's purpose phrases (x the phrase's field strength) a task must ask;
     min_weight: rarity (idf sum) the asked words must reach, as a share of the idf of a word on no card (so it
-    means the same in a library of 50 cards and of 100,000): one common word asks for nothing;
+    means the same in a library of 50 cards and of 100,000), unless they are min_cover of the segment's word
+    weight (a tag-list entry asks for what it says; a sentence's incidental "glass" asks for nothing);
     margin: a further adapter for the same words of a task must reach this share of the first one's score;
     strengths: field strength of a purpose phrase found in the name, stem, a tag, the main trigger;
     franchise_cards: a first trigger shared by more cards than this ("1girl") names no character;
@@ -163,6 +165,7 @@ class ComposerConfig:
     a tag, only if gate_tags or the card is a character's)."""
     threshold: float = 0.75
     min_weight: float = 0.6
+    min_cover: float = 0.5
     margin: float = 0.999
     per_task: int = 2
     max_styles: int = MAX_STYLES
@@ -208,7 +211,7 @@ class Composer:
                   for t, task in enumerate(tasks)]
         # Round by round, best-asked task first: every task gets its first adapter before any gets a
         # second, so the global limits (styles, total) cost a task its extras, not its only match.
-        order = sorted(range(len(tasks)), key=lambda t: -(queues[t][0][1] if queues[t] else 0))
+        order = sorted(range(len(tasks)), key=lambda t: -(queues[t][0][5] if queues[t] else 0))
         for _ in range(min(cfg.per_task, MAX_PER_TASK)):
             for t in order:
                 self._fill_one(state, comp, t, queues[t])
@@ -230,11 +233,11 @@ class Composer:
 
     def _task_candidates(self, snap, t: int, task: Task, pidx, allowed: np.ndarray, drops: list,
                          everything: set) -> list:
-        """(task, score, share, doc, unit) for the adapters one of whose purpose phrases this task asks and
+        """(task, score, share, doc, unit, rank) for the adapters one of whose purpose phrases this task asks and
         whose whole name the prompt (``everything``: its words) mostly asks too."""
         cfg = self.config
         words = prompt_words(task.tokens)
-        scores, best = pidx.match(words, cfg.min_weight * pidx.max_idf, cfg.strengths)
+        scores, best = pidx.match(words, cfg.min_weight * pidx.max_idf, cfg.min_cover, cfg.strengths)
         ranked = scores.copy()
         if ranked.any():
             ranked += TIEBREAK * self._lexical(snap, task, pidx.n) * (ranked > 0)
@@ -257,11 +260,15 @@ class Composer:
             score = float(scores[doc])
             # A tag names one thing an adapter does, and its name rarely repeats it ("Seasons" for "autumn");
             # a name phrase or a character's card that the prompt asks only in part is about something more.
-            partial = cfg.gate_tags or int(pidx.unit_kind[best[doc]]) != TAG_KIND or \
-                snap.entries[doc].refined.topic == "character"
+            character = snap.entries[doc].refined.topic == "character"
+            partial = cfg.gate_tags or int(pidx.unit_kind[best[doc]]) != TAG_KIND or character
+            if character and CHARACTER_WORD in task.tokens:
+                partial = False  # "<franchise> character" asks for one whose name it cannot know
             if score >= cfg.threshold and partial and pidx.name_share(int(doc), everything) < cfg.min_name_share:
-                drops.append(Drop(_stem(pidx, doc), t, score, "its name says more than the prompt asks "
-                                  f"(under {cfg.min_name_share:.0%} of it is in the prompt)"))
+                what = CHARACTER_NOT_NAMED if snap.entries[doc].refined.topic == "character" else \
+                    "its name says more than the prompt asks"
+                drops.append(Drop(_stem(pidx, doc), t, score,
+                                  f"{what} (under {cfg.min_name_share:.0%} of its name is in the prompt)"))
                 continue
             if score < cfg.threshold:
                 if not out:
@@ -270,7 +277,7 @@ class Composer:
                     drops.append(Drop(_stem(pidx, doc), t, score, f"no candidate above threshold (asks "
                                       f"{score:.0%} of its purpose '{words}', needs {cfg.threshold:.0%})"))
                 break
-            out.append((t, score, score, int(doc), int(best[doc])))
+            out.append((t, score, score, int(doc), int(best[doc]), -key[int(doc)] if cfg.name_weight else score))
         return out
 
     def _fill_one(self, state: "Selection", comp: Composition, t: int, queue: list) -> None:
@@ -278,7 +285,7 @@ class Composer:
         task = comp.tasks[t]
         pidx = purpose_index(state.snap)
         while queue:
-            _, score, cov, doc, unit = queue.pop(0)
+            _, score, cov, doc, unit, _ = queue.pop(0)
             words = pidx.unit_words(unit)
             # Another adapter for the words already served is an alternative, and must be about as good;
             # one for other words of the task is another concept of a sentence.
@@ -325,7 +332,7 @@ class Selection:
         qualifier of the title ("(Street Fighter)") and not a trigger many cards start with ("1girl")."""
         named = set()
         for seg in split_segments(prompt):
-            units, _, share = pidx.asked(prompt_words(tokenize(seg.plain)))
+            units, _, share, _ = pidx.asked(prompt_words(tokenize(seg.plain)))
             kind = pidx.unit_kind[units]
             generic_trigger = (kind == TRIGGER_KIND) & (pidx.unit_cards[units] > self.config.franchise_cards)
             keep = (share >= 0.999) & (kind != TAG_KIND) & ~pidx.unit_group[units] & ~generic_trigger & \
@@ -341,7 +348,7 @@ class Selection:
         # "<franchise> character" asks for a character of that franchise: the task itself names the kind.
         asks_character = CHARACTER_WORD in task_words
         if entry.refined.topic == "character" and not asks_character and doc not in self.named:
-            return "character not named in the prompt"
+            return CHARACTER_NOT_NAMED
         if entry.refined.weight < 0:
             return "meant at a negative weight: it would remove what the prompt asks for"
         if entry.refined.topic == "style" and self.styles >= self.max_styles:

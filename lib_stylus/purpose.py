@@ -32,7 +32,7 @@ ADAPTER_WORDS = frozenset(
     "illustrious noobai model models version ver final beta alpha test fp16 fp32 bf16 safetensors ckpt offset "
     "edition update updated epoch ep step steps".split())
 _FORMAT = re.compile(r"(?i)(?<![a-z])(?:lora|locon|lycoris|loha|lokr|lyco|sdxl|sd ?1\.5)(?:'?s)?(?![a-z])")
-_VERSION = re.compile(r"^(?:v|ver|e|ep|epoch|step|r)?\d+(?:[a-z]|\d)*$")
+_VERSION = re.compile(r"^(?:(?:v|ver|e|ep|epoch|step|r)\d[\da-z]*|\d+|\d+(?:e|ep|k|kb|mb|dim|steps?|epochs?))$")
 # Civitai's own category and audience tags: every card of a kind carries them, so they name no purpose.
 GENERIC_TAGS = frozenset(
     "anime character characters style styles concept concepts woman women girl girls female male man men sexy cute "
@@ -216,10 +216,11 @@ class PurposeIndex:
     # ---- matching ----------------------------------------------------------------------------------------
     def asked(self, tokens: list[str]):
         """The purpose phrases a segment touches: (unit ids, rarity (idf sum) of the words asked, share of the
-        phrase's word weight asked)."""
+        phrase's word weight asked, that word weight)."""
         ids = [self.vocab[t] for t in dict.fromkeys(tokens) if t in self.vocab]
         if not ids:
-            return np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.float32)
+            empty = np.empty(0, np.float32)
+            return np.empty(0, np.int64), empty, empty, empty
         units = np.concatenate([self.post_unit[self.indptr[i]:self.indptr[i + 1]] for i in ids])
         sizes = [self.indptr[i + 1] - self.indptr[i] for i in ids]
         w = np.repeat(self.tok_weight[ids], sizes)
@@ -227,20 +228,24 @@ class PurposeIndex:
         got = np.bincount(inv, weights=w).astype(np.float32)
         rarity = np.bincount(inv, weights=np.repeat(self.tok_idf[ids], sizes)).astype(np.float32)
         share = np.minimum(got / np.maximum(self.unit_total[uniq], 1e-6), 1.0)
-        return uniq, rarity, share
+        return uniq, rarity, share, got
 
-    def match(self, tokens: list[str], min_weight: float = 0.0, strengths=None) -> tuple:
-        """Per document: its best phrase's strength x share asked, over phrases whose asked words' rarity (idf
-        sum) reaches ``min_weight`` (one common word asks for nothing). ``strengths`` overrides the field strengths
-        (name, stem, tag, trigger). Returns (scores, best unit per document or -1)."""
+    def match(self, tokens: list[str], min_rarity: float = 0.0, min_cover: float = 0.0, strengths=None) -> tuple:
+        """Per document: its best phrase's strength x share asked. A phrase counts when it is most of what the
+        segment says (its asked word weight >= ``min_cover`` of the segment's: a tag-list entry) or when the
+        words asked are rare (idf sum >= ``min_rarity``: "spaceship" in a sentence, not "glass"). ``strengths``
+        overrides the field strengths (name, stem, tag, trigger). Returns (scores, best unit per document or -1).
+        """
         out = np.zeros(self.n, np.float32)
         best = np.full(self.n, -1, np.int64)
-        uniq, got, share = self.asked(tokens)
+        uniq, rarity, share, got = self.asked(tokens)
         if not len(uniq):
             return out, best
         strength = self.unit_strength[uniq] if strengths is None else \
             np.asarray(strengths, np.float32)[self.unit_kind[uniq]]
-        s = np.where(got >= min_weight, strength * share, 0.0).astype(np.float32)
+        segment = sum(self.weights(list(dict.fromkeys(tokens))))
+        ok = (rarity >= min_rarity) | (got >= min_cover * segment)
+        s = np.where(ok, strength * share, 0.0).astype(np.float32)
         order = np.argsort(s, kind="stable")  # ascending: the best unit of a document is written last
         docs = self.unit_doc[uniq][order]
         out[docs] = s[order]
