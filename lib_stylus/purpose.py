@@ -51,13 +51,16 @@ def name_words(text: str) -> list[str]:
 
 def stem(word: str) -> str:
     """A light suffix fold for matching a prompt to purpose phrases (both sides): 'lighting' and 'lit' stay
-    apart, but 'lighting' -> 'light', 'painted' -> 'paint', 'glowing' -> 'glow', 'running' -> 'run'."""
+    apart, but 'lighting' -> 'light', 'painted' -> 'paint', 'glowing' -> 'glow', 'running' -> 'run', and
+    'dance', 'dancing', 'danced' -> 'danc'."""
     for suffix in ("ing", "ed"):
         if len(word) - len(suffix) >= 4 and word.endswith(suffix) and not word.endswith("eed"):
             base = word[:-len(suffix)]
             if len(base) > 3 and base[-1] == base[-2] and base[-1] not in "aeiouls":
                 base = base[:-1]  # running -> run, but 'spell', 'grass' keep their double letters
             return base
+    if len(word) > 4 and word.endswith("e") and word[-2] not in "aeiou":
+        return word[:-1]  # dance / dancing / danced -> danc
     return word
 
 
@@ -158,7 +161,7 @@ class PurposeIndex:
         self.post_unit = post_unit[order]
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(post_tok, minlength=len(vocab)))])
         self.head_df = np.array([head_df.get(i, 0) for i in range(len(vocab))], np.float32)
-        self._full = _full_df_lookup(full_state)
+        self._full = _stem_df_lookup(full_state)
         self.tok_weight = np.array([self.weight(t) for t in vocab], np.float32)
         self.tok_idf = np.array([self.idf(t) for t in vocab], np.float32)
         self.unit_total = np.bincount(self.post_unit, weights=self.tok_weight[post_tok[order]],
@@ -292,3 +295,17 @@ def _full_df_lookup(state: dict | None):
         i = int(np.searchsorted(vocab, tok))
         return int(indptr[i + 1] - indptr[i]) if i < len(vocab) and vocab[i] == tok else 0
     return df
+
+
+def _stem_df_lookup(state: dict | None):
+    """Documents using any word with a given stem() fold, over the whole card text ('danc': 'dance' and
+    'dancing'); the sum of the forms' counts, at most the number of documents. Built once per index."""
+    if not state or "bm25_vocab" not in state:
+        return lambda tok: 0
+    n = int(state["bm25_n"][0])
+    counts = np.diff(state["bm25_indptr"]).tolist()
+    table: dict = {}
+    for word, c in zip(state["bm25_vocab"].tolist(), counts):
+        key = stem(word)
+        table[key] = table.get(key, 0) + c
+    return lambda tok: min(n, table.get(tok, 0))

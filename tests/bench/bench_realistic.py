@@ -149,6 +149,9 @@ def main() -> None:
     for cfg in grid(a.grid):
         preds, times = run(Composer(Retriever(index), cfg), prompts, a.max_adapters)
         runs.append((cfg, preds, times))
+    if len(runs) > 1:  # every setting of the grid on all prompts: to see the trade-off, not to choose
+        for c, p, _ in runs:
+            print(line("setting", score(rd, prompts, judged, p)) + "   " + _diff(c))
     cfg, preds, times = runs[0]
     ts = sorted(times)
     print(f"compose: p50 {ts[len(ts) // 2] * 1000:.1f} ms, p95 {ts[int(0.95 * len(ts))] * 1000:.1f} ms")
