@@ -160,6 +160,9 @@ class ComposerConfig:
     strengths: field strength of a purpose phrase found in the name, stem, a tag, the main trigger;
     franchise_cards: a first trigger shared by more cards than this ("1girl") names no character;
     name_weight: how much the share of a card's whole name the task asks counts in its rank (0..1);
+    accept: weights of the fitted acceptance model over ``features`` (FEATURES order; empty: use the gates
+    below), fitted by tests/bench/fit_accept.py on judged pairs; accept_at: the estimate a candidate needs;
+    floor: share of a purpose phrase a candidate must ask to be considered at all;
     min_name_share: share of a card's whole name (title without bracketed qualifiers, or stem) the prompt must
     hold: the other direction of a match - the adapter adds little the prompt does not ask for (for a match on
     a tag, only if gate_tags or the card is a character's)."""
@@ -176,6 +179,9 @@ class ComposerConfig:
     trigger_strength: float = TRIGGER
     franchise_cards: int = 12
     name_weight: float = 0.5
+    accept: tuple = ()
+    accept_at: float = 0.5
+    floor: float = 0.5
     min_name_share: float = 0.3
     gate_tags: bool = False
 
@@ -220,6 +226,26 @@ class Composer:
                 task.note = "every candidate was dropped"
         return comp
 
+    def candidate_features(self, prompt: str, base: str = "sd1", allow_unknown: bool = False) -> list:
+        """(task index, stem, features) of every candidate the acceptance model would be asked about: for
+        fitting it (tests/bench/fit_accept.py), never used to compose."""
+        snap = self.retriever.index.snapshot
+        if not snap.entries:
+            return []
+        pidx = purpose_index(snap)
+        allowed = snap.allowed(allowed_families(base, allow_unknown))
+        everything = set(prompt_words(tokenize(" ".join(t.plain for t in split_tasks(prompt)))))
+        out = []
+        for t, task in enumerate(split_tasks(prompt)):
+            words = prompt_words(task.tokens)
+            scores, best, detail = pidx.match(words, 0.0, 0.0, self.config.strengths)
+            for d in _top(scores, self.config.pool):
+                if allowed[d] and scores[d] >= self.config.floor:
+                    f = features(pidx, snap, int(d), int(best[d]), float(scores[d]), detail, set(words),
+                                 everything, task.tokens)
+                    out.append((t, pidx.stems[d], f))
+        return out
+
     # ---- per task ----------------------------------------------------------------------------------------
     def _lexical(self, snap, task: Task, n: int) -> np.ndarray:
         """BM25 of the task over the whole card text (the retriever's lexical state), scaled to [0, 1]: breaks
@@ -233,23 +259,28 @@ class Composer:
 
     def _task_candidates(self, snap, t: int, task: Task, pidx, allowed: np.ndarray, drops: list,
                          everything: set) -> list:
-        """(task, score, share, doc, unit, rank) for the adapters one of whose purpose phrases this task asks and
-        whose whole name the prompt (``everything``: its words) mostly asks too."""
+        """(task, score, share, doc, unit, rank) for the adapters one of whose purpose phrases this task asks,
+        best first. With ``config.accept`` (a fitted model) a candidate is kept when the model's estimate that
+        a reader judges it right reaches ``accept_at``; otherwise by the gates (rarity/cover, name share)."""
         cfg = self.config
         words = prompt_words(task.tokens)
-        scores, best = pidx.match(words, cfg.min_weight * pidx.max_idf, cfg.min_cover, cfg.strengths)
+        learned = bool(cfg.accept)
+        gates = (0.0, 0.0) if learned else (cfg.min_weight * pidx.max_idf, cfg.min_cover)
+        scores, best, detail = pidx.match(words, gates[0], gates[1], cfg.strengths)
         ranked = scores.copy()
         if ranked.any():
             ranked += TIEBREAK * self._lexical(snap, task, pidx.n) * (ranked > 0)
         top = _top(ranked, cfg.pool)
-        if cfg.name_weight and len(top):  # among the candidates: the card whose whole name is asked first
-            words = set(words)
-            key = {int(d): -ranked[d] * (1 - cfg.name_weight + cfg.name_weight * pidx.name_share(int(d), words))
-                   for d in top}
-            top = np.array(sorted(key, key=key.get), np.int64)
         if not len(top):
             task.note = "no adapter is made for these words"
             return []
+        if learned:
+            rank = {int(d): self.accept_p(features(pidx, snap, int(d), int(best[d]), float(scores[d]), detail,
+                                                   set(words), everything, task.tokens)) for d in top}
+        else:  # among the candidates: the card whose whole name is asked first
+            rank = {int(d): float(ranked[d]) * (1 - cfg.name_weight + cfg.name_weight *
+                                                pidx.name_share(int(d), set(words))) for d in top}
+        top = np.array(sorted(rank, key=lambda d: -rank[d]), np.int64)
         _note_wrong_base(t, top, scores, allowed, pidx, cfg.threshold, drops)
         top = [d for d in top if allowed[d]]
         if not top:
@@ -258,27 +289,43 @@ class Composer:
         out = []
         for doc in top:
             score = float(scores[doc])
-            # A tag names one thing an adapter does, and its name rarely repeats it ("Seasons" for "autumn");
-            # a name phrase or a character's card that the prompt asks only in part is about something more.
-            character = snap.entries[doc].refined.topic == "character"
-            partial = cfg.gate_tags or int(pidx.unit_kind[best[doc]]) != TAG_KIND or character
-            if character and CHARACTER_WORD in task.tokens:
-                partial = False  # "<franchise> character" asks for one whose name it cannot know
-            if score >= cfg.threshold and partial and pidx.name_share(int(doc), everything) < cfg.min_name_share:
-                what = CHARACTER_NOT_NAMED if snap.entries[doc].refined.topic == "character" else \
-                    "its name says more than the prompt asks"
-                drops.append(Drop(_stem(pidx, doc), t, score,
-                                  f"{what} (under {cfg.min_name_share:.0%} of its name is in the prompt)"))
-                continue
-            if score < cfg.threshold:
+            reason = self._gate(snap, pidx, doc, int(best[doc]), score, rank[int(doc)], task, everything)
+            if reason:
                 if not out:
-                    task.note = "no candidate above threshold"
-                    words = " ".join(sorted(pidx.unit_words(int(best[doc]))))
-                    drops.append(Drop(_stem(pidx, doc), t, score, f"no candidate above threshold (asks "
-                                      f"{score:.0%} of its purpose '{words}', needs {cfg.threshold:.0%})"))
-                break
-            out.append((t, score, score, int(doc), int(best[doc]), -key[int(doc)] if cfg.name_weight else score))
+                    task.note = reason
+                drops.append(Drop(_stem(pidx, doc), t, score, reason))
+                continue
+            out.append((t, score, score, int(doc), int(best[doc]), rank[int(doc)]))
         return out
+
+    def accept_p(self, f) -> float:
+        """The fitted estimate that a reader judges this candidate right (logistic model on ``features``)."""
+        z = float(np.dot(self.config.accept, f))
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def _gate(self, snap, pidx, doc, unit: int, score: float, rank: float, task: Task, everything: set) -> str:
+        """Why a candidate is not kept for its task ('' if it is)."""
+        cfg = self.config
+        character = snap.entries[doc].refined.topic == "character"
+        if cfg.accept:
+            if score < cfg.floor:
+                return f"asks too little of its purpose ({score:.0%}, needs {cfg.floor:.0%})"
+            if rank < cfg.accept_at:
+                return f"not sure enough it fits ({rank:.2f}, needs {cfg.accept_at:.2f})"
+            return ""
+        words = " ".join(sorted(pidx.unit_words(unit)))
+        if score < cfg.threshold:
+            return (f"no candidate above threshold (asks {score:.0%} of its purpose '{words}', "
+                    f"needs {cfg.threshold:.0%})")
+        # A tag names one thing an adapter does, and its name rarely repeats it ("Seasons" for "autumn");
+        # a name phrase or a character's card that the prompt asks only in part is about something more.
+        partial = cfg.gate_tags or int(pidx.unit_kind[unit]) != TAG_KIND or character
+        if character and CHARACTER_WORD in task.tokens:
+            partial = False  # "<franchise> character" asks for one whose name it cannot know
+        if partial and pidx.name_share(int(doc), everything) < cfg.min_name_share:
+            what = CHARACTER_NOT_NAMED if character else "its name says more than the prompt asks"
+            return f"{what} (under {cfg.min_name_share:.0%} of its name is in the prompt)"
+        return ""
 
     def _fill_one(self, state: "Selection", comp: Composition, t: int, queue: list) -> None:
         """Give task t its next adapter: the first in its queue that no rule refuses; refusals are recorded."""
@@ -363,6 +410,28 @@ class Selection:
         self.used.add(doc)
         self.count += 1
         self.styles += entry.refined.topic == "style"
+
+
+FEATURES = ("bias", "score", "rarity", "cover", "name_share_prompt", "name_share_task", "is_name", "is_stem",
+            "is_tag", "phrase_cards", "segment_words", "character", "style", "phrase_words")
+
+
+def features(pidx, snap, doc: int, unit: int, score: float, detail, words: set, everything: set,
+             tokens) -> np.ndarray:
+    """What the acceptance model reads about one candidate (names in FEATURES), each about in [0, 1]: how much
+    of its purpose phrase the task asks and how rare those words are, how much of the task and of the card's
+    whole name that is, the phrase's field and how many cards share it, and the card's topic."""
+    kind = int(pidx.unit_kind[unit])
+    topic = snap.entries[doc].refined.topic
+    return np.array([
+        1.0, score, min(float(detail.rarity[doc]) / pidx.max_idf, 2.0),
+        min(float(detail.got[doc]) / detail.segment, 1.0),
+        pidx.name_share(doc, everything), pidx.name_share(doc, words),
+        kind == 0, kind == 1, kind == 2,
+        np.log1p(float(pidx.unit_cards[unit])) / np.log1p(pidx.n),
+        min(np.log1p(len(tokens)) / np.log1p(20), 1.0),
+        topic == "character", topic == "style",
+        min(len(pidx.unit_words(unit)), 5) / 5.0], np.float64)
 
 
 def _without_trigger_tasks(tasks: list, tagged: list) -> list:

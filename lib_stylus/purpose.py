@@ -11,6 +11,7 @@ short posting lists and one bincount."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -110,6 +111,15 @@ def card_units(card, main_trigger: str | None = None) -> dict:
         elif not bracketed and kind != "tag":  # written as a name elsewhere on the card: not a qualifier
             units[toks] = (prior[0], prior[1], False)
     return units
+
+
+@dataclass
+class Detail:
+    """Per document, about its best phrase for a segment: rarity (idf sum) and word weight of the words asked;
+    ``segment``: the segment's whole word weight."""
+    rarity: np.ndarray
+    got: np.ndarray
+    segment: float
 
 
 class PurposeIndex:
@@ -237,24 +247,27 @@ class PurposeIndex:
         """Per document: its best phrase's strength x share asked. A phrase counts when it is most of what the
         segment says (its asked word weight >= ``min_cover`` of the segment's: a tag-list entry) or when the
         words asked are rare (idf sum >= ``min_rarity``: "spaceship" in a sentence, not "glass"). ``strengths``
-        overrides the field strengths (name, stem, tag, trigger). Returns (scores, best unit per document or -1).
-        """
+        overrides the field strengths (name, stem, tag, trigger). Returns (scores, best unit per document or -1,
+        Detail of the best units)."""
         out = np.zeros(self.n, np.float32)
         best = np.full(self.n, -1, np.int64)
         uniq, rarity, share, got = self.asked(tokens)
+        segment = sum(self.weights(list(dict.fromkeys(tokens))))
+        detail = Detail(np.zeros(self.n, np.float32), np.zeros(self.n, np.float32), max(segment, 1e-6))
         if not len(uniq):
-            return out, best
+            return out, best, detail
         strength = self.unit_strength[uniq] if strengths is None else \
             np.asarray(strengths, np.float32)[self.unit_kind[uniq]]
-        segment = sum(self.weights(list(dict.fromkeys(tokens))))
         ok = (rarity >= min_rarity) | (got >= min_cover * segment)
         s = np.where(ok, strength * share, 0.0).astype(np.float32)
         order = np.argsort(s, kind="stable")  # ascending: the best unit of a document is written last
         docs = self.unit_doc[uniq][order]
         out[docs] = s[order]
         best[docs] = uniq[order]
+        detail.rarity[docs] = rarity[order]
+        detail.got[docs] = got[order]
         best[out <= 0] = -1
-        return out, best
+        return out, best, detail
 
     def name_share(self, doc: int, tokens) -> float:
         """Share of the card's whole name (by word weight; the better of its title and its stem) found in

@@ -50,7 +50,8 @@ def load(path: str) -> list:
 
 
 def number(qid: str) -> int:
-    return int(qid.rsplit("-", 1)[1])
+    """The number in an id: 'rp-dev-017' -> 17, 'dev-c0017' -> 17 (folds split by its parity)."""
+    return int("".join(c for c in qid.rsplit("-", 1)[1] if c.isdigit()))
 
 
 def open_library(bench: str, work: str) -> LibraryIndex:
