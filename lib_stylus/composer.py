@@ -15,7 +15,8 @@ import numpy as np
 from . import masking as masking_
 from .embedding import BM25, tokenize
 from .prompt import Pick, rewrite, split_segments, tagged_names
-from .purpose import NAME, STEM, TAG, TRIGGER, prompt_words, purpose_index
+from .characters import character_index
+from .purpose import NAME, STEM, TAG, TRIGGER, heads, prompt_words, purpose_index
 from .refiner import BOILERPLATE
 from .retriever import allowed_families
 
@@ -26,7 +27,7 @@ CHARACTER_WORD = "character"  # tokenize() folds "characters"
 CHARACTER_NOT_NAMED = "character not named in the prompt"
 MAX_STYLES = 2
 TIEBREAK = 1e-3  # retrieval score's share in a task's ranking: orders equal purpose matches only
-TAG_KIND, TRIGGER_KIND = 2, 3  # PurposeIndex.unit_kind of a tag, a trigger phrase
+TAG_KIND = 2     # PurposeIndex.unit_kind of a tag phrase
 
 
 @dataclass
@@ -155,10 +156,10 @@ class ComposerConfig:
     threshold: share of one of an adapter's purpose phrases (x the phrase's field strength) a task must ask;
     min_weight: rarity (idf sum) the asked words must reach, as a share of the idf of a word on no card (so it
     means the same in a library of 50 cards and of 100,000), unless they are min_cover of the segment's word
-    weight (a tag-list entry asks for what it says; a sentence's incidental "glass" asks for nothing);
+    weight (a tag-list entry asks for what it says; a sentence's incidental "glass" asks for nothing) or, with
+    heads, the phrase holds the head of one of the segment's noun phrases ("car" of "a vintage car");
     margin: a further adapter for the same words of a task must reach this share of the first one's score;
     strengths: field strength of a purpose phrase found in the name, stem, a tag, the main trigger;
-    franchise_cards: a first trigger shared by more cards than this ("1girl") names no character;
     name_weight: how much the share of a card's whole name the task asks counts in its rank (0..1);
     accept: weights of the fitted acceptance model over ``features`` (FEATURES order; empty: use the gates
     below), fitted by tests/bench/fit_accept.py on judged pairs; accept_at: the estimate a candidate needs;
@@ -169,6 +170,7 @@ class ComposerConfig:
     threshold: float = 0.75
     min_weight: float = 0.6
     min_cover: float = 0.5
+    heads: bool = True
     margin: float = 0.999
     per_task: int = 2
     max_styles: int = MAX_STYLES
@@ -177,7 +179,6 @@ class ComposerConfig:
     stem_strength: float = STEM
     tag_strength: float = TAG
     trigger_strength: float = TRIGGER
-    franchise_cards: int = 12
     name_weight: float = 0.5
     accept: tuple = ()
     accept_at: float = 0.5
@@ -213,8 +214,9 @@ class Composer:
         comp.existing = sorted(state.existing_names)
         comp.tasks = tasks = _without_trigger_tasks(tasks, [snap.entries[i] for i in state.used])
         everything = set(prompt_words(tokenize(" ".join(t.plain for t in split_tasks(prompt)))))
-        queues = [self._task_candidates(snap, t, task, pidx, allowed, comp.drops, everything)
+        queues = [self._task_candidates(snap, t, task, pidx, allowed, comp.drops, everything, state)
                   for t, task in enumerate(tasks)]
+        _add_named(state, pidx, tasks, queues, allowed)
         # Round by round, best-asked task first: every task gets its first adapter before any gets a
         # second, so the global limits (styles, total) cost a task its extras, not its only match.
         order = sorted(range(len(tasks)), key=lambda t: -(queues[t][0][5] if queues[t] else 0))
@@ -258,7 +260,7 @@ class Composer:
         return lex / top if top > 0 else lex
 
     def _task_candidates(self, snap, t: int, task: Task, pidx, allowed: np.ndarray, drops: list,
-                         everything: set) -> list:
+                         everything: set, state: "Selection") -> list:
         """(task, score, share, doc, unit, rank) for the adapters one of whose purpose phrases this task asks,
         best first. With ``config.accept`` (a fitted model) a candidate is kept when the model's estimate that
         a reader judges it right reaches ``accept_at``; otherwise by the gates (rarity/cover, name share)."""
@@ -266,7 +268,8 @@ class Composer:
         words = prompt_words(task.tokens)
         learned = bool(cfg.accept)
         gates = (0.0, 0.0) if learned else (cfg.min_weight * pidx.max_idf, cfg.min_cover)
-        scores, best, detail = pidx.match(words, gates[0], gates[1], cfg.strengths)
+        scores, best, detail = pidx.match(words, gates[0], gates[1], cfg.strengths,
+                                          heads(task.plain) if cfg.heads and not learned else None)
         ranked = scores.copy()
         if ranked.any():
             ranked += TIEBREAK * self._lexical(snap, task, pidx.n) * (ranked > 0)
@@ -289,7 +292,7 @@ class Composer:
         out = []
         for doc in top:
             score = float(scores[doc])
-            reason = self._gate(snap, pidx, doc, int(best[doc]), score, rank[int(doc)], task, everything)
+            reason = self._gate(state, pidx, doc, int(best[doc]), score, rank[int(doc)], task, everything)
             if reason:
                 if not out:
                     task.note = reason
@@ -303,17 +306,19 @@ class Composer:
         z = float(np.dot(self.config.accept, f))
         return 1.0 / (1.0 + np.exp(-z))
 
-    def _gate(self, snap, pidx, doc, unit: int, score: float, rank: float, task: Task, everything: set) -> str:
+    def _gate(self, state, pidx, doc, unit: int, score: float, rank: float, task: Task, everything: set) -> str:
         """Why a candidate is not kept for its task ('' if it is)."""
         cfg = self.config
-        character = snap.entries[doc].refined.topic == "character"
+        if doc in state.named:
+            return ""  # the prompt names this character: its own rules (Selection.refusal) decide
+        character = state.is_character(doc)
         if cfg.accept:
             if score < cfg.floor:
                 return f"asks too little of its purpose ({score:.0%}, needs {cfg.floor:.0%})"
             if rank < cfg.accept_at:
                 return f"not sure enough it fits ({rank:.2f}, needs {cfg.accept_at:.2f})"
             return ""
-        words = " ".join(sorted(pidx.unit_words(unit)))
+        words = pidx.unit_text[unit]
         if score < cfg.threshold:
             return (f"no candidate above threshold (asks {score:.0%} of its purpose '{words}', "
                     f"needs {cfg.threshold:.0%})")
@@ -333,10 +338,11 @@ class Composer:
         pidx = purpose_index(state.snap)
         while queue:
             _, score, cov, doc, unit, _ = queue.pop(0)
-            words = pidx.unit_words(unit)
+            words = pidx.unit_words(unit) if unit >= 0 else frozenset()
             # Another adapter for the words already served is an alternative, and must be about as good;
             # one for other words of the task is another concept of a sentence.
-            same = any(words & pidx.unit_words(a.unit) for a in task.adapters)
+            same = any(words & pidx.unit_words(a.unit) for a in task.adapters if a.unit >= 0) or \
+                (unit < 0 and any(a.unit < 0 for a in task.adapters))
             if same and score < self.config.margin * task.adapters[0].score:
                 comp.drops.append(Drop(state.snap.entries[doc].card.stem, t, cov,
                                        "weaker than the task's first adapter"))
@@ -351,10 +357,14 @@ class Composer:
                     return
                 continue
             state.take(doc, entry)
-            kind = int(pidx.unit_kind[unit])
-            phrase = " ".join(sorted(words))
-            why = f"asks for its {('name', 'file name', 'tag', 'trigger word')[kind]} '{phrase}' ({cov:.0%})"
-            named = doc in state.named or (kind != TAG_KIND and cov >= 0.999)
+            if unit < 0:
+                why = f"the prompt names this character ('{state.prompt_names[doc]}')"
+                named = True
+            else:
+                kind = int(pidx.unit_kind[unit])
+                phrase = pidx.unit_text[unit]
+                why = f"asks for its {('name', 'file name', 'tag', 'trigger word')[kind]} '{phrase}' ({cov:.0%})"
+                named = doc in state.named or (kind != TAG_KIND and cov >= 0.999)
             task.adapters.append(Assigned(entry, score, cov, why, t, unit, named))
             return
 
@@ -371,21 +381,13 @@ class Selection:
         self.used = {i for name in self.existing_names for i in rows.get(name, ())}
         self.styles = sum(snap.entries[i].refined.topic == "style" for i in self.used)
         self.count = 0
-        self.named = self._named(pidx, prompt)
+        self.chars = character_index(snap)
+        self.prompt_names = self.chars.named_in(prompt)  # row -> the name as the prompt writes it
+        self.named = set(self.prompt_names)
+        self.franchises_asked = self.chars.franchise_asked(prompt, self.prompt_names)
 
-    def _named(self, pidx, prompt: str) -> set:
-        """Cards the prompt names: one segment holds all of a name phrase (title piece, file stem or main
-        trigger, words in any order) that is not a group's name (a franchise: "genshin impact"), not a bracketed
-        qualifier of the title ("(Street Fighter)") and not a trigger many cards start with ("1girl")."""
-        named = set()
-        for seg in split_segments(prompt):
-            units, _, share, _ = pidx.asked(prompt_words(tokenize(seg.plain)))
-            kind = pidx.unit_kind[units]
-            generic_trigger = (kind == TRIGGER_KIND) & (pidx.unit_cards[units] > self.config.franchise_cards)
-            keep = (share >= 0.999) & (kind != TAG_KIND) & ~pidx.unit_group[units] & ~generic_trigger & \
-                ~pidx.unit_qualifier[units]
-            named.update(pidx.unit_doc[units[keep]].tolist())
-        return named
+    def is_character(self, doc: int) -> bool:
+        return self.chars.is_character(doc)
 
     def refusal(self, doc: int, entry, in_task: int, task_words: list = ()) -> str:
         if not entry.card.alias:
@@ -393,9 +395,11 @@ class Selection:
         if doc in self.used:
             return ALREADY_TAGGED if _names(entry) & self.existing_names else "already picked for another task"
         # "<franchise> character" asks for a character of that franchise: the task itself names the kind.
-        asks_character = CHARACTER_WORD in task_words
-        if entry.refined.topic == "character" and not asks_character and doc not in self.named:
-            return CHARACTER_NOT_NAMED
+        asks_character = CHARACTER_WORD in task_words and bool(self.chars.franchises(doc) & self.franchises_asked)
+        if self.is_character(doc) and not asks_character:
+            reason = self.chars.refusal(doc, self.prompt_names)
+            if reason:
+                return reason
         if entry.refined.weight < 0:
             return "meant at a negative weight: it would remove what the prompt asks for"
         if entry.refined.topic == "style" and self.styles >= self.max_styles:
@@ -432,6 +436,25 @@ def features(pidx, snap, doc: int, unit: int, score: float, detail, words: set, 
         min(np.log1p(len(tokens)) / np.log1p(20), 1.0),
         topic == "character", topic == "style",
         min(len(pidx.unit_words(unit)), 5) / 5.0], np.float64)
+
+
+def _add_named(state: "Selection", pidx, tasks: list, queues: list, allowed: np.ndarray) -> None:
+    """Every character the prompt names is a candidate of the task that names it, first in its queue, even
+    when no purpose phrase matched ("raiden ei" for a card titled "Shogun Raiden")."""
+    for doc, name in state.prompt_names.items():
+        if not allowed[doc]:
+            continue
+        words = set(tokenize(name))
+        t = next((i for i, task in enumerate(tasks) if words <= set(task.tokens)), None)
+        if t is None:
+            t = next((i for i, task in enumerate(tasks) if words & set(task.tokens)), None)
+        if t is None:
+            continue
+        queue = queues[t]
+        if any(item[3] == doc for item in queue[:1]):
+            continue
+        queue[:] = [item for item in queue if item[3] != doc]
+        queue.insert(0, (t, 1.0, 1.0, doc, -1, 2.0))
 
 
 def _without_trigger_tasks(tasks: list, tagged: list) -> list:

@@ -52,10 +52,10 @@ def name_words(text: str) -> list[str]:
 
 def stem(word: str) -> str:
     """A light suffix fold for matching a prompt to purpose phrases (both sides): 'lighting' and 'lit' stay
-    apart, but 'lighting' -> 'light', 'painted' -> 'paint', 'glowing' -> 'glow', 'running' -> 'run', and
-    'dance', 'dancing', 'danced' -> 'danc'."""
-    for suffix in ("ing", "ed"):
-        if len(word) - len(suffix) >= 4 and word.endswith(suffix) and not word.endswith("eed"):
+    apart, but 'lighting' -> 'light', 'glowing' -> 'glow', 'running' -> 'run', and 'dance', 'dancing' ->
+    'danc'."""
+    for suffix in ("ing",):  # not "-ed": 'ruined' is no 'ruin', 'painted' rarely asks for 'paint'
+        if len(word) - len(suffix) >= 4 and word.endswith(suffix):
             base = word[:-len(suffix)]
             if len(base) > 3 and base[-1] == base[-2] and base[-1] not in "aeiouls":
                 base = base[:-1]  # running -> run, but 'spell', 'grass' keep their double letters
@@ -63,6 +63,35 @@ def stem(word: str) -> str:
     if len(word) > 4 and word.endswith("e") and word[-2] not in "aeiou":
         return word[:-1]  # dance / dancing / danced -> danc
     return word
+
+
+# Words that end a noun phrase: prepositions and conjunctions (English function words; "-ing" words end one too).
+_BREAKS = frozenset(
+    "of in on at to and or with for by from into over under near across through behind beside between among "
+    "around along against above below beneath inside outside onto upon within without toward towards next "
+    "while as like than but".split())
+
+
+def heads(text: str) -> set:
+    """The head words of a segment's noun phrases, folded like purpose phrases: the last word before a
+    preposition, a conjunction or an '-ing' word ('a steel refrigerator and a bowl of lemons' -> refrigerator,
+    bowl, lemon; 'a corgi riding a spaceship' -> corgi, riding, spaceship). A purpose that is only a modifier
+    of the phrase ('steel', 'macro' of 'macro lens') is not what the phrase asks for."""
+    out, last = set(), None
+    for word in re.findall(r"\w+", text.lower()):
+        if word in _BREAKS or (word.endswith("ing") and len(word) > 5):
+            if last:
+                out.add(last)
+            last = None
+            if word not in _BREAKS:
+                out.update(prompt_words(tokenize(word)))
+            continue
+        folded = prompt_words(tokenize(word))
+        if folded:
+            last = folded[0]
+    if last:
+        out.add(last)
+    return out
 
 
 def prompt_words(tokens) -> list[str]:
@@ -90,26 +119,19 @@ def title_pieces(title: str) -> list[tuple]:
 
 
 def card_units(card, main_trigger: str | None = None) -> dict:
-    """The card's purpose phrases as {frozenset(tokens): (strength, field, qualifier)} (the strongest field wins
-    a duplicate; qualifier: only ever a bracketed title piece). ``main_trigger``: the trigger that names the
-    purpose (default: the first trigger word)."""
+    """The card's purpose phrases as {frozenset(tokens): (strength, field, text as written)} (the strongest
+    field wins a duplicate). ``main_trigger``: the trigger that names the purpose (default: the first trigger word)."""
     units: dict = {}
     if main_trigger is None:
         main_trigger = card.trigger_words[0] if card.trigger_words else ""
-    phrases = [(NAME, "name", p, bracketed) for p, bracketed in title_pieces(card.title)]
-    phrases.append((STEM, "stem", card.stem, False))
-    phrases += [(TAG, "tag", t, False) for t in card.tags if t.casefold().strip() not in GENERIC_TAGS]
+    phrases = [(NAME, "name", p) for p, _ in title_pieces(card.title)] + [(STEM, "stem", card.stem)]
+    phrases += [(TAG, "tag", t) for t in card.tags if t.casefold().strip() not in GENERIC_TAGS]
     if main_trigger:
-        phrases.append((TRIGGER, "trigger", main_trigger, False))
-    for strength, kind, text, bracketed in phrases:
+        phrases.append((TRIGGER, "trigger", main_trigger))
+    for strength, kind, text in phrases:
         toks = frozenset(purpose_words(text))
-        if not toks:
-            continue
-        prior = units.get(toks)
-        if prior is None or strength > prior[0]:
-            units[toks] = (strength, kind, bracketed and (prior is None or prior[2]))
-        elif not bracketed and kind != "tag":  # written as a name elsewhere on the card: not a qualifier
-            units[toks] = (prior[0], prior[1], False)
+        if toks and strength > units.get(toks, (0.0, ""))[0]:
+            units[toks] = (strength, kind, text)
     return units
 
 
@@ -135,15 +157,15 @@ class PurposeIndex:
                 self.by_name.setdefault(name, []).append(i)
         vocab: dict[str, int] = {}
         unit_doc, unit_strength, unit_kind, unit_toks, post_tok, post_unit = [], [], [], [], [], []
-        unit_qualifier = []
+        unit_text = []
         head_df: dict[int, int] = {}
         kinds = ("name", "stem", "tag", "trigger")
         for doc, entry in enumerate(entries):
             seen = set()
             trig = main_trigger(entry.card) if main_trigger else None
-            for toks, (strength, kind, qualifier) in card_units(entry.card, trig).items():
+            for toks, (strength, kind, text) in card_units(entry.card, trig).items():
                 u = len(unit_doc)
-                unit_qualifier.append(qualifier)
+                unit_text.append(text)
                 unit_doc.append(doc)
                 unit_strength.append(strength)
                 unit_kind.append(kinds.index(kind))
@@ -156,6 +178,7 @@ class PurposeIndex:
             for t in seen:
                 head_df[t] = head_df.get(t, 0) + 1
         self.vocab = vocab
+        self.vocab_words = list(vocab)
         # A card's whole name (its title without bracketed qualifiers, and its stem): how much of it a prompt
         # asks tells a card made for what the prompt wants ("Cyberpunk Elements") from one about something
         # more ("Fiona Frost | Spy x Family" for "spy x family").
@@ -164,8 +187,8 @@ class PurposeIndex:
         self.unit_doc = np.array(unit_doc, np.int32)
         self.unit_strength = np.array(unit_strength, np.float32)
         self.unit_kind = np.array(unit_kind, np.int8)
-        self.unit_qualifier = np.array(unit_qualifier, bool)
         self.unit_toks = unit_toks
+        self.unit_text = unit_text  # the phrase as the card writes it (explanations)
         post_tok, post_unit = np.array(post_tok, np.int64), np.array(post_unit, np.int32)
         order = np.argsort(post_tok, kind="stable")
         self.post_unit = post_unit[order]
@@ -176,27 +199,11 @@ class PurposeIndex:
         self.tok_idf = np.array([self.idf(t) for t in vocab], np.float32)
         self.unit_total = np.bincount(self.post_unit, weights=self.tok_weight[post_tok[order]],
                                       minlength=len(unit_doc)).astype(np.float32)
-        # How many cards share a phrase, and whether it is a group's name (a franchise): a phrase whose cards
-        # strictly contain those of another phrase shared by two or more of them ("genshin impact" holds
-        # "ganyu"), so the group has members with names of their own.
+        # How many cards share a phrase ("genshin impact": many; a character's name: few).
         phrase_cards: dict = {}
         for u, toks in enumerate(unit_toks):
             phrase_cards.setdefault(toks, set()).add(int(unit_doc[u]))
         self.unit_cards = np.array([len(phrase_cards[t]) for t in unit_toks], np.int32)
-        self.unit_group = np.zeros(len(unit_toks), bool)
-        group = set()
-        by_doc: dict = {}
-        for u, toks in enumerate(unit_toks):
-            by_doc.setdefault(int(unit_doc[u]), []).append(toks)
-        for phrases in by_doc.values():
-            for p in phrases:
-                cards = phrase_cards[p]
-                if p in group or len(cards) < 3:
-                    continue
-                if any(1 < len(phrase_cards[q]) < len(cards) and phrase_cards[q] <= cards for q in phrases):
-                    group.add(p)
-        for u, toks in enumerate(unit_toks):
-            self.unit_group[u] = toks in group
 
     # ---- word statistics ---------------------------------------------------------------------------------
     def _head_df(self, tok: str) -> int:
@@ -241,14 +248,22 @@ class PurposeIndex:
         got = np.bincount(inv, weights=w).astype(np.float32)
         rarity = np.bincount(inv, weights=np.repeat(self.tok_idf[ids], sizes)).astype(np.float32)
         share = np.minimum(got / np.maximum(self.unit_total[uniq], 1e-6), 1.0)
+        self._last_units, self._last_inv, self._last_ids, self._last_sizes = uniq, inv, ids, sizes
         return uniq, rarity, share, got
 
-    def match(self, tokens: list[str], min_rarity: float = 0.0, min_cover: float = 0.0, strengths=None) -> tuple:
+    def _holds(self, head_words) -> np.ndarray:
+        """For the units of the last ``asked``: whether one of the given words is among those asked."""
+        flags = np.array([self.vocab_words[i] in head_words for i in self._last_ids], np.float32)
+        return np.bincount(self._last_inv, weights=np.repeat(flags, self._last_sizes)) > 0
+
+    def match(self, tokens: list[str], min_rarity: float = 0.0, min_cover: float = 0.0, strengths=None,
+              head_words=None) -> tuple:
         """Per document: its best phrase's strength x share asked. A phrase counts when it is most of what the
         segment says (its asked word weight >= ``min_cover`` of the segment's: a tag-list entry) or when the
         words asked are rare (idf sum >= ``min_rarity``: "spaceship" in a sentence, not "glass"). ``strengths``
-        overrides the field strengths (name, stem, tag, trigger). Returns (scores, best unit per document or -1,
-        Detail of the best units)."""
+        overrides the field strengths (name, stem, tag, trigger). With ``head_words`` (the segment's heads()), a
+        phrase holding one of them counts too. Returns (scores, best unit per document or -1, Detail of the
+        best units)."""
         out = np.zeros(self.n, np.float32)
         best = np.full(self.n, -1, np.int64)
         uniq, rarity, share, got = self.asked(tokens)
@@ -259,6 +274,8 @@ class PurposeIndex:
         strength = self.unit_strength[uniq] if strengths is None else \
             np.asarray(strengths, np.float32)[self.unit_kind[uniq]]
         ok = (rarity >= min_rarity) | (got >= min_cover * segment)
+        if head_words is not None:  # or the phrase is what one of the segment's noun phrases is about
+            ok |= self._holds(head_words)
         s = np.where(ok, strength * share, 0.0).astype(np.float32)
         order = np.argsort(s, kind="stable")  # ascending: the best unit of a document is written last
         docs = self.unit_doc[uniq][order]
@@ -281,12 +298,6 @@ class PurposeIndex:
 
     def unit_words(self, u: int) -> frozenset:
         return self.unit_toks[u]
-
-
-def matched_words(tokens: list[str], card) -> list[str]:
-    """The task words found in the card's purpose phrases (for explanations)."""
-    words = set().union(*card_units(card))  # union of no sets is the empty set
-    return [t for t in tokens if t in words]
 
 
 def purpose_index(snapshot, main_trigger=None) -> PurposeIndex:
