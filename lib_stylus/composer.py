@@ -16,7 +16,7 @@ from . import masking as masking_
 from .embedding import BM25, tokenize
 from .prompt import Pick, rewrite, split_segments, tagged_names
 from .characters import character_index
-from .purpose import NAME, STEM, TAG, TRIGGER, heads, prompt_words, purpose_index
+from .purpose import NAME, STEM, TAG, TRIGGER, prompt_words, purpose_index
 from .refiner import BOILERPLATE
 from .retriever import allowed_families
 
@@ -154,23 +154,18 @@ class ComposerConfig:
     prompts and checked on the other half: see tests/bench/bench_realistic.py).
 
     threshold: share of one of an adapter's purpose phrases (x the phrase's field strength) a task must ask;
-    min_weight: rarity (idf sum) the asked words must reach, as a share of the idf of a word on no card (so it
-    means the same in a library of 50 cards and of 100,000), unless they are min_cover of the segment's word
-    weight (a tag-list entry asks for what it says; a sentence's incidental "glass" asks for nothing) or, with
-    heads, the phrase holds the head of one of the segment's noun phrases ("car" of "a vintage car");
+    rare_share: the asked words must together be as rare (idf sum) as one word on this share of the cards (on
+    one card at least, so it means the same in a library of 50 cards and of 100,000), unless they are min_cover
+    of the segment's word weight (a tag-list entry asks for what it says; a sentence's "glass" asks nothing);
     margin: a further adapter for the same words of a task must reach this share of the first one's score;
     strengths: field strength of a purpose phrase found in the name, stem, a tag, the main trigger;
     name_weight: how much the share of a card's whole name the task asks counts in its rank (0..1);
-    accept: weights of the fitted acceptance model over ``features`` (FEATURES order; empty: use the gates
-    below), fitted by tests/bench/fit_accept.py on judged pairs; accept_at: the estimate a candidate needs;
-    floor: share of a purpose phrase a candidate must ask to be considered at all;
     min_name_share: share of a card's whole name (title without bracketed qualifiers, or stem) the prompt must
     hold: the other direction of a match - the adapter adds little the prompt does not ask for (for a match on
     a tag, only if gate_tags or the card is a character's)."""
     threshold: float = 0.75
-    min_weight: float = 0.6
-    min_cover: float = 0.5
-    heads: bool = True
+    rare_share: float = 0.0005
+    min_cover: float = 1.01
     margin: float = 0.999
     per_task: int = 2
     max_styles: int = MAX_STYLES
@@ -180,9 +175,6 @@ class ComposerConfig:
     tag_strength: float = TAG
     trigger_strength: float = TRIGGER
     name_weight: float = 0.5
-    accept: tuple = ()
-    accept_at: float = 0.5
-    floor: float = 0.5
     min_name_share: float = 0.3
     gate_tags: bool = False
 
@@ -228,26 +220,6 @@ class Composer:
                 task.note = "every candidate was dropped"
         return comp
 
-    def candidate_features(self, prompt: str, base: str = "sd1", allow_unknown: bool = False) -> list:
-        """(task index, stem, features) of every candidate the acceptance model would be asked about: for
-        fitting it (tests/bench/fit_accept.py), never used to compose."""
-        snap = self.retriever.index.snapshot
-        if not snap.entries:
-            return []
-        pidx = purpose_index(snap)
-        allowed = snap.allowed(allowed_families(base, allow_unknown))
-        everything = set(prompt_words(tokenize(" ".join(t.plain for t in split_tasks(prompt)))))
-        out = []
-        for t, task in enumerate(split_tasks(prompt)):
-            words = prompt_words(task.tokens)
-            scores, best, detail = pidx.match(words, 0.0, 0.0, self.config.strengths)
-            for d in _top(scores, self.config.pool):
-                if allowed[d] and scores[d] >= self.config.floor:
-                    f = features(pidx, snap, int(d), int(best[d]), float(scores[d]), detail, set(words),
-                                 everything, task.tokens)
-                    out.append((t, pidx.stems[d], f))
-        return out
-
     # ---- per task ----------------------------------------------------------------------------------------
     def _lexical(self, snap, task: Task, n: int) -> np.ndarray:
         """BM25 of the task over the whole card text (the retriever's lexical state), scaled to [0, 1]: breaks
@@ -262,14 +234,10 @@ class Composer:
     def _task_candidates(self, snap, t: int, task: Task, pidx, allowed: np.ndarray, drops: list,
                          everything: set, state: "Selection") -> list:
         """(task, score, share, doc, unit, rank) for the adapters one of whose purpose phrases this task asks,
-        best first. With ``config.accept`` (a fitted model) a candidate is kept when the model's estimate that
-        a reader judges it right reaches ``accept_at``; otherwise by the gates (rarity/cover, name share)."""
+        best first (ranked by the share of their whole name asked, then by BM25 over their whole text)."""
         cfg = self.config
         words = prompt_words(task.tokens)
-        learned = bool(cfg.accept)
-        gates = (0.0, 0.0) if learned else (cfg.min_weight * pidx.max_idf, cfg.min_cover)
-        scores, best, detail = pidx.match(words, gates[0], gates[1], cfg.strengths,
-                                          heads(task.plain) if cfg.heads and not learned else None)
+        scores, best = pidx.match(words, pidx.idf_of(cfg.rare_share), cfg.min_cover, cfg.strengths)
         ranked = scores.copy()
         if ranked.any():
             ranked += TIEBREAK * self._lexical(snap, task, pidx.n) * (ranked > 0)
@@ -277,12 +245,8 @@ class Composer:
         if not len(top):
             task.note = "no adapter is made for these words"
             return []
-        if learned:
-            rank = {int(d): self.accept_p(features(pidx, snap, int(d), int(best[d]), float(scores[d]), detail,
-                                                   set(words), everything, task.tokens)) for d in top}
-        else:  # among the candidates: the card whose whole name is asked first
-            rank = {int(d): float(ranked[d]) * (1 - cfg.name_weight + cfg.name_weight *
-                                                pidx.name_share(int(d), set(words))) for d in top}
+        rank = {int(d): float(ranked[d]) * (1 - cfg.name_weight + cfg.name_weight *
+                                            pidx.name_share(int(d), set(words))) for d in top}
         top = np.array(sorted(rank, key=lambda d: -rank[d]), np.int64)
         _note_wrong_base(t, top, scores, allowed, pidx, cfg.threshold, drops)
         top = [d for d in top if allowed[d]]
@@ -292,7 +256,7 @@ class Composer:
         out = []
         for doc in top:
             score = float(scores[doc])
-            reason = self._gate(state, pidx, doc, int(best[doc]), score, rank[int(doc)], task, everything)
+            reason = self._gate(state, pidx, doc, int(best[doc]), score, task, everything)
             if reason:
                 if not out:
                     task.note = reason
@@ -301,23 +265,12 @@ class Composer:
             out.append((t, score, score, int(doc), int(best[doc]), rank[int(doc)]))
         return out
 
-    def accept_p(self, f) -> float:
-        """The fitted estimate that a reader judges this candidate right (logistic model on ``features``)."""
-        z = float(np.dot(self.config.accept, f))
-        return 1.0 / (1.0 + np.exp(-z))
-
-    def _gate(self, state, pidx, doc, unit: int, score: float, rank: float, task: Task, everything: set) -> str:
+    def _gate(self, state, pidx, doc, unit: int, score: float, task: Task, everything: set) -> str:
         """Why a candidate is not kept for its task ('' if it is)."""
         cfg = self.config
         if doc in state.named:
             return ""  # the prompt names this character: its own rules (Selection.refusal) decide
         character = state.is_character(doc)
-        if cfg.accept:
-            if score < cfg.floor:
-                return f"asks too little of its purpose ({score:.0%}, needs {cfg.floor:.0%})"
-            if rank < cfg.accept_at:
-                return f"not sure enough it fits ({rank:.2f}, needs {cfg.accept_at:.2f})"
-            return ""
         words = pidx.unit_text[unit]
         if score < cfg.threshold:
             return (f"no candidate above threshold (asks {score:.0%} of its purpose '{words}', "
@@ -414,28 +367,6 @@ class Selection:
         self.used.add(doc)
         self.count += 1
         self.styles += entry.refined.topic == "style"
-
-
-FEATURES = ("bias", "score", "rarity", "cover", "name_share_prompt", "name_share_task", "is_name", "is_stem",
-            "is_tag", "phrase_cards", "segment_words", "character", "style", "phrase_words")
-
-
-def features(pidx, snap, doc: int, unit: int, score: float, detail, words: set, everything: set,
-             tokens) -> np.ndarray:
-    """What the acceptance model reads about one candidate (names in FEATURES), each about in [0, 1]: how much
-    of its purpose phrase the task asks and how rare those words are, how much of the task and of the card's
-    whole name that is, the phrase's field and how many cards share it, and the card's topic."""
-    kind = int(pidx.unit_kind[unit])
-    topic = snap.entries[doc].refined.topic
-    return np.array([
-        1.0, score, min(float(detail.rarity[doc]) / pidx.max_idf, 2.0),
-        min(float(detail.got[doc]) / detail.segment, 1.0),
-        pidx.name_share(doc, everything), pidx.name_share(doc, words),
-        kind == 0, kind == 1, kind == 2,
-        np.log1p(float(pidx.unit_cards[unit])) / np.log1p(pidx.n),
-        min(np.log1p(len(tokens)) / np.log1p(20), 1.0),
-        topic == "character", topic == "style",
-        min(len(pidx.unit_words(unit)), 5) / 5.0], np.float64)
 
 
 def _add_named(state: "Selection", pidx, tasks: list, queues: list, allowed: np.ndarray) -> None:

@@ -11,7 +11,6 @@ short posting lists and one bincount."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -65,35 +64,6 @@ def stem(word: str) -> str:
     return word
 
 
-# Words that end a noun phrase: prepositions and conjunctions (English function words; "-ing" words end one too).
-_BREAKS = frozenset(
-    "of in on at to and or with for by from into over under near across through behind beside between among "
-    "around along against above below beneath inside outside onto upon within without toward towards next "
-    "while as like than but".split())
-
-
-def heads(text: str) -> set:
-    """The head words of a segment's noun phrases, folded like purpose phrases: the last word before a
-    preposition, a conjunction or an '-ing' word ('a steel refrigerator and a bowl of lemons' -> refrigerator,
-    bowl, lemon; 'a corgi riding a spaceship' -> corgi, riding, spaceship). A purpose that is only a modifier
-    of the phrase ('steel', 'macro' of 'macro lens') is not what the phrase asks for."""
-    out, last = set(), None
-    for word in re.findall(r"\w+", text.lower()):
-        if word in _BREAKS or (word.endswith("ing") and len(word) > 5):
-            if last:
-                out.add(last)
-            last = None
-            if word not in _BREAKS:
-                out.update(prompt_words(tokenize(word)))
-            continue
-        folded = prompt_words(tokenize(word))
-        if folded:
-            last = folded[0]
-    if last:
-        out.add(last)
-    return out
-
-
 def prompt_words(tokens) -> list[str]:
     """Tokens (embedding.tokenize) of a prompt segment, folded like purpose phrases."""
     return [stem(t) for t in tokens]
@@ -135,15 +105,6 @@ def card_units(card, main_trigger: str | None = None) -> dict:
     return units
 
 
-@dataclass
-class Detail:
-    """Per document, about its best phrase for a segment: rarity (idf sum) and word weight of the words asked;
-    ``segment``: the segment's whole word weight."""
-    rarity: np.ndarray
-    got: np.ndarray
-    segment: float
-
-
 class PurposeIndex:
     def __init__(self, entries, full_state: dict | None = None, main_trigger=None):
         """``main_trigger(card)``: the card's purpose-naming trigger or '' (default: its first trigger)."""
@@ -178,7 +139,6 @@ class PurposeIndex:
             for t in seen:
                 head_df[t] = head_df.get(t, 0) + 1
         self.vocab = vocab
-        self.vocab_words = list(vocab)
         # A card's whole name (its title without bracketed qualifiers, and its stem): how much of it a prompt
         # asks tells a card made for what the prompt wants ("Cyberpunk Elements") from one about something
         # more ("Fiona Frost | Spy x Family" for "spy x family").
@@ -213,10 +173,9 @@ class PurposeIndex:
     def full_df(self, tok: str) -> int:
         return max(self._full(tok), self._head_df(tok))
 
-    @property
-    def max_idf(self) -> float:
-        """The idf of a word on no card: the scale of every word weight in this library."""
-        return float(np.log(1 + (self.n + 0.5) / 0.5))
+    def idf_of(self, share: float) -> float:
+        """The idf of a word on ``share`` of the cards (on one card at least)."""
+        return float(np.log(1 + (self.n + 0.5) / (max(1.0, share * self.n) + 0.5)))
 
     def idf(self, tok: str) -> float:
         """Rarity in the whole library text: a rare word says more about what the prompt wants."""
@@ -248,43 +207,30 @@ class PurposeIndex:
         got = np.bincount(inv, weights=w).astype(np.float32)
         rarity = np.bincount(inv, weights=np.repeat(self.tok_idf[ids], sizes)).astype(np.float32)
         share = np.minimum(got / np.maximum(self.unit_total[uniq], 1e-6), 1.0)
-        self._last_units, self._last_inv, self._last_ids, self._last_sizes = uniq, inv, ids, sizes
         return uniq, rarity, share, got
 
-    def _holds(self, head_words) -> np.ndarray:
-        """For the units of the last ``asked``: whether one of the given words is among those asked."""
-        flags = np.array([self.vocab_words[i] in head_words for i in self._last_ids], np.float32)
-        return np.bincount(self._last_inv, weights=np.repeat(flags, self._last_sizes)) > 0
-
-    def match(self, tokens: list[str], min_rarity: float = 0.0, min_cover: float = 0.0, strengths=None,
-              head_words=None) -> tuple:
+    def match(self, tokens: list[str], min_rarity: float = 0.0, min_cover: float = 0.0, strengths=None) -> tuple:
         """Per document: its best phrase's strength x share asked. A phrase counts when it is most of what the
         segment says (its asked word weight >= ``min_cover`` of the segment's: a tag-list entry) or when the
         words asked are rare (idf sum >= ``min_rarity``: "spaceship" in a sentence, not "glass"). ``strengths``
-        overrides the field strengths (name, stem, tag, trigger). With ``head_words`` (the segment's heads()), a
-        phrase holding one of them counts too. Returns (scores, best unit per document or -1, Detail of the
-        best units)."""
+        overrides the field strengths (name, stem, tag, trigger). Returns (scores, best unit per document or
+        -1)."""
         out = np.zeros(self.n, np.float32)
         best = np.full(self.n, -1, np.int64)
         uniq, rarity, share, got = self.asked(tokens)
         segment = sum(self.weights(list(dict.fromkeys(tokens))))
-        detail = Detail(np.zeros(self.n, np.float32), np.zeros(self.n, np.float32), max(segment, 1e-6))
         if not len(uniq):
-            return out, best, detail
+            return out, best
         strength = self.unit_strength[uniq] if strengths is None else \
             np.asarray(strengths, np.float32)[self.unit_kind[uniq]]
         ok = (rarity >= min_rarity) | (got >= min_cover * segment)
-        if head_words is not None:  # or the phrase is what one of the segment's noun phrases is about
-            ok |= self._holds(head_words)
         s = np.where(ok, strength * share, 0.0).astype(np.float32)
         order = np.argsort(s, kind="stable")  # ascending: the best unit of a document is written last
         docs = self.unit_doc[uniq][order]
         out[docs] = s[order]
         best[docs] = uniq[order]
-        detail.rarity[docs] = rarity[order]
-        detail.got[docs] = got[order]
         best[out <= 0] = -1
-        return out, best, detail
+        return out, best
 
     def name_share(self, doc: int, tokens) -> float:
         """Share of the card's whole name (by word weight; the better of its title and its stem) found in

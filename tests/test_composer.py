@@ -42,7 +42,7 @@ def test_each_concept_gets_its_adapter_and_the_scene_gets_none(composer):
 
 
 def test_adapter_used_once_and_at_most_three_per_task(composer):
-    comp = composer.compose("cyberpunk style, cyberpunk", "sd1")
+    comp = composer.compose("cyberpunk style, (cyberpunk style:1.2)", "sd1")
     assert len(comp.stems) == len(set(comp.stems))
     assert all(len(t.adapters) <= 3 for t in comp.tasks)
     assert any(d.reason == "already picked for another task" for d in comp.drops)
