@@ -377,9 +377,13 @@ def _words(text: str) -> List[str]:
     return re.findall(r"\w+", text.casefold())
 
 
+_SYNTAX_RE = re.compile(r"[()\[\]\\:<>]|\bAND\b|\bBREAK\b")
+
+
 def _chunks(text: str) -> List[List[str]]:
     """Word lists of the comma-separated chunks of a text's plain form."""
-    return [w for w in (_words(c) for c in strip_syntax(text).split(",")) if w]
+    plain = strip_syntax(text) if _SYNTAX_RE.search(text) else text  # most card phrases are plain words
+    return [w for w in (_words(c) for c in plain.split(",")) if w]
 
 
 def _has_run(words: List[str], run: List[str]) -> bool:
@@ -464,15 +468,20 @@ class _PhraseIndex:
             self.add(text)
 
     def add(self, text: str) -> None:
-        for words in _chunks(text):
+        self.add_chunks(_chunks(text))
+
+    def add_chunks(self, chunks: List[List[str]]) -> None:
+        for words in chunks:
             for word in words:
                 self._extend(word)
             self._extend(self._SEPARATOR)
 
     def contains(self, phrase: str) -> bool:
         """Same answer as ``contains_phrase(text, phrase)`` for the text added so far."""
-        parts = _chunks(phrase)
-        return bool(parts) and all(self._has_run(words) for words in parts)
+        return self.contains_chunks(_chunks(phrase))
+
+    def contains_chunks(self, chunks: List[List[str]]) -> bool:
+        return bool(chunks) and all(self._has_run(words) for words in chunks)
 
     def _has_run(self, words: List[str]) -> bool:
         state: Optional[int] = 0
@@ -518,9 +527,11 @@ def _new_phrases(texts: Iterable[str], index: _PhraseIndex, label: str, notes: L
             problem = _piece_problem(piece)
             if problem:
                 notes.append(f"{label} {piece!r} left out: {problem}")
-            elif _words(piece) and not index.contains(piece):
+                continue
+            chunks = _chunks(piece)
+            if chunks and not index.contains_chunks(chunks):
                 added.append(piece)
-                index.add(piece)
+                index.add_chunks(chunks)
     return added
 
 
