@@ -27,7 +27,8 @@ def to_pil(value):
             raw = base64.b64decode(data, validate=False)
             return Image.open(io.BytesIO(raw)).convert("RGB")
         except Exception as e:
-            raise ReferenceImageError(f"reference image is not a valid base64 image ({e.__class__.__name__})") from None
+            kind = e.__class__.__name__
+            raise ReferenceImageError(f"reference image is not a valid base64 image ({kind})") from None
     try:
         import numpy as np
         if isinstance(value, np.ndarray):

@@ -110,7 +110,7 @@ def has_tag(prompt: str, name: str) -> bool:
 
 # ------------------------------------------------------------------------------- the host's own reading
 
-# The web UI's Lora network reads its positional/named arguments with these converters (extra_networks_lora.py,
+# The web UI's Lora network reads its positional/named arguments with these converters (extra_networks_lora.py
 # ExtraNetworkLora.activate): a value they reject raises inside activate, and extra_networks.activate then
 # drops the WHOLE lora network for that prompt - every LoRA of it, not just the broken tag.
 _LORA_ARGS = (("text-encoder weight", 1, "te", float), ("UNet weight", 2, "unet", float),
@@ -168,8 +168,8 @@ def prompt_problems(prompt: str) -> List[str]:
     for tag in host_tags(prompt):
         covered.append(tag.span)
         if tag.error:
-            problems.append(f"{tag.text} does not parse in the web UI ({tag.error}); it then drops every LoRA "
-                            f"of the prompt")
+            problems.append(f"{tag.text} does not parse in the web UI ({tag.error}); it then drops "
+                            f"every LoRA of the prompt")
         if "<" in tag.args:
             problems.append(f"{tag.text} swallows a '<': an unclosed tag runs on into the next one")
     outside = []
@@ -262,8 +262,8 @@ class Segment:
 
 
 def _separators_outside_tags(prompt: str, patterns: Sequence["re.Pattern"]) -> List[Tuple[int, int]]:
-    """Sorted spans of the patterns' matches that are not inside an extra-network tag (aliases may hold commas,
-    'AND' or 'BREAK'; the host removes tags before it splits)."""
+    """Sorted spans of the patterns' matches that are not inside an extra-network tag (aliases may hold
+    commas, 'AND' or 'BREAK'; the host removes tags before it splits)."""
     tag_spans = [m.span() for m in TAG_RE.finditer(prompt)]
 
     def inside_tag(pos: int) -> bool:
@@ -608,8 +608,8 @@ _OPENER_RE = re.compile(r"<\w+:")
 
 
 def _unclosed_tag_start(prompt: str) -> Optional[int]:
-    """Where a tag opens that no '>' closes ('... <lora:red_fox:0.5' typed unfinished): the host's pattern would
-    run from there to the next '>', so nothing holding a '>' may be written after it."""
+    """Where a tag opens that no '>' closes ('... <lora:red_fox:0.5' typed unfinished): the host's pattern
+    would run from there to the next '>', so nothing holding a '>' may be written after it."""
     m = _OPENER_RE.search(prompt, prompt.rfind(">") + 1)
     return m.start() if m else None
 
@@ -690,20 +690,22 @@ def rewrite(prompt: str, picks: Sequence[Pick], negative_prompt: Optional[str] =
     return _checked(prompt, negative_prompt, result, notes)
 
 
-def _checked(prompt: str, negative_prompt: Optional[str], result: RewriteResult, notes: List[str]) -> RewriteResult:
+def _checked(prompt: str, negative_prompt: Optional[str], result: RewriteResult,
+             notes: List[str]) -> RewriteResult:
     """The safety net after writing: the web UI must read the new prompt as the old one plus Stylus's tags."""
     if result.written:
         for tag in host_tags(prompt):
             if tag.error:
-                notes.append(f"the prompt's own {tag.text} does not parse in the web UI ({tag.error}): the web "
-                             f"UI drops every LoRA of this prompt, the ones Stylus adds too")
+                notes.append(f"the prompt's own {tag.text} does not parse in the web UI ({tag.error}): "
+                             f"the web UI drops every LoRA of this prompt, the ones Stylus adds too")
     read_back = {t.text for t in host_tags(result.prompt) if not t.error}
     problems = added_problems(prompt, result.prompt)
     lost = [w.tag for w in result.written if w.tag not in read_back]
     if problems or lost:
         why = "; ".join(problems + [f"{tag} would not read back" for tag in lost])
         notes.append(f"nothing written into the prompt: it would not parse in the web UI ({why})")
-        skipped = result.skipped + tuple((w.pick, "writing it would break the prompt") for w in result.written)
+        refused = tuple((w.pick, "writing it would break the prompt") for w in result.written)
+        skipped = result.skipped + refused
         result = replace(result, prompt=prompt, written=(), skipped=skipped)
     if negative_prompt is not None and added_problems(negative_prompt, result.negative_prompt or ""):
         notes.append("nothing written into the negative prompt: it would not parse in the web UI")

@@ -1,8 +1,9 @@
 """Test helper: every prompt Stylus writes must parse in the web UI exactly as the user's own text did.
 
-``assert_parses(rewritten, original)`` fails when the rewrite added any problem the web UI would meet: a lora tag
-its network cannot parse (which drops every LoRA of the prompt), a tag that swallowed another '<', or a stray
-'<' / '>'. Benchmarks and other tests import it (``from tests.prompt_check import assert_parses``)."""
+``assert_parses(rewritten, original)`` fails when the rewrite added any problem the web UI would meet: a
+lora tag its network cannot parse (which drops every LoRA of the prompt), a tag that swallowed another '<',
+or a stray '<' / '>'. Benchmarks and other tests import it:
+``from tests.prompt_check import assert_parses``."""
 from __future__ import annotations
 
 from lib_stylus.prompt import added_problems, prompt_problems

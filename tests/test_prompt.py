@@ -271,7 +271,8 @@ def test_prompt_problems_reports_broken_tags_swallowed_tags_and_stray_brackets()
     assert "drops every LoRA" in broken
     swallowed = prompt_problems("cat <lora:evil:9 name <lora:mine:0.8>")
     assert any("swallows a '<'" in p for p in swallowed) and any("does not parse" in p for p in swallowed)
-    assert prompt_problems("a <3 heart >_<") == ["stray '<' outside any tag"] * 2 + ["stray '>' outside any tag"]
+    stray = ["stray '<' outside any tag"] * 2 + ["stray '>' outside any tag"]
+    assert prompt_problems("a <3 heart >_<") == stray
     assert [t.text for t in host_tags("<LoRA:x:y> <lyco:z:1>")] == ["<LoRA:x:y>", "<lyco:z:1>"]
     assert host_tags("<LoRA:x:y>")[0].error is None  # the host's registry is case-sensitive: not a lora tag
 
@@ -292,7 +293,8 @@ def test_card_trigger_with_angle_brackets_is_dropped_and_reported(trigger):
 
 
 def test_card_negative_text_with_angle_brackets_is_dropped_and_reported():
-    res = rewrite("a fox", [Pick("mine", 0.8, negative="lowres, <lora:bad:1>, ugly>")], negative_prompt="blurry")
+    pick = Pick("mine", 0.8, negative="lowres, <lora:bad:1>, ugly>")
+    res = rewrite("a fox", [pick], negative_prompt="blurry")
     assert res.negative_prompt == "blurry, lowres"
     assert len(res.notes) == 2 and all(n.startswith("mine: negative text") for n in res.notes)
 
@@ -322,7 +324,8 @@ def test_a_prompt_with_a_broken_tag_of_its_own_is_left_as_the_user_wrote_it():
 
 
 def test_every_rewrite_here_parses():
-    for prompt in ["", "cat", "a (cat:1.2) AND dog:0.5", "x <lora:mine:1> BREAK y", "a <3 b", "[a:b:0.5] <c:d"]:
+    prompts = ["", "cat", "a (cat:1.2) AND dog:0.5", "x <lora:mine:1> BREAK y", "a <3 b", "[a:b:0.5] <c:d"]
+    for prompt in prompts:
         for picks in ([Pick("x", 0.7, ("t1", "<bad"))], [Pick("y", 1, negative="n>1"), Pick("z z", 0.3)]):
             res = rewrite(prompt, picks, negative_prompt="lowres <x")
             assert_parses(res.prompt, prompt)
@@ -355,7 +358,8 @@ def test_phrase_index_work_grows_linearly(monkeypatch):
     counts = []
     for n in (1000, 10000):
         steps.clear()
-        rewrite("cat", [Pick("a", 1, negative=", ".join(f"w{i} x{i % 7}" for i in range(n)))], negative_prompt="")
+        negative = ", ".join(f"w{i} x{i % 7}" for i in range(n))
+        rewrite("cat", [Pick("a", 1, negative=negative)], negative_prompt="")
         counts.append(len(steps))
     assert counts[1] < 12 * counts[0]
 
@@ -388,7 +392,8 @@ def test_trigger_goes_into_the_break_chunk_and_keeps_a_composable_weight_last():
 
 def test_chunk_index_and_clamping():
     prompt = "a, b BREAK c AND <lora:x AND y:1> d"
-    assert [chunk_index(prompt, prompt.index(w)) for w in "abcd"] == [0, 0, 1, 2]  # AND inside a tag: no split
+    # an AND inside a tag splits nothing
+    assert [chunk_index(prompt, prompt.index(w)) for w in "abcd"] == [0, 0, 1, 2]
     res = rewrite("cat", [Pick("x", 1, ("t",), chunk=5)])  # fewer chunks than asked (e.g. a hires prompt)
     assert res.prompt == "cat, t <lora:x:1>"
     res = rewrite("cat,BREAK dog", [Pick("x", 1, ("t",), chunk=0)])

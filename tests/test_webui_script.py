@@ -79,6 +79,7 @@ def test_prompts_get_tags_from_the_library_and_the_infotext_tells(script):
     script.process(p, *args(masking="off"))
     (prompt,) = p.all_prompts
     assert prompt.startswith(PROMPT)
+    assert_parses(prompt, PROMPT)
     assert set(tags(prompt)) == {"robot_buddy", "cyberpunk_city"}
     assert "xl_robot" not in prompt  # an SDXL LoRA is never offered for an SD1 model
     from modules.processing import create_infotext
@@ -98,6 +99,8 @@ def test_per_image_masks_are_reproducible_from_the_seed(script):
     script.process(p1, *args())
     script.process(p2, *args())
     assert p1.all_prompts == p2.all_prompts
+    for prompt in p1.all_prompts:
+        assert_parses(prompt, PROMPT)
     assert len({tuple(tags(x)) for x in p1.all_prompts}) > 1  # the paper's masking: a diverse batch
 
 
@@ -119,8 +122,8 @@ def test_pasted_prompt_with_tags_is_not_tagged_twice(script, masking):
 
 
 def test_each_batch_infotext_names_that_batchs_loras(script):
-    """Read the way the host writes them: per saved image (the batch's prompts, index in the batch) and through
-    Processed.infotext (the job's prompts, job-wide index)."""
+    """Read the way the host writes them: per saved image (the batch's prompts, index in the batch) and
+    through Processed.infotext (the job's prompts, job-wide index)."""
     from modules.processing import create_infotext
     p = FakeP([PROMPT] * 4, [1, 2, 3, 4], batch_size=2)
     script.process(p, *args())
@@ -171,6 +174,8 @@ def test_routes_status_and_compose(script):
     assert status["state"] == "ready" and status["cards"] == 4
     out = client.post("/stylus/v1/compose", json={"prompt": PROMPT}).json()
     assert set(out["picked"]) == {"robot_buddy", "cyberpunk_city"} and "<lora:" in out["prompt"]
+    assert_parses(out["prompt"], PROMPT)
+    assert out["notes"] == []
     assert json.dumps(out)  # JSON-friendly
 
 
@@ -267,8 +272,8 @@ def _infotext_parts(text):
 
 
 def test_grid_infotext_carries_the_first_images_loras_and_paste_regenerates_them(script):
-    """9.11: batch count 2 -> a grid; its infotext (use_main_prompt=True) must show the first image's prompt with
-    its LoRAs; 'Send to img2img' pastes it with Pick LoRAs off, and the next job keeps those LoRAs."""
+    """9.11: batch count 2 -> a grid; its infotext (use_main_prompt=True) must show the first image's prompt
+    with its LoRAs; 'Send to img2img' pastes it with Pick LoRAs off, and the next job keeps those LoRAs."""
     from modules.processing import create_infotext
     p = FakeP([PROMPT] * 2, [21, 22], negatives=["blurry"] * 2)
     script.process(p, *args(masking="per image"))
@@ -329,8 +334,8 @@ def test_declared_user_errors_are_the_stylus_ones():
 
 
 def test_llm_api_key_is_a_password_field_and_never_served_by_the_options_api(script, tmp_path):
-    """9.14: the key is typed in Settings (a password box) or POSTed to /sdapi/v1/options; it is kept in a file
-    of the Stylus model folder, never in opts.data, so config.json and GET /sdapi/v1/options do not hold it."""
+    """9.14: the key is typed in Settings (a password box) or POSTed to /sdapi/v1/options; it is kept in a
+    file of the Stylus model folder, never in opts.data: config.json and GET /sdapi/v1/options lack it."""
     from modules import shared
     from modules.api.api import Api
     from lib_stylus.webui import host, settings
@@ -365,8 +370,8 @@ def test_llm_api_key_is_a_password_field_and_never_served_by_the_options_api(scr
 
 
 def test_background_refresh_reads_the_lora_registry_without_rebuilding_it(script):
-    """9.15: networks.list_available_networks() clears and refills the Lora extension's dicts; only the host calls
-    it (at start-up, its Refresh button). Stylus's refresh thread and its jobs only read them."""
+    """9.15: networks.list_available_networks() clears and refills the Lora extension's dicts; only the host
+    calls it (at start-up, its Refresh button). Stylus's refresh thread and its jobs only read them."""
     import networks
     from lib_stylus.webui import host
     from lib_stylus.webui.service import SERVICE
@@ -406,5 +411,5 @@ def test_preview_thumbnail_sits_beside_the_loras_name():
     style = img["style"].replace(" ", "")
     assert "display:inline-block" in style and "vertical-align:middle" in style
     li = next(a for t, a in seen if t == "li")
-    assert "white-space:nowrap" in li.get("style", "").replace(" ", "") or "display:flex" in li.get("style", "")
+    assert "display:flex" in li.get("style", "").replace(" ", "")
     assert html.index("<img") < html.index("<b>fox</b>")

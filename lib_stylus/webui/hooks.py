@@ -71,8 +71,8 @@ def _fenced(what: str, fn, p, args) -> None:
     try:
         fn(p, args)
     except Exception as e:
-        # Only Stylus's declared user errors (a missing model, a bad file or input) are one line; anything else,
-        # ValueError included, is a Stylus bug and keeps its traceback.
+        # Only Stylus's declared user errors (a missing model, a bad file or input) are one line; anything
+        # else, ValueError included, is a Stylus bug and keeps its traceback.
         expected = is_user_error(e)
         outcome = "skipped" if expected else "failed"
         message = f"Stylus: {what} {outcome}, generating without it: {e}"

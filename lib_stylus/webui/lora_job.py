@@ -34,8 +34,8 @@ def process(p, args: StylusArgs) -> None:
                       bool(host.opt("stylus_add_negative", True)))
     p.all_prompts, p.all_negative_prompts = job.prompts, job.negative_prompts
     if job.prompts:
-        # setup_prompts() copied the first prompts here before Stylus ran; the grid's infotext (and so 'Send to
-        # img2img' from a grid) is made from them: they must carry the first image's LoRAs too.
+        # setup_prompts() copied the first prompts here before Stylus ran; the grid's infotext (and so
+        # 'Send to img2img' from a grid) is made from them: they must carry the first image's LoRAs too.
         p.main_prompt = job.prompts[0]
         p.main_negative_prompt = job.negative_prompts[0]
     if hires:
@@ -89,10 +89,10 @@ def write_infotext(p, args: StylusArgs, applied: list) -> None:
 
 
 def applied_infotext(p, index: int = 0, use_main_prompt: bool = False, all_prompts=None, **_):
-    """The "Stylus LoRAs" of one infotext. The host calls it with create_infotext's locals: the grid's infotext
-    (use_main_prompt) shows the first image's, like p.main_prompt; while saving a batch the host passes the
-    batch's own prompts (p.prompts) and the index inside that batch; Processed.infotext passes the whole job's
-    prompts and the job-wide index."""
+    """The "Stylus LoRAs" of one infotext. The host calls it with create_infotext's locals: the grid's
+    infotext (use_main_prompt) shows the first image's, like p.main_prompt; while saving a batch the host
+    passes the batch's own prompts (p.prompts) and the index inside that batch; Processed.infotext passes the
+    whole job's prompts and the job-wide index."""
     applied = getattr(p, "stylus_applied", None) or []
     if use_main_prompt:
         image = 0

@@ -1,10 +1,10 @@
 """The Settings tab section "Stylus". Registered at import time (not in on_ui_settings) so that the options
 also appear in GET /sdapi/v1/options: the API's model is built from the options known at import.
 
-The LLM API key is the exception to "an option holds its value": GET /sdapi/v1/options serves every key of
-``shared.opts.data`` (modules/api/api.py, Api.get_config) and config.json is a dump of it. So the option is only
-the password box: its onchange moves what was typed into a file of the Stylus model folder (mode 0600) and
-empties the option again."""
+The LLM API key is the exception to "an option holds its value": GET /sdapi/v1/options serves every key
+of ``shared.opts.data`` (modules/api/api.py, Api.get_config) and config.json is a dump of it. So the option
+is only the password box: its onchange moves what was typed into a file of the Stylus model folder (mode
+0600) and empties the option again."""
 from __future__ import annotations
 
 import json
@@ -37,8 +37,8 @@ def options() -> dict:
         "stylus_llm_model": o("", "LLM composer: model name"),
         KEY_OPTION: o("", "LLM composer: API key (optional)", gr.Textbox, {"type": "password"},
                       onchange=_on_key_typed).info(
-            f"kept in {KEY_FILE} of the Stylus model folder, never in config.json or the options API; the box "
-            f"shows empty once saved; a single space removes the key"),
+            f"kept in {KEY_FILE} of the Stylus model folder, never in config.json or the options API; "
+            f"the box shows empty once saved; a single space removes the key"),
         "stylus_llm_timeout": o(20, "LLM composer: timeout in seconds", gr.Slider, {"minimum": 1, "maximum": 120, "step": 1}),
     }
 
@@ -47,7 +47,7 @@ def register() -> None:
     shared.options_templates.update(shared.options_section(SETTINGS_SECTION, options()))
 
 
-# ---- the LLM API key -------------------------------------------------------------------------------------------
+# ---- the LLM API key ---------------------------------------------------------------------------------------
 def _key_path() -> str:
     return os.path.join(host.models_dir(), KEY_FILE)
 
@@ -84,8 +84,8 @@ def store_llm_key(value: str) -> None:
 
 
 def _on_key_typed() -> None:
-    """opts.set() has put the typed text into opts.data: move it to the key file and empty the option. An empty
-    box means 'unchanged' (the page shows it empty after a save)."""
+    """opts.set() has put the typed text into opts.data: move it to the key file and empty the option.
+    An empty box means 'unchanged' (the page shows it empty after a save)."""
     typed = shared.opts.data.get(KEY_OPTION) or ""
     if typed:
         store_llm_key(str(typed))
@@ -93,7 +93,7 @@ def _on_key_typed() -> None:
 
 
 def migrate_llm_key() -> None:
-    """A key an older Stylus left in config.json moves to the key file (and config.json is saved without it)."""
+    """A key an older Stylus left in config.json moves to the key file; config.json is saved without it."""
     old = shared.opts.data.get(KEY_OPTION) or ""
     if not old:
         return

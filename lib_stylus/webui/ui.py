@@ -104,8 +104,9 @@ def _pick_item(a, weight: float) -> str:
     """One picked LoRA: thumbnail and text in one row (a flex row keeps the image beside the name)."""
     tag = escape(f"<lora:{a.alias}:{weight:g}>")
     text = f"<b>{escape(a.alias)}</b> · weight {weight:g} · score {a.score:.2f} — {escape(a.reason)}"
-    return (f"<li data-stylus-tag='{tag}' title='click to copy the tag' "
-            f"style='display:flex;align-items:center;gap:.25em'>{_thumb(a.entry.card)}<span>{text}</span></li>")
+    row = "display:flex;align-items:center;gap:.25em"
+    return (f"<li data-stylus-tag='{tag}' title='click to copy the tag' style='{row}'>"
+            f"{_thumb(a.entry.card)}<span>{text}</span></li>")
 
 
 def _thumb(card) -> str:

@@ -19,13 +19,14 @@ sys.path.insert(0, ROOT)
 from tests.prompt_check import assert_parses  # noqa: E402
 
 WORDS = ["bad", "hands", "lowres", "blurry", "extra", "fingers", "jpeg", "artifacts", "watermark", "text",
-         "cropped", "worst", "quality", "deformed", "ugly", "mutated", "signature", "username", "error", "missing"]
+         "cropped", "worst", "quality", "deformed", "ugly", "mutated", "signature", "username", "error",
+         "missing"]
 PROMPT = "masterpiece, a knight in a misty forest AND a red dragon, night sky"
 NEGATIVE = "(worst quality:1.4), lowres, bad hands, blurry, watermark"
 
 
 def card_negative(n: int, seed: int) -> str:
-    """n comma-separated phrases of 1-4 words, about a tenth of them repeats, some weighted like real cards."""
+    """n comma-separated phrases of 1-4 words, a tenth of them repeats, some weighted like real cards."""
     rng = random.Random(seed)
     phrases = []
     for i in range(n):

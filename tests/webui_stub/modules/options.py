@@ -1,6 +1,7 @@
-"""modules/options.py of web UI 1.10.1, the parts Stylus and its tests meet: OptionInfo (onchange, do_not_save,
-info text), and Options whose `data` holds what config.json holds and what `GET /sdapi/v1/options` serves;
-`set()` stores the value, then runs the option's onchange (and restores the old value if it raises)."""
+"""modules/options.py of web UI 1.10.1, the parts Stylus and its tests meet: OptionInfo (onchange,
+do_not_save, info text), and Options whose `data` holds what config.json holds and what
+`GET /sdapi/v1/options` serves; `set()` stores the value, then runs the option's onchange (and restores the
+old value if it raises)."""
 import json
 
 from modules import errors

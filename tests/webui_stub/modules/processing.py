@@ -1,6 +1,6 @@
 """modules/processing.py of web UI 1.10.1: only create_infotext, the way the host writes an image's (and with
-use_main_prompt=True the grid's) infotext. Prompt selection and extra_generation_params evaluation (a list is
-indexed by `index`, a callable gets create_infotext's locals) are the host's; the fixed fields are left out."""
+use_main_prompt=True the grid's) infotext. Prompt selection and extra_generation_params evaluation (a list
+is indexed by `index`, a callable gets create_infotext's locals) are the host's; fixed fields left out."""
 import json
 
 
@@ -29,7 +29,7 @@ def create_infotext(p, all_prompts, all_seeds, all_subseeds, comments=None, iter
             generation_params[key] = value[index]
         elif callable(value):
             generation_params[key] = value(**locals())
-    generation_params_text = ", ".join([k if k == v else f'{k}: {quote(v)}' for k, v in generation_params.items()
-                                        if v is not None])
+    shown = [(k, v) for k, v in generation_params.items() if v is not None]
+    generation_params_text = ", ".join([k if k == v else f'{k}: {quote(v)}' for k, v in shown])
     negative_prompt_text = f"\nNegative prompt: {negative_prompt}" if negative_prompt else ""
     return f"{prompt_text}{negative_prompt_text}\n{generation_params_text}".strip()
