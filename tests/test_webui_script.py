@@ -336,7 +336,7 @@ def test_declared_user_errors_are_the_stylus_ones():
 def test_llm_api_key_is_a_password_field_and_never_served_by_the_options_api(script, tmp_path):
     """9.14: the key is typed in Settings (a password box) or POSTed to /sdapi/v1/options; it is kept in a
     file of the Stylus model folder, never in opts.data: config.json and GET /sdapi/v1/options lack it."""
-    from modules import shared
+    from modules import errors, shared
     from modules.api.api import Api
     from lib_stylus.webui import host, settings
     from lib_stylus.webui.service import SERVICE
@@ -364,6 +364,12 @@ def test_llm_api_key_is_a_password_field_and_never_served_by_the_options_api(scr
         settings.migrate_llm_key()
         assert shared.opts.data["stylus_llm_key"] == "" and settings.llm_key() == "sk-old"
         assert host.models_dir() == str(tmp_path / "stylus")
+        # a folder the key cannot be written to: said in the console without the key, never kept in opts
+        (tmp_path / "not_a_folder").write_text("")
+        shared.opts.data["stylus_models_dir"] = str(tmp_path / "not_a_folder")
+        shared.opts.set("stylus_llm_key", "sk-unstorable")
+        assert shared.opts.data["stylus_llm_key"] == "" and settings.llm_key() == ""
+        assert not any("sk-unstorable" in m for m in errors.reported)
     finally:
         for k in ("stylus_models_dir", "stylus_llm_url", "stylus_llm_key"):
             shared.opts.data.pop(k, None)

@@ -87,9 +87,15 @@ def _on_key_typed() -> None:
     """opts.set() has put the typed text into opts.data: move it to the key file and empty the option.
     An empty box means 'unchanged' (the page shows it empty after a save)."""
     typed = shared.opts.data.get(KEY_OPTION) or ""
-    if typed:
-        store_llm_key(str(typed))
     shared.opts.data[KEY_OPTION] = ""
+    if not typed:
+        return
+    try:
+        store_llm_key(str(typed))
+    except OSError as e:
+        # Not raised on: the host would print "changing setting ... to <the key>" and put the key back.
+        log.error("Stylus: could not store the LLM API key in %s (%s)", _key_path(),
+                  e.strerror or e.__class__.__name__)
 
 
 def migrate_llm_key() -> None:
