@@ -448,6 +448,10 @@ def _piece_problem(piece: str) -> Optional[str]:
         return f"it contains {shown}, which would open or close a <lora:...> tag"
     if not _balanced(piece):
         return "its brackets are unbalanced, which would change the weights of the rest of the prompt"
+    if _AND_RE.search(piece) or _BREAK_RE.search(piece):
+        return "it contains AND or BREAK, which would split the prompt"
+    if _TRAILING_WEIGHT_RE.search(piece):
+        return "it ends in ':<number>', which the web UI would read as the weight of a subprompt"
     return None
 
 

@@ -299,6 +299,12 @@ def test_card_negative_text_with_angle_brackets_is_dropped_and_reported():
     assert len(res.notes) == 2 and all(n.startswith("mine: negative text") for n in res.notes)
 
 
+def test_card_trigger_that_would_split_or_weight_the_prompt_is_dropped():
+    res = rewrite("a fox", [Pick("mine", 0.8, ("salt AND pepper", "x BREAK y", "sks:0.5", "(sks:1.2)", "and"))])
+    assert res.triggers == ("(sks:1.2)", "and") and len(res.notes) == 3
+    assert strip_syntax(res.prompt) == "a fox, sks, and"
+
+
 def test_card_trigger_with_unbalanced_brackets_is_dropped():
     res = rewrite("a fox", [Pick("mine", 0.8, ("(glowing", "neon]", "(soft, light:1.1)"))])
     assert res.triggers == ("(soft, light:1.1)",) and len(res.notes) == 2 and "unbalanced" in res.notes[0]
