@@ -300,7 +300,8 @@ def test_card_negative_text_with_angle_brackets_is_dropped_and_reported():
 
 
 def test_card_trigger_that_would_split_or_weight_the_prompt_is_dropped():
-    res = rewrite("a fox", [Pick("mine", 0.8, ("salt AND pepper", "x BREAK y", "sks:0.5", "(sks:1.2)", "and"))])
+    triggers = ("salt AND pepper", "x BREAK y", "sks:0.5", "(sks:1.2)", "and")
+    res = rewrite("a fox", [Pick("mine", 0.8, triggers)])
     assert res.triggers == ("(sks:1.2)", "and") and len(res.notes) == 3
     assert strip_syntax(res.prompt) == "a fox, sks, and"
 
