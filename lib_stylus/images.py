@@ -5,6 +5,12 @@ from __future__ import annotations
 import base64
 import io
 
+from .errors import StylusUserError
+
+
+class ReferenceImageError(StylusUserError, ValueError):
+    """The reference image sent (API base64, an upload) cannot be read as an image."""
+
 
 def to_pil(value):
     from PIL import Image
@@ -21,11 +27,12 @@ def to_pil(value):
             raw = base64.b64decode(data, validate=False)
             return Image.open(io.BytesIO(raw)).convert("RGB")
         except Exception as e:
-            raise ValueError(f"reference image is not a valid base64 image ({e.__class__.__name__})") from None
+            kind = e.__class__.__name__
+            raise ReferenceImageError(f"reference image is not a valid base64 image ({kind})") from None
     try:
         import numpy as np
         if isinstance(value, np.ndarray):
             return Image.fromarray(value.astype("uint8")).convert("RGB")
     except ImportError:
         pass
-    raise ValueError(f"unsupported reference image type {type(value).__name__}")
+    raise ReferenceImageError(f"unsupported reference image type {type(value).__name__}")

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import StylusUserError
 from . import blocks as _blocks
 from .ip_adapter import IPAdapter, attention
 
@@ -33,7 +34,7 @@ _ACTIVE: "weakref.WeakKeyDictionary[nn.Module, StylePatch]" = weakref.WeakKeyDic
 Roles = Union[None, torch.Tensor, Sequence[Union[bool, str]]]
 
 
-class ShapeMismatchError(ValueError):
+class ShapeMismatchError(StylusUserError, ValueError):
     """The adapter does not fit the UNet; the message names the layer and both shapes."""
 
 

@@ -8,6 +8,7 @@ import glob
 import logging
 import os
 
+from ..errors import StylusUserError
 from . import host
 
 log = logging.getLogger("stylus")
@@ -25,7 +26,7 @@ VIT_H_TEXT = ("laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
                "merges.txt", "special_tokens_map.json"])
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(StylusUserError, RuntimeError):
     pass
 
 
