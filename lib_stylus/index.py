@@ -90,7 +90,8 @@ class LibraryIndex:
             self.snapshot = _read(self.path, self.key, [e.id for e in self.embedders])
             return True
         except Exception as e:  # zip, JSON, missing or inconsistent arrays, wrong format: all mean "rebuild"
-            self._message(f"Stylus: index file {self.path} is unusable ({e.__class__.__name__}: {e}); rebuilding it")
+            why = f"{e.__class__.__name__}: {e}"
+            self._message(f"Stylus: index file {self.path} is unusable ({why}); rebuilding it")
             self.snapshot = Snapshot()
             return False
 
@@ -99,7 +100,7 @@ class LibraryIndex:
         self.messages.append(msg)
 
     def save(self) -> None:
-        """Write the index atomically. Raises OSError (the caller decides whether results without saving do)."""
+        """Write the index atomically. Raises OSError (refresh then keeps the results unsaved)."""
         os.makedirs(self.cache_dir, exist_ok=True)
         arrays = {"meta": _json_bytes({"format": INDEX_FORMAT, "key": self.key, "roots": self.roots}),
                   "entries": _json_bytes([e.to_dict() for e in self.snapshot.entries]),
@@ -129,7 +130,7 @@ class LibraryIndex:
             entries = self._scan(old, report, progress)
             states = {emb.id: self._fit(emb, entries, report, progress) for emb in self.embedders}
             fams = np.array([FAMILIES.index(e.card.base) for e in entries], np.int8)
-            # An empty library with no index yet writes nothing (no .stylus/ folder in a folder without LoRAs).
+            # An empty library with no index yet writes nothing (no .stylus/ in a folder without LoRAs).
             changed = report.read or report.removed or len(entries) != len(old) \
                 or (entries and not os.path.isfile(self.path))
             self.snapshot = Snapshot(entries, states, fams, report.faults)
@@ -144,7 +145,8 @@ class LibraryIndex:
             return True
         except OSError as e:  # read-only folder, a folder where the file goes, a file given as the folder...
             reason = e.strerror or e.__class__.__name__
-            self._message(f"Stylus: could not write the index to {self.cache_dir} ({reason}): results are not saved")
+            where = f"{self.cache_dir} ({reason})"
+            self._message(f"Stylus: could not write the index to {where}: results are not saved")
             return False
 
     def _scan(self, old: dict, report: RefreshReport, progress) -> list:
@@ -226,9 +228,9 @@ def _check_state(state: dict, n: int) -> None:
             raise ValueError(f"{name} {what}")
     if "bm25_n" in state:
         vocab, ptr, ids = state["bm25_vocab"], state["bm25_indptr"], state["bm25_ids"]
-        need(state["bm25_n"].shape == (1,) and int(state["bm25_n"][0]) == n, "bm25_n", f"is not the {n} cards")
-        need(ptr.ndim == 1 and len(ptr) == len(vocab) + 1 and len(ptr) and ptr[0] == 0 and np.all(np.diff(ptr) >= 0),
-             "bm25_indptr", "does not match the vocabulary")
+        need(state["bm25_n"].shape == (1,) and int(state["bm25_n"][0]) == n, "bm25_n", f"is not {n} cards")
+        ptr_ok = ptr.ndim == 1 and len(ptr) == len(vocab) + 1 and ptr[0] == 0 and np.all(np.diff(ptr) >= 0)
+        need(ptr_ok, "bm25_indptr", "does not match the vocabulary")
         need(vocab.ndim == 1 and np.all(vocab[1:] > vocab[:-1]), "bm25_vocab", "is not sorted")
         for name in ("bm25_ids", "bm25_tf", "bm25_weights"):
             need(state[name].shape == (int(ptr[-1]),), name, "does not match bm25_indptr")

@@ -1,5 +1,6 @@
 """The real 6,431-LoRA benchmark folder with its 65 faults (../shared/bench): every fault reported by stem,
-nothing usable lost, the SDXL LoRAs indexed as SDXL and never offered for an SD1 model."""
+nothing usable lost, the SDXL LoRAs indexed as SDXL and never offered for an SD1 model. Plus a test-built folder
+with every bad file of issue 9 and 400 good cards."""
 import os
 import subprocess
 import sys
@@ -74,8 +75,9 @@ def _word(i: int) -> str:
 
 
 def test_every_bad_file_of_issue_9_plus_400_good_cards_index_in_one_run(tmp_path):
-    """A messy models/Lora folder: each bad file of items 1-4 is one line naming it, and all 400 good cards are
-    indexed, taggable and found. The CLI runs as a subprocess under a timeout: a FIFO or /dev/zero must not hang it."""
+    """A messy models/Lora folder: each bad file of items 1-4 is one line naming it, and all 400 good cards
+    are indexed, taggable and found. The CLI runs as a subprocess under a timeout: a FIFO or /dev/zero must
+    not hang it."""
     lib = tmp_path / "Lora"
     make_library(lib, [card(f"good_{i:03d}", title=f"good {_word(i)}", tags=[_word(i)], subdir=f"set{i % 4}")
                        for i in range(400)])

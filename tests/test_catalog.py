@@ -167,8 +167,8 @@ def fault_lines(result, stem):
 
 @pytest.mark.parametrize("stem", sorted(BAD_FILES))
 def test_one_bad_file_is_one_fault_line_and_the_rest_is_indexed(tmp_path, stem):
-    """Issue 9 items 1-4: JSON parsers choke on, FIFOs and devices, files the host's loader refuses, names no tag
-    can carry. The scan ends (under a timeout), the good card is kept, the bad file gets exactly one line."""
+    """Issue 9 items 1-4: JSON parsers choke on, FIFOs and devices, files the host's loader refuses, names
+    no tag can carry. The scan ends (under a timeout), the good card is kept, the bad file has one line."""
     make_library(tmp_path, [card("good_one")])
     write_bad_file(tmp_path, stem)
     _, kept, words = BAD_FILES[stem]
@@ -199,7 +199,7 @@ def test_headers_we_refuse_are_refused_by_the_hosts_safetensors_loader(tmp_path,
     (b" " + tensor_header(), 16),                                            # leading white space
     (tensor_header(b', "extra": {"a": [1, 2.5, "x", null, true]}'), 16),     # fields the loader ignores
     (tensor_header(metadata=b"null"), 16),
-    (tensor_header(metadata=b'{"a": "1", "a": "2"}'), 16),                   # a repeated metadata key: last wins
+    (tensor_header(metadata=b'{"a": "1", "a": "2"}'), 16),                   # a repeated key: last wins
     (b'{"b": {"dtype": "F8_E4M3", "shape": [4], "data_offsets": [4, 8]},'
      b' "a": {"dtype": "BOOL", "shape": [2, 2], "data_offsets": [0, 4]},'
      b' "z": {"dtype": "I64", "shape": [0], "data_offsets": [8, 8]}}', 8),    # any order, empty tensors
@@ -216,8 +216,8 @@ def test_headers_the_loader_accepts_are_accepted(tmp_path, header, data_len):
 
 def test_webui_json_description_is_html_stripped(tmp_path):
     make_library(tmp_path, [card("inked")])
-    write_json(tmp_path / "inked.json", {"description": "<p>Bold <b>ink</b> lines&nbsp;&amp; washes</p><script>x()</script>",
-                                         "notes": "<i>use at 0.6</i>"})
+    html = "<p>Bold <b>ink</b> lines&nbsp;&amp; washes</p><script>x()</script>"
+    write_json(tmp_path / "inked.json", {"description": html, "notes": "<i>use at 0.6</i>"})
     (c,) = scan(str(tmp_path)).cards
     assert c.description == "Bold ink lines & washes"
     assert c.notes == "use at 0.6"

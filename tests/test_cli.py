@@ -52,10 +52,12 @@ def places(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "a_file.txt").write_text("not a folder", encoding="utf-8")
     (tmp_path / "q.jsonl").write_text('{"id": "q1", "prompt": "a watercolor fox"}\n', encoding="utf-8")
-    (tmp_path / "bad.jsonl").write_text('{"id": "q1", "prompt": "fox"}\n{"id": "q2", "prompt": \n', encoding="utf-8")
+    bad = '{"id": "q1", "prompt": "fox"}\n{"id": "q2", "prompt": \n'
+    (tmp_path / "bad.jsonl").write_text(bad, encoding="utf-8")
     (tmp_path / "noprompt.jsonl").write_text('{"id": "q1", "text": "fox"}\n', encoding="utf-8")
     return {"lib": lib, "empty": str(tmp_path / "empty"), "file": str(tmp_path / "a_file.txt"),
-            "nope": str(tmp_path / "nope"), "q": str(tmp_path / "q.jsonl"), "bad": str(tmp_path / "bad.jsonl"),
+            "nope": str(tmp_path / "nope"), "q": str(tmp_path / "q.jsonl"),
+            "bad": str(tmp_path / "bad.jsonl"),
             "noprompt": str(tmp_path / "noprompt.jsonl"), "missing": str(tmp_path / "missing.jsonl"),
             "out": str(tmp_path / "p.jsonl")}
 
@@ -76,7 +78,8 @@ BAD_INPUT = [
     ("query {lib} 'zzz qqq'", "no LoRA for sd1 matches 'zzz qqq' (2 indexed)", 1),
     ("query {lib} fox --top 0", "argument --top: must be 1 or more, not 0", 2),
     ("query {lib} fox --top -1", "argument --top: must be 1 or more, not -1", 2),
-    ("retrieve --library {lib} --queries {q} --out {out} --top 0", "argument --top: must be 1 or more, not 0", 2),
+    ("retrieve --library {lib} --queries {q} --out {out} --top 0", "argument --top: must be 1 or more, not 0",
+     2),
     ("compose {lib} fox --max-adapters 0", "argument --max-adapters: must be 1 or more, not 0", 2),
     ("retrieve --library {lib} --queries {missing} --out {out}", "--queries {missing}: file not found", 2),
     ("retrieve --library {lib} --queries {bad} --out {out}", "--queries {bad}: line 2: invalid JSON", 2),
@@ -115,16 +118,17 @@ def test_compose_defaults_to_the_web_uis_four_adapters():
 
 
 def test_ci_stylus_runs_the_cli_from_any_folder(tmp_path):
-    """The README's stable command: `bash .ci/stylus ...` uses the pinned venv (a stand-in here) from anywhere."""
+    """The README's stable command: `bash .ci/stylus ...` uses the pinned venv (a stand-in) from anywhere."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    reqs = b"".join(open(os.path.join(root, n), "rb").read() for n in ("requirements-ci.txt", "requirements-nodeps.txt"))
+    names = ("requirements-ci.txt", "requirements-nodeps.txt")
+    reqs = b"".join(open(os.path.join(root, n), "rb").read() for n in names)
     venv = tmp_path / "venvs" / hashlib.sha256(reqs).hexdigest()[:16]
     (venv / "bin").mkdir(parents=True)
     os.symlink(sys.executable, venv / "bin" / "python")
     (venv / ".complete").touch()
     env = dict(os.environ, STYLUS_VENV_ROOT=str(tmp_path / "venvs"))
     lib = make_library(tmp_path / "lora", [dict(c) for c in CARDS])
-    proc = subprocess.run(["bash", os.path.join(root, ".ci", "stylus"), "index", "lora", "--quiet"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    command = ["bash", os.path.join(root, ".ci", "stylus"), "index", "lora", "--quiet"]
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "2 LoRAs indexed" in proc.stdout and os.path.isdir(os.path.join(lib, ".stylus"))

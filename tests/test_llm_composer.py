@@ -99,13 +99,13 @@ def test_failures_fall_back_to_local(server, local, mode, reply, delay, why):
 
 
 def test_a_client_that_gave_up_leaves_no_traceback(server, local, capsys):
-    """Issue 9 item 19: the server answered after the client's timeout and printed a BrokenPipeError traceback."""
+    """Issue 9 item 19: a reply after the client's timeout printed a BrokenPipeError traceback."""
     REPLIES["late"] = (1.0, '{"tasks": []}')
     before = len(HANDLED)
     comp = llm(server, local, "late", timeout=0.3).compose(PROMPT, "sd1")
     assert comp.composer == "local" and "timed out" in comp.fallback
     deadline = time.monotonic() + 20
-    while len(HANDLED) == before and time.monotonic() < deadline:  # the server writes its late reply, then ends
+    while len(HANDLED) == before and time.monotonic() < deadline:  # the late reply is written, then it ends
         time.sleep(0.05)
     assert len(HANDLED) > before
     err = capsys.readouterr().err

@@ -16,5 +16,5 @@ def test_status_has_no_progress_once_ready(tmp_path, monkeypatch):
     progress = service._progress
     monkeypatch.setattr(service, "_progress", lambda *a: (progress(*a), seen.append(dict(service.status))))
     status = service.refresh(wait=True)
-    assert any(s.get("progress") == "scan 2/3" and s["state"] == "indexing" for s in seen)  # shown while it runs
+    assert any(s.get("progress") == "scan 2/3" and s["state"] == "indexing" for s in seen)  # while running
     assert status["state"] == "ready" and status["cards"] == 3 and "progress" not in status

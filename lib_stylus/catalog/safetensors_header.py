@@ -1,6 +1,6 @@
-"""Read a safetensors header without loading tensors: 8-byte little-endian length, then JSON. The header and the
-file size are checked the way the web UI 1.10's loader (safetensors 0.4.2) checks them, so a file it refuses is
-reported here instead of being offered and then failing in the host."""
+"""Read a safetensors header without loading tensors: 8-byte little-endian length, then JSON. The header and
+the file size are checked the way the web UI 1.10's loader (safetensors 0.4.2) checks them, so a file it
+refuses is reported here instead of being offered and then failing in the host."""
 from __future__ import annotations
 
 import hashlib
@@ -63,7 +63,8 @@ def _check_offsets(tensors: dict) -> int:
     pos = 0
     for (start, end), key in spans:
         if start != pos:
-            raise HeaderError(f"tensor {_name(key)}: data_offsets leave a gap or overlap (starts at {start}, not {pos})")
+            where = f"starts at {start}, not {pos}"
+            raise HeaderError(f"tensor {_name(key)}: data_offsets leave a gap or overlap ({where})")
         pos = end
     return pos
 
@@ -97,7 +98,7 @@ def _name(key: str) -> str:
 
 
 def json_field(meta: dict, key: str):
-    """A metadata value that holds JSON (e.g. ss_tag_frequency): None when absent, else the value or Unusable."""
+    """A metadata value holding JSON (e.g. ss_tag_frequency): None when absent, else the value or Unusable."""
     value = meta.get(key)
     if value is None:
         return None

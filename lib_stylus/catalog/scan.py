@@ -13,6 +13,8 @@ from .safetensors_header import json_field, read_header
 from .untrusted import Unusable, not_regular
 
 NETWORK_EXTS = (".safetensors", ".pt", ".ckpt")  # what the web UI's Lora extension lists
+UNTAGGABLE = ("file name cannot be written in a <lora:...> tag (it holds ':', '<', '>' or a line break, "
+              "and no usable ss_output_name): skipped")
 _KEPT_META = ("ss_output_name", "ss_base_model_version", "ss_sd_model_name", "ss_network_module", "ss_network_dim",
               "ss_network_alpha", "modelspec.title", "modelspec.architecture", "sshs_model_hash")
 
@@ -209,8 +211,8 @@ def _decide_base(card, meta, tensors, civ, side, notes) -> None:
 
 def assign_tag_names(cards: list, faults: list) -> list:
     """Choose for each card the name a <lora:NAME:w> tag resolves to this very file in the web UI: the file
-    stem unless another file claims it (duplicate stem in a subfolder, or another file's alias), then the alias.
-    Returns the cards to keep: a file that no tag can name at all is reported once and dropped."""
+    stem unless another file claims it (duplicate stem in a subfolder, or another file's alias), then the
+    alias. Returns the cards to keep: a file that no tag can name at all is reported once and dropped."""
     stems: dict[str, list] = {}
     for card in cards:
         stems.setdefault(card.stem, []).append(card)
@@ -225,8 +227,7 @@ def assign_tag_names(cards: list, faults: list) -> list:
     kept = []
     for card in cards:
         if card is stems[card.stem][-1] and not writable(card.alias):
-            faults.append(Fault(card.stem, "file name cannot be written in a <lora:...> tag (it holds ':', '<', '>' or "
-                                           "a line break, and no usable ss_output_name): skipped", card.rel))
+            faults.append(Fault(card.stem, UNTAGGABLE, card.rel))
         else:
             kept.append(card)
     return kept

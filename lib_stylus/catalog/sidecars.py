@@ -11,7 +11,7 @@ from .untrusted import Unusable, not_regular, read_json, read_regular
 
 PREVIEW_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 PREVIEW_SUFFIXES = PREVIEW_EXTS + tuple(".preview" + e for e in PREVIEW_EXTS)
-MAX_SAMPLE_WEIGHT = 10.0  # a <lora:x:w> weight beyond this in a sample prompt is a typo, not the author's advice
+MAX_SAMPLE_WEIGHT = 10.0  # a <lora:x:w> weight beyond this in a sample prompt is a typo, not advice
 _LORA_TAG = re.compile(r"<(?:lora|lyco):([^:>]+):\s*(-?\d+(?:\.\d+)?)", re.I)
 
 
@@ -97,7 +97,8 @@ def text_notes(base: str, siblings: set[str]) -> tuple[str, list[str]]:
 
 
 def previews(base: str, siblings: set[str]) -> list[str]:
-    """The web UI's preview order: <stem>.<ext>, then <stem>.preview.<ext>; regular files only (the UI opens them)."""
+    """The web UI's preview order: <stem>.<ext>, then <stem>.preview.<ext>; regular files only (the UI shows
+    them)."""
     name = os.path.basename(base)
     found = []
     for suffix in PREVIEW_SUFFIXES:

@@ -1,6 +1,6 @@
-"""Files and JSON from strangers. Only regular files are opened (a FIFO blocks its reader for ever, a device such
-as /dev/zero never ends), every read is bounded, and JSON is parsed strictly: each problem becomes one short
-reason (an Unusable error) instead of an exception from deep inside the parser."""
+"""Files and JSON from strangers. Only regular files are opened (a FIFO blocks its reader for ever, a device
+such as /dev/zero never ends), every read is bounded, and JSON is parsed strictly: each problem becomes one
+short reason (an Unusable error) instead of an exception from deep inside the parser."""
 from __future__ import annotations
 
 import json
@@ -9,14 +9,14 @@ import os
 import stat
 
 MAX_SIDECAR = 16 * 1024 * 1024
-MAX_INT_DIGITS = 300  # a float64 holds up to ~1.8e308; longer integers are out of range for every reader we mirror
+MAX_INT_DIGITS = 300  # a float64 holds up to ~1.8e308: a longer integer is out of range for serde_json too
 
 _KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device",
           stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
 
 
 class Unusable(ValueError):
-    """Why a file, or the JSON in it, cannot be used: one line, without the file's name (the caller adds it)."""
+    """Why a file, or the JSON in it, cannot be used: one line, without the file name (the caller adds it)."""
 
 
 def not_regular(mode: int) -> str:
@@ -27,8 +27,8 @@ def not_regular(mode: int) -> str:
 
 
 def open_regular(path: str):
-    """A binary file object, or Unusable. O_NONBLOCK: opening a FIFO must not wait for a writer; the fstat after
-    the open decides, so a file swapped for a FIFO after an earlier stat is still refused."""
+    """A binary file object, or Unusable. O_NONBLOCK: opening a FIFO must not wait for a writer; the fstat
+    after the open decides, so a file swapped for a FIFO after an earlier stat is still refused."""
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
@@ -69,7 +69,8 @@ def loads(raw: bytes | str, bom: bool = False, once: tuple = ()) -> object:
             raise Unusable("not UTF-8") from None
     hook = _no_repeat(once) if once else None
     try:
-        return json.loads(raw, parse_int=_int, parse_float=_float, parse_constant=_constant, object_pairs_hook=hook)
+        return json.loads(raw, parse_int=_int, parse_float=_float, parse_constant=_constant,
+                          object_pairs_hook=hook)
     except Unusable:
         raise
     except RecursionError:

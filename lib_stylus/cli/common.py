@@ -1,5 +1,5 @@
-"""What the CLI commands share: opening a library index with progress bars, embedder choice, JSONL files, and
-bad input as one line on stderr with a non-zero exit (2: fix the command line; 1: it ran but found nothing)."""
+"""What the CLI commands share: opening a library index with progress bars, embedder choice, JSONL files,
+and bad input as one line on stderr with a non-zero exit (2: fix the command line; 1: nothing was found)."""
 from __future__ import annotations
 
 import argparse

@@ -6,7 +6,8 @@ import time
 
 from ..composer import Composer
 from ..retriever import Retriever
-from .common import BASES, add_library_options, check_prompt, fail, open_index, positive_int, read_queries, write_jsonl
+from .common import (BASES, add_library_options, check_prompt, fail, open_index, positive_int, read_queries,
+                     write_jsonl)
 
 
 def add_parser(sub) -> None:
@@ -20,7 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the mask used for the rewritten prompt")
     p.add_argument("--no-masking", action="store_true", help="write every pick (no per-task masks)")
     p.add_argument("--allow-unknown", action="store_true", help="also offer LoRAs whose base model is unknown")
-    p.add_argument("--max-adapters", type=positive_int, default=4, help="at most this many LoRAs (the web UI's default: 4)")
+    p.add_argument("--max-adapters", type=positive_int, default=4,
+                   help="at most this many LoRAs (4, like the web UI's Max LoRAs)")
 
 
 def run(args) -> int:
