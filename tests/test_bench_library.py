@@ -1,6 +1,6 @@
 """The real 6,431-LoRA benchmark folder with its 65 faults (../shared/bench): every fault reported by stem,
-nothing usable lost, the SDXL LoRAs indexed as SDXL and never offered for an SD1 model. Plus a test-built folder
-with every bad file of issue 9 and 400 good cards."""
+nothing usable lost, the SDXL LoRAs indexed as SDXL and never offered for an SD1 model. Plus a test-built
+folder with every bad file of issue 9 and 400 good cards."""
 import os
 import subprocess
 import sys
