@@ -144,7 +144,7 @@ class LibraryIndex:
             self.save()
             return True
         except OSError as e:  # read-only folder, a folder where the file goes, a file given as the folder...
-            reason = e.strerror or e.__class__.__name__
+            reason = "not a folder" if os.path.isfile(self.cache_dir) else e.strerror or e.__class__.__name__
             where = f"{self.cache_dir} ({reason})"
             self._message(f"Stylus: could not write the index to {where}: results are not saved")
             return False

@@ -75,8 +75,8 @@ def loads(raw: bytes | str, bom: bool = False, once: tuple = ()) -> object:
         raise
     except RecursionError:
         raise Unusable("invalid JSON: nested too deep") from None
-    except json.JSONDecodeError as e:
-        raise Unusable(f"invalid JSON (line {e.lineno})") from None
+    except json.JSONDecodeError as e:  # the line helps in a file of many lines, not in one JSONL line
+        raise Unusable(f"invalid JSON (line {e.lineno})" if "\n" in raw.strip() else "invalid JSON") from None
 
 
 def _int(text: str) -> int:
