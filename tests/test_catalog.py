@@ -236,3 +236,10 @@ def test_a_fifo_preview_is_not_offered(tmp_path):
     os.mkfifo(tmp_path / "piped.png")
     (c,) = scan_with_timeout(tmp_path).cards
     assert c.previews == []
+
+
+def test_a_fault_line_stays_one_line_whatever_the_file_name(tmp_path):
+    make_library(tmp_path, [card("fine"), card("two\nlines\tname")])
+    result = scan(str(tmp_path))
+    (fault,) = result.faults
+    assert fault.line() == "two\\nlines\\tname\t" + fault.reason and "cannot be written" in fault.reason
