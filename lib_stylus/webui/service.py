@@ -75,6 +75,8 @@ class StylusService:
         except Exception as e:  # never take the web UI down over the index
             log.exception("Stylus: indexing failed")
             self.status.update(state="error", message=f"{e.__class__.__name__}: {e}")
+        finally:
+            self.status.pop("progress", None)  # a finished refresh has no progress to show
 
     def _progress(self, phase: str, done: int, total: int) -> None:
         self.status.update(progress=f"{phase} {done}/{total}")
