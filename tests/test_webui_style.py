@@ -158,7 +158,7 @@ def host(env, monkeypatch, tmp_path):
         monkeypatch.setattr(devices, name, getattr(devices, name))
     monkeypatch.setattr(style_job, "_ENGINE", None)
     monkeypatch.setattr(errors, "reported", [])
-    monkeypatch.setattr(models, "_FAILED", {})
+    monkeypatch.setattr(models, "_FAILED", {}, raising=False)
     monkeypatch.setattr(paths, "models_path", str(tmp_path / "models"))
     monkeypatch.setattr(paths, "extensions_dir", str(tmp_path / "extensions"))
     monkeypatch.setitem(shared.opts.data, "stylus_models_dir", str(tmp_path / "stylus"))
