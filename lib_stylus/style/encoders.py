@@ -170,6 +170,9 @@ def _build_vision(config, sd, where: str, device=None, dtype=None):
             raise EncoderFormatError("%s: %s has shape %s, expected %s for this config" % (
                 where, k, tuple(sd[k].shape), tuple(t.shape)))
     model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False, assign=True)
+    # The model now holds the file's tensors: drop the dict's references, so that converting to the compute
+    # dtype below frees each file tensor as soon as it is replaced (peak: one model, not file + model).
+    sd.clear()
     emb = model.vision_model.embeddings
     if "position_ids" in emb._buffers and emb.position_ids.is_meta:
         emb.register_buffer("position_ids", torch.arange(emb.num_positions)[None], persistent=False)

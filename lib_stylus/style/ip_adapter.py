@@ -301,10 +301,13 @@ def _load_strict(module: nn.Module, sd: Mapping[str, torch.Tensor], part: str) -
 
 
 def load_ip_adapter(path: str, resampler_heads: int = 0) -> IPAdapter:
-    """Load an IP-Adapter file on the CPU in float32. Every problem with the file raises
+    """Load an IP-Adapter file on the CPU (image projection in float32, K/V weights as stored). Every problem with the file raises
     :class:`AdapterFormatError` with one line that starts with the file's path."""
     parts = split_parts(load_tensor_file(path), where=path)
+    # The small image projection in float32; the K/V pairs stay as stored (hundreds of MB for SDXL in fp16):
+    # each patched layer is converted to the compute dtype when it is used.
+    parts["image_proj"] = {k: v.float() for k, v in parts["image_proj"].items()}
     try:
-        return from_parts({p: {k: v.float() for k, v in d.items()} for p, d in parts.items()}, resampler_heads)
+        return from_parts(parts, resampler_heads)
     except AdapterFormatError as e:
         raise AdapterFormatError("%s: %s" % (path, e)) from None
