@@ -18,3 +18,11 @@ USER_ERRORS: tuple = (StylusUserError,)
 
 def is_user_error(error: BaseException) -> bool:
     return isinstance(error, USER_ERRORS)
+
+
+class InvalidSetting(StylusUserError, ValueError):
+    """A value the user typed or sent (a custom block list, an option) that Stylus cannot use."""
+
+
+class UnsupportedModel(StylusUserError, RuntimeError):
+    """The loaded checkpoint is not one a feature works with (reference style: SD1.5 or SDXL UNets)."""

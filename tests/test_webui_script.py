@@ -333,6 +333,18 @@ def test_declared_user_errors_are_the_stylus_ones():
         to_pil("not base64 at all")
 
 
+def test_user_mistakes_in_the_style_settings_are_user_errors():
+    """A custom block list naming no layer, a checkpoint that is neither SD1.5 nor SDXL, an encoder file of
+    another model: each is the user's to fix (one line), not a Stylus bug."""
+    import torch
+    from lib_stylus.errors import StylusUserError
+    from lib_stylus.style import detect_arch, resolve_blocks
+    with pytest.raises(StylusUserError, match="no_such_block"):
+        resolve_blocks("sd15", "no_such_block")
+    with pytest.raises(StylusUserError):
+        detect_arch(torch.nn.Linear(2, 2))
+
+
 def test_llm_api_key_is_a_password_field_and_never_served_by_the_options_api(script, tmp_path):
     """9.14: the key is typed in Settings (a password box) or POSTed to /sdapi/v1/options; it is kept in a
     file of the Stylus model folder, never in opts.data: config.json and GET /sdapi/v1/options lack it."""
