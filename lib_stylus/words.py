@@ -144,7 +144,7 @@ REAL_PERSON = _cls("""celebrity celebrities celeb real_person actress actor sing
 # ---- colours and attributes (Danbooru) ------------------------------------------------------------------------
 COLOURS = _cls("""white black red blue green yellow orange purple pink brown grey gray silver gold golden
     aqua cyan teal navy beige cream maroon magenta violet lavender turquoise blonde blond crimson scarlet
-    emerald ivory khaki olive tan burgundy indigo rainbow multicolored monochrome dark light pale""")
+    emerald ivory khaki olive tan burgundy indigo rainbow multicolored monochrome dark pale""")
 # Hair/eye/body attribute heads: a trigger made of these describes a character, it names nothing.
 BODY_ATTRIBUTES = _cls("""hair eye eyes pupil pupils skin bangs ponytail twintail twintails braid braids
     bun buns sidelock sidelocks ahoge ear ears tail tails horn horns wing wings mole freckle freckles lip lips
@@ -181,5 +181,10 @@ CATEGORY = _cls("""character characters char chara oc waifu husbando vtuber virt
 
 # Trigger-word placeholders authors leave: "*see description*", "trigger word", "none", "n/a".
 PLACEHOLDERS = _cls("""none n/a na nan null nil tbd todo trigger triggers trigger_word trigger_words
-    triggerword keyword keywords activation token placeholder description example examples
-    see_description see_examples no_trigger no_trigger_word not_needed not_required unknown""")
+    triggerword keyword keywords activation token placeholder description descriptions example examples
+    sample samples image images preview see check read use refer look please below above info information
+    no not needed required optional any recommended unknown word words prompt prompts here more details""")
+# Modifier classes of Danbooru attribute tags: two words of one class on the same noun contradict each
+# other ("white dress" / "black dress", "long hair" / "short hair").
+LENGTHS = _cls("""long short medium very_long very_short""")
+ATTRIBUTE_CLASSES = (COLOURS, LENGTHS)

@@ -1,0 +1,69 @@
+"""Trigger-word hygiene (issue 10 item 8): only triggers that name the purpose, never placeholders, syntax,
+sentences, unasked sexual tags or variants that contradict the prompt; at most three."""
+from types import SimpleNamespace
+
+import pytest
+
+from lib_stylus.triggers import MAX_TRIGGERS, clean_triggers, trigger_problem
+
+
+def card(*triggers):
+    return SimpleNamespace(trigger_words=list(triggers))
+
+
+@pytest.mark.parametrize("text", ["*see description and examples*", "trigger word", "none", "n/a", "N/A", "",
+                                  "see examples", "(no trigger needed)", "-"])
+def test_placeholders_are_never_written(text):
+    assert trigger_problem(text)
+    assert clean_triggers(card(text, "zenny"), [], "a girl") == ("zenny",)
+
+
+@pytest.mark.parametrize("text", ["lora:zenny", "<lora:zenny:1>", "(underboob:1.3)", "[red:blue:0.5]",
+                                  "a | b", "red BREAK blue", "{red|blue}"])
+def test_prompt_syntax_is_never_written(text):
+    assert trigger_problem(text) == "prompt syntax"
+
+
+def test_escaped_series_is_literal_text_and_kept():
+    assert trigger_problem("makima \\(chainsaw man\\)") == ""
+    assert clean_triggers(card("makima \\(chainsaw man\\)"), [], "1girl, makima") == ("makima \\(chainsaw man\\)",)
+
+
+def test_sentences_and_long_descriptions_are_never_written():
+    kitchen = "a cozy kitchen with wooden cabinets, a farmhouse sink and copper pots hanging " * 5
+    assert trigger_problem(kitchen)
+    assert trigger_problem("one two three four five six seven")
+    assert trigger_problem("x" * 41)
+    assert clean_triggers(card(kitchen, "kitchen interior"), ["kitchen"], "a kitchen") == ("kitchen interior",)
+
+
+def test_the_main_trigger_is_the_first_that_names_something():
+    labiata = card("1girl", "red eyes", "long hair", "labiata", "black bodysuit", "holding sword")
+    assert clean_triggers(labiata, ["labiata"], "labiata, city") == ("labiata",)
+    # plus the triggers about the task, in the card's order, at most three
+    assert clean_triggers(labiata, ["labiata", "bodysuit", "sword"], "labiata, bodysuit, sword") == \
+        ("labiata", "black bodysuit", "holding sword")
+    many = card("zenny", "zenny armor", "zenny cape", "zenny boots", "zenny sword")
+    assert len(clean_triggers(many, ["zenny", "armor", "cape", "boots", "sword"], "zenny")) == MAX_TRIGGERS
+
+
+def test_no_sexual_tags_on_a_safe_prompt():
+    c = card("yor briar", "cleavage", "underboob", "large breasts", "black dress")
+    assert clean_triggers(c, ["dress", "cleavage", "breasts"], "yor briar, black dress, city") == \
+        ("yor briar", "black dress")
+    # asked for: kept
+    assert "cleavage" in clean_triggers(c, ["cleavage"], "yor briar, cleavage, nsfw")
+
+
+@pytest.mark.parametrize("prompt,dropped", [("1girl, black dress", "white dress"),
+                                            ("1girl, short hair, blue eyes", "long hair"),
+                                            ("1girl, blue eyes", "red eyes")])
+def test_variants_that_contradict_the_prompt_are_not_written(prompt, dropped):
+    c = card("miku", "white dress", "long hair", "red eyes")
+    got = clean_triggers(c, ["dress", "hair", "eyes"], prompt)
+    assert got[0] == "miku" and dropped not in got
+
+
+def test_a_variant_that_agrees_is_written():
+    c = card("miku", "white dress", "black dress")
+    assert clean_triggers(c, ["dress"], "miku, black dress") == ("miku", "black dress")
