@@ -111,18 +111,20 @@ PERSON = _cls("""person people human character solo portrait face someone figure
 _COUNT = re.compile(r"^(?:\d\+?|multiple)?(girl|boy)s?$")
 
 # ---- sexual / revealing content -----------------------------------------------------------------------------
-# Words that put sex or nudity in a picture. "sexy" and "revealing" are on the line: a card that is *for* them
-# changes a SFW picture, so they count for cards; in a prompt they show the user asks for it.
-SEXUAL = _cls("""nsfw nude nudity naked topless bottomless sex sexual sexy hentai porn porno pornographic
-    erotic erotica lewd ecchi r18 r-18 xxx adult_film explicit uncensored nipple nipples areola areolae pussy
-    vagina vulva penis cock dick testicle clitoris anus anal asshole cum semen ejaculation orgasm masturbation
-    fellatio blowjob paizuri handjob footjob cunnilingus missionary cowgirl doggystyle doggy_style
-    deepthroat gangbang bukkake creampie futanari futa bdsm bondage shibari lingerie underwear panties panty
-    thong g-string bra bikini micro_bikini underboob sideboob cleavage breast breasts boob boobs huge_breasts
-    large_breasts big_breasts ass butt buttock buttocks spread_legs spread_pussy camel_toe cameltoe upskirt
-    pantyshot see-through transparent_clothes wet_clothes strip stripping striptease seductive seduction
-    provocative fetish latex_fetish bare_breasts no_bra no_panties pubic_hair groin crotch lactation
-    pregnant succubus playboy onlyfans gravure pinup pin-up boudoir lewdness adult_film_star mature_content""")
+# EXPLICIT: sex, nudity, genitals - never added to a prompt that does not ask for them.
+EXPLICIT = _cls("""nsfw nude nudity naked topless bottomless sex sexual hentai porn porno pornographic
+    erotic erotica lewd ecchi r18 r-18 xxx adult_film adult_film_star explicit uncensored nipple nipples areola
+    areolae pussy vagina vulva penis cock dick testicle clitoris anus anal asshole cum semen ejaculation orgasm
+    masturbation fellatio blowjob paizuri handjob footjob cunnilingus missionary cowgirl_position doggystyle
+    doggy_style deepthroat gangbang bukkake creampie futanari futa bdsm bondage shibari spread_legs
+    spread_pussy camel_toe cameltoe upskirt pantyshot bare_breasts no_bra no_panties pubic_hair lactation
+    onlyfans playboy striptease stripping mature_content""")
+# REVEALING: underwear, swimwear, cleavage, "sexy" - on the line; a LoRA *for* them changes a SFW picture.
+REVEALING = _cls("""sexy lingerie underwear panties panty thong g-string bra bikini micro_bikini swimsuit
+    underboob sideboob cleavage breast breasts boob boobs huge_breasts large_breasts big_breasts ass butt
+    buttock buttocks see-through transparent_clothes wet_clothes seductive seduction provocative fetish
+    latex_fetish groin crotch succubus gravure pinup pin-up boudoir""")
+SEXUAL = EXPLICIT | REVEALING
 
 # ---- origin -------------------------------------------------------------------------------------------------
 # Ethnicity / nationality words a LoRA of a "type of person" is named or tagged with.
@@ -134,6 +136,9 @@ ETHNIC = _cls("""asian east_asian southeast_asian south_asian japanese korean ch
     portuguese greek irish scottish british english dutch arab arabic arabian persian iranian turkish
     egyptian middle_eastern jewish native_american indigenous polynesian hawaiian samoan maori aboriginal
     inuit ulzzang kpop jpop""")
+
+# Ethnicity words that are themselves a person ("a latina"), not an adjective ("chinese ink").
+ETHNIC_PERSON = _cls("""latina latino caucasian ulzzang asian_girl asian_woman asian_man""")
 
 # ---- real people ----------------------------------------------------------------------------------------------
 REAL_PERSON = _cls("""celebrity celebrities celeb real_person actress actor singer idol kpop_idol
