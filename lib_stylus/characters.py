@@ -64,6 +64,15 @@ _CAPITALIZED = re.compile(r"\b[A-Z][^\W_]*")
 _NAME_FORM = re.compile(r"^\s*([^()]+?)\s*\(([^()]+)\)\s*$")  # "makima (chainsaw man)"
 
 
+def title_head(title: str) -> str:
+    """The first part of a LoRA title with letters, brackets and what follows a separator cut off: what the
+    LoRA is ('Makima' of 'Esthetic Makima (Chainsaw Man) | v2'), without its series or packaging."""
+    for part in _PARTS.split(_BRACKETS.sub(" | ", _unescape(title or ""))):
+        if any(c.isalpha() for c in part):
+            return part.strip()
+    return ""
+
+
 # ---- text helpers ------------------------------------------------------------------------------------------
 def _clean_tokens(text: str, keep_digits: bool = False, camel: bool = False) -> list:
     """Folded name tokens of a short text: 'Hutao1' -> ['hutao']; versions, packaging and joining words out.
@@ -346,6 +355,14 @@ class CharacterIndex:
             rest = toks[:a] + toks[b:]
             if rest and (b - a > 1 or len(rest) > 1):
                 return self._strip_franchise(rest)
+        return toks
+
+    def without_franchises(self, toks) -> list:
+        """Folded words with every franchise written in them removed: 'chainsaw man anime style' -> 'anime
+        style' (so the 'man' of a series' name says nothing about who a LoRA shows)."""
+        toks = list(toks)
+        for _, a, b in self._franchise_runs(toks):
+            return self.without_franchises(toks[:a] + toks[b:])
         return toks
 
     def franchises(self, row: int) -> set:

@@ -10,8 +10,9 @@ Interface (stable; the composer uses it - extend, do not rename):
   "generic"); for a card also ``row`` (its row in the snapshot, -1 if unknown) and ``civitai_nsfw``.
 * ``profile_prompt(prompt, named=None) -> Profile``: ``named`` is ``CharacterIndex.named_in(prompt)`` when the
   caller has it (a named real person is then asked for).
-* ``profile_card(entry, row=-1) -> Profile``: from the Civitai ``model.nsfw`` flag (AdapterCard.nsfw) and the
-  words of its name, tags and main trigger word. Gender and ethnicity count where they say who the LoRA
+* ``profile_card(entry, row=-1, characters=None) -> Profile``: from the Civitai ``model.nsfw`` flag
+  (AdapterCard.nsfw) and the words of its title head, stem, tags and main trigger word; ``characters`` (the
+  snapshot's CharacterIndex) drops franchise names first ('Chainsaw Man' has no gender). Gender and ethnicity count where they say who the LoRA
   shows: its name and main trigger, and the tags of a character / clothing LoRA (a style tagged "woman" has
   no gender); an ethnicity only next to a person word ("korean woman", not a "chinese ink" style).
 * ``conflict(card, prompt) -> str``: the reason the card adds what the prompt does not ask for, "" when none.
@@ -22,7 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .words import (ETHNIC, ETHNIC_PERSON, EXPLICIT, FEMALE, MALE, PERSON, REAL_PERSON, REVEALING, fold, folded, found,
+from .characters import title_head
+from .words import (CATEGORY, ETHNIC, ETHNIC_PERSON, EXPLICIT, FEMALE, MALE, PERSON, REAL_PERSON, REVEALING, fold, folded, found,
                     gender_of_word)
 
 UNASKED_SEXUAL = "sexual content the prompt does not ask for"
@@ -33,6 +35,8 @@ REAL_LIKENESS = "a real person's likeness for a generic subject"
 
 # Topics whose tags say who is pictured (a style or pose LoRA is tagged "woman" for its sample images).
 _PERSON_TOPICS = {"character", "clothing"}
+# Topics whose LoRAs show no one in particular: a gender word in their name is a series' or a sample's.
+_NO_PERSON_TOPICS = {"style", "background", "building", "vehicle", "animal"}
 # "asian" is asked by any of these, and asks for them.
 _ASIAN = {fold(w) for w in """asian east asian southeast asian south asian japanese korean chinese taiwanese
     thai vietnamese filipino filipina indonesian malaysian indian mongolian""".split()}
@@ -84,17 +88,30 @@ def profile_prompt(prompt: str, named: dict | None = None) -> Profile:
                    subject="named" if named_rows else "generic")
 
 
-def profile_card(entry, row: int = -1) -> Profile:
+def _who_tag(toks: list) -> bool:
+    """A tag that says who is pictured: 'man', 'korean woman', 'anime girl' - not a series' name that holds
+    a gender word ('chainsaw man', 'the king of fighters')."""
+    return len(toks) == 1 or len(toks) == 2 and (gender_of_word(toks[-1]) != "" or toks[-1] in PERSON) \
+        and (toks[0] in ETHNIC or toks[0] in CATEGORY or gender_of_word(toks[0]) != "")
+
+
+def profile_card(entry, row: int = -1, characters=None) -> Profile:
+    """``characters`` (the snapshot's CharacterIndex, if at hand) drops franchise names from the card's words
+    first: the 'man' of 'Chainsaw Man' is nobody's gender."""
     card = getattr(entry, "card", entry)
     topic = getattr(getattr(entry, "refined", None), "topic", "")
-    purpose = [folded(card.title or ""), folded(card.stem or "")] + [folded(t) for t in card.trigger_words[:1]]
+    purpose = [folded(title_head(t)) for t in [card.title] + card.trigger_words[:1]] + [folded(card.stem or "")]
     tags = [folded(t) for t in card.tags if isinstance(t, str)]
+    if characters is not None:
+        purpose = [characters.without_franchises(toks) for toks in purpose]
+        tags = [characters.without_franchises(toks) for toks in tags]
     words = [t for toks in purpose + tags for t in toks]
     explicit = found(EXPLICIT, words)
     # "sexy" is Civitai's catch-all tag: as a tag it says little; in the LoRA's name it is its purpose
     revealing = [w for w in found(REVEALING, [t for toks in purpose for t in toks]) + found(REVEALING, [
         t for toks in tags for t in toks]) if w != "sexy" or any(w in toks for toks in purpose)]
-    who = purpose + (tags if topic in _PERSON_TOPICS else [])
+    who = [] if topic in _NO_PERSON_TOPICS else purpose
+    who += [toks for toks in tags if _who_tag(toks)] if topic in _PERSON_TOPICS else []
     genders = _genders([t for toks in who for t in toks])
     return Profile(genders=frozenset(genders if len(genders) == 1 else ()),
                    explicit=bool(explicit) or bool(card.nsfw), revealing=bool(revealing),

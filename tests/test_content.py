@@ -28,6 +28,11 @@ CARDS = [
          triggers=["jwy"]),
     dict(stem="armor", title="Knight Armor", tags=["clothing", "armor"], triggers=["knight armor"]),
     dict(stem="watercolor", title="Watercolor Style", tags=["style", "woman", "girls", "sexy"]),
+    dict(stem="makima", title="Esthetic Makima (Chainsaw Man)", tags=["character", "chainsaw man"],
+         triggers=["makima \\(chainsaw man\\)"]),
+    dict(stem="kula", title="Kula Diamond - The King of Fighters", tags=["character", "the king of fighters"],
+         triggers=["kula diamond"]),
+    dict(stem="csm_style", title="Chainsaw Man Anime Style", tags=["style", "chainsaw man"]),
 ]
 
 
@@ -45,8 +50,9 @@ def lib(tmp_path_factory):
 def why(lib, stem, prompt) -> str:
     snap, rows = lib
     row = rows[stem]
-    named = character_index(snap).named_in(prompt)
-    return conflict(profile_card(snap.entries[row], row), profile_prompt(prompt, named))
+    characters = character_index(snap)
+    named = characters.named_in(prompt)
+    return conflict(profile_card(snap.entries[row], row, characters), profile_prompt(prompt, named))
 
 
 def test_prompt_profile():
@@ -91,6 +97,16 @@ def test_gender_from_name_and_tags_of_clothing_and_characters(lib):
     assert why(lib, "hanfu", "a hanfu on a mannequin") == ""     # no gender asked: none contradicted
     assert why(lib, "watercolor", "1boy, watercolor") == ""      # a style tagged 'woman' has no gender
     assert why(lib, "ink_style", "an old man fishing, ink painting") == ""
+
+
+def test_a_series_name_says_nothing_about_gender(lib):
+    snap, rows = lib
+    ci = character_index(snap)
+    for stem in ("makima", "kula", "csm_style"):
+        assert why(lib, stem, "1girl, makima, kula diamond, office") == "", stem
+        assert profile_card(snap.entries[rows[stem]], rows[stem], ci).genders == frozenset(), stem
+        assert profile_card(snap.entries[rows[stem]], rows[stem]).genders == frozenset(), stem  # no index
+    assert why(lib, "csm_style", "1boy, city") == ""
 
 
 def test_ethnicity_only_when_asked(lib):
