@@ -5,12 +5,13 @@ picked for a prompt.
 Interface (stable; the composer uses it - extend, do not rename). A *row* is an index into the snapshot's
 ``entries`` (as in purpose.py):
 
-* ``CharacterIndex(entries, full_state=None)``: built once per index snapshot. ``full_state`` is the BM25 state
-  (``snapshot.states["bm25"]``): word document frequencies over the whole card text, to tell a name ("makima")
-  from an everyday word ("twilight", "jade"); without it, frequencies over the cards' names and tags are used.
+* ``CharacterIndex(entries, full_state=None)``: built once per index snapshot. ``full_state`` is the BM25
+  state (``snapshot.states["bm25"]``): word document frequencies over the whole card text, to tell a name
+  ("makima") from an everyday word ("twilight", "jade"); without it, those of the cards' names and tags.
 * ``character_index(snapshot) -> CharacterIndex``: the snapshot's index, built on first use and kept on it.
-* ``.is_character(row) -> bool``: a LoRA of one specific character or real person, or the costume/cosplay of one.
-  From the card's Civitai category and topic, its name and its tags - never from trigger words like "1girl".
+* ``.is_character(row) -> bool``: a LoRA of one specific character or real person, or the costume / cosplay
+  of one. From the card's Civitai category and topic, its name and its tags - never from trigger words like
+  "1girl".
 * ``.is_cosplay(row) -> bool``: a cosplay / costume LoRA of a character.
 * ``.names(row) -> list[tuple[str, ...]]``: the character's name variants as folded word tuples (title, tags,
   trigger words, file stem: franchise qualifiers, version numbers, base-model and packaging words removed).
@@ -37,9 +38,9 @@ from functools import lru_cache
 
 from .prompt import split_segments
 from .purpose import _full_df_lookup
-from .words import (BODY_ATTRIBUTES, CATEGORY, CLOTHING_KINDS, COLOURS, COSPLAY, ETHNIC, FUNCTION,
-                    FEMALE, MALE, NOT_CHARACTER_KINDS, PACKAGING, PLACEHOLDERS, REAL_PERSON, fold, gender_of_word, is_cjk,
-                    is_numeral, is_version, words)
+from .words import (BODY_ATTRIBUTES, CATEGORY, CLOTHING_KINDS, COLOURS, COSPLAY, ETHNIC, FEMALE, FUNCTION,
+                    MALE, NOT_CHARACTER_KINDS, PACKAGING, PLACEHOLDERS, REAL_PERSON, fold, gender_of_word,
+                    is_cjk, is_numeral, is_version, words)
 
 ANOTHER_CHARACTER = "another character than the one named"
 GENERIC_SUBJECT = "a character for a generic subject"
@@ -113,11 +114,11 @@ def _generic(toks) -> bool:
     return all(t in _GENERIC or gender_of_word(t) or len(t) < 2 for t in toks)
 
 
-_GENERIC = (CATEGORY | COLOURS | BODY_ATTRIBUTES | PLACEHOLDERS | NOT_CHARACTER_KINDS | CLOTHING_KINDS | COSPLAY
-            | ETHNIC | REAL_PERSON)
+_GENERIC = (CATEGORY | COLOURS | BODY_ATTRIBUTES | PLACEHOLDERS | NOT_CHARACTER_KINDS | CLOTHING_KINDS
+            | COSPLAY | ETHNIC | REAL_PERSON)
 # A qualifier with one of these words is a kind of picture, a costume or a person, not a franchise.
-_NOT_FRANCHISE = (NOT_CHARACTER_KINDS | CLOTHING_KINDS | COSPLAY | REAL_PERSON | ETHNIC | PACKAGING | CATEGORY) \
-    - FEMALE - MALE
+_NOT_FRANCHISE = (NOT_CHARACTER_KINDS | CLOTHING_KINDS | COSPLAY | REAL_PERSON | ETHNIC | PACKAGING
+                  | CATEGORY) - FEMALE - MALE
 
 
 def _trim_category(toks: list) -> list:
@@ -185,8 +186,8 @@ class _Card:
     def split_title(self, franchises: dict) -> None:
         """Head = the first title part (digits out) that is not a franchise, else the least known one
         ('Pokemon - Serena (Game)': franchises = {key: cards using it as a series}); qualifiers = the other
-        parts, the bracketed ones and those of "name (series)" forms. The head (or the stem) also says the kind
-        of LoRA: a costume, or a style / pose / effect."""
+        parts, the bracketed ones and those of "name (series)" forms. The head (or the stem) also says the
+        kind of LoRA: a costume, or a style / pose / effect."""
         parts = [p for p in self.parts if any(not t.isdigit() for t in p)]
         # the part the trigger word or a tag also says ('Ghibli - Spirited Away - Chihiro Ogino'), else the
         # one least used as a series by other cards ('Pokemon - Serena (Game)')
@@ -196,7 +197,7 @@ class _Card:
             return (not set(parts[i]) & said, franchises.get(_compact(parts[i]), 0), i)
         best = min(range(len(parts)), key=rank) if parts else -1
         self.head = [t for t in parts[best] if not t.isdigit()] if parts else []
-        self.quals = list(self.brackets) + [p for i, p in enumerate(self.parts) if not parts or p is not parts[best]]
+        self.quals = list(self.brackets) + [p for p in self.parts if not parts or p is not parts[best]]
         self.quals += [q for _, q in self.forms]
         kinds = set(self.head) or set(self.stem)
         self.costume = bool(kinds & CLOTHING_KINDS)
@@ -212,7 +213,8 @@ class _Segment:
         self.words = [fold(t) for t in words(plain) if t not in FUNCTION and not is_cjk(t)]
         self.capitalized = {fold(t.lower()) for t in _CAPITALIZED.findall(plain)}
         self.sentence = len(self.words) >= self.SENTENCE
-        self.described = {b for a, b in zip(self.words, self.words[1:]) if a in COLOURS or a in BODY_ATTRIBUTES}
+        pairs = zip(self.words, self.words[1:])
+        self.described = {b for a, b in pairs if a in COLOURS or a in BODY_ATTRIBUTES}
 
 
 class CharacterIndex:
@@ -227,7 +229,7 @@ class CharacterIndex:
             c.split_title(self._support)
         self._franchise_vocab(cards, strong)
         self._card_franchises = [self._franchises_of(c) for c in cards]
-        for c in cards:  # a franchise written in the head is not part of the name: "raiden shogun genshin impact"
+        for c in cards:  # a franchise in the head is no part of the name: "raiden shogun genshin impact"
             c.head = self._strip_franchise(c.head)
         # Names of the sure characters first; a costume or an uncategorized card is a character's when it
         # carries one of those names or a "name (series)" form.
@@ -238,9 +240,10 @@ class CharacterIndex:
         self._cosplay = [ch and (c.costume or bool((c.title_words | set(c.stem) | c.tag_keys) & COSPLAY))
                          for c, ch in zip(cards, self._character)]
         # ``known`` changes the variants of a costume or of a card with no name of its own only
-        self._names = [first[row] if row in first and not c.costume and (c.forms or _compact(c.head) not in self.franchise_names)
-                       else self._variants(c, known) if ch else []
-                       for row, (c, ch) in enumerate(zip(cards, self._character))]
+        self._names = []
+        for row, (c, ch) in enumerate(zip(cards, self._character)):
+            own = not c.costume and (c.forms or _compact(c.head) not in self.franchise_names)
+            self._names.append(first[row] if row in first and own else self._variants(c, known) if ch else [])
         # names a card writes only as "name (series)": ambiguous without the series
         self._form_only = []
         for c, vs in zip(cards, self._names):
@@ -269,7 +272,8 @@ class CharacterIndex:
     @staticmethod
     def _strong(entry, c: _Card) -> bool:
         tags = {t.casefold() for t in c.tags}
-        return not c.costume and (bool(tags & _CHARACTER_TAGS) or getattr(entry.refined, "topic", "") == "character")
+        topic = getattr(entry.refined, "topic", "")
+        return not c.costume and (bool(tags & _CHARACTER_TAGS) or topic == "character")
 
     def _decide(self, row: int, c: _Card, strong: bool, known: set) -> bool:
         if c.not_character:
@@ -313,18 +317,19 @@ class CharacterIndex:
                 owners[key].add(_compact(c.head))
         # folded spellings (for matching) and the spelling the cards' tags use most (for people)
         self._folded, self._support = {}, seen
-        self._franchise_words = {t for key in seen for t in spelled[key].most_common(1)[0][0].split()} | set(seen)
+        spelling = {key: spelled[key].most_common(1)[0][0] for key in seen}
+        self._franchise_words = {t for key in seen for t in spelling[key].split()} | set(seen)
         for key, n in seen.items():
-            spelling = spelled[key].most_common(1)[0][0]
-            everyday = all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in spelling.split())
+            everyday = all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in spelling[key].split())
             if confirmed[key] and n > NAME_USES * heads[key] and (len(owners[key]) > 1 or not everyday):
-                self._folded[key] = spelling
+                self._folded[key] = spelling[key]
         tags = defaultdict(Counter)
         for c in cards:
             for tag, toks in zip(c.tags, c.tag_texts):
                 if _compact(toks) in self._folded:
                     tags[_compact(toks)][" ".join(tag.casefold().split())] += 1
-        self.franchise_names = {k: tags[k].most_common(1)[0][0] if tags[k] else v for k, v in self._folded.items()}
+        self.franchise_names = {k: tags[k].most_common(1)[0][0] if tags[k] else v
+                                for k, v in self._folded.items()}
         self._franchise_len = max((len(v.split()) for v in self._folded.values()), default=0)
         self._franchise_words = {t for v in self._folded.values() for t in v.split()} | set(self._folded)
 
@@ -391,7 +396,8 @@ class CharacterIndex:
         out = list(base)
         for toks in texts:
             toks = strip(toks)
-            if toks and len(toks) <= MAX_NAME_WORDS and (set(toks) & anchor_words or _compact(toks) in anchor_keys):
+            shares = set(toks) & anchor_words or _compact(toks) in anchor_keys
+            if toks and len(toks) <= MAX_NAME_WORDS and shares:
                 out.append(toks)
         first = strip(c.first)
         if first and _compact(first) in c.tag_keys and len(first) <= MAX_NAME_WORDS:
@@ -442,7 +448,8 @@ class CharacterIndex:
         for row, vs in enumerate(self._names):
             if self._card_franchises[row]:
                 for t in {t for v in vs for t in v}:
-                    if len(t) >= 3 and not self._common[t] and t not in self._franchise_words and not t.isdigit():
+                    telling = not self._common[t] and t not in self._franchise_words
+                    if len(t) >= 3 and telling and not t.isdigit():
                         self._partial[t].add(row)
 
     # ---- prompts -----------------------------------------------------------------------------------------
@@ -457,7 +464,8 @@ class CharacterIndex:
         return keys
 
     def franchises_in(self, prompt: str) -> set:
-        return {self.franchise_names[k] for k in self._prompt_franchises([s.words for s in self._segments(prompt)])}
+        segs = self._segments(prompt)
+        return {self.franchise_names[k] for k in self._prompt_franchises([s.words for s in segs])}
 
     def _fuzzy(self, toks: list) -> dict:
         """Name words within one edit of a long prompt word: {name word: prompt word}."""
@@ -488,7 +496,8 @@ class CharacterIndex:
     def named_in(self, prompt: str) -> dict:
         segs = self._segments(prompt)
         asked = {self.franchise_names[k] for k in self._prompt_franchises([s.words for s in segs])}
-        quals = {_compact(s.words[i:i + n]) for s in segs for n in range(1, 4) for i in range(len(s.words) - n + 1)}
+        quals = {_compact(s.words[i:i + n]) for s in segs for n in range(1, 4)
+                 for i in range(len(s.words) - n + 1)}
         found: dict = {}
         for seg in segs:
             toks = seg.words
@@ -527,7 +536,8 @@ class CharacterIndex:
         """A name made only of everyday words ('black cat', 'jade') names this row's character only with one
         of its franchises or its own qualifier ('jade (dq11)') in the prompt; so does a one-word name inside a
         sentence ('a misty lake') unless it is written with a capital ('Misty by the lake')."""
-        with_series = bool(self._card_franchises[row] & asked or (self._qualifiers[row] - {_compact(v)}) & quals)
+        own_qualifier = (self._qualifiers[row] - {_compact(v)}) & quals
+        with_series = bool(self._card_franchises[row] & asked or own_qualifier)
         if all(self._common.get(t, False) for t in v) or v in self._form_only[row]:
             return with_series
         if len(v) == 1 and (seg.sentence and v[0] not in seg.capitalized or v[0] in seg.described):

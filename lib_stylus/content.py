@@ -1,5 +1,5 @@
-"""What a prompt asks for and what a LoRA would add, so the composer never adds what the prompt does not ask for
-(issue 10 items 3 and 8, "never add sexual content"): sexual or revealing content, another gender, an
+"""What a prompt asks for and what a LoRA would add, so the composer never adds what the prompt does not ask
+for (issue 10 items 3 and 8, "never add sexual content"): sexual or revealing content, another gender, an
 ethnicity, a real person's likeness.
 
 Interface (stable; the composer uses it - extend, do not rename):
@@ -12,20 +12,23 @@ Interface (stable; the composer uses it - extend, do not rename):
   caller has it (a named real person is then asked for).
 * ``profile_card(entry, row=-1, characters=None) -> Profile``: from the Civitai ``model.nsfw`` flag
   (AdapterCard.nsfw) and the words of its title head, stem, tags and main trigger word; ``characters`` (the
-  snapshot's CharacterIndex) drops franchise names first ('Chainsaw Man' has no gender). Gender and ethnicity count where they say who the LoRA
-  shows: its name and main trigger, and the tags of a character / clothing LoRA (a style tagged "woman" has
-  no gender); an ethnicity only next to a person word ("korean woman", not a "chinese ink" style).
+  snapshot's CharacterIndex) drops franchise names first ('Chainsaw Man' has no gender). Gender and ethnicity
+  count where they say who the LoRA shows: its name and main trigger (not for a style, background, building,
+  vehicle or animal LoRA), and the who-tags ('man', 'korean woman') of a character / clothing LoRA (a style
+  tagged "woman" has no gender); an ethnicity only next to a person word ("korean woman", not a "chinese ink"
+  style or a hanfu).
 * ``conflict(card, prompt) -> str``: the reason the card adds what the prompt does not ask for, "" when none.
   Each reason starts with one of the constants below.
 
-Word classes live in words.py. Where unsure it says "conflict": a lost pick costs less than a spoiled image."""
+Word classes live in words.py. Where unsure it says "conflict": a lost pick costs less than a spoiled
+image."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .characters import title_head
-from .words import (CATEGORY, ETHNIC, ETHNIC_PERSON, EXPLICIT, FEMALE, MALE, PERSON, REAL_PERSON, REVEALING, fold, folded, found,
-                    gender_of_word)
+from .words import (CATEGORY, ETHNIC, ETHNIC_PERSON, EXPLICIT, FEMALE, MALE, PERSON, REAL_PERSON,
+                    REVEALING, fold, folded, found, gender_of_word)
 
 UNASKED_SEXUAL = "sexual content the prompt does not ask for"
 UNASKED_REVEALING = "revealing content the prompt does not ask for"
@@ -71,7 +74,8 @@ def _ethnic_people(phrases: list) -> set:
     out = set()
     for toks in phrases:
         ethnic = found(ETHNIC, toks)
-        if ethnic and (found(ETHNIC_PERSON, toks) or any(t in _PERSON_WORDS or gender_of_word(t) for t in toks)):
+        person = found(ETHNIC_PERSON, toks) or any(t in _PERSON_WORDS or gender_of_word(t) for t in toks)
+        if ethnic and person:
             out.update(ethnic)
     return out
 
@@ -100,7 +104,8 @@ def profile_card(entry, row: int = -1, characters=None) -> Profile:
     first: the 'man' of 'Chainsaw Man' is nobody's gender."""
     card = getattr(entry, "card", entry)
     topic = getattr(getattr(entry, "refined", None), "topic", "")
-    purpose = [folded(title_head(t)) for t in [card.title] + card.trigger_words[:1]] + [folded(card.stem or "")]
+    heads = [title_head(t) for t in [card.title] + card.trigger_words[:1]]
+    purpose = [folded(t) for t in heads] + [folded(card.stem or "")]
     tags = [folded(t) for t in card.tags if isinstance(t, str)]
     if characters is not None:
         purpose = [characters.without_franchises(toks) for toks in purpose]

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import re
 
-from .words import (ATTRIBUTE_CLASSES, BODY_ATTRIBUTES, CATEGORY, COLOURS, FUNCTION, PLACEHOLDERS, SEXUAL, fold,
-                    folded, found, gender_of_word, words)
+from .words import (ATTRIBUTE_CLASSES, BODY_ATTRIBUTES, CATEGORY, COLOURS, FUNCTION, PLACEHOLDERS, SEXUAL,
+                    fold, folded, found, gender_of_word, words)
 
 MAX_TRIGGERS = 3
 MAX_WORDS = 6

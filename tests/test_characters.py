@@ -18,7 +18,8 @@ CARDS = [
          triggers=["hu tao \\(genshin impact\\)", "twintails", "porkpie hat"]),
     dict(stem="shogun-10", title="[Genshin Impact] Raiden Shogun LORA", tags=CHARACTER + ["genshinimpact"],
          triggers=["raiden shogun", "purple kimono"]),
-    dict(stem="tifa_v2", title="Tifa Lockhart - Final Fantasy VII LoRA", tags=CHARACTER + ["final fantasy vii"],
+    dict(stem="tifa_v2", title="Tifa Lockhart - Final Fantasy VII LoRA",
+         tags=CHARACTER + ["final fantasy vii"],
          triggers=["tifa lockhart", "white tank top"]),
     dict(stem="megumin", title="Megumin (Konosuba)", tags=CHARACTER + ["konosuba"], triggers=["megumin"]),
     dict(stem="gotoh", title="Gotoh Hitori (Bocchi the Rock!)", tags=CHARACTER + ["bocchi the rock!"],
@@ -37,7 +38,8 @@ CARDS = [
     dict(stem="black_cat", title="Black Cat (Marvel)", tags=CHARACTER + ["marvel"], triggers=["black cat"]),
     dict(stem="misty_pkmn", title="Misty (Pokemon)", tags=CHARACTER + ["pokemon"], triggers=["misty"]),
     dict(stem="illya", title="Ilya (Fate)", tags=CHARACTER + ["fate"], triggers=["ilya"]),
-    dict(stem="chunli_cos", title="Chun-Li Cosplay (Street Fighter)", tags=["cosplay", "character", "street fighter"],
+    dict(stem="chunli_cos", title="Chun-Li Cosplay (Street Fighter)",
+         tags=["cosplay", "character", "street fighter"],
          triggers=["chun-li cosplay"]),
     dict(stem="jane_doe", title="Jane Doe", tags=["celebrity", "actress", "woman"], triggers=["jane doe"]),
     dict(stem="genshin_style", title="Genshin Impact Style", tags=["style", "genshin impact", "anime"]),
@@ -46,8 +48,8 @@ CARDS = [
     dict(stem="knight_armor", title="Knight Armor", tags=["armor", "clothing"], triggers=["knight armor"]),
     dict(stem="witch_hat", title="Witch Hat", tags=["concept", "hat"], triggers=["witch hat"]),
 ]
-# Everyday scenes in the filler cards' text, so the library's word statistics know 'black', 'misty', 'twilight'
-# and 'lightning' as ordinary words.
+# Everyday scenes in the filler cards' text, so the library's word statistics know 'black', 'misty',
+# 'twilight' and 'lightning' as ordinary words.
 SCENES = ["a black cat on a misty lake at twilight", "purple lightning over a black sea, misty hills",
           "a cat in a garden at twilight, black and white", "a misty forest, lightning, a black dog"]
 
@@ -163,7 +165,8 @@ def test_refusal_reasons(lib):
     names = ci.named_in("1girl, megumin, explosion")
     assert ci.refusal(rows["megumin"], names) == ""
     assert ci.refusal(rows["marisa"], names).startswith(ANOTHER_CHARACTER)
-    assert ci.refusal(rows["chunli_cos"], ci.named_in("megumin cosplay, convention")).startswith(OTHER_COSPLAY)
+    cosplay = ci.named_in("megumin cosplay, convention")
+    assert ci.refusal(rows["chunli_cos"], cosplay).startswith(OTHER_COSPLAY)
     generic = ci.named_in("a witch flying over a village")
     assert ci.refusal(rows["marisa"], generic).startswith(GENERIC_SUBJECT)
     assert ci.refusal(rows["jane_doe"], ci.named_in("portrait of a woman")).startswith(GENERIC_SUBJECT)

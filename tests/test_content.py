@@ -5,8 +5,8 @@ import os
 import pytest
 
 from lib_stylus.characters import character_index
-from lib_stylus.content import (OTHER_GENDER, REAL_LIKENESS, UNASKED_ETHNICITY, UNASKED_REVEALING, UNASKED_SEXUAL,
-                                conflict, profile_card, profile_prompt)
+from lib_stylus.content import (OTHER_GENDER, REAL_LIKENESS, UNASKED_ETHNICITY, UNASKED_REVEALING,
+                                UNASKED_SEXUAL, conflict, profile_card, profile_prompt)
 from lib_stylus.index import LibraryIndex
 from tests.compose_fixtures import write_lora
 
@@ -18,7 +18,8 @@ CARDS = [
          triggers=["asian man"]),
     dict(stem="ink_style", title="Chinese Ink Style", tags=["style", "chinese", "woman", "ink"]),
     dict(stem="underboob", title="Underboob Concept", tags=["concept", "sexy"], triggers=["underboob"]),
-    dict(stem="lingerie", title="Lace Lingerie", tags=["clothing", "lingerie", "woman"], triggers=["lingerie"]),
+    dict(stem="lingerie", title="Lace Lingerie", tags=["clothing", "lingerie", "woman"],
+         triggers=["lingerie"]),
     dict(stem="bikini", title="Beach Bikini", tags=["clothing", "bikini"], triggers=["bikini"]),
     dict(stem="nude_pose", title="Lying Pose", tags=["pose", "nsfw", "nude"], triggers=["lying"]),
     dict(stem="yor", title="Yor Briar (Spy x Family)", tags=["character", "sexy", "woman", "spy x family"],

@@ -26,7 +26,8 @@ def test_prompt_syntax_is_never_written(text):
 
 def test_escaped_series_is_literal_text_and_kept():
     assert trigger_problem("makima \\(chainsaw man\\)") == ""
-    assert clean_triggers(card("makima \\(chainsaw man\\)"), [], "1girl, makima") == ("makima \\(chainsaw man\\)",)
+    written = "makima \\(chainsaw man\\)"
+    assert clean_triggers(card(written), [], "1girl, makima") == (written,)
 
 
 def test_sentences_and_long_descriptions_are_never_written():
@@ -34,7 +35,8 @@ def test_sentences_and_long_descriptions_are_never_written():
     assert trigger_problem(kitchen)
     assert trigger_problem("one two three four five six seven")
     assert trigger_problem("x" * 41)
-    assert clean_triggers(card(kitchen, "kitchen interior"), ["kitchen"], "a kitchen") == ("kitchen interior",)
+    got = clean_triggers(card(kitchen, "kitchen interior"), ["kitchen"], "a kitchen")
+    assert got == ("kitchen interior",)
 
 
 def test_the_main_trigger_is_the_first_that_names_something():

@@ -1,6 +1,6 @@
 """The composer's rule pieces on the real 6,431-card bench library (issue 10): characters.py, content.py,
 triggers.py. Cards are read from library.jsonl in memory (title, tags, trained words, description and the
-Civitai nsfw flag, as the scanner reads them from .civitai.info), refined and BM25-indexed like an index refresh.
+Civitai nsfw flag, as the scanner reads them from .civitai.info), refined and BM25-indexed like a refresh.
 
 Reports: how many cards are characters / cosplay, the franchises found, the content profiles (NSFW, revealing,
 gendered, ethnicity, real person), the trigger words hygiene refuses and why, the index build time, and
@@ -42,10 +42,11 @@ def load(path: str) -> Snapshot:
         civ = rec["civitai_info"]
         model = civ.get("model") or {}
         description = strip_html(model.get("description") or "") + " " + strip_html(civ.get("description") or "")
+        tags = [t for t in model.get("tags") or [] if isinstance(t, str)]
         card = AdapterCard(path=rec["stem"], rel=rec["stem"], stem=rec["stem"], alias=rec["stem"],
-                           title=model.get("name") or "", tags=[t for t in model.get("tags") or [] if isinstance(t, str)],
-                           trigger_words=split_words_list(civ.get("trainedWords")), description=collapse(description),
-                           nsfw=model.get("nsfw") is True, base="sd1")
+                           title=model.get("name") or "", tags=tags,
+                           trigger_words=split_words_list(civ.get("trainedWords")),
+                           description=collapse(description), nsfw=model.get("nsfw") is True, base="sd1")
         entries.append(Entry(card, refine(card), ""))
     state = BM25().fit([e.refined.text for e in entries])
     return Snapshot(entries, {"bm25": state}, np.zeros(len(entries), np.int8), [])
@@ -63,18 +64,22 @@ def main() -> None:
 
     t0, c0 = time.perf_counter(), time.process_time()
     ci = CharacterIndex(entries, snap.states["bm25"])
-    print(f"CharacterIndex build: {time.perf_counter() - t0:.2f} s wall, {time.process_time() - c0:.2f} s CPU")
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"CharacterIndex build: {wall:.2f} s wall, {cpu:.2f} s CPU")
     chars = sum(ci.is_character(r) for r in range(n))
     tagged = sum(bool(CHARACTER_TAGS & {t.lower() for t in e.card.tags}) for e in entries)
     first_1girl = sum(e.card.trigger_words[:1] == ["1girl"] for e in entries)
-    print(f"characters: {chars} (Civitai-tagged character/celebrity: {tagged}), cosplay/costume: "
-          f"{sum(ci.is_cosplay(r) for r in range(n))}, with a name: {sum(bool(ci.names(r)) for r in range(n))}; "
-          f"first trigger '1girl': {first_1girl} cards")
-    print(f"franchises: {len(ci.franchise_names)}, cards with one: {sum(bool(ci.franchises(r)) for r in range(n))}")
+    cosplay = sum(ci.is_cosplay(r) for r in range(n))
+    with_name = sum(bool(ci.names(r)) for r in range(n))
+    print(f"characters: {chars} (Civitai-tagged character/celebrity: {tagged}), cosplay/costume: {cosplay}, "
+          f"with a name: {with_name}; first trigger '1girl': {first_1girl} cards")
+    with_franchise = sum(bool(ci.franchises(r)) for r in range(n))
+    print(f"franchises: {len(ci.franchise_names)}, cards with one: {with_franchise}")
 
     profiles = [profile_card(e, r) for r, e in enumerate(entries)]
     print("content: " + ", ".join(f"{k} {v}" for k, v in [
-        ("civitai nsfw", sum(p.civitai_nsfw for p in profiles)), ("explicit", sum(p.explicit for p in profiles)),
+        ("civitai nsfw", sum(p.civitai_nsfw for p in profiles)),
+        ("explicit", sum(p.explicit for p in profiles)),
         ("revealing", sum(p.revealing for p in profiles)),
         ("female", sum(p.genders == {"female"} for p in profiles)),
         ("male", sum(p.genders == {"male"} for p in profiles)),
@@ -128,8 +133,9 @@ def timing(ci, prompts) -> None:
             cpu.append(time.process_time() - c0)
     for label, times in (("wall", wall), ("CPU", cpu)):
         ts = sorted(times)
-        print(f"per prompt (named_in + franchise_asked + profile_prompt), {label}: p50 {ts[len(ts) // 2] * 1000:.2f}"
-              f" ms, p95 {ts[int(0.95 * len(ts))] * 1000:.2f} ms, max {ts[-1] * 1000:.2f} ms over {len(ts)} runs")
+        p50, p95 = ts[len(ts) // 2] * 1000, ts[int(0.95 * len(ts))] * 1000
+        print(f"per prompt (named_in + franchise_asked + profile_prompt), {label}: p50 {p50:.2f} ms, "
+              f"p95 {p95:.2f} ms, max {ts[-1] * 1000:.2f} ms over {len(ts)} runs")
 
 
 if __name__ == "__main__":
