@@ -189,12 +189,13 @@ class _Card:
         parts, the bracketed ones and those of "name (series)" forms. The head (or the stem) also says the
         kind of LoRA: a costume, or a style / pose / effect."""
         parts = [p for p in self.parts if any(not t.isdigit() for t in p)]
-        # the part the trigger word or a tag also says ('Ghibli - Spirited Away - Chihiro Ogino'), else the
-        # one least used as a series by other cards ('Pokemon - Serena (Game)')
+        # the part least used as a series by other cards ('Pokemon - Serena (Game)', 'Goto Hitori - Bocchi
+        # the Rock'), then the one its trigger word or a tag also says ('Ghibli - Spirited Away - Chihiro
+        # Ogino' with the trigger 'ogino chihiro')
         said = self.said
 
         def rank(i):
-            return (not set(parts[i]) & said, franchises.get(_compact(parts[i]), 0), i)
+            return (franchises.get(_compact(parts[i]), 0), not set(parts[i]) & said, i)
         best = min(range(len(parts)), key=rank) if parts else -1
         self.head = [t for t in parts[best] if not t.isdigit()] if parts else []
         self.quals = list(self.brackets) + [p for p in self.parts if not parts or p is not parts[best]]
@@ -280,12 +281,16 @@ class CharacterIndex:
             return False  # a style / pose / effect LoRA tagged with a character or a franchise
         if strong:
             return True
-        # The name of some character on the card: its "name (series)" form, or a tag, trigger or title that
-        # is a known character's name ("yor briar" on a sweater-dress LoRA).
-        texts = c.tag_texts + [c.first]
-        named = bool(c.forms) or _compact(c.head) in known or any(
-            _compact(self._strip_franchise(t)) in known for t in texts)
-        return named and (c.costume or bool(self._card_franchises[row]))
+        # Uncategorized on Civitai ("concept"): still a character's LoRA when it carries a "name (series)"
+        # form, or its title, a tag or its main trigger is a known character's telling name ("tifa lockhart"
+        # on 'Tifa_meenow', "yor briar" on a sweater-dress LoRA) - not an everyday one ("dawn", "power").
+        if any(set(t) & NOT_CHARACTER_KINDS for t in c.tag_texts):
+            return False  # filed as a style or concept by its tags ('retro artstyle', 'concept')
+        texts = [c.head] + c.tag_texts + [c.first]
+        return bool(c.forms) or any(self._telling_name(self._strip_franchise(t), known) for t in texts)
+
+    def _telling_name(self, toks: list, known: set) -> bool:
+        return bool(toks) and _compact(toks) in known and not all(self._everyday(t) for t in toks)
 
     def is_character(self, row: int) -> bool:
         return self._character[row]

@@ -42,6 +42,13 @@ CARDS = [
          tags=["cosplay", "character", "street fighter"],
          triggers=["chun-li cosplay"]),
     dict(stem="jane_doe", title="Jane Doe", tags=["celebrity", "actress", "woman"], triggers=["jane doe"]),
+    dict(stem="tifa_meenow", title="Tifa_meenow", tags=["final fantasy", "tifa lockhart"],  # Civitai: no category
+         triggers=["tifa lockhart", "red_eyes"]),
+    dict(stem="pkmn_dawn", title="Pokemon - Dawn (Anime) [SD 1.5 Character LoRA]", tags=CHARACTER + ["pokemon"]),
+    dict(stem="makima_style", title="Ke-Ta Anime Style Makima", tags=["anime", "style", "makima"]),
+    dict(stem="takada", title="Akemi Takada (1980s)", tags=["retro artstyle", "takada akemi"],
+         triggers=["takada akemi"]),
+    dict(stem="takada_char", title="Takada Akemi (Artist)", tags=CHARACTER),
     dict(stem="genshin_style", title="Genshin Impact Style", tags=["style", "genshin impact", "anime"]),
     dict(stem="arknights_style", title="Arknights Art Style", tags=["style", "arknights"]),
     dict(stem="kuvshinov", title="Ilya Kuvshinov Style", tags=["style", "artist"], triggers=["kuvshinov"]),
@@ -78,8 +85,11 @@ def test_character_loras_are_told_from_styles_costumes_and_concepts(lib):
     snap, ci, rows = lib
     for stem in ("naruto_v2", "hutao1-000009", "labiata", "chunli_cos", "jane_doe", "loid"):
         assert ci.is_character(rows[stem]), stem
-    for stem in ("genshin_style", "arknights_style", "kuvshinov", "knight_armor", "witch_hat", "filler_0"):
+    for stem in ("genshin_style", "arknights_style", "kuvshinov", "knight_armor", "witch_hat", "filler_0",
+                 "makima_style", "takada"):  # a style named after a character or tagged with a known name
         assert not ci.is_character(rows[stem]), stem
+    # Civitai filed it under no category: a known character's name among its tags makes it hers
+    assert ci.is_character(rows["tifa_meenow"]) and ("tifa", "lockhart") in ci.names(rows["tifa_meenow"])
     assert ci.is_cosplay(rows["chunli_cos"]) and not ci.is_cosplay(rows["megumin"])
 
 
@@ -100,6 +110,8 @@ def test_franchises_come_from_qualifiers_and_tags(lib):
     assert ci.franchises(rows["shogun-10"]) == {"genshin impact"}  # tag written "genshinimpact"
     assert "genshin impact" in ci.franchises(rows["genshin_style"])
     assert ci.franchises(rows["amiya"]) == ci.franchises(rows["texas"]) == {"arknights"}
+    # a title that starts with its series: the name is the next part
+    assert ci.franchises(rows["pkmn_dawn"]) == {"pokemon"} and ci.names(rows["pkmn_dawn"]) == [("dawn",)]
     assert "witch" not in ci.franchise_names.values() and "hat" not in ci.franchise_names.values()
 
 
@@ -119,7 +131,7 @@ def test_escaped_series_romanization_and_one_edit(lib):
     assert named(lib, "raiden shogun \\(genshin impact\\), purple kimono") == {"shogun-10"}
     assert named(lib, "1girl, gotou hitori, guitar") == {"gotoh"}     # ou / oh long vowels
     assert named(lib, "1girl, goto hitori, guitar") == {"gotoh"}
-    assert named(lib, "tifa lockheart, bar interior") == {"tifa_v2"}   # one edit on a long word
+    assert named(lib, "tifa lockheart, bar interior") == {"tifa_v2", "tifa_meenow"}  # one edit, long word
     assert named(lib, "tifa, bar interior") == set()  # one word of a two-word name, without its series
     assert named(lib, "1girl, (megumin:1.3), explosion") == {"megumin"}
 
