@@ -17,6 +17,8 @@ Interface (stable; the composer uses it - extend, do not rename):
   vehicle or animal LoRA), and the who-tags ('man', 'korean woman') of a character / clothing LoRA (a style
   tagged "woman" has no gender); an ethnicity only next to a person word ("korean woman", not a "chinese ink"
   style or a hanfu).
+* ``card_profile(snapshot, row) -> Profile``: ``profile_card`` of a snapshot's row with the snapshot's
+  CharacterIndex, computed once and kept on the snapshot.
 * ``conflict(card, prompt) -> str``: the reason the card adds what the prompt does not ask for, "" when none.
   Each reason starts with one of the constants below.
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .characters import title_head
+from .characters import character_index, title_head
 from .words import (CATEGORY, ETHNIC, ETHNIC_PERSON, EXPLICIT, FEMALE, MALE, PERSON, REAL_PERSON,
                     REVEALING, fold, folded, found, gender_of_word)
 
@@ -124,6 +126,16 @@ def profile_card(entry, row: int = -1, characters=None) -> Profile:
                    ethnicities=frozenset(_ethnic_people(purpose + tags)),
                    real_person=bool(found(REAL_PERSON, [t for toks in tags for t in toks])),
                    row=row, civitai_nsfw=bool(card.nsfw))
+
+
+def card_profile(snapshot, row: int) -> Profile:
+    """The snapshot's card profiles, each made on first use and kept (a refresh swaps in a new snapshot)."""
+    cache = getattr(snapshot, "_stylus_profiles", None)
+    if cache is None:
+        cache = snapshot._stylus_profiles = {}
+    if row not in cache:
+        cache[row] = profile_card(snapshot.entries[row], row, character_index(snapshot))
+    return cache[row]
 
 
 def _ethnicity_asked(card: set, prompt: set) -> bool:

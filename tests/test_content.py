@@ -6,7 +6,7 @@ import pytest
 
 from lib_stylus.characters import character_index
 from lib_stylus.content import (OTHER_GENDER, REAL_LIKENESS, UNASKED_ETHNICITY, UNASKED_REVEALING,
-                                UNASKED_SEXUAL, conflict, profile_card, profile_prompt)
+                                UNASKED_SEXUAL, card_profile, conflict, profile_card, profile_prompt)
 from lib_stylus.index import LibraryIndex
 from tests.compose_fixtures import write_lora
 
@@ -108,6 +108,13 @@ def test_a_series_name_says_nothing_about_gender(lib):
         assert profile_card(snap.entries[rows[stem]], rows[stem], ci).genders == frozenset(), stem
         assert profile_card(snap.entries[rows[stem]], rows[stem]).genders == frozenset(), stem  # no index
     assert why(lib, "csm_style", "1boy, city") == ""
+
+
+def test_card_profiles_are_kept_on_the_snapshot(lib):
+    snap, rows = lib
+    first = card_profile(snap, rows["emma"])
+    assert first.real_person and first.row == rows["emma"]
+    assert card_profile(snap, rows["emma"]) is first
 
 
 def test_ethnicity_only_when_asked(lib):

@@ -41,7 +41,7 @@ def load(path: str) -> Snapshot:
         rec = json.loads(line)
         civ = rec["civitai_info"]
         model = civ.get("model") or {}
-        description = strip_html(model.get("description") or "") + " " + strip_html(civ.get("description") or "")
+        description = " ".join(strip_html(d.get("description") or "") for d in (model, civ))
         tags = [t for t in model.get("tags") or [] if isinstance(t, str)]
         card = AdapterCard(path=rec["stem"], rel=rec["stem"], stem=rec["stem"], alias=rec["stem"],
                            title=model.get("name") or "", tags=tags,
