@@ -39,8 +39,8 @@ from functools import lru_cache
 from .prompt import split_segments
 from .purpose import _full_df_lookup
 from .words import (BODY_ATTRIBUTES, CATEGORY, CLOTHING_KINDS, COLOURS, COSPLAY, ETHNIC, FEMALE, FUNCTION,
-                    MALE, NOT_CHARACTER_KINDS, PACKAGING, PLACEHOLDERS, REAL_PERSON, fold, gender_of_word,
-                    is_cjk, is_numeral, is_version, words)
+                    MALE, NOT_CHARACTER_KINDS, PACKAGING, PLACEHOLDERS, REAL_PERSON, SEXUAL, THING_KINDS,
+                    fold, found, gender_of_word, is_cjk, is_numeral, is_version, words)
 
 ANOTHER_CHARACTER = "another character than the one named"
 GENERIC_SUBJECT = "a character for a generic subject"
@@ -114,6 +114,7 @@ def _generic(toks) -> bool:
     return all(t in _GENERIC or gender_of_word(t) or len(t) < 2 for t in toks)
 
 
+_THING_WORDS = CLOTHING_KINDS | NOT_CHARACTER_KINDS
 _GENERIC = (CATEGORY | COLOURS | BODY_ATTRIBUTES | PLACEHOLDERS | NOT_CHARACTER_KINDS | CLOTHING_KINDS
             | COSPLAY | ETHNIC | REAL_PERSON)
 # A qualifier with one of these words is a kind of picture, a costume or a person, not a franchise.
@@ -172,7 +173,8 @@ class _Card:
             m = _NAME_FORM.match(text)
             if m:
                 name, qual = _clean_tokens(m.group(1), keep_digits=True), _clean_tokens(m.group(2))
-                if name and qual and len(name) <= MAX_NAME_WORDS and not _generic(name):
+                thing = all(t in THING_KINDS for t in qual)  # "pom pom (clothes)": a thing, not a name
+                if name and qual and not thing and len(name) <= MAX_NAME_WORDS and not _generic(name):
                     self.forms.append((name, qual))
         self.split_title({})
 
@@ -190,14 +192,19 @@ class _Card:
         kind of LoRA: a costume, or a style / pose / effect."""
         parts = [p for p in self.parts if any(not t.isdigit() for t in p)]
         # the part least used as a series by other cards ('Pokemon - Serena (Game)', 'Goto Hitori - Bocchi
-        # the Rock'), then the one its trigger word or a tag also says ('Ghibli - Spirited Away - Chihiro
-        # Ogino' with the trigger 'ogino chihiro')
-        said = self.said
+        # the Rock'), then the one its main trigger word says ('Ghibli - Kiki's Delivery Service - Kiki and
+        # Jiji' with 'kiki', 'Breath of the Wild - Zelda' with 'BotwZelda'), then one a tag says
+        said, first = self.said, _compact(self.first)
 
         def rank(i):
-            return (franchises.get(_compact(parts[i]), 0), not set(parts[i]) & said, i)
+            key = _compact(parts[i])
+            return (franchises.get(key, 0), not (set(parts[i]) & set(self.first) or key in first),
+                    not set(parts[i]) & said, i)
         best = min(range(len(parts)), key=rank) if parts else -1
-        self.head = [t for t in parts[best] if not t.isdigit()] if parts else []
+        head = list(parts[best]) if parts else []
+        if len(head) > 2 and head[-1].isdigit():
+            head = head[:-1]  # 'Yor Forger 2' is a version; 'Android 18' and 'Ben 10' are names
+        self.head = head
         self.quals = list(self.brackets) + [p for p in self.parts if not parts or p is not parts[best]]
         self.quals += [q for _, q in self.forms]
         kinds = set(self.head) or set(self.stem)
@@ -211,9 +218,10 @@ class _Segment:
     SENTENCE = 4
 
     def __init__(self, plain: str):
-        self.words = [fold(t) for t in words(plain) if t not in FUNCTION and not is_cjk(t)]
+        raw = words(plain)
+        self.words = [fold(t) for t in raw if t not in FUNCTION and not is_cjk(t)]
         self.capitalized = {fold(t.lower()) for t in _CAPITALIZED.findall(plain)}
-        self.sentence = len(self.words) >= self.SENTENCE
+        self.sentence = len(raw) >= self.SENTENCE
         pairs = zip(self.words, self.words[1:])
         self.described = {b for a, b in pairs if a in COLOURS or a in BODY_ATTRIBUTES}
 
@@ -254,7 +262,7 @@ class CharacterIndex:
                          if not _NAME_FORM.match(t)} | {tuple(c.head)}
                 only = {tuple(name) for name, _ in c.forms} - plain
             self._form_only.append(only)
-        self._qualifiers = [{_compact(q) for q in c.quals} for c in cards]
+        self._qualifiers = [{_compact(q) for q in c.quals if not _generic(q)} for c in cards]
         self._cards = cards
         self._index_names()
         del self._cards
@@ -301,16 +309,22 @@ class CharacterIndex:
     # ---- franchises --------------------------------------------------------------------------------------
     def _franchise_vocab(self, cards: list, strong: list) -> None:
         """Franchises are what character cards write as a qualifier - 'Makima (Chainsaw Man)', 'Yor Forger -
-        Spy x Family' - and also carry as a tag. Not one: a qualifier more often some character's own title
-        ('Yor Briar (Yor Forger)'), one with a word of a kind of picture, costume or person, a bare number, or
-        an everyday word that only one character's cards use as a qualifier."""
+        Spy x Family' - and also carry as a tag, or a tag that titles of several characters start or end with
+        ('Girls und Panzer Anchovy', 'Girls und Panzer Kay'). Not one: a qualifier more often some
+        character's own title ('Yor Briar (Yor Forger)'), one with a word of a kind of picture, costume or
+        person, a bare number, or an everyday word that only one character's cards use as a qualifier."""
         seen, confirmed, spelled, heads = Counter(), Counter(), defaultdict(Counter), Counter()
-        owners = defaultdict(set)
+        owners, beside = defaultdict(set), defaultdict(set)
         for c, s in zip(cards, strong):
             if not s:
                 continue
-            heads[_compact(c.head)] += 1  # a name: the title head, a first trigger, a "name (series)"
-            heads.update({_compact(c.first)} | {_compact(name) for name, _ in c.forms})
+            heads[_compact(c.head)] += 1  # a name: the title head, a first trigger, a "name (series)" -
+            # not a first trigger that the title starts or ends with ('Girls und Panzer Kay': the series)
+            first = list(c.first)
+            edge = 0 < len(first) < len(c.head) and first in (c.head[:len(first)], c.head[-len(first):])
+            heads.update({_compact(name) for name, _ in c.forms})
+            if first and not edge:
+                heads[_compact(first)] += 1
             for q in {tuple(q) for q in c.quals}:
                 key = _compact(q)
                 if len(q) > MAX_FRANCHISE_WORDS or len(key) < 3 or set(q) & _NOT_FRANCHISE \
@@ -320,13 +334,21 @@ class CharacterIndex:
                 confirmed[key] += key in c.tag_keys
                 spelled[key][" ".join(q)] += 1
                 owners[key].add(_compact(c.head))
+            for toks in c.tag_texts:  # a tag written at an edge of the title, beside a name
+                n = len(toks)
+                if 1 < n < len(c.head) and (c.head[:n] == list(toks) or c.head[-n:] == list(toks)):
+                    key = _compact(toks)
+                    seen[key] += 1
+                    spelled[key][" ".join(toks)] += 1
+                    beside[key].add(_compact(c.head[n:] if c.head[:n] == list(toks) else c.head[:-n]))
         # folded spellings (for matching) and the spelling the cards' tags use most (for people)
         self._folded, self._support = {}, seen
         spelling = {key: spelled[key].most_common(1)[0][0] for key in seen}
         self._franchise_words = {t for key in seen for t in spelling[key].split()} | set(seen)
         for key, n in seen.items():
             everyday = all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in spelling[key].split())
-            if confirmed[key] and n > NAME_USES * heads[key] and (len(owners[key]) > 1 or not everyday):
+            qualifier = confirmed[key] and (len(owners[key]) > 1 or not everyday)
+            if (qualifier or len(beside[key]) > 1) and n > NAME_USES * heads[key]:
                 self._folded[key] = spelling[key]
         tags = defaultdict(Counter)
         for c in cards:
@@ -396,13 +418,16 @@ class CharacterIndex:
         if not base:
             base = [toks for toks in texts if toks and _compact(strip(toks)) in known]
         base = [strip(v) for v in base]
+        # a one-word variant only from a name of at most two words ('yor' of 'yor forger'), never from a
+        # long title ('slime' of 'Tensei Shitara Slime Datta Ken') or beside a number ('android 18')
         anchor_words = {t for v in base for t in v if not is_numeral(t) and not self._everyday(t)}
+        short_words = {t for v in base if len(v) <= 2 and not any(is_numeral(w) for w in v) for t in v}
         anchor_keys = {_compact(v) for v in base}
         out = list(base)
         for toks in texts:
             toks = strip(toks)
-            shares = set(toks) & anchor_words or _compact(toks) in anchor_keys
-            if toks and len(toks) <= MAX_NAME_WORDS and shares:
+            shares = set(toks) & anchor_words and (len(toks) > 1 or toks[0] in short_words)
+            if toks and len(toks) <= MAX_NAME_WORDS and (shares or _compact(toks) in anchor_keys):
                 out.append(toks)
         first = strip(c.first)
         if first and _compact(first) in c.tag_keys and len(first) <= MAX_NAME_WORDS:
@@ -412,8 +437,11 @@ class CharacterIndex:
         uniq = []
         for v in out:
             v = tuple(t for t in v if t not in COSPLAY)
-            if v and v not in uniq and not _generic(v) and _compact(v) not in self.franchise_names \
-                    and not all(is_numeral(t) or t in self._franchise_words for t in v):
+            # no name has a garment, a kind of picture or a sexual word: 'school uniform', 'see-through'
+            thing = set(v) & _THING_WORDS or found(SEXUAL, list(v))
+            series = _compact(v) in self.franchise_names or all(
+                is_numeral(t) or t in self._franchise_words for t in v)
+            if v and v not in uniq and not _generic(v) and not thing and not series:
                 uniq.append(v)
         return uniq
 
@@ -543,7 +571,9 @@ class CharacterIndex:
         sentence ('a misty lake') unless it is written with a capital ('Misty by the lake')."""
         own_qualifier = (self._qualifiers[row] - {_compact(v)}) & quals
         with_series = bool(self._card_franchises[row] & asked or own_qualifier)
-        if all(self._common.get(t, False) for t in v) or v in self._form_only[row]:
+        # 'au ra' is written 'aura': everyday as one word
+        everyday = all(self._common.get(t, False) for t in v) or len(v) > 1 and self._everyday(_compact(v))
+        if everyday or v in self._form_only[row]:
             return with_series
         if len(v) == 1 and (seg.sentence and v[0] not in seg.capitalized or v[0] in seg.described):
             return with_series

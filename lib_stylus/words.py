@@ -99,10 +99,11 @@ def folded(text: str) -> list:
 # ---- people ------------------------------------------------------------------------------------------------
 FEMALE = _cls("""1girl 2girl 3girl 4girl 5girl 6girl multiple_girl girl woman women female lady ladie she her
     heroine queen princess goddess witch maid nun actress mother mom sister daughter wife bride girlfriend
-    waitress schoolgirl housewife lass gal milf mature_female oneesan onee gyaru""")
+    waitress schoolgirl housewife lass gal milf oneesan onee gyaru priestess sorceress empress duchess countess
+    huntress enchantress mistress stewardess hostess""")
 MALE = _cls("""1boy 2boy 3boy 4boy 5boy multiple_boy boy man men male gentleman guy he him king prince god
     wizard butler monk actor father dad brother son husband groom boyfriend waiter schoolboy bishounen shota
-    oji dude""")
+    oji dude priest sorcerer emperor duke""")
 # Kinds of person that are not a gender: with a gender word they say nothing more about who is pictured.
 PERSON = _cls("""person people human character solo portrait face someone figure individual adult teen child
     kid""")
@@ -173,7 +174,11 @@ NOT_CHARACTER_KINDS = _cls("""style styles artstyle artist painting aesthetic po
     tweaker detail detailer enhancer lighting filter texture pattern palette""")
 # Kinds of LoRA that carry a character's look when they carry a character's name (a costume of her).
 CLOTHING_KINDS = _cls("""outfit outfits costume costumes clothes clothing cloth uniform dress armor armour
-    suit skin skins attire wear""")
+    suit skin skins attire wear swimsuit swimwear bikini kimono hanfu qipao cheongsam lingerie bodysuit
+    leotard sweater raincoat mask""")
+# Danbooru's disambiguation kinds: "pom pom (clothes)", "bow (weapon)", "watercolor (medium)" name a thing.
+THING_KINDS = _cls("""clothes clothing medium object weapon animal creature food plant flower pattern meme
+    artist style company organization place location vehicle instrument""")
 COSPLAY = _cls("""cosplay cosplayer cosplaying""")
 # Civitai / Danbooru category words: on a card they say what kind of LoRA it is, never who it is.
 CATEGORY = _cls("""character characters char chara oc waifu husbando vtuber virtual youtuber idol kpop jpop

@@ -49,6 +49,14 @@ CARDS = [
     dict(stem="takada", title="Akemi Takada (1980s)", tags=["retro artstyle", "takada akemi"],
          triggers=["takada akemi"]),
     dict(stem="takada_char", title="Takada Akemi (Artist)", tags=CHARACTER),
+    dict(stem="gup_darjeeling", title="Girls und Panzer Darjeeling", tags=CHARACTER + ["girls und panzer"],
+         triggers=["girls und panzer", "darjeeling"]),
+    dict(stem="gup_kay", title="Girls und Panzer Kay", tags=CHARACTER + ["girls und panzer"],
+         triggers=["girls und panzer", "kay"]),
+    dict(stem="android18", title="Android 18 (Dragon Ball) LoRA", tags=CHARACTER + ["dragon ball"],
+         triggers=["android 18", "android"]),
+    dict(stem="shigure_ui", title="Shigure Ui / Vtuber", tags=CHARACTER + ["vtuber"],
+         triggers=["shigure ui", "pom pom \\(clothes\\)", "school uniform"]),
     dict(stem="genshin_style", title="Genshin Impact Style", tags=["style", "genshin impact", "anime"]),
     dict(stem="arknights_style", title="Arknights Art Style", tags=["style", "arknights"]),
     dict(stem="kuvshinov", title="Ilya Kuvshinov Style", tags=["style", "artist"], triggers=["kuvshinov"]),
@@ -150,6 +158,21 @@ def test_never_named_by_attributes_generic_subjects_or_everyday_words(lib, promp
     assert named(lib, prompt) - {"serena_pkmn", "serena_dq"} == set()
     if "serena" not in prompt:
         assert named(lib, prompt) == set()
+
+
+def test_a_series_written_before_several_names_is_a_series(lib):
+    snap, ci, rows = lib
+    assert ci.franchises(rows["gup_kay"]) == {"girls und panzer"}
+    assert named(lib, "girls und panzer, tank, field") == set()
+    assert ci.franchise_asked("girls und panzer, tank, field") == {"girls und panzer"}
+    assert named(lib, "darjeeling, girls und panzer, tea") == {"gup_darjeeling"}
+
+
+def test_things_and_numbers_in_names(lib):
+    assert named(lib, "android 18, dragon ball, city") == {"android18"}
+    assert named(lib, "1girl, android, cyborg, city") == set()  # 'android' beside '18' is no name alone
+    assert named(lib, "cheerleader, pom pom, school uniform") == set()  # "pom pom (clothes)" is a thing
+    assert named(lib, "shigure ui, beret") == {"shigure_ui"}
 
 
 def test_everyday_names_count_with_their_series(lib):
