@@ -158,9 +158,9 @@ class _Card:
         self.parts = [q for q in (_trim_category(_clean_tokens(p, keep_digits=True))
                                   for p in _PARTS.split(_BRACKETS.sub(" | ", title))) if q]
         self.title_words = {t for q in self.brackets + self.parts for t in q}
-        self.stem = _trim_category(_clean_tokens(card.stem, camel=True))
-        self.tags = [_unescape(t) for t in card.tags if isinstance(t, str)]
-        self.triggers = [_unescape(t) for t in card.trigger_words if isinstance(t, str)]
+        self.stem = _trim_category(_clean_tokens(card.stem or "", camel=True))
+        self.tags = [_unescape(t) for t in card.tags or () if isinstance(t, str)]
+        self.triggers = [_unescape(t) for t in card.trigger_words or () if isinstance(t, str)]
         # tags and the main trigger word cut as names (digits kept: 'yorha no. 2 type b'); the other trigger
         # words only when asked (see texts): most cards never need them
         self.tag_texts = [_clean_cached(t, True, False) for t in self.tags]

@@ -106,9 +106,10 @@ def profile_card(entry, row: int = -1, characters=None) -> Profile:
     first: the 'man' of 'Chainsaw Man' is nobody's gender."""
     card = getattr(entry, "card", entry)
     topic = getattr(getattr(entry, "refined", None), "topic", "")
-    heads = [title_head(t) for t in [card.title] + card.trigger_words[:1]]
+    triggers = [t for t in card.trigger_words or () if isinstance(t, str)]
+    heads = [title_head(t) for t in [card.title or ""] + triggers[:1]]
     purpose = [folded(t) for t in heads] + [folded(card.stem or "")]
-    tags = [folded(t) for t in card.tags if isinstance(t, str)]
+    tags = [folded(t) for t in card.tags or () if isinstance(t, str)]
     if characters is not None:
         purpose = [characters.without_franchises(toks) for toks in purpose]
         tags = [characters.without_franchises(toks) for toks in tags]

@@ -209,6 +209,20 @@ def test_refusal_reasons(lib):
     assert ci.refusal(rows["genshin_style"], ci.named_in("arknights operator")) == ""
 
 
+def test_odd_cards_and_prompts_never_break_it():
+    from lib_stylus.catalog.card import AdapterCard
+    from types import SimpleNamespace
+    odd = [AdapterCard(path="a", rel="a", stem="", alias=""),
+           AdapterCard(path="b", rel="b", stem="x", alias="x", title="(((", tags=["", "()", "character"],
+                       trigger_words=["", "\\(", "<lora:x:1>"]),
+           AdapterCard(path="c", rel="c", stem="c", alias="c", title="初音ミク | 【】", tags=["character", "初音ミク"])]
+    ci = CharacterIndex([SimpleNamespace(card=c, refined=SimpleNamespace(topic="character")) for c in odd])
+    for prompt in ("", "((((", "<lora:x:1>", "BREAK AND", "初音ミク", "a, " * 500, "\\(\\)"):
+        assert ci.named_in(prompt) == {} or prompt == "初音ミク"
+        assert isinstance(ci.franchise_asked(prompt), set)
+    assert [ci.refusal(r, {}) for r in range(3)]
+
+
 def test_index_is_kept_on_the_snapshot_and_works_without_bm25(lib):
     snap, ci, rows = lib
     assert character_index(snap) is ci

@@ -56,6 +56,13 @@ def why(lib, stem, prompt) -> str:
     return conflict(profile_card(snap.entries[row], row, characters), profile_prompt(prompt, named))
 
 
+def test_odd_input_gives_empty_profiles():
+    from types import SimpleNamespace
+    assert profile_prompt("") == profile_prompt(None) == profile_prompt("((((, <lora:x:1>, BREAK")
+    bare = SimpleNamespace(title=None, stem=None, tags=None, trigger_words=None, nsfw=False)
+    assert conflict(profile_card(bare), profile_prompt("1girl")) == ""
+
+
 def test_prompt_profile():
     p = profile_prompt("masterpiece, 1girl, solo, (large breasts:1.2), korean woman, by the sea")
     assert p.genders == {"female"} and p.revealing and not p.explicit and p.nsfw
