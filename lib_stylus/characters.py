@@ -22,6 +22,8 @@ Interface (stable; the composer uses it - extend, do not rename). A *row* is an 
   and a single name word counts when the row's franchise is named too ("raiden ei, genshin impact"). A name
   made only of everyday words counts only with its franchise. Never from "1girl", colours or outfits.
 * ``.franchises_in(prompt) -> set[str]``: every known franchise the prompt names.
+* ``.franchise_rows(name) -> list[int]``: the rows carrying a franchise (characters and franchise styles
+  alike: filter with ``is_character``), to find "genshin impact style" LoRAs for a franchise asked generically.
 * ``.franchise_asked(prompt, named=None) -> set[str]``: franchises named generically - with no character of
   theirs named ("Arknights operator", "genshin impact style"); ``named`` is ``named_in(prompt)`` if known.
 * ``.refusal(row, prompt_names) -> str``: why the LoRA at ``row`` must not be picked for a prompt whose
@@ -238,6 +240,7 @@ class CharacterIndex:
             c.split_title(self._support)
         self._franchise_vocab(cards, strong)
         self._card_franchises = [self._franchises_of(c) for c in cards]
+        self._by_franchise = None  # franchise -> rows, made on first use
         for c in cards:  # a franchise in the head is no part of the name: "raiden shogun genshin impact"
             c.head = self._strip_franchise(c.head)
         # Names of the sure characters first; a costume or an uncategorized card is a character's when it
@@ -399,6 +402,14 @@ class CharacterIndex:
 
     def franchises(self, row: int) -> set:
         return set(self._card_franchises[row])
+
+    def franchise_rows(self, name: str) -> list:
+        if self._by_franchise is None:
+            self._by_franchise = defaultdict(list)
+            for row, names in enumerate(self._card_franchises):
+                for franchise in names:
+                    self._by_franchise[franchise].append(row)
+        return list(self._by_franchise.get(name, ()))
 
     # ---- names -------------------------------------------------------------------------------------------
     def _everyday(self, tok: str) -> bool:

@@ -42,9 +42,11 @@ CARDS = [
          tags=["cosplay", "character", "street fighter"],
          triggers=["chun-li cosplay"]),
     dict(stem="jane_doe", title="Jane Doe", tags=["celebrity", "actress", "woman"], triggers=["jane doe"]),
-    dict(stem="tifa_meenow", title="Tifa_meenow", tags=["final fantasy", "tifa lockhart"],  # Civitai: no category
+    # filed under no Civitai category
+    dict(stem="tifa_meenow", title="Tifa_meenow", tags=["final fantasy", "tifa lockhart"],
          triggers=["tifa lockhart", "red_eyes"]),
-    dict(stem="pkmn_dawn", title="Pokemon - Dawn (Anime) [SD 1.5 Character LoRA]", tags=CHARACTER + ["pokemon"]),
+    dict(stem="pkmn_dawn", title="Pokemon - Dawn (Anime) [SD 1.5 Character LoRA]",
+         tags=CHARACTER + ["pokemon"]),
     dict(stem="makima_style", title="Ke-Ta Anime Style Makima", tags=["anime", "style", "makima"]),
     dict(stem="takada", title="Akemi Takada (1980s)", tags=["retro artstyle", "takada akemi"],
          triggers=["takada akemi"]),
@@ -193,6 +195,10 @@ def test_franchises_asked_generically(lib):
     assert ci.franchise_asked("amiya, arknights, city") == set()  # its character is named
     assert ci.franchises_in("amiya, arknights, city") == {"arknights"}
     assert ci.franchise_asked("a cat on a sofa") == set()
+    styles = [snap.entries[r].card.stem for r in ci.franchise_rows("arknights") if not ci.is_character(r)]
+    assert styles == ["arknights_style"]
+    assert {snap.entries[r].card.stem for r in ci.franchise_rows("arknights")} == {"amiya", "texas",
+                                                                                    "arknights_style"}
 
 
 def test_refusal_reasons(lib):
@@ -215,7 +221,8 @@ def test_odd_cards_and_prompts_never_break_it():
     odd = [AdapterCard(path="a", rel="a", stem="", alias=""),
            AdapterCard(path="b", rel="b", stem="x", alias="x", title="(((", tags=["", "()", "character"],
                        trigger_words=["", "\\(", "<lora:x:1>"]),
-           AdapterCard(path="c", rel="c", stem="c", alias="c", title="初音ミク | 【】", tags=["character", "初音ミク"])]
+           AdapterCard(path="c", rel="c", stem="c", alias="c", title="初音ミク | 【】",
+                       tags=["character", "初音ミク"])]
     ci = CharacterIndex([SimpleNamespace(card=c, refined=SimpleNamespace(topic="character")) for c in odd])
     for prompt in ("", "((((", "<lora:x:1>", "BREAK AND", "初音ミク", "a, " * 500, "\\(\\)"):
         assert ci.named_in(prompt) == {} or prompt == "初音ミク"
