@@ -23,7 +23,7 @@ Interface (stable; the composer uses it - extend, do not rename). A *row* is an 
   made only of everyday words counts only with its franchise. Never from "1girl", colours or outfits.
 * ``.franchises_in(prompt) -> set[str]``: every known franchise the prompt names.
 * ``.franchise_rows(name) -> list[int]``: the rows carrying a franchise (characters and franchise styles
-  alike: filter with ``is_character``), to find "genshin impact style" LoRAs for a franchise asked generically.
+  alike: filter with ``is_character``), to find "genshin impact style" LoRAs for a franchise asked alone.
 * ``.franchise_asked(prompt, named=None) -> set[str]``: franchises named generically - with no character of
   theirs named ("Arknights operator", "genshin impact style"); ``named`` is ``named_in(prompt)`` if known.
 * ``.refusal(row, prompt_names) -> str``: why the LoRA at ``row`` must not be picked for a prompt whose
@@ -248,7 +248,7 @@ class CharacterIndex:
         self._head_df = Counter(t for c, s in zip(cards, strong) if s for t in set(c.head))
         first = {row: self._variants(c, set()) for row, (c, s) in enumerate(zip(cards, strong)) if s}
         known = {_compact(v) for vs in first.values() for v in vs}
-        self._character = [self._decide(row, c, s, known) for row, (c, s) in enumerate(zip(cards, strong))]
+        self._character = [self._decide(c, s, known) for c, s in zip(cards, strong)]
         self._cosplay = [ch and (c.costume or bool((c.title_words | set(c.stem) | c.tag_keys) & COSPLAY))
                          for c, ch in zip(cards, self._character)]
         # ``known`` changes the variants of a costume or of a card with no name of its own only
@@ -287,7 +287,7 @@ class CharacterIndex:
         topic = getattr(entry.refined, "topic", "")
         return not c.costume and (bool(tags & _CHARACTER_TAGS) or topic == "character")
 
-    def _decide(self, row: int, c: _Card, strong: bool, known: set) -> bool:
+    def _decide(self, c: _Card, strong: bool, known: set) -> bool:
         if c.not_character:
             return False  # a style / pose / effect LoRA tagged with a character or a franchise
         if strong:
