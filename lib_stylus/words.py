@@ -99,8 +99,8 @@ def folded(text: str) -> list:
 # ---- people ------------------------------------------------------------------------------------------------
 FEMALE = _cls("""1girl 2girl 3girl 4girl 5girl 6girl multiple_girl girl woman women female lady ladie she her
     heroine queen princess goddess witch maid nun actress mother mom sister daughter wife bride girlfriend
-    waitress schoolgirl housewife lass gal milf oneesan onee gyaru priestess sorceress empress duchess countess
-    huntress enchantress mistress stewardess hostess""")
+    waitress schoolgirl housewife lass gal milf oneesan onee gyaru priestess sorceress empress duchess
+    countess huntress enchantress mistress stewardess hostess""")
 MALE = _cls("""1boy 2boy 3boy 4boy 5boy multiple_boy boy man men male gentleman guy he him king prince god
     wizard butler monk actor father dad brother son husband groom boyfriend waiter schoolboy bishounen shota
     oji dude priest sorcerer emperor duke""")
