@@ -154,6 +154,7 @@ class _Card:
     its qualifiers (bracketed or after a separator), tags and trigger words with their own '(qualifier)'."""
 
     def __init__(self, card):
+        self.card = card
         title = _unescape(card.title or "")
         self.brackets = [q for q in (_trim_category(_clean_tokens(q, keep_digits=True))
                                      for q in _BRACKETS.findall(title)) if q]
@@ -214,6 +215,26 @@ class _Card:
         self.not_character = bool(kinds & NOT_CHARACTER_KINDS)
 
 
+# The cut cards of the last index built: a refresh keeps the AdapterCard objects of unchanged files, so the next
+# build cuts only new or edited cards. Two generations at most are alive.
+_LAST_CARDS: dict = {}
+
+
+def _cards(cards: list) -> list:
+    global _LAST_CARDS
+    out, fresh = [], {}
+    for card in cards:
+        cut = _LAST_CARDS.get(id(card))
+        if cut is None or cut.card is not card:
+            cut = _Card(card)
+        else:
+            cut.split_title({})  # as first cut: the last build split it by its own franchises
+        fresh[id(card)] = cut
+        out.append(cut)
+    _LAST_CARDS = fresh
+    return out
+
+
 class _Segment:
     """One prompt segment: its folded words (joining words out, as in the names), the words written with a
     capital, and whether it reads as a sentence (a one-word name there needs a capital or its series)."""
@@ -232,7 +253,7 @@ class CharacterIndex:
     def __init__(self, entries, full_state: dict | None = None):
         self.entries = entries
         self.n = len(entries)
-        cards = [_Card(e.card) for e in entries]
+        cards = _cards([e.card for e in entries])
         self._df = self._doc_freq(full_state, cards)
         strong = [not c.not_character and self._strong(e, c) for e, c in zip(entries, cards)]
         self._franchise_vocab(cards, strong)

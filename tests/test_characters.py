@@ -230,6 +230,23 @@ def test_odd_cards_and_prompts_never_break_it():
     assert [ci.refusal(r, {}) for r in range(3)]
 
 
+def test_a_rebuild_reuses_unchanged_cards_and_sees_edited_ones(lib):
+    import dataclasses
+    from types import SimpleNamespace
+    snap, ci, rows = lib
+    again = CharacterIndex(snap.entries, snap.states.get("bm25"))  # the cards cut by the last build
+    for row in range(len(snap.entries)):
+        assert again.names(row) == ci.names(row) and again.franchises(row) == ci.franchises(row)
+        assert again.is_character(row) == ci.is_character(row)
+    edited = list(snap.entries)
+    old = edited[rows["megumin"]]
+    card = dataclasses.replace(old.card, title="Yunyun (Konosuba)", trigger_words=["yunyun"])
+    edited[rows["megumin"]] = SimpleNamespace(card=card, refined=old.refined)
+    after = CharacterIndex(edited, snap.states.get("bm25"))
+    assert after.named_in("yunyun, konosuba") == {rows["megumin"]: "yunyun"}
+    assert after.named_in("megumin, explosion") == {}
+
+
 def test_index_is_kept_on_the_snapshot_and_works_without_bm25(lib):
     snap, ci, rows = lib
     assert character_index(snap) is ci
