@@ -215,8 +215,8 @@ class _Card:
         self.not_character = bool(kinds & NOT_CHARACTER_KINDS)
 
 
-# The cut cards of the last index built: a refresh keeps the AdapterCard objects of unchanged files, so the next
-# build cuts only new or edited cards. Two generations at most are alive.
+# The cut cards of the last index built: a refresh keeps the AdapterCard objects of unchanged files, so the
+# next build cuts only new or edited cards. Two generations at most are alive.
 _LAST_CARDS: dict = {}
 
 
