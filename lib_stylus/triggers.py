@@ -3,9 +3,12 @@
 Interface (stable; the composer uses it - extend, do not rename):
 
 * ``clean_triggers(card, task_words, prompt) -> tuple[str, ...]``: at most ``MAX_TRIGGERS`` trigger words of
-  ``card`` (an AdapterCard, or anything with ``trigger_words``), in the card's order: the main one (the first
-  that names something - not "1girl", "solo" or "red eyes") plus those about the task (sharing a telling word
-  with ``task_words``, the task's words as the composer tokenized them). Never written:
+  ``card`` (an AdapterCard, or anything with ``trigger_words``, ``title``, ``stem``), in the card's order: the
+  main one (the first that says the card's name or title - "kirisame marisa", not "witch hat" - else the first
+  that names something, not "1girl", "solo" or "red eyes") plus those about the task (sharing a telling word
+  with ``task_words``, the task's words as the composer tokenized them). A Danbooru qualifier written with
+  bare brackets, "hu tao(genshin impact)", is written escaped, as the web UI reads it literally:
+  "hu tao\\(genshin impact\\)". Never written:
   - placeholders: "*see description*", "trigger word", "none", "n/a", an empty string;
   - prompt syntax: ``<`` ``>`` ``:`` unescaped brackets, ``|``, BREAK/AND - "lora:zenny", "(underboob:1.3)"
     could break a tag or re-weight the prompt (escaped ``\\(series\\)`` stays: it is literal text);
@@ -14,6 +17,7 @@ Interface (stable; the composer uses it - extend, do not rename):
   - a variant that contradicts the prompt: the same noun with another word of one attribute class
     ("white dress" when the prompt says "black dress", "long hair" for "short hair").
 * ``trigger_problem(text) -> str``: why one trigger word is never written for its shape ("" when fine).
+* ``escape_qualifier(text) -> str``: a bare-bracket Danbooru qualifier escaped; anything else unchanged.
 
 Rules are about shapes and general word classes (words.py), never about particular prompts."""
 from __future__ import annotations
@@ -27,12 +31,22 @@ MAX_TRIGGERS = 3
 MAX_WORDS = 6
 MAX_CHARS = 40
 _SYNTAX = re.compile(r"[<>:|{}]|(?<!\\)[()\[\]]|\bBREAK\b|\bAND\b")
+_BARE_QUALIFIER = re.compile(r"^[^()\[\]:<>|{}\\]+\([^()\[\]:<>|{}\\]+\)\s*$")
+_BARE_OPEN = re.compile(r"(?<!\\)\(")
 _MARKUP = re.compile(r"^[\W_]|[\W_]$")  # "*see description*", "-", "..."
+
+
+def escape_qualifier(text: str) -> str:
+    """'hu tao(genshin impact)' -> 'hu tao\\(genshin impact\\)': bare round brackets around words (no weight,
+    nothing nested) are a Danbooru qualifier, not emphasis; anything else is returned unchanged."""
+    if _BARE_QUALIFIER.match(text or ""):
+        return _BARE_OPEN.sub(r"\\(", text).replace(")", "\\)")
+    return text
 
 
 def trigger_problem(text: str) -> str:
     """The reason a trigger word must never be written, for its shape alone ('' when it may be)."""
-    text = (text or "").strip()
+    text = escape_qualifier((text or "").strip())
     toks = words(text)
     if not toks:
         return "empty"
@@ -71,16 +85,17 @@ def clean_triggers(card, task_words, prompt: str) -> tuple:
     prompt_toks = folded(prompt or "")
     sfw = not found(SEXUAL, prompt_toks)
     task = {fold(t) for t in task_words or ()} - FUNCTION
-    main, about = [], []
+    purpose = set(folded(getattr(card, "title", "") or "")) | set(folded(getattr(card, "stem", "") or ""))
+    purpose -= FUNCTION | CATEGORY
+    usable = []
     for text in getattr(card, "trigger_words", None) or ():
         if not isinstance(text, str) or trigger_problem(text):
             continue
+        text = escape_qualifier(text.strip())
         toks = folded(text)
-        if sfw and found(SEXUAL, toks) or _contradicts(toks, prompt_toks):
+        if sfw and found(SEXUAL, toks) or _contradicts(toks, prompt_toks) or not _names_something(toks):
             continue
-        telling = _names_something(toks)
-        if not main and telling:
-            main.append(text.strip())
-        elif telling and task & set(toks) - CATEGORY - COLOURS:
-            about.append(text.strip())
+        usable.append((text, toks))
+    main = [text for text, toks in usable if purpose & set(toks)][:1] or [text for text, _ in usable[:1]]
+    about = [text for text, toks in usable if task & set(toks) - CATEGORY - COLOURS]
     return tuple(dict.fromkeys(main + about))[:MAX_TRIGGERS]

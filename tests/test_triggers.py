@@ -4,11 +4,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from lib_stylus.triggers import MAX_TRIGGERS, clean_triggers, trigger_problem
+from lib_stylus.triggers import MAX_TRIGGERS, clean_triggers, escape_qualifier, trigger_problem
 
 
-def card(*triggers):
-    return SimpleNamespace(trigger_words=list(triggers))
+def card(*triggers, title="", stem=""):
+    return SimpleNamespace(trigger_words=list(triggers), title=title, stem=stem)
 
 
 @pytest.mark.parametrize("text", ["*see description and examples*", "trigger word", "none", "n/a", "N/A", "",
@@ -28,6 +28,22 @@ def test_escaped_series_is_literal_text_and_kept():
     assert trigger_problem("makima \\(chainsaw man\\)") == ""
     written = "makima \\(chainsaw man\\)"
     assert clean_triggers(card(written), [], "1girl, makima") == (written,)
+
+
+def test_a_bare_bracket_qualifier_is_written_escaped():
+    assert escape_qualifier("hu tao(genshin impact)") == "hu tao\\(genshin impact\\)"
+    assert clean_triggers(card("hu tao(genshin impact)", "boo tao"), [], "hu tao") == \
+        ("hu tao\\(genshin impact\\)",)
+    assert escape_qualifier("(red eyes:1.5)") == "(red eyes:1.5)" and trigger_problem("(red eyes:1.5)")
+    assert trigger_problem("(underboob)") == "prompt syntax"  # bare emphasis, no qualifier
+
+
+def test_the_main_trigger_says_the_cards_name():
+    marisa = card("1girl", "blonde hair", "witch hat", "kirisame marisa", title="Kirisame Marisa (Touhou)")
+    assert clean_triggers(marisa, ["marisa"], "kirisame marisa, forest") == ("kirisame marisa",)
+    assert clean_triggers(marisa, ["marisa", "hat"], "marisa, witch hat") == ("kirisame marisa", "witch hat")
+    made_up = card("mikudef", "mikurnd", title="Hatsune Miku | 23 Outfits")
+    assert clean_triggers(made_up, ["miku"], "hatsune miku") == ("mikudef",)  # no trigger says her name
 
 
 def test_sentences_and_long_descriptions_are_never_written():
