@@ -5,12 +5,13 @@ picked for a prompt.
 Interface (stable; the composer uses it - extend, do not rename). A *row* is an index into the snapshot's
 ``entries`` (as in purpose.py):
 
-* ``CharacterIndex(entries, full_state=None)``: built once per index snapshot. ``full_state`` is the BM25 state
-  (``snapshot.states["bm25"]``): word document frequencies over the whole card text, to tell a name ("makima")
-  from an everyday word ("twilight", "jade"); without it, frequencies over the cards' names and tags are used.
+* ``CharacterIndex(entries, full_state=None)``: built once per index snapshot. ``full_state`` is the BM25
+  state (``snapshot.states["bm25"]``): word document frequencies over the whole card text, to tell a name
+  ("makima") from an everyday word ("twilight", "jade"); without it, those of the cards' names and tags.
 * ``character_index(snapshot) -> CharacterIndex``: the snapshot's index, built on first use and kept on it.
-* ``.is_character(row) -> bool``: a LoRA of one specific character or real person, or the costume/cosplay of one.
-  From the card's Civitai category and topic, its name and its tags - never from trigger words like "1girl".
+* ``.is_character(row) -> bool``: a LoRA of one specific character or real person, or the costume / cosplay
+  of one. From the card's Civitai category and topic, its name and its tags - never from trigger words like
+  "1girl".
 * ``.is_cosplay(row) -> bool``: a cosplay / costume LoRA of a character.
 * ``.names(row) -> list[tuple[str, ...]]``: the character's name variants as folded word tuples (title, tags,
   trigger words, file stem: franchise qualifiers, version numbers, base-model and packaging words removed).
@@ -21,6 +22,8 @@ Interface (stable; the composer uses it - extend, do not rename). A *row* is an 
   and a single name word counts when the row's franchise is named too ("raiden ei, genshin impact"). A name
   made only of everyday words counts only with its franchise. Never from "1girl", colours or outfits.
 * ``.franchises_in(prompt) -> set[str]``: every known franchise the prompt names.
+* ``.franchise_rows(name) -> list[int]``: the rows carrying a franchise (characters and franchise styles
+  alike: filter with ``is_character``), to find "genshin impact style" LoRAs for a franchise asked alone.
 * ``.franchise_asked(prompt, named=None) -> set[str]``: franchises named generically - with no character of
   theirs named ("Arknights operator", "genshin impact style"); ``named`` is ``named_in(prompt)`` if known.
 * ``.refusal(row, prompt_names) -> str``: why the LoRA at ``row`` must not be picked for a prompt whose
@@ -37,9 +40,9 @@ from functools import lru_cache
 
 from .prompt import split_segments
 from .purpose import _full_df_lookup
-from .words import (BODY_ATTRIBUTES, CATEGORY, CLOTHING_KINDS, COLOURS, COSPLAY, ETHNIC, FUNCTION,
-                    FEMALE, MALE, NOT_CHARACTER_KINDS, PACKAGING, PLACEHOLDERS, REAL_PERSON, fold, gender_of_word, is_cjk,
-                    is_numeral, is_version, words)
+from .words import (BODY_ATTRIBUTES, CATEGORY, CLOTHING_KINDS, COLOURS, COSPLAY, ETHNIC, FEMALE, FUNCTION,
+                    MALE, NOT_CHARACTER_KINDS, PACKAGING, PLACEHOLDERS, REAL_PERSON, SEXUAL, THING_KINDS,
+                    fold, found, gender_of_word, is_cjk, is_numeral, is_version, words)
 
 ANOTHER_CHARACTER = "another character than the one named"
 GENERIC_SUBJECT = "a character for a generic subject"
@@ -62,6 +65,15 @@ _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _TRAILING_DIGITS = re.compile(r"^([a-z]{3,}?)\d+$")
 _CAPITALIZED = re.compile(r"\b[A-Z][^\W_]*")
 _NAME_FORM = re.compile(r"^\s*([^()]+?)\s*\(([^()]+)\)\s*$")  # "makima (chainsaw man)"
+
+
+def title_head(title: str) -> str:
+    """The first part of a LoRA title with letters, brackets and what follows a separator cut off: what the
+    LoRA is ('Makima' of 'Esthetic Makima (Chainsaw Man) | v2'), without its series or packaging."""
+    for part in _PARTS.split(_BRACKETS.sub(" | ", _unescape(title or ""))):
+        if any(c.isalpha() for c in part):
+            return part.strip()
+    return ""
 
 
 # ---- text helpers ------------------------------------------------------------------------------------------
@@ -104,11 +116,12 @@ def _generic(toks) -> bool:
     return all(t in _GENERIC or gender_of_word(t) or len(t) < 2 for t in toks)
 
 
-_GENERIC = (CATEGORY | COLOURS | BODY_ATTRIBUTES | PLACEHOLDERS | NOT_CHARACTER_KINDS | CLOTHING_KINDS | COSPLAY
-            | ETHNIC | REAL_PERSON)
+_THING_WORDS = CLOTHING_KINDS | NOT_CHARACTER_KINDS
+_GENERIC = (CATEGORY | COLOURS | BODY_ATTRIBUTES | PLACEHOLDERS | NOT_CHARACTER_KINDS | CLOTHING_KINDS
+            | COSPLAY | ETHNIC | REAL_PERSON)
 # A qualifier with one of these words is a kind of picture, a costume or a person, not a franchise.
-_NOT_FRANCHISE = (NOT_CHARACTER_KINDS | CLOTHING_KINDS | COSPLAY | REAL_PERSON | ETHNIC | PACKAGING | CATEGORY) \
-    - FEMALE - MALE
+_NOT_FRANCHISE = (NOT_CHARACTER_KINDS | CLOTHING_KINDS | COSPLAY | REAL_PERSON | ETHNIC | PACKAGING
+                  | CATEGORY) - FEMALE - MALE
 
 
 def _trim_category(toks: list) -> list:
@@ -141,15 +154,16 @@ class _Card:
     its qualifiers (bracketed or after a separator), tags and trigger words with their own '(qualifier)'."""
 
     def __init__(self, card):
+        self.card = card
         title = _unescape(card.title or "")
         self.brackets = [q for q in (_trim_category(_clean_tokens(q, keep_digits=True))
                                      for q in _BRACKETS.findall(title)) if q]
         self.parts = [q for q in (_trim_category(_clean_tokens(p, keep_digits=True))
                                   for p in _PARTS.split(_BRACKETS.sub(" | ", title))) if q]
         self.title_words = {t for q in self.brackets + self.parts for t in q}
-        self.stem = _trim_category(_clean_tokens(card.stem, camel=True))
-        self.tags = [_unescape(t) for t in card.tags if isinstance(t, str)]
-        self.triggers = [_unescape(t) for t in card.trigger_words if isinstance(t, str)]
+        self.stem = _trim_category(_clean_tokens(card.stem or "", camel=True))
+        self.tags = [_unescape(t) for t in card.tags or () if isinstance(t, str)]
+        self.triggers = [_unescape(t) for t in card.trigger_words or () if isinstance(t, str)]
         # tags and the main trigger word cut as names (digits kept: 'yorha no. 2 type b'); the other trigger
         # words only when asked (see texts): most cards never need them
         self.tag_texts = [_clean_cached(t, True, False) for t in self.tags]
@@ -162,7 +176,8 @@ class _Card:
             m = _NAME_FORM.match(text)
             if m:
                 name, qual = _clean_tokens(m.group(1), keep_digits=True), _clean_tokens(m.group(2))
-                if name and qual and len(name) <= MAX_NAME_WORDS and not _generic(name):
+                thing = all(t in THING_KINDS for t in qual)  # "pom pom (clothes)": a thing, not a name
+                if name and qual and not thing and len(name) <= MAX_NAME_WORDS and not _generic(name):
                     self.forms.append((name, qual))
         self.split_title({})
 
@@ -176,22 +191,48 @@ class _Card:
     def split_title(self, franchises: dict) -> None:
         """Head = the first title part (digits out) that is not a franchise, else the least known one
         ('Pokemon - Serena (Game)': franchises = {key: cards using it as a series}); qualifiers = the other
-        parts, the bracketed ones and those of "name (series)" forms. The head (or the stem) also says the kind
-        of LoRA: a costume, or a style / pose / effect."""
+        parts, the bracketed ones and those of "name (series)" forms. The head (or the stem) also says the
+        kind of LoRA: a costume, or a style / pose / effect."""
         parts = [p for p in self.parts if any(not t.isdigit() for t in p)]
-        # the part the trigger word or a tag also says ('Ghibli - Spirited Away - Chihiro Ogino'), else the
-        # one least used as a series by other cards ('Pokemon - Serena (Game)')
-        said = self.said
+        # the part least used as a series by other cards ('Pokemon - Serena (Game)', 'Goto Hitori - Bocchi
+        # the Rock'), then the one its main trigger word says ('Ghibli - Kiki's Delivery Service - Kiki and
+        # Jiji' with 'kiki', 'Breath of the Wild - Zelda' with 'BotwZelda'), then one a tag says
+        said, first = self.said, _compact(self.first)
 
         def rank(i):
-            return (not set(parts[i]) & said, franchises.get(_compact(parts[i]), 0), i)
+            key = _compact(parts[i])
+            return (franchises.get(key, 0), not (set(parts[i]) & set(self.first) or key in first),
+                    not set(parts[i]) & said, i)
         best = min(range(len(parts)), key=rank) if parts else -1
-        self.head = [t for t in parts[best] if not t.isdigit()] if parts else []
-        self.quals = list(self.brackets) + [p for i, p in enumerate(self.parts) if not parts or p is not parts[best]]
+        head = list(parts[best]) if parts else []
+        if len(head) > 2 and head[-1].isdigit():
+            head = head[:-1]  # 'Yor Forger 2' is a version; 'Android 18' and 'Ben 10' are names
+        self.head = head
+        self.quals = list(self.brackets) + [p for p in self.parts if not parts or p is not parts[best]]
         self.quals += [q for _, q in self.forms]
         kinds = set(self.head) or set(self.stem)
         self.costume = bool(kinds & CLOTHING_KINDS)
         self.not_character = bool(kinds & NOT_CHARACTER_KINDS)
+
+
+# The cut cards of the last index built: a refresh keeps the AdapterCard objects of unchanged files, so the
+# next build cuts only new or edited cards. Two generations at most are alive.
+_LAST_CARDS: dict = {}
+
+
+def _cards(cards: list) -> list:
+    global _LAST_CARDS
+    out, fresh = [], {}
+    for card in cards:
+        cut = _LAST_CARDS.get(id(card))
+        if cut is None or cut.card is not card:
+            cut = _Card(card)
+        else:
+            cut.split_title({})  # as first cut: the last build split it by its own franchises
+        fresh[id(card)] = cut
+        out.append(cut)
+    _LAST_CARDS = fresh
+    return out
 
 
 class _Segment:
@@ -200,17 +241,19 @@ class _Segment:
     SENTENCE = 4
 
     def __init__(self, plain: str):
-        self.words = [fold(t) for t in words(plain) if t not in FUNCTION and not is_cjk(t)]
+        raw = words(plain)
+        self.words = [fold(t) for t in raw if t not in FUNCTION and not is_cjk(t)]
         self.capitalized = {fold(t.lower()) for t in _CAPITALIZED.findall(plain)}
-        self.sentence = len(self.words) >= self.SENTENCE
-        self.described = {b for a, b in zip(self.words, self.words[1:]) if a in COLOURS or a in BODY_ATTRIBUTES}
+        self.sentence = len(raw) >= self.SENTENCE
+        pairs = zip(self.words, self.words[1:])
+        self.described = {b for a, b in pairs if a in COLOURS or a in BODY_ATTRIBUTES}
 
 
 class CharacterIndex:
     def __init__(self, entries, full_state: dict | None = None):
         self.entries = entries
         self.n = len(entries)
-        cards = [_Card(e.card) for e in entries]
+        cards = _cards([e.card for e in entries])
         self._df = self._doc_freq(full_state, cards)
         strong = [not c.not_character and self._strong(e, c) for e, c in zip(entries, cards)]
         self._franchise_vocab(cards, strong)
@@ -218,20 +261,22 @@ class CharacterIndex:
             c.split_title(self._support)
         self._franchise_vocab(cards, strong)
         self._card_franchises = [self._franchises_of(c) for c in cards]
-        for c in cards:  # a franchise written in the head is not part of the name: "raiden shogun genshin impact"
+        self._by_franchise = None  # franchise -> rows, made on first use
+        for c in cards:  # a franchise in the head is no part of the name: "raiden shogun genshin impact"
             c.head = self._strip_franchise(c.head)
         # Names of the sure characters first; a costume or an uncategorized card is a character's when it
         # carries one of those names or a "name (series)" form.
         self._head_df = Counter(t for c, s in zip(cards, strong) if s for t in set(c.head))
         first = {row: self._variants(c, set()) for row, (c, s) in enumerate(zip(cards, strong)) if s}
         known = {_compact(v) for vs in first.values() for v in vs}
-        self._character = [self._decide(row, c, s, known) for row, (c, s) in enumerate(zip(cards, strong))]
+        self._character = [self._decide(c, s, known) for c, s in zip(cards, strong)]
         self._cosplay = [ch and (c.costume or bool((c.title_words | set(c.stem) | c.tag_keys) & COSPLAY))
                          for c, ch in zip(cards, self._character)]
         # ``known`` changes the variants of a costume or of a card with no name of its own only
-        self._names = [first[row] if row in first and not c.costume and (c.forms or _compact(c.head) not in self.franchise_names)
-                       else self._variants(c, known) if ch else []
-                       for row, (c, ch) in enumerate(zip(cards, self._character))]
+        self._names = []
+        for row, (c, ch) in enumerate(zip(cards, self._character)):
+            own = not c.costume and (c.forms or _compact(c.head) not in self.franchise_names)
+            self._names.append(first[row] if row in first and own else self._variants(c, known) if ch else [])
         # names a card writes only as "name (series)": ambiguous without the series
         self._form_only = []
         for c, vs in zip(cards, self._names):
@@ -241,7 +286,7 @@ class CharacterIndex:
                          if not _NAME_FORM.match(t)} | {tuple(c.head)}
                 only = {tuple(name) for name, _ in c.forms} - plain
             self._form_only.append(only)
-        self._qualifiers = [{_compact(q) for q in c.quals} for c in cards]
+        self._qualifiers = [{_compact(q) for q in c.quals if not _generic(q)} for c in cards]
         self._cards = cards
         self._index_names()
         del self._cards
@@ -260,19 +305,24 @@ class CharacterIndex:
     @staticmethod
     def _strong(entry, c: _Card) -> bool:
         tags = {t.casefold() for t in c.tags}
-        return not c.costume and (bool(tags & _CHARACTER_TAGS) or getattr(entry.refined, "topic", "") == "character")
+        topic = getattr(entry.refined, "topic", "")
+        return not c.costume and (bool(tags & _CHARACTER_TAGS) or topic == "character")
 
-    def _decide(self, row: int, c: _Card, strong: bool, known: set) -> bool:
+    def _decide(self, c: _Card, strong: bool, known: set) -> bool:
         if c.not_character:
             return False  # a style / pose / effect LoRA tagged with a character or a franchise
         if strong:
             return True
-        # The name of some character on the card: its "name (series)" form, or a tag, trigger or title that
-        # is a known character's name ("yor briar" on a sweater-dress LoRA).
-        texts = c.tag_texts + [c.first]
-        named = bool(c.forms) or _compact(c.head) in known or any(
-            _compact(self._strip_franchise(t)) in known for t in texts)
-        return named and (c.costume or bool(self._card_franchises[row]))
+        # Uncategorized on Civitai ("concept"): still a character's LoRA when it carries a "name (series)"
+        # form, or its title, a tag or its main trigger is a known character's telling name ("tifa lockhart"
+        # on 'Tifa_meenow', "yor briar" on a sweater-dress LoRA) - not an everyday one ("dawn", "power").
+        if any(set(t) & NOT_CHARACTER_KINDS for t in c.tag_texts):
+            return False  # filed as a style or concept by its tags ('retro artstyle', 'concept')
+        texts = [c.head] + c.tag_texts + [c.first]
+        return bool(c.forms) or any(self._telling_name(self._strip_franchise(t), known) for t in texts)
+
+    def _telling_name(self, toks: list, known: set) -> bool:
+        return bool(toks) and _compact(toks) in known and not all(self._everyday(t) for t in toks)
 
     def is_character(self, row: int) -> bool:
         return self._character[row]
@@ -283,16 +333,22 @@ class CharacterIndex:
     # ---- franchises --------------------------------------------------------------------------------------
     def _franchise_vocab(self, cards: list, strong: list) -> None:
         """Franchises are what character cards write as a qualifier - 'Makima (Chainsaw Man)', 'Yor Forger -
-        Spy x Family' - and also carry as a tag. Not one: a qualifier more often some character's own title
-        ('Yor Briar (Yor Forger)'), one with a word of a kind of picture, costume or person, a bare number, or
-        an everyday word that only one character's cards use as a qualifier."""
+        Spy x Family' - and also carry as a tag, or a tag that titles of several characters start or end with
+        ('Girls und Panzer Anchovy', 'Girls und Panzer Kay'). Not one: a qualifier more often some
+        character's own title ('Yor Briar (Yor Forger)'), one with a word of a kind of picture, costume or
+        person, a bare number, or an everyday word that only one character's cards use as a qualifier."""
         seen, confirmed, spelled, heads = Counter(), Counter(), defaultdict(Counter), Counter()
-        owners = defaultdict(set)
+        owners, beside = defaultdict(set), defaultdict(set)
         for c, s in zip(cards, strong):
             if not s:
                 continue
-            heads[_compact(c.head)] += 1  # a name: the title head, a first trigger, a "name (series)"
-            heads.update({_compact(c.first)} | {_compact(name) for name, _ in c.forms})
+            heads[_compact(c.head)] += 1  # a name: the title head, a first trigger, a "name (series)" -
+            # not a first trigger that the title starts or ends with ('Girls und Panzer Kay': the series)
+            first = list(c.first)
+            edge = 0 < len(first) < len(c.head) and first in (c.head[:len(first)], c.head[-len(first):])
+            heads.update({_compact(name) for name, _ in c.forms})
+            if first and not edge:
+                heads[_compact(first)] += 1
             for q in {tuple(q) for q in c.quals}:
                 key = _compact(q)
                 if len(q) > MAX_FRANCHISE_WORDS or len(key) < 3 or set(q) & _NOT_FRANCHISE \
@@ -302,20 +358,29 @@ class CharacterIndex:
                 confirmed[key] += key in c.tag_keys
                 spelled[key][" ".join(q)] += 1
                 owners[key].add(_compact(c.head))
+            for toks in c.tag_texts:  # a tag written at an edge of the title, beside a name
+                n = len(toks)
+                if 1 < n < len(c.head) and (c.head[:n] == list(toks) or c.head[-n:] == list(toks)):
+                    key = _compact(toks)
+                    seen[key] += 1
+                    spelled[key][" ".join(toks)] += 1
+                    beside[key].add(_compact(c.head[n:] if c.head[:n] == list(toks) else c.head[:-n]))
         # folded spellings (for matching) and the spelling the cards' tags use most (for people)
         self._folded, self._support = {}, seen
-        self._franchise_words = {t for key in seen for t in spelled[key].most_common(1)[0][0].split()} | set(seen)
+        spelling = {key: spelled[key].most_common(1)[0][0] for key in seen}
+        self._franchise_words = {t for key in seen for t in spelling[key].split()} | set(seen)
         for key, n in seen.items():
-            spelling = spelled[key].most_common(1)[0][0]
-            everyday = all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in spelling.split())
-            if confirmed[key] and n > NAME_USES * heads[key] and (len(owners[key]) > 1 or not everyday):
-                self._folded[key] = spelling
+            everyday = all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in spelling[key].split())
+            qualifier = confirmed[key] and (len(owners[key]) > 1 or not everyday)
+            if (qualifier or len(beside[key]) > 1) and n > NAME_USES * heads[key]:
+                self._folded[key] = spelling[key]
         tags = defaultdict(Counter)
         for c in cards:
             for tag, toks in zip(c.tags, c.tag_texts):
                 if _compact(toks) in self._folded:
                     tags[_compact(toks)][" ".join(tag.casefold().split())] += 1
-        self.franchise_names = {k: tags[k].most_common(1)[0][0] if tags[k] else v for k, v in self._folded.items()}
+        self.franchise_names = {k: tags[k].most_common(1)[0][0] if tags[k] else v
+                                for k, v in self._folded.items()}
         self._franchise_len = max((len(v.split()) for v in self._folded.values()), default=0)
         self._franchise_words = {t for v in self._folded.values() for t in v.split()} | set(self._folded)
 
@@ -348,8 +413,24 @@ class CharacterIndex:
                 return self._strip_franchise(rest)
         return toks
 
+    def without_franchises(self, toks) -> list:
+        """Folded words with every franchise written in them removed: 'chainsaw man anime style' -> 'anime
+        style' (so the 'man' of a series' name says nothing about who a LoRA shows)."""
+        toks = list(toks)
+        for _, a, b in self._franchise_runs(toks):
+            return self.without_franchises(toks[:a] + toks[b:])
+        return toks
+
     def franchises(self, row: int) -> set:
         return set(self._card_franchises[row])
+
+    def franchise_rows(self, name: str) -> list:
+        if self._by_franchise is None:
+            self._by_franchise = defaultdict(list)
+            for row, names in enumerate(self._card_franchises):
+                for franchise in names:
+                    self._by_franchise[franchise].append(row)
+        return list(self._by_franchise.get(name, ()))
 
     # ---- names -------------------------------------------------------------------------------------------
     def _everyday(self, tok: str) -> bool:
@@ -369,12 +450,16 @@ class CharacterIndex:
         if not base:
             base = [toks for toks in texts if toks and _compact(strip(toks)) in known]
         base = [strip(v) for v in base]
+        # a one-word variant only from a name of at most two words ('yor' of 'yor forger'), never from a
+        # long title ('slime' of 'Tensei Shitara Slime Datta Ken') or beside a number ('android 18')
         anchor_words = {t for v in base for t in v if not is_numeral(t) and not self._everyday(t)}
+        short_words = {t for v in base if len(v) <= 2 and not any(is_numeral(w) for w in v) for t in v}
         anchor_keys = {_compact(v) for v in base}
         out = list(base)
         for toks in texts:
             toks = strip(toks)
-            if toks and len(toks) <= MAX_NAME_WORDS and (set(toks) & anchor_words or _compact(toks) in anchor_keys):
+            shares = set(toks) & anchor_words and (len(toks) > 1 or toks[0] in short_words)
+            if toks and len(toks) <= MAX_NAME_WORDS and (shares or _compact(toks) in anchor_keys):
                 out.append(toks)
         first = strip(c.first)
         if first and _compact(first) in c.tag_keys and len(first) <= MAX_NAME_WORDS:
@@ -384,8 +469,11 @@ class CharacterIndex:
         uniq = []
         for v in out:
             v = tuple(t for t in v if t not in COSPLAY)
-            if v and v not in uniq and not _generic(v) and _compact(v) not in self.franchise_names \
-                    and not all(is_numeral(t) or t in self._franchise_words for t in v):
+            # no name has a garment, a kind of picture or a sexual word: 'school uniform', 'see-through'
+            thing = set(v) & _THING_WORDS or found(SEXUAL, list(v))
+            series = _compact(v) in self.franchise_names or all(
+                is_numeral(t) or t in self._franchise_words for t in v)
+            if v and v not in uniq and not _generic(v) and not thing and not series:
                 uniq.append(v)
         return uniq
 
@@ -425,7 +513,8 @@ class CharacterIndex:
         for row, vs in enumerate(self._names):
             if self._card_franchises[row]:
                 for t in {t for v in vs for t in v}:
-                    if len(t) >= 3 and not self._common[t] and t not in self._franchise_words and not t.isdigit():
+                    telling = not self._common[t] and t not in self._franchise_words
+                    if len(t) >= 3 and telling and not t.isdigit():
                         self._partial[t].add(row)
 
     # ---- prompts -----------------------------------------------------------------------------------------
@@ -440,7 +529,8 @@ class CharacterIndex:
         return keys
 
     def franchises_in(self, prompt: str) -> set:
-        return {self.franchise_names[k] for k in self._prompt_franchises([s.words for s in self._segments(prompt)])}
+        segs = self._segments(prompt)
+        return {self.franchise_names[k] for k in self._prompt_franchises([s.words for s in segs])}
 
     def _fuzzy(self, toks: list) -> dict:
         """Name words within one edit of a long prompt word: {name word: prompt word}."""
@@ -471,7 +561,8 @@ class CharacterIndex:
     def named_in(self, prompt: str) -> dict:
         segs = self._segments(prompt)
         asked = {self.franchise_names[k] for k in self._prompt_franchises([s.words for s in segs])}
-        quals = {_compact(s.words[i:i + n]) for s in segs for n in range(1, 4) for i in range(len(s.words) - n + 1)}
+        quals = {_compact(s.words[i:i + n]) for s in segs for n in range(1, 4)
+                 for i in range(len(s.words) - n + 1)}
         found: dict = {}
         for seg in segs:
             toks = seg.words
@@ -510,8 +601,11 @@ class CharacterIndex:
         """A name made only of everyday words ('black cat', 'jade') names this row's character only with one
         of its franchises or its own qualifier ('jade (dq11)') in the prompt; so does a one-word name inside a
         sentence ('a misty lake') unless it is written with a capital ('Misty by the lake')."""
-        with_series = bool(self._card_franchises[row] & asked or (self._qualifiers[row] - {_compact(v)}) & quals)
-        if all(self._common.get(t, False) for t in v) or v in self._form_only[row]:
+        own_qualifier = (self._qualifiers[row] - {_compact(v)}) & quals
+        with_series = bool(self._card_franchises[row] & asked or own_qualifier)
+        # 'au ra' is written 'aura': everyday as one word
+        everyday = all(self._common.get(t, False) for t in v) or len(v) > 1 and self._everyday(_compact(v))
+        if everyday or v in self._form_only[row]:
             return with_series
         if len(v) == 1 and (seg.sentence and v[0] not in seg.capitalized or v[0] in seg.described):
             return with_series

@@ -3,9 +3,9 @@ once here. They are general English / Danbooru / Civitai vocabulary - the classe
 prompt uses for people, sexual content, origin, colours and LoRA packaging - never words picked from the
 prompts of a benchmark. Every word is lower case and already folded the way ``fold`` folds prompt words.
 
-Also the tokenizer these rules share: ``words(text)`` (accents off, lower case, split on anything that is not a
-letter or digit, CJK runs kept as one token) and ``fold`` (the romanization folds a user may or may not type:
-long vowels ou/oh/uu/oo, and a trailing plural 's' as the rest of Stylus folds it)."""
+Also the tokenizer these rules share: ``words(text)`` (accents off, lower case, split on anything that is not
+a letter or digit, CJK runs kept as one token) and ``fold`` (the romanization folds a user may or may not
+type: long vowels ou/oh/uu/oo, and a trailing plural 's' as the rest of Stylus folds it)."""
 from __future__ import annotations
 
 import re
@@ -96,90 +96,103 @@ def folded(text: str) -> list:
     return [fold(t) for t in words(text)]
 
 
-# ---- people -------------------------------------------------------------------------------------------------
-FEMALE = _cls("""1girl 2girl 3girl 4girl 5girl 6girl multiple_girl girl woman women female lady ladie
-    she her heroine queen princess goddess witch maid nun actress mother mom sister daughter wife bride girlfriend
-    waitress schoolgirl housewife lass gal milf mature_female oneesan onee gyaru""")
-MALE = _cls("""1boy 2boy 3boy 4boy 5boy multiple_boy boy man men male gentleman guy he him king prince
-    god wizard butler monk actor father dad brother son husband groom boyfriend waiter schoolboy bishounen
-    shota oji dude""")
+# ---- people ------------------------------------------------------------------------------------------------
+FEMALE = _cls("""1girl 2girl 3girl 4girl 5girl 6girl multiple_girl girl woman women female lady ladie she her
+    heroine queen princess goddess witch maid nun actress mother mom sister daughter wife bride girlfriend
+    waitress schoolgirl housewife lass gal milf oneesan onee gyaru priestess sorceress empress duchess
+    countess huntress enchantress mistress stewardess hostess""")
+MALE = _cls("""1boy 2boy 3boy 4boy 5boy multiple_boy boy man men male gentleman guy he him king prince god
+    wizard butler monk actor father dad brother son husband groom boyfriend waiter schoolboy bishounen shota
+    oji dude priest sorcerer emperor duke""")
 # Kinds of person that are not a gender: with a gender word they say nothing more about who is pictured.
-PERSON = _cls("""person people human character solo portrait face someone figure individual adult teen
-    child kid""")
+PERSON = _cls("""person people human character solo portrait face someone figure individual adult teen child
+    kid""")
 
 # Danbooru count tags: "1girl", "2boys", "6+girls", "multiple girls".
 _COUNT = re.compile(r"^(?:\d\+?|multiple)?(girl|boy)s?$")
 
-# ---- sexual / revealing content -----------------------------------------------------------------------------
-# Words that put sex or nudity in a picture. "sexy" and "revealing" are on the line: a card that is *for* them
-# changes a SFW picture, so they count for cards; in a prompt they show the user asks for it.
-SEXUAL = _cls("""nsfw nude nudity naked topless bottomless sex sexual sexy hentai porn porno pornographic
-    erotic erotica lewd ecchi r18 r-18 xxx adult_film explicit uncensored nipple nipples areola areolae pussy
-    vagina vulva penis cock dick testicle clitoris anus anal asshole cum semen ejaculation orgasm masturbation
-    fellatio blowjob paizuri handjob footjob cunnilingus missionary cowgirl doggystyle doggy_style
-    deepthroat gangbang bukkake creampie futanari futa bdsm bondage shibari lingerie underwear panties panty
-    thong g-string bra bikini micro_bikini underboob sideboob cleavage breast breasts boob boobs huge_breasts
-    large_breasts big_breasts ass butt buttock buttocks spread_legs spread_pussy camel_toe cameltoe upskirt
-    pantyshot see-through transparent_clothes wet_clothes strip stripping striptease seductive seduction
-    provocative fetish latex_fetish bare_breasts no_bra no_panties pubic_hair groin crotch lactation
-    pregnant succubus playboy onlyfans gravure pinup pin-up boudoir lewdness adult_film_star mature_content""")
+# ---- sexual / revealing content ----------------------------------------------------------------------------
+# EXPLICIT: sex, nudity, genitals - never added to a prompt that does not ask for them.
+EXPLICIT = _cls("""nsfw nude nudity naked topless bottomless sex sexual hentai porn porno pornographic erotic
+    erotica lewd ecchi r18 r-18 xxx adult_film adult_film_star explicit uncensored nipple nipples areola
+    areolae pussy vagina vulva penis cock dick testicle clitoris anus anal asshole cum semen ejaculation
+    orgasm masturbation fellatio blowjob paizuri handjob footjob cunnilingus missionary cowgirl_position
+    doggystyle doggy_style deepthroat gangbang bukkake creampie futanari futa bdsm bondage shibari spread_legs
+    spread_pussy camel_toe cameltoe upskirt pantyshot bare_breasts no_bra no_panties pubic_hair lactation
+    onlyfans playboy striptease stripping mature_content""")
+# REVEALING: underwear, swimwear, cleavage, "sexy" - on the line; a LoRA *for* them changes a SFW picture.
+REVEALING = _cls("""sexy lingerie underwear panties panty thong g-string bra bikini micro_bikini swimsuit
+    underboob sideboob cleavage breast breasts boob boobs huge_breasts large_breasts big_breasts ass butt
+    buttock buttocks see-through transparent_clothes wet_clothes seductive seduction provocative fetish
+    latex_fetish groin crotch succubus gravure pinup pin-up boudoir""")
+SEXUAL = EXPLICIT | REVEALING
 
-# ---- origin -------------------------------------------------------------------------------------------------
+# ---- origin ------------------------------------------------------------------------------------------------
 # Ethnicity / nationality words a LoRA of a "type of person" is named or tagged with.
 ETHNIC = _cls("""asian east_asian southeast_asian south_asian japanese korean chinese taiwanese thai
     vietnamese filipino filipina indonesian malaysian indian pakistani bangladeshi nepali mongolian tibetan
     african black_woman black_man afro african-american afroamerican nigerian ethiopian kenyan latina latino
     hispanic mexican brazilian colombian argentinian caucasian white_woman white_man european nordic
     scandinavian swedish norwegian danish finnish russian ukrainian polish czech german french italian spanish
-    portuguese greek irish scottish british english dutch arab arabic arabian persian iranian turkish
-    egyptian middle_eastern jewish native_american indigenous polynesian hawaiian samoan maori aboriginal
-    inuit ulzzang kpop jpop""")
+    portuguese greek irish scottish british english dutch arab arabic arabian persian iranian turkish egyptian
+    middle_eastern jewish native_american indigenous polynesian hawaiian samoan maori aboriginal inuit ulzzang
+    kpop jpop""")
 
-# ---- real people ----------------------------------------------------------------------------------------------
-REAL_PERSON = _cls("""celebrity celebrities celeb real_person actress actor singer idol kpop_idol
-    k-pop_idol influencer instagram_model instagram model tiktok youtuber streamer politician athlete
-    sportsman football_player adult_film_star pornstar porn_star gravure_idol famous hollywood
-    supermodel""")
+# Ethnicity words that are themselves a person ("a latina"), not an adjective ("chinese ink").
+ETHNIC_PERSON = _cls("""latina latino caucasian ulzzang asian_girl asian_woman asian_man""")
 
-# ---- colours and attributes (Danbooru) ------------------------------------------------------------------------
-COLOURS = _cls("""white black red blue green yellow orange purple pink brown grey gray silver gold golden
-    aqua cyan teal navy beige cream maroon magenta violet lavender turquoise blonde blond crimson scarlet
-    emerald ivory khaki olive tan burgundy indigo rainbow multicolored monochrome dark light pale""")
+# ---- real people -------------------------------------------------------------------------------------------
+REAL_PERSON = _cls("""celebrity celebrities celeb real_person actress actor singer idol kpop_idol k-pop_idol
+    influencer instagram_model instagram model tiktok youtuber streamer politician athlete sportsman
+    football_player adult_film_star pornstar porn_star gravure_idol famous hollywood supermodel""")
+
+# ---- colours and attributes (Danbooru) ---------------------------------------------------------------------
+COLOURS = _cls("""white black red blue green yellow orange purple pink brown grey gray silver gold golden aqua
+    cyan teal navy beige cream maroon magenta violet lavender turquoise blonde blond crimson scarlet emerald
+    ivory khaki olive tan burgundy indigo rainbow multicolored monochrome dark pale""")
 # Hair/eye/body attribute heads: a trigger made of these describes a character, it names nothing.
-BODY_ATTRIBUTES = _cls("""hair eye eyes pupil pupils skin bangs ponytail twintail twintails braid braids
-    bun buns sidelock sidelocks ahoge ear ears tail tails horn horns wing wings mole freckle freckles lip lips
+BODY_ATTRIBUTES = _cls("""hair eye eyes pupil pupils skin bangs ponytail twintail twintails braid braids bun
+    buns sidelock sidelocks ahoge ear ears tail tails horn horns wing wings mole freckle freckles lip lips
     breast breasts chest body height""")
 
-# ---- LoRA packaging -----------------------------------------------------------------------------------------
+# ---- LoRA packaging ----------------------------------------------------------------------------------------
 # Words a LoRA's file name or title carries about itself, not about its subject.
-PACKAGING = _cls("""lora loras locon loha lycoris lyco dora lokr textual inversion embedding ti model
-    models ckpt safetensors checkpoint version ver edition release update updated test testing beta alpha
-    final fixed fix offset block dim epoch ep step steps trained training train pack collection set mix mixed
-    merge merged lite full extracted trigger triggerword trigger_word
-    sd sd1 sd15 sd1.5 sd2 sd21 sdxl xl pony ponyxl illustrious nai nai1 anylora anything animefull
-    realistic realism photorealistic semi semirealistic anime 2d 3d fanart fan_art hd hq high quality
-    new old original best""")
+PACKAGING = _cls("""lora loras locon loha lycoris lyco dora lokr textual inversion embedding ti model models
+    ckpt safetensors checkpoint version ver edition release update updated test testing beta alpha final fixed
+    fix offset block dim epoch ep step steps trained training train pack collection set mix mixed merge merged
+    lite full extracted trigger triggerword trigger_word sd sd1 sd15 sd1.5 sd2 sd21 sdxl xl pony ponyxl
+    illustrious nai nai1 anylora anything animefull realistic realism photorealistic semi semirealistic anime
+    2d 3d fanart fan_art hd hq high quality new old original best""")
 _VERSION = re.compile(r"^(?:v\d+\w*|\d+(?:dim|ep|e|k|s|it|steps?|mb|gb|kb)|\d{3,})$")
 # Words that join the words of a name or a title ("bocchi the rock", "trauter's"): no part of what it names.
 FUNCTION = frozenset("an the of and with for by from in on at to s x".split())  # not "a": "yorha type a"
 _ROMAN = re.compile(r"^(?=[ivx]+$)x{0,3}(?:ix|iv|v?i{0,3})$")
 
 # Kinds of LoRA that are not a character even when they are tagged with one or with a franchise.
-NOT_CHARACTER_KINDS = _cls("""style styles artstyle artist painting aesthetic pose poses posing
-    background backgrounds scenery landscape environment architecture slider sliders effect effects vfx concept
-    helper tweaker detail detailer enhancer lighting filter texture pattern palette""")
+NOT_CHARACTER_KINDS = _cls("""style styles artstyle artist painting aesthetic pose poses posing background
+    backgrounds scenery landscape environment architecture slider sliders effect effects vfx concept helper
+    tweaker detail detailer enhancer lighting filter texture pattern palette""")
 # Kinds of LoRA that carry a character's look when they carry a character's name (a costume of her).
 CLOTHING_KINDS = _cls("""outfit outfits costume costumes clothes clothing cloth uniform dress armor armour
-    suit skin skins attire wear""")
+    suit skin skins attire wear swimsuit swimwear bikini kimono hanfu qipao cheongsam lingerie bodysuit
+    leotard sweater raincoat mask""")
+# Danbooru's disambiguation kinds: "pom pom (clothes)", "bow (weapon)", "watercolor (medium)" name a thing.
+THING_KINDS = _cls("""clothes clothing medium object weapon animal creature food plant flower pattern meme
+    artist style company organization place location vehicle instrument""")
 COSPLAY = _cls("""cosplay cosplayer cosplaying""")
 # Civitai / Danbooru category words: on a card they say what kind of LoRA it is, never who it is.
-CATEGORY = _cls("""character characters char chara oc waifu husbando vtuber virtual youtuber idol kpop
-    jpop celebrity celeb person people girl girls boy boys woman women man men female male lady 1girl 1boy
-    solo anime game games video videogame cartoon manga comic comics illustration photo photography portrait
+CATEGORY = _cls("""character characters char chara oc waifu husbando vtuber virtual youtuber idol kpop jpop
+    celebrity celeb person people girl girls boy boys woman women man men female male lady 1girl 1boy solo
+    anime game games video videogame cartoon manga comic comics illustration photo photography portrait
     portraits face faces cute sexy beautiful pretty hot realistic photorealistic photorealism fantasy series
     franchise official various multiple all other""")
 
 # Trigger-word placeholders authors leave: "*see description*", "trigger word", "none", "n/a".
 PLACEHOLDERS = _cls("""none n/a na nan null nil tbd todo trigger triggers trigger_word trigger_words
-    triggerword keyword keywords activation token placeholder description example examples
-    see_description see_examples no_trigger no_trigger_word not_needed not_required unknown""")
+    triggerword keyword keywords activation token placeholder description descriptions example examples sample
+    samples image images preview see check read use refer look please below above info information no not
+    needed required optional any recommended unknown word words prompt prompts here more details""")
+# Modifier classes of Danbooru attribute tags: two words of one class on the same noun contradict each
+# other ("white dress" / "black dress", "long hair" / "short hair").
+LENGTHS = _cls("""long short medium very_long very_short""")
+ATTRIBUTE_CLASSES = (COLOURS, LENGTHS)

@@ -18,7 +18,8 @@ CARDS = [
          triggers=["hu tao \\(genshin impact\\)", "twintails", "porkpie hat"]),
     dict(stem="shogun-10", title="[Genshin Impact] Raiden Shogun LORA", tags=CHARACTER + ["genshinimpact"],
          triggers=["raiden shogun", "purple kimono"]),
-    dict(stem="tifa_v2", title="Tifa Lockhart - Final Fantasy VII LoRA", tags=CHARACTER + ["final fantasy vii"],
+    dict(stem="tifa_v2", title="Tifa Lockhart - Final Fantasy VII LoRA",
+         tags=CHARACTER + ["final fantasy vii"],
          triggers=["tifa lockhart", "white tank top"]),
     dict(stem="megumin", title="Megumin (Konosuba)", tags=CHARACTER + ["konosuba"], triggers=["megumin"]),
     dict(stem="gotoh", title="Gotoh Hitori (Bocchi the Rock!)", tags=CHARACTER + ["bocchi the rock!"],
@@ -37,17 +38,35 @@ CARDS = [
     dict(stem="black_cat", title="Black Cat (Marvel)", tags=CHARACTER + ["marvel"], triggers=["black cat"]),
     dict(stem="misty_pkmn", title="Misty (Pokemon)", tags=CHARACTER + ["pokemon"], triggers=["misty"]),
     dict(stem="illya", title="Ilya (Fate)", tags=CHARACTER + ["fate"], triggers=["ilya"]),
-    dict(stem="chunli_cos", title="Chun-Li Cosplay (Street Fighter)", tags=["cosplay", "character", "street fighter"],
+    dict(stem="chunli_cos", title="Chun-Li Cosplay (Street Fighter)",
+         tags=["cosplay", "character", "street fighter"],
          triggers=["chun-li cosplay"]),
     dict(stem="jane_doe", title="Jane Doe", tags=["celebrity", "actress", "woman"], triggers=["jane doe"]),
+    # filed under no Civitai category
+    dict(stem="tifa_meenow", title="Tifa_meenow", tags=["final fantasy", "tifa lockhart"],
+         triggers=["tifa lockhart", "red_eyes"]),
+    dict(stem="pkmn_dawn", title="Pokemon - Dawn (Anime) [SD 1.5 Character LoRA]",
+         tags=CHARACTER + ["pokemon"]),
+    dict(stem="makima_style", title="Ke-Ta Anime Style Makima", tags=["anime", "style", "makima"]),
+    dict(stem="takada", title="Akemi Takada (1980s)", tags=["retro artstyle", "takada akemi"],
+         triggers=["takada akemi"]),
+    dict(stem="takada_char", title="Takada Akemi (Artist)", tags=CHARACTER),
+    dict(stem="gup_darjeeling", title="Girls und Panzer Darjeeling", tags=CHARACTER + ["girls und panzer"],
+         triggers=["girls und panzer", "darjeeling"]),
+    dict(stem="gup_kay", title="Girls und Panzer Kay", tags=CHARACTER + ["girls und panzer"],
+         triggers=["girls und panzer", "kay"]),
+    dict(stem="android18", title="Android 18 (Dragon Ball) LoRA", tags=CHARACTER + ["dragon ball"],
+         triggers=["android 18", "android"]),
+    dict(stem="shigure_ui", title="Shigure Ui / Vtuber", tags=CHARACTER + ["vtuber"],
+         triggers=["shigure ui", "pom pom \\(clothes\\)", "school uniform"]),
     dict(stem="genshin_style", title="Genshin Impact Style", tags=["style", "genshin impact", "anime"]),
     dict(stem="arknights_style", title="Arknights Art Style", tags=["style", "arknights"]),
     dict(stem="kuvshinov", title="Ilya Kuvshinov Style", tags=["style", "artist"], triggers=["kuvshinov"]),
     dict(stem="knight_armor", title="Knight Armor", tags=["armor", "clothing"], triggers=["knight armor"]),
     dict(stem="witch_hat", title="Witch Hat", tags=["concept", "hat"], triggers=["witch hat"]),
 ]
-# Everyday scenes in the filler cards' text, so the library's word statistics know 'black', 'misty', 'twilight'
-# and 'lightning' as ordinary words.
+# Everyday scenes in the filler cards' text, so the library's word statistics know 'black', 'misty',
+# 'twilight' and 'lightning' as ordinary words.
 SCENES = ["a black cat on a misty lake at twilight", "purple lightning over a black sea, misty hills",
           "a cat in a garden at twilight, black and white", "a misty forest, lightning, a black dog"]
 
@@ -76,8 +95,11 @@ def test_character_loras_are_told_from_styles_costumes_and_concepts(lib):
     snap, ci, rows = lib
     for stem in ("naruto_v2", "hutao1-000009", "labiata", "chunli_cos", "jane_doe", "loid"):
         assert ci.is_character(rows[stem]), stem
-    for stem in ("genshin_style", "arknights_style", "kuvshinov", "knight_armor", "witch_hat", "filler_0"):
+    for stem in ("genshin_style", "arknights_style", "kuvshinov", "knight_armor", "witch_hat", "filler_0",
+                 "makima_style", "takada"):  # a style named after a character or tagged with a known name
         assert not ci.is_character(rows[stem]), stem
+    # Civitai filed it under no category: a known character's name among its tags makes it hers
+    assert ci.is_character(rows["tifa_meenow"]) and ("tifa", "lockhart") in ci.names(rows["tifa_meenow"])
     assert ci.is_cosplay(rows["chunli_cos"]) and not ci.is_cosplay(rows["megumin"])
 
 
@@ -98,6 +120,8 @@ def test_franchises_come_from_qualifiers_and_tags(lib):
     assert ci.franchises(rows["shogun-10"]) == {"genshin impact"}  # tag written "genshinimpact"
     assert "genshin impact" in ci.franchises(rows["genshin_style"])
     assert ci.franchises(rows["amiya"]) == ci.franchises(rows["texas"]) == {"arknights"}
+    # a title that starts with its series: the name is the next part
+    assert ci.franchises(rows["pkmn_dawn"]) == {"pokemon"} and ci.names(rows["pkmn_dawn"]) == [("dawn",)]
     assert "witch" not in ci.franchise_names.values() and "hat" not in ci.franchise_names.values()
 
 
@@ -117,7 +141,7 @@ def test_escaped_series_romanization_and_one_edit(lib):
     assert named(lib, "raiden shogun \\(genshin impact\\), purple kimono") == {"shogun-10"}
     assert named(lib, "1girl, gotou hitori, guitar") == {"gotoh"}     # ou / oh long vowels
     assert named(lib, "1girl, goto hitori, guitar") == {"gotoh"}
-    assert named(lib, "tifa lockheart, bar interior") == {"tifa_v2"}   # one edit on a long word
+    assert named(lib, "tifa lockheart, bar interior") == {"tifa_v2", "tifa_meenow"}  # one edit, long word
     assert named(lib, "tifa, bar interior") == set()  # one word of a two-word name, without its series
     assert named(lib, "1girl, (megumin:1.3), explosion") == {"megumin"}
 
@@ -138,6 +162,21 @@ def test_never_named_by_attributes_generic_subjects_or_everyday_words(lib, promp
         assert named(lib, prompt) == set()
 
 
+def test_a_series_written_before_several_names_is_a_series(lib):
+    snap, ci, rows = lib
+    assert ci.franchises(rows["gup_kay"]) == {"girls und panzer"}
+    assert named(lib, "girls und panzer, tank, field") == set()
+    assert ci.franchise_asked("girls und panzer, tank, field") == {"girls und panzer"}
+    assert named(lib, "darjeeling, girls und panzer, tea") == {"gup_darjeeling"}
+
+
+def test_things_and_numbers_in_names(lib):
+    assert named(lib, "android 18, dragon ball, city") == {"android18"}
+    assert named(lib, "1girl, android, cyborg, city") == set()  # 'android' beside '18' is no name alone
+    assert named(lib, "cheerleader, pom pom, school uniform") == set()  # "pom pom (clothes)" is a thing
+    assert named(lib, "shigure ui, beret") == {"shigure_ui"}
+
+
 def test_everyday_names_count_with_their_series(lib):
     assert named(lib, "black cat, marvel, rooftop") == {"black_cat"}
     assert named(lib, "twilight \\(spy x family\\), suit") == {"loid"}
@@ -156,6 +195,10 @@ def test_franchises_asked_generically(lib):
     assert ci.franchise_asked("amiya, arknights, city") == set()  # its character is named
     assert ci.franchises_in("amiya, arknights, city") == {"arknights"}
     assert ci.franchise_asked("a cat on a sofa") == set()
+    styles = [snap.entries[r].card.stem for r in ci.franchise_rows("arknights") if not ci.is_character(r)]
+    assert styles == ["arknights_style"]
+    assert {snap.entries[r].card.stem for r in ci.franchise_rows("arknights")} == {"amiya", "texas",
+                                                                                    "arknights_style"}
 
 
 def test_refusal_reasons(lib):
@@ -163,12 +206,45 @@ def test_refusal_reasons(lib):
     names = ci.named_in("1girl, megumin, explosion")
     assert ci.refusal(rows["megumin"], names) == ""
     assert ci.refusal(rows["marisa"], names).startswith(ANOTHER_CHARACTER)
-    assert ci.refusal(rows["chunli_cos"], ci.named_in("megumin cosplay, convention")).startswith(OTHER_COSPLAY)
+    cosplay = ci.named_in("megumin cosplay, convention")
+    assert ci.refusal(rows["chunli_cos"], cosplay).startswith(OTHER_COSPLAY)
     generic = ci.named_in("a witch flying over a village")
     assert ci.refusal(rows["marisa"], generic).startswith(GENERIC_SUBJECT)
     assert ci.refusal(rows["jane_doe"], ci.named_in("portrait of a woman")).startswith(GENERIC_SUBJECT)
     assert ci.refusal(rows["witch_hat"], generic) == ""
     assert ci.refusal(rows["genshin_style"], ci.named_in("arknights operator")) == ""
+
+
+def test_odd_cards_and_prompts_never_break_it():
+    from lib_stylus.catalog.card import AdapterCard
+    from types import SimpleNamespace
+    odd = [AdapterCard(path="a", rel="a", stem="", alias=""),
+           AdapterCard(path="b", rel="b", stem="x", alias="x", title="(((", tags=["", "()", "character"],
+                       trigger_words=["", "\\(", "<lora:x:1>"]),
+           AdapterCard(path="c", rel="c", stem="c", alias="c", title="初音ミク | 【】",
+                       tags=["character", "初音ミク"])]
+    ci = CharacterIndex([SimpleNamespace(card=c, refined=SimpleNamespace(topic="character")) for c in odd])
+    for prompt in ("", "((((", "<lora:x:1>", "BREAK AND", "初音ミク", "a, " * 500, "\\(\\)"):
+        assert ci.named_in(prompt) == {} or prompt == "初音ミク"
+        assert isinstance(ci.franchise_asked(prompt), set)
+    assert [ci.refusal(r, {}) for r in range(3)]
+
+
+def test_a_rebuild_reuses_unchanged_cards_and_sees_edited_ones(lib):
+    import dataclasses
+    from types import SimpleNamespace
+    snap, ci, rows = lib
+    again = CharacterIndex(snap.entries, snap.states.get("bm25"))  # the cards cut by the last build
+    for row in range(len(snap.entries)):
+        assert again.names(row) == ci.names(row) and again.franchises(row) == ci.franchises(row)
+        assert again.is_character(row) == ci.is_character(row)
+    edited = list(snap.entries)
+    old = edited[rows["megumin"]]
+    card = dataclasses.replace(old.card, title="Yunyun (Konosuba)", trigger_words=["yunyun"])
+    edited[rows["megumin"]] = SimpleNamespace(card=card, refined=old.refined)
+    after = CharacterIndex(edited, snap.states.get("bm25"))
+    assert after.named_in("yunyun, konosuba") == {rows["megumin"]: "yunyun"}
+    assert after.named_in("megumin, explosion") == {}
 
 
 def test_index_is_kept_on_the_snapshot_and_works_without_bm25(lib):
