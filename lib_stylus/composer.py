@@ -16,12 +16,13 @@ from . import masking as masking_
 from .embedding import BM25, tokenize
 from .prompt import Pick, chunk_index, rewrite, split_segments, tagged_names
 from .characters import character_index
+from .content import card_profile, conflict, profile_prompt
 from .purpose import NAME, STEM, TAG, TRIGGER, prompt_words, purpose_index
 from .refiner import BOILERPLATE
+from .triggers import clean_triggers
 from .retriever import allowed_families
 
 MAX_PER_TASK = 3
-MAX_TRIGGERS = 3
 ALREADY_TAGGED = "already in the prompt"
 CHARACTER_WORD = "character"  # tokenize() folds "characters"
 CHARACTER_NOT_NAMED = "character not named in the prompt"
@@ -123,12 +124,11 @@ class Composition:
         return None
 
     def triggers(self, a: "Assigned") -> tuple:
-        """The adapter's main trigger word (its first) plus those about its task, at most MAX_TRIGGERS: Civitai
-        lists often carry every outfit and variant, and all of them would swamp the prompt."""
-        words = a.entry.card.trigger_words
-        task = set(self.tasks[a.task].tokens) if 0 <= a.task < len(self.tasks) else set()
-        about = [w for w in words[1:] if task & set(tokenize(w))]
-        return tuple((words[:1] + about)[:MAX_TRIGGERS])
+        """The trigger words to write for an adapter (triggers.clean_triggers): the one that names its purpose
+        plus those about its task, never placeholders, prompt syntax, sentences, unasked sexual words or a
+        variant that contradicts the prompt ("white dress" for "black dress")."""
+        task = self.tasks[a.task].tokens if 0 <= a.task < len(self.tasks) else ()
+        return clean_triggers(a.entry.card, task, self.prompt)
 
     def to_dict(self, seed: Optional[int] = None, masking: bool = True) -> dict:
         """JSON-ready explanation (CLI, UI, infotext); with a seed, also the picks its mask leaves out."""
@@ -346,6 +346,7 @@ class Selection:
         self.prompt_names = self.chars.named_in(prompt)  # row -> the name as the prompt writes it
         self.named = set(self.prompt_names)
         self.franchises_asked = self.chars.franchise_asked(prompt, self.prompt_names)
+        self.profile = profile_prompt(prompt, self.prompt_names)  # gender, NSFW, ethnicity, real person asked
 
     def is_character(self, doc: int) -> bool:
         return self.chars.is_character(doc)
@@ -361,6 +362,9 @@ class Selection:
             reason = self.chars.refusal(doc, self.prompt_names)
             if reason:
                 return reason
+        reason = conflict(card_profile(self.snap, doc), self.profile)
+        if reason:
+            return reason
         if entry.refined.weight < 0:
             return "meant at a negative weight: it would remove what the prompt asks for"
         if entry.refined.topic == "style" and self.styles >= self.max_styles:
