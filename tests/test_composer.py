@@ -275,3 +275,33 @@ def test_config_is_one_object_with_overrides(issue_composer):
     from lib_stylus.composer import ComposerConfig
     c = Composer(issue_composer.retriever, ComposerConfig(threshold=0.9), per_task=1)
     assert c.config.threshold == 0.9 and c.config.per_task == 1
+
+
+CONTENT_CARDS = [
+    dict(stem="male_hanfu", title="Hanfu Robe", tags=["clothing", "man"], triggers=["hanfu robe"]),
+    dict(stem="zenny_armor", title="Zenny Armor", tags=["clothing", "armor"],
+         triggers=["*see description*", "lora:zenny", "zenny armor", "a long sentence about the armor of the "
+                   "ancient kingdom and its many ornaments"]),
+]
+
+
+@pytest.fixture(scope="module")
+def content_composer(tmp_path_factory):
+    return Composer(build_library(str(tmp_path_factory.mktemp("content")), extra=CONTENT_CARDS))
+
+
+def test_an_adapter_of_another_gender_is_refused(content_composer):
+    comp = content_composer.compose("1girl, hanfu robe", "sd1")
+    assert "male_hanfu" not in comp.stems
+    assert any(d.stem == "male_hanfu" and d.reason.startswith("another gender") for d in comp.drops)
+    assert "male_hanfu" in content_composer.compose("1boy, hanfu robe", "sd1").stems
+
+
+def test_placeholder_syntax_and_sentence_triggers_are_never_written(content_composer):
+    comp = content_composer.compose("a knight, zenny armor", "sd1")
+    assert "zenny_armor" in comp.stems
+    pick = next(a for a in comp.picks if a.stem == "zenny_armor")
+    assert comp.triggers(pick) == ("zenny armor",)
+    prompt = comp.rewrite(masking=False).prompt
+    assert "see description" not in prompt and "ancient kingdom" not in prompt
+    assert prompt == "a knight, zenny armor <lora:zenny_armor:0.64>"  # its trigger is there already
