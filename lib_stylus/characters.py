@@ -5,9 +5,9 @@ picked for a prompt.
 Interface (stable; the composer uses it - extend, do not rename). A *row* is an index into the snapshot's
 ``entries`` (as in purpose.py):
 
-* ``CharacterIndex(entries, full_state=None)``: built once per index snapshot. ``full_state`` is the BM25
-  state (``snapshot.states["bm25"]``): word document frequencies over the whole card text, to tell a name
-  ("makima") from an everyday word ("twilight", "jade"); without it, those of the cards' names and tags.
+* ``CharacterIndex(entries)``: built once per index snapshot. Word document frequencies over the cards' own
+  words (names, tags, trigger words, descriptions) tell a name ("makima") from an everyday word ("twilight",
+  "jade").
 * ``character_index(snapshot) -> CharacterIndex``: the snapshot's index, built on first use and kept on it.
 * ``.is_character(row) -> bool``: a LoRA of one specific character or real person, or the costume / cosplay
   of one. From the card's Civitai category and topic, its name and its tags - never from trigger words like
@@ -39,7 +39,6 @@ from collections import Counter, defaultdict
 from functools import lru_cache
 
 from .prompt import split_segments
-from .purpose import _full_df_lookup
 from .words import (BODY_ATTRIBUTES, CATEGORY, CLOTHING_KINDS, COLOURS, COSPLAY, ETHNIC, FEMALE, FUNCTION,
                     MALE, NOT_CHARACTER_KINDS, PACKAGING, PLACEHOLDERS, REAL_PERSON, SEXUAL, THING_KINDS,
                     fold, found, gender_of_word, is_cjk, is_numeral, is_version, words)
@@ -250,11 +249,11 @@ class _Segment:
 
 
 class CharacterIndex:
-    def __init__(self, entries, full_state: dict | None = None):
+    def __init__(self, entries):
         self.entries = entries
         self.n = len(entries)
         cards = _cards([e.card for e in entries])
-        self._df = self._doc_freq(full_state, cards)
+        self._df = self._doc_freq(cards)
         strong = [not c.not_character and self._strong(e, c) for e, c in zip(entries, cards)]
         self._franchise_vocab(cards, strong)
         for c in cards:  # a title that starts with its franchise: the name is the next part
@@ -292,13 +291,14 @@ class CharacterIndex:
         del self._cards
 
     @staticmethod
-    def _doc_freq(full_state, cards: list):
-        """Word -> number of cards using it: over the whole card text (BM25 state) when there is one."""
-        if full_state is not None:
-            return lru_cache(maxsize=None)(_full_df_lookup(full_state))
+    def _doc_freq(cards: list):
+        """Word -> number of cards using it in their own words: name, tags, trigger words and description.
+        Not the sample prompts (nor the BM25 text that holds them): a popular character ("hatsune miku") is
+        written in the sample prompts of hundreds of other LoRAs and would pass for an everyday word."""
         own = Counter()
         for c in cards:
-            own.update(c.title_words | {fold(w) for t in c.tags + c.triggers for w in words(t)})
+            said = c.title_words | {fold(w) for t in c.tags + c.triggers for w in words(t)}
+            own.update(said | {fold(w) for w in words(c.card.description or "")})
         return lambda tok: own[tok]
 
     # ---- what is a character -----------------------------------------------------------------------------
@@ -634,6 +634,6 @@ def character_index(snapshot) -> CharacterIndex:
     snapshot, which gets a new one)."""
     idx = getattr(snapshot, "_stylus_characters", None)
     if idx is None:
-        idx = CharacterIndex(snapshot.entries, snapshot.states.get("bm25"))
+        idx = CharacterIndex(snapshot.entries)
         snapshot._stylus_characters = idx
     return idx

@@ -234,7 +234,7 @@ def test_a_rebuild_reuses_unchanged_cards_and_sees_edited_ones(lib):
     import dataclasses
     from types import SimpleNamespace
     snap, ci, rows = lib
-    again = CharacterIndex(snap.entries, snap.states.get("bm25"))  # the cards cut by the last build
+    again = CharacterIndex(snap.entries)  # the cards cut by the last build
     for row in range(len(snap.entries)):
         assert again.names(row) == ci.names(row) and again.franchises(row) == ci.franchises(row)
         assert again.is_character(row) == ci.is_character(row)
@@ -242,7 +242,7 @@ def test_a_rebuild_reuses_unchanged_cards_and_sees_edited_ones(lib):
     old = edited[rows["megumin"]]
     card = dataclasses.replace(old.card, title="Yunyun (Konosuba)", trigger_words=["yunyun"])
     edited[rows["megumin"]] = SimpleNamespace(card=card, refined=old.refined)
-    after = CharacterIndex(edited, snap.states.get("bm25"))
+    after = CharacterIndex(edited)
     assert after.named_in("yunyun, konosuba") == {rows["megumin"]: "yunyun"}
     assert after.named_in("megumin, explosion") == {}
 
@@ -250,6 +250,23 @@ def test_a_rebuild_reuses_unchanged_cards_and_sees_edited_ones(lib):
 def test_index_is_kept_on_the_snapshot_and_works_without_bm25(lib):
     snap, ci, rows = lib
     assert character_index(snap) is ci
-    bare = CharacterIndex(snap.entries)  # no BM25 state: word statistics from names and tags
+    bare = CharacterIndex(snap.entries)
     assert bare.is_character(rows["naruto_v2"])
     assert {snap.entries[r].card.stem for r in bare.named_in("uzumaki naruto")} == {"naruto_v2"}
+
+
+def test_a_popular_character_in_other_cards_sample_prompts_is_still_a_name(tmp_path):
+    """Hundreds of style LoRAs show their style on Hatsune Miku: her name fills other cards' sample prompts.
+    That makes it frequent in the library's text, not an everyday word: 'hatsune miku' still names her."""
+    folder = str(tmp_path)
+    write_lora(folder, "miku_v4", "Hatsune Miku | Vocaloid", tags=CHARACTER + ["vocaloid", "hatsune miku"],
+               triggers=["hatsune miku", "twintails"])
+    for i in range(40):
+        write_lora(folder, f"style_{i}", f"Painterly Style {i}", tags=["style"],
+                   prompts=[f"1girl, hatsune miku, twintails, painterly {i}"])
+    index = LibraryIndex([folder], os.path.join(folder, ".stylus"))
+    index.refresh(save=False)
+    snap = index.snapshot
+    ci = character_index(snap)
+    for prompt in ("hatsune miku, concert", "Hatsune Miku singing at a concert", "1girl, miku hatsune, smile"):
+        assert {snap.entries[r].card.stem for r in ci.named_in(prompt)} == {"miku_v4"}, prompt
