@@ -7,7 +7,7 @@ character adapter unless the prompt names that character; at most 2 style adapte
 LoRAs already tagged in the prompt count as chosen and are never written twice."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -15,16 +15,20 @@ import numpy as np
 from . import masking as masking_
 from .embedding import BM25, tokenize
 from .prompt import Pick, chunk_index, rewrite, split_segments, tagged_names
-from .purpose import matched_words, name_words, purpose_index
-from .refiner import _BOILERPLATE
+from .characters import character_index
+from .content import card_profile, conflict, profile_prompt
+from .purpose import NAME, STEM, TAG, TRIGGER, prompt_words, purpose_index
+from .refiner import BOILERPLATE
+from .triggers import clean_triggers
 from .retriever import allowed_families
 
 MAX_PER_TASK = 3
-MAX_TRIGGERS = 3
 ALREADY_TAGGED = "already in the prompt"
 CHARACTER_WORD = "character"  # tokenize() folds "characters"
+CHARACTER_NOT_NAMED = "character not named in the prompt"
 MAX_STYLES = 2
 TIEBREAK = 1e-3  # retrieval score's share in a task's ranking: orders equal purpose matches only
+TAG_KIND = 2     # PurposeIndex.unit_kind of a tag phrase
 
 
 @dataclass
@@ -35,6 +39,8 @@ class Assigned:
     coverage: float
     reason: str
     task: int = -1
+    unit: int = -1       # the purpose phrase asked (PurposeIndex unit)
+    named: bool = False  # the prompt names it outright (a character, all of a name phrase): masks keep it
 
     @property
     def stem(self) -> str:
@@ -90,7 +96,14 @@ class Composition:
         """The paper's per-task masks: which picks go into the image with this seed, and at what weight.
         draw_options go to masking.draw_mask (e.g. multiplier)."""
         tasks = [[masking_.Candidate(a.alias, a.weight) for a in t.adapters] for t in self.tasks]
-        return masking_.draw_mask(tasks, seed, enabled=masking, **draw_options)
+        required = [any(a.named for a in t.adapters) for t in self.tasks]
+        return masking_.draw_mask(tasks, seed, enabled=masking, required=required, **draw_options)
+
+    def masked_out(self, seed: int, masking: bool = True) -> list:
+        """The picks this seed's mask leaves out of the image, each with its reason (for the user to see)."""
+        by_alias = {a.alias: a for a in self.picks}
+        return [{"stem": by_alias[m.key].stem, "alias": m.key, "task": m.task, "reason": m.reason}
+                for m in self.mask(seed, masking).masked_out]
 
     def rewrite(self, prompt: Optional[str] = None, seed: int = 0, negative_prompt: Optional[str] = None,
                 add_triggers: bool = True, masking: bool = True, **draw_options):
@@ -111,20 +124,23 @@ class Composition:
         return None
 
     def triggers(self, a: "Assigned") -> tuple:
-        """The adapter's main trigger word (its first) plus those about its task, at most MAX_TRIGGERS: Civitai
-        lists often carry every outfit and variant, and all of them would swamp the prompt."""
-        words = a.entry.card.trigger_words
-        task = set(self.tasks[a.task].tokens) if 0 <= a.task < len(self.tasks) else set()
-        about = [w for w in words[1:] if task & set(tokenize(w))]
-        return tuple((words[:1] + about)[:MAX_TRIGGERS])
+        """The trigger words to write for an adapter (triggers.clean_triggers): the one that names its purpose
+        plus those about its task, never placeholders, prompt syntax, sentences, unasked sexual words or a
+        variant that contradicts the prompt ("white dress" for "black dress")."""
+        task = self.tasks[a.task].tokens if 0 <= a.task < len(self.tasks) else ()
+        return clean_triggers(a.entry.card, task, self.prompt)
 
-    def to_dict(self) -> dict:
-        """JSON-ready explanation (CLI, UI, infotext)."""
-        return {"composer": self.composer, "fallback": self.fallback, "existing": self.existing,
+    def to_dict(self, seed: Optional[int] = None, masking: bool = True) -> dict:
+        """JSON-ready explanation (CLI, UI, infotext); with a seed, also the picks its mask leaves out."""
+        data = {"composer": self.composer, "fallback": self.fallback, "existing": self.existing,
                 "tasks": [{"text": t.text, "span": list(t.span), "note": t.note,
-                           "adapters": [{"stem": a.stem, "score": round(a.score, 3), "reason": a.reason}
-                                        for a in t.adapters]} for t in self.tasks],
+                           "adapters": [{"stem": a.stem, "score": round(a.score, 3), "reason": a.reason,
+                                         "named": a.named} for a in t.adapters]} for t in self.tasks],
                 "drops": [d.__dict__ for d in self.drops]}
+        if seed is not None:
+            data["seed"] = seed
+            data["masked_out"] = self.masked_out(seed, masking)
+        return data
 
 
 def split_tasks(prompt: str) -> list:
@@ -132,7 +148,7 @@ def split_tasks(prompt: str) -> list:
     worth matching; quality boilerplate ("masterpiece", "best quality") and bare tags make no task."""
     tasks = []
     for seg in split_segments(prompt):
-        if seg.plain.casefold() in _BOILERPLATE:
+        if seg.plain.casefold() in BOILERPLATE:
             continue
         toks = list(dict.fromkeys(tokenize(seg.plain)))
         if toks:
@@ -140,37 +156,71 @@ def split_tasks(prompt: str) -> list:
     return tasks
 
 
-class Composer:
-    """Local composer: lexical purpose matching over the retriever's index. Options (keyword):
-    ``threshold`` share of a task's weight its adapter must explain; ``margin`` share of the task's best score
-    a further adapter must reach; ``per_task`` adapters per task (<= 3); ``max_styles``; ``pool`` candidates
-    looked at per task."""
+@dataclass(frozen=True)
+class ComposerConfig:
+    """Every weight and threshold of the local composer, in one place (chosen on half of the judged realistic
+    prompts and checked on the other half: see tests/bench/bench_realistic.py).
 
-    def __init__(self, retriever, threshold: float = 0.35, margin: float = 0.999, per_task: int = 2,
-                 max_styles: int = MAX_STYLES, pool: int = 30):
+    threshold: share of one of an adapter's purpose phrases (x the phrase's field strength) a task must ask;
+    rare_share: the asked words must together be as rare (idf sum) as one word on this share of the cards (on
+    one card at least, so it means the same in a library of 50 cards and of 100,000), unless they are min_cover
+    of the segment's word weight (a tag-list entry asks for what it says; a sentence's "glass" asks nothing);
+    margin: a further adapter for the same words of a task must reach this share of the first one's score;
+    strengths: field strength of a purpose phrase found in the name, stem, a tag, the main trigger;
+    name_weight: how much the share of a card's whole name the task asks counts in its rank (0..1);
+    min_name_share: share of a card's whole name (title without bracketed qualifiers, or stem) the prompt must
+    hold: the other direction of a match - the adapter adds little the prompt does not ask for (for a match on
+    a tag, only if gate_tags or the card is a character's)."""
+    threshold: float = 0.75
+    rare_share: float = 0.0005
+    min_cover: float = 1.01
+    margin: float = 0.999
+    per_task: int = 2
+    max_styles: int = MAX_STYLES
+    pool: int = 30
+    name_strength: float = NAME
+    stem_strength: float = STEM
+    tag_strength: float = TAG
+    trigger_strength: float = TRIGGER
+    name_weight: float = 0.5
+    min_name_share: float = 0.3
+    gate_tags: bool = False
+
+    @property
+    def strengths(self) -> tuple:
+        return (self.name_strength, self.stem_strength, self.tag_strength, self.trigger_strength)
+
+
+class Composer:
+    """Local composer: purpose phrases asked by each task, over the retriever's index snapshot. ``config``
+    (ComposerConfig) holds every threshold; keyword overrides are applied on top of it."""
+
+    def __init__(self, retriever, config: Optional[ComposerConfig] = None, **overrides):
         self.retriever = retriever
-        self.threshold, self.margin = threshold, margin
-        self.per_task, self.max_styles, self.pool = min(per_task, MAX_PER_TASK), max_styles, pool
+        self.config = replace(config or ComposerConfig(), **overrides)
 
     # ---- public ------------------------------------------------------------------------------------------
     def compose(self, prompt: str, base: str = "sd1", allow_unknown: bool = False,
                 max_adapters: int = 6) -> Composition:
-        snap = self.retriever.index.snapshot
+        snap = self.retriever.index.snapshot  # read once: a refresh may swap it while we compose
+        cfg = self.config
         tasks = split_tasks(prompt)
         comp = Composition(prompt, base, tasks, [])
         if not snap.entries:
             return comp
         pidx = purpose_index(snap)
         allowed = snap.allowed(allowed_families(base, allow_unknown))
-        state = _State(snap, prompt, self.max_styles, max_adapters)
+        state = Selection(snap, prompt, cfg, max_adapters)
         comp.existing = sorted(state.existing_names)
         comp.tasks = tasks = _without_trigger_tasks(tasks, [snap.entries[i] for i in state.used])
-        queues = [self._task_candidates(t, task, pidx, allowed, comp.drops, base, allow_unknown)
+        everything = set(prompt_words(tokenize(" ".join(t.plain for t in split_tasks(prompt)))))
+        queues = [self._task_candidates(snap, t, task, pidx, allowed, comp.drops, everything, state)
                   for t, task in enumerate(tasks)]
-        # Round by round, best-explained task first: every task gets its first adapter before any gets a
+        _add_named(state, pidx, tasks, queues, allowed)
+        # Round by round, best-asked task first: every task gets its first adapter before any gets a
         # second, so the global limits (styles, total) cost a task its extras, not its only match.
-        order = sorted(range(len(tasks)), key=lambda t: -(queues[t][0][2] if queues[t] else 0))
-        for _ in range(self.per_task):
+        order = sorted(range(len(tasks)), key=lambda t: -(queues[t][0][5] if queues[t] else 0))
+        for _ in range(min(cfg.per_task, MAX_PER_TASK)):
             for t in order:
                 self._fill_one(state, comp, t, queues[t])
         for task in tasks:
@@ -179,56 +229,87 @@ class Composer:
         return comp
 
     # ---- per task ----------------------------------------------------------------------------------------
-    def _lexical(self, task: Task, pidx) -> np.ndarray:
+    def _lexical(self, snap, task: Task, n: int) -> np.ndarray:
         """BM25 of the task over the whole card text (the retriever's lexical state), scaled to [0, 1]: breaks
         ties between equal purpose matches in favour of the card most about the task."""
-        state = self.retriever.index.snapshot.states.get("bm25")
+        state = snap.states.get("bm25")
         if state is None:
-            return np.zeros(pidx.n, np.float32)
+            return np.zeros(n, np.float32)
         lex = BM25().scores(state, task.plain)
         top = float(lex.max()) if len(lex) else 0.0
         return lex / top if top > 0 else lex
 
-    def _task_candidates(self, t: int, task: Task, pidx, allowed: np.ndarray, drops: list, base: str,
-                         allow_unknown: bool) -> list:
-        """(task, score, coverage, doc, reason) for the adapters whose purpose explains this task."""
-        total = sum(pidx.weights(task.tokens)) or 1.0
-        scores = pidx.match(task.tokens)
-        if scores.any():
-            scores += TIEBREAK * self._lexical(task, pidx) * (scores > 0)
-        top = _top(scores, self.pool)
-        if not len(top) or scores[top[0]] <= 0:
+    def _task_candidates(self, snap, t: int, task: Task, pidx, allowed: np.ndarray, drops: list,
+                         everything: set, state: "Selection") -> list:
+        """(task, score, share, doc, unit, rank) for the adapters one of whose purpose phrases this task asks,
+        best first (ranked by the share of their whole name asked, then by BM25 over their whole text)."""
+        cfg = self.config
+        words = prompt_words(task.tokens)
+        scores, best = pidx.match(words, pidx.idf_of(cfg.rare_share), cfg.min_cover, cfg.strengths)
+        ranked = scores.copy()
+        if ranked.any():
+            ranked += TIEBREAK * self._lexical(snap, task, pidx.n) * (ranked > 0)
+        top = _top(ranked, cfg.pool)
+        if not len(top):
             task.note = "no adapter is made for these words"
             return []
-        _note_wrong_base(t, top, scores, allowed, pidx, self.threshold * total, drops)
+        rank = {int(d): float(ranked[d]) * (1 - cfg.name_weight + cfg.name_weight *
+                                            pidx.name_share(int(d), set(words))) for d in top}
+        top = np.array(sorted(rank, key=lambda d: -rank[d]), np.int64)
+        _note_wrong_base(t, top, scores, allowed, pidx, cfg.threshold, drops)
         top = [d for d in top if allowed[d]]
         if not top:
             task.note = "wrong base model"
             return []
         out = []
         for doc in top:
-            cov = float(scores[doc] / total)
-            if cov < self.threshold:
+            score = float(scores[doc])
+            reason = self._gate(state, pidx, doc, int(best[doc]), score, task, everything)
+            if reason:
                 if not out:
-                    task.note = "no candidate above threshold"
-                    drops.append(Drop(_stem(pidx, doc), t, cov, f"no candidate above threshold "
-                                      f"(explains {cov:.0%} of the task, needs {self.threshold:.0%})"))
-                break
-            out.append((t, float(scores[doc]), cov, int(doc)))
+                    task.note = reason
+                drops.append(Drop(_stem(pidx, doc), t, score, reason))
+                continue
+            out.append((t, score, score, int(doc), int(best[doc]), rank[int(doc)]))
         return out
 
-    def _fill_one(self, state: "_State", comp: Composition, t: int, queue: list) -> None:
+    def _gate(self, state, pidx, doc, unit: int, score: float, task: Task, everything: set) -> str:
+        """Why a candidate is not kept for its task ('' if it is)."""
+        cfg = self.config
+        if doc in state.named:
+            return ""  # the prompt names this character: its own rules (Selection.refusal) decide
+        character = state.is_character(doc)
+        words = pidx.unit_text[unit]
+        if score < cfg.threshold:
+            return (f"no candidate above threshold (asks {score:.0%} of its purpose '{words}', "
+                    f"needs {cfg.threshold:.0%})")
+        # A tag names one thing an adapter does, and its name rarely repeats it ("Seasons" for "autumn");
+        # a name phrase or a character's card that the prompt asks only in part is about something more.
+        partial = cfg.gate_tags or int(pidx.unit_kind[unit]) != TAG_KIND or character
+        if character and CHARACTER_WORD in task.tokens:
+            partial = False  # "<franchise> character" asks for one whose name it cannot know
+        if partial and pidx.name_share(int(doc), everything) < cfg.min_name_share:
+            what = CHARACTER_NOT_NAMED if character else "its name says more than the prompt asks"
+            return f"{what} (under {cfg.min_name_share:.0%} of its name is in the prompt)"
+        return ""
+
+    def _fill_one(self, state: "Selection", comp: Composition, t: int, queue: list) -> None:
         """Give task t its next adapter: the first in its queue that no rule refuses; refusals are recorded."""
         task = comp.tasks[t]
+        pidx = purpose_index(state.snap)
         while queue:
-            _, score, cov, doc = queue.pop(0)
-            if task.adapters and score < self.margin * task.adapters[0].score:
+            _, score, cov, doc, unit, _ = queue.pop(0)
+            words = pidx.unit_words(unit) if unit >= 0 else frozenset()
+            # Another adapter for the words already served is an alternative, and must be about as good;
+            # one for other words of the task is another concept of a sentence.
+            same = any(words & pidx.unit_words(a.unit) for a in task.adapters if a.unit >= 0) or \
+                (unit < 0 and any(a.unit < 0 for a in task.adapters))
+            if same and score < self.config.margin * task.adapters[0].score:
                 comp.drops.append(Drop(state.snap.entries[doc].card.stem, t, cov,
                                        "weaker than the task's first adapter"))
-                queue.clear()
-                return
+                continue
             entry = state.snap.entries[doc]
-            reason = state.refusal(doc, entry, len(task.adapters), self.per_task, task.tokens)
+            reason = state.refusal(doc, entry, len(task.adapters), task.tokens)
             if reason:
                 comp.drops.append(Drop(entry.card.stem, t, cov, reason))
                 if reason == ALREADY_TAGGED and not task.adapters:
@@ -237,38 +318,59 @@ class Composer:
                     return
                 continue
             state.take(doc, entry)
-            why = "name/tags match " + ", ".join(repr(w) for w in matched_words(task.tokens, entry.card))
-            task.adapters.append(Assigned(entry, score, cov, f"{why} (explains {cov:.0%} of the task)", t))
+            if unit < 0:
+                why = f"the prompt names this character ('{state.prompt_names[doc]}')"
+                named = True
+            else:
+                kind = int(pidx.unit_kind[unit])
+                phrase = pidx.unit_text[unit]
+                why = f"asks for its {('name', 'file name', 'tag', 'trigger word')[kind]} '{phrase}' ({cov:.0%})"
+                named = doc in state.named or (kind != TAG_KIND and cov >= 0.999)
+            task.adapters.append(Assigned(entry, score, cov, why, t, unit, named))
             return
 
 
-class _State:
+class Selection:
     """What is chosen so far across tasks, and the global rules checked against it."""
 
-    def __init__(self, snap, prompt: str, max_styles: int, max_adapters: int):
-        self.snap, self.prompt = snap, prompt
-        self.max_styles, self.max_adapters = max_styles, max_adapters
+    def __init__(self, snap, prompt: str, config: ComposerConfig, max_adapters: int):
+        self.snap, self.prompt, self.config = snap, prompt, config
+        self.max_styles, self.max_adapters = config.max_styles, max_adapters
         self.existing_names = tagged_names(prompt)
-        rows = purpose_index(snap).by_name
+        pidx = purpose_index(snap)
+        rows = pidx.by_name
         self.used = {i for name in self.existing_names for i in rows.get(name, ())}
         self.styles = sum(snap.entries[i].refined.topic == "style" for i in self.used)
         self.count = 0
-        self.prompt_words = set(tokenize(prompt))
-        self.segment_words = [tokenize(seg.plain) for seg in split_segments(prompt)]  # once, not per card
+        self.chars = character_index(snap)
+        self.prompt_names = self.chars.named_in(prompt)  # row -> the name as the prompt writes it
+        self.named = set(self.prompt_names)
+        self.franchises_asked = self.chars.franchise_asked(prompt, self.prompt_names)
+        self.profile = profile_prompt(prompt, self.prompt_names)  # gender, NSFW, ethnicity, real person asked
 
-    def refusal(self, doc: int, entry, in_task: int, per_task: int, task_words: list = ()) -> str:
+    def is_character(self, doc: int) -> bool:
+        return self.chars.is_character(doc)
+
+    def refusal(self, doc: int, entry, in_task: int, task_words: list = ()) -> str:
         if not entry.card.alias:
             return "no <lora:> name reaches this file (another file has its name)"
         if doc in self.used:
             return ALREADY_TAGGED if _names(entry) & self.existing_names else "already picked for another task"
         # "<franchise> character" asks for a character of that franchise: the task itself names the kind.
-        asks_character = CHARACTER_WORD in task_words
-        if entry.refined.topic == "character" and not asks_character and not self.names_character(entry):
-            return "character not named in the prompt"
+        asks_character = CHARACTER_WORD in task_words and bool(self.chars.franchises(doc) & self.franchises_asked)
+        if self.is_character(doc) and not asks_character:
+            reason = self.chars.refusal(doc, self.prompt_names)
+            if reason:
+                return reason
+        reason = conflict(card_profile(self.snap, doc), self.profile)
+        if reason:
+            return reason
+        if entry.refined.weight < 0:
+            return "meant at a negative weight: it would remove what the prompt asks for"
         if entry.refined.topic == "style" and self.styles >= self.max_styles:
             return f"style limit reached ({self.max_styles} style adapters)"
-        if in_task >= per_task:
-            return f"task already has {per_task} adapters"
+        if in_task >= min(self.config.per_task, MAX_PER_TASK):
+            return f"task already has {self.config.per_task} adapters"
         if self.count >= self.max_adapters:
             return f"adapter limit reached ({self.max_adapters})"
         return ""
@@ -278,16 +380,24 @@ class _State:
         self.count += 1
         self.styles += entry.refined.topic == "style"
 
-    def names_character(self, entry) -> bool:
-        """The prompt names a character when it has its main trigger phrase (the first: the others are often
-        outfits like "light armor", which name nothing), or the rarest word of its name ('chun' in
-        'Chun-Li (Street Fighter)': the franchise alone does not name her; version numbers aside)."""
-        card = entry.card
-        if any(_has_run(self.segment_words, tokenize(w)) for w in card.trigger_words[:1] if len(w) > 2):
-            return True
-        pidx = purpose_index(self.snap)
-        words = [w for w in set(name_words(card.title)) | set(name_words(card.stem)) if not any(c.isdigit() for c in w)]
-        return bool(words) and max(words, key=pidx.idf) in self.prompt_words
+
+def _add_named(state: "Selection", pidx, tasks: list, queues: list, allowed: np.ndarray) -> None:
+    """Every character the prompt names is a candidate of the task that names it, first in its queue, even
+    when no purpose phrase matched ("raiden ei" for a card titled "Shogun Raiden")."""
+    for doc, name in state.prompt_names.items():
+        if not allowed[doc]:
+            continue
+        words = set(tokenize(name))
+        t = next((i for i, task in enumerate(tasks) if words <= set(task.tokens)), None)
+        if t is None:
+            t = next((i for i, task in enumerate(tasks) if words & set(task.tokens)), None)
+        if t is None:
+            continue
+        queue = queues[t]
+        if any(item[3] == doc for item in queue[:1]):
+            continue
+        queue[:] = [item for item in queue if item[3] != doc]
+        queue.insert(0, (t, 1.0, 1.0, doc, -1, 2.0))
 
 
 def _without_trigger_tasks(tasks: list, tagged: list) -> list:
@@ -295,12 +405,6 @@ def _without_trigger_tasks(tasks: list, tagged: list) -> list:
     pasted prompt) ask for nothing new: composing them again would stack adapters on every re-run."""
     triggers = {tuple(tokenize(w)) for e in tagged for w in e.card.trigger_words}
     return [t for t in tasks if tuple(t.tokens) not in triggers]
-
-
-def _has_run(chunks: list, run: list) -> bool:
-    """``run`` appears as consecutive words of one prompt segment (a trigger phrase written in the prompt)."""
-    n = len(run)
-    return n > 0 and any(words[i:i + n] == run for words in chunks for i in range(len(words) - n + 1))
 
 
 def _names(entry) -> set:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from dataclasses import replace
 
-from .composer import Assigned, Composer, Composition, Drop, Task, _State
+from .composer import Assigned, Composer, Composition, Drop, Selection, Task
 from .embedding import tokenize
 from .purpose import purpose_index
 
@@ -61,7 +62,7 @@ class LLMComposer:
         pidx = purpose_index(snap)
         offered = {c.card.alias: pidx.row[id(c.entry)] for c in cands}
         comp = Composition(prompt, base, [], [], composer="llm")
-        state = _State(snap, prompt, self.local.max_styles, max_adapters)
+        state = Selection(snap, prompt, replace(self.local.config, per_task=3), max_adapters)
         comp.existing = sorted(state.existing_names)
         for t, item in enumerate(tasks_in):
             text = str(item["task"])
@@ -74,7 +75,7 @@ class LLMComposer:
                     comp.drops.append(Drop(str(alias), t, 0.0, "not among the candidates offered"))
                     continue
                 entry = snap.entries[doc]
-                reason = state.refusal(doc, entry, len(task.adapters), 3)
+                reason = state.refusal(doc, entry, len(task.adapters))
                 if reason:
                     comp.drops.append(Drop(entry.card.stem, t, 0.0, reason))
                     continue

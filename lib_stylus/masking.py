@@ -20,6 +20,10 @@ Rules (paper's scheme, plus the choices documented here):
   through SHA-512, stable across runs and platforms), and only ``Random.random()`` is used, whose sequence
   Python guarantees across versions. No global random state is read or changed.
 * ``enabled=False`` = the deterministic ``all`` scheme for every task, whatever the seed.
+* ``required``: tasks the user named outright (a character, a concept the prompt spells out). Their scheme is
+  drawn from ``one-hot`` and ``all`` only, so a seed never leaves what the user named out of the image; one-hot
+  still varies which of the task's alternatives serves it.
+* Every candidate left out is listed in ``Mask.masked_out`` with its reason, for the user to see.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Sequence, Tuple
 
 __all__ = [
-    "MULTIPLIER", "WEIGHT_RANGE", "SCHEMES", "Candidate", "Active", "Mask",
+    "MULTIPLIER", "WEIGHT_RANGE", "SCHEMES", "Candidate", "Active", "Left", "Mask",
     "adapter_weight", "draw_mask", "plan_batches",
 ]
 
@@ -55,11 +59,20 @@ class Active:
 
 
 @dataclass(frozen=True)
+class Left:
+    """A candidate this mask leaves out: ``key``, its task, and why."""
+    key: str
+    task: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class Mask:
     """One image's (or one batch's) adapter set. ``schemes[i]`` is task i's scheme."""
     seed: int
     schemes: Tuple[str, ...]
     active: Tuple[Active, ...]
+    masked_out: Tuple[Left, ...] = ()
 
     @property
     def keys(self) -> Tuple[str, ...]:
@@ -95,11 +108,13 @@ def adapter_weight(recommended: float, active_in_task: int, multiplier: float = 
     return min(high, max(low, recommended * multiplier / active_in_task))
 
 
-def _draw_scheme(rng: random.Random, size: int) -> Tuple[str, Tuple[int, ...]]:
-    """(scheme, indexes of the active candidates) for a task of ``size`` candidates."""
+def _draw_scheme(rng: random.Random, size: int, required: bool = False) -> Tuple[str, Tuple[int, ...]]:
+    """(scheme, indexes of the active candidates) for a task of ``size`` candidates; a required task never
+    draws ``none``."""
     if size == 0:
         return EMPTY, ()
-    scheme = SCHEMES[min(int(rng.random() * 3), 2)]
+    schemes = SCHEMES[:2] if required else SCHEMES
+    scheme = schemes[min(int(rng.random() * len(schemes)), len(schemes) - 1)]
     if scheme == ONE_HOT:
         return scheme, (min(int(rng.random() * size), size - 1),)
     return scheme, (tuple(range(size)) if scheme == ALL else ())
@@ -110,33 +125,47 @@ def _rng(seed: int) -> random.Random:
     return random.Random(f"stylus.masking:{int(seed)}")
 
 
-def _choose(tasks: List[List[Candidate]], seed: int, enabled: bool) -> List[Tuple[str, Tuple[int, ...]]]:
+def _choose(tasks: List[List[Candidate]], seed: int, enabled: bool,
+            required: Sequence[bool] = ()) -> List[Tuple[str, Tuple[int, ...]]]:
     if not enabled:
         return [(ALL, tuple(range(len(t)))) if t else (EMPTY, ()) for t in tasks]
     rng = _rng(seed)
+    need = [i < len(required) and bool(required[i]) for i in range(len(tasks))]
     while True:
-        choice = [_draw_scheme(rng, len(t)) for t in tasks]
+        choice = [_draw_scheme(rng, len(t), r) for t, r in zip(tasks, need)]
         # Redraw "nothing active" unless nothing can be active (every task empty, or no tasks).
         if any(idx for _, idx in choice) or not any(tasks):
             return choice
 
 
 def draw_mask(tasks: Sequence[Sequence[Any]], seed: int, *, enabled: bool = True,
-              multiplier: float = MULTIPLIER, weight_range: Tuple[float, float] = WEIGHT_RANGE) -> Mask:
-    """The active adapters for the image with ``seed``; same inputs and seed → same Mask."""
+              multiplier: float = MULTIPLIER, weight_range: Tuple[float, float] = WEIGHT_RANGE,
+              required: Sequence[bool] = ()) -> Mask:
+    """The active adapters for the image with ``seed``; same inputs and seed → same Mask. ``required[i]``:
+    task i was named by the user and keeps at least one adapter."""
     normal = _normalise(tasks)
-    choice = _choose(normal, seed, enabled)
+    choice = _choose(normal, seed, enabled, required)
     totals: Dict[str, float] = {}
     first_task: Dict[str, int] = {}
-    for t, (task, (_, idx)) in enumerate(zip(normal, choice)):
+    left: List[Left] = []
+    for t, (task, (scheme, idx)) in enumerate(zip(normal, choice)):
         for i in idx:
             c = task[i]
             share = adapter_weight(c.weight, len(idx), multiplier, weight_range)
             totals[c.key] = totals.get(c.key, 0.0) + share
             first_task.setdefault(c.key, t)
+        for i, c in enumerate(task):
+            if i not in idx:
+                left.append(Left(c.key, t, _left_reason(scheme, task, idx, seed)))
     low, high = weight_range
     active = tuple(Active(k, min(high, max(low, w)), first_task[k]) for k, w in totals.items())
-    return Mask(int(seed), tuple(s for s, _ in choice), active)
+    return Mask(int(seed), tuple(s for s, _ in choice), active, tuple(x for x in left if x.key not in totals))
+
+
+def _left_reason(scheme: str, task: List[Candidate], idx: Tuple[int, ...], seed: int) -> str:
+    if scheme == ONE_HOT:
+        return f"masked out for seed {seed}: one of its task's adapters is drawn ({task[idx[0]].key})"
+    return f"masked out for seed {seed}: its task is left without adapters in this image"
 
 
 def plan_batches(tasks: Sequence[Sequence[Any]], seeds: Sequence[int], batch_size: int,

@@ -1,11 +1,13 @@
-"""What each adapter is FOR, as a searchable index: the phrases of its name, title, tags and trigger words (its
-"main purpose"), apart from its description and sample prompts. The composer matches a task against this, so an
-adapter that only mentions a word in its description, or has the task's words scattered over unrelated tags,
-never counts as made for the task.
+"""What each adapter is FOR, as a searchable index of its purpose phrases: the pieces of its title, its file
+stem, its specific tags and its main (first) trigger word, cleaned of version and base-model words ("XL",
+"SDXL", "Pony", "v1.5", "LoRA"). Attribute triggers ("1girl, red eyes, long hair") and the description are not
+purposes: they say what the adapter's own images look like, not what it is for.
 
-Each phrase is a "unit" (one tag, the title, the file stem, one trigger word). A task matches an adapter by its
-best unit: the task's words found in that unit, scaled by how much of the unit they explain. Built once per
-index snapshot (kept on it); a task is then a few short posting lists and one bincount."""
+A prompt segment asks for an adapter when it holds (nearly) all of one of its purpose phrases: the share of the
+phrase's word weight found in the segment, times the phrase's field strength. The segment's other words do not
+dilute it (a plain sentence asks for "spaceship" as much as a one-word tag does), and a phrase half asked
+("cramped" of "cramped alley") stays half. Built once per index snapshot (kept on it); a segment is then a few
+short posting lists and one bincount."""
 from __future__ import annotations
 
 import re
@@ -14,14 +16,32 @@ import numpy as np
 
 from .embedding import tokenize
 
-# Strength of a phrase by where the card has it: the name says what the adapter is for; tags are the author's
-# labels; trigger words are often made-up tokens or generic ("1girl").
-NAME, TAG, TRIGGER = 1.0, 0.9, 0.6
+# Strength of a phrase by where the card has it: the title says what the adapter is for; the stem is the title
+# with file-name noise; tags are the author's labels (noisier); the main trigger is often a made-up token.
+NAME, STEM, TAG, TRIGGER = 1.0, 0.9, 0.8, 0.9
 # Focus (share of the cards using a word that have it in a purpose phrase) is smoothed towards a prior so a word
-# seen on two cards does not swing from 0 to 1; the floor keeps scene words ("fishing", "lake") in a task's
-# total, so one generic hit cannot explain a whole scene.
+# seen on two cards does not swing from 0 to 1; the floor keeps every word some weight.
 FOCUS_PRIOR, FOCUS_SMOOTH, FOCUS_FLOOR = 0.3, 5.0, 0.25
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+# Title pieces: "[Genshin Impact] Shogun Raiden | Character LoRA (v2)" -> three phrases.
+_PIECES = re.compile(r"[|\[\](){}【】（）｜/:,;]|\s[-–—~]\s|\s\+\s")
+_BRACKETED = re.compile(r"\(([^()]*)\)|\[([^\[\]]*)\]|【([^【】]*)】|（([^（）]*)）|([^()\[\]【】（）]+)")
+# Words about the file, not the picture: adapter formats, base models, versions, training runs.
+ADAPTER_WORDS = frozenset(
+    "lora locon lycoris loha lokr lyco dora lora_ slider sliders sd sd1 sd15 sd2 sd21 sdxl xl pony ponyxl "
+    "illustrious noobai model models version ver final beta alpha test fp16 fp32 bf16 safetensors ckpt offset "
+    "edition update updated epoch ep step steps".split())
+_FORMAT = re.compile(r"(?i)(?<![a-z])(?:lora|locon|lycoris|loha|lokr|lyco|sdxl|sd ?1\.5)(?:'?s)?(?![a-z])")
+_VERSION = re.compile(r"^(?:(?:v|ver|e|ep|epoch|step|r)\d[\da-z]*|\d+|\d+(?:e|ep|k|kb|mb|dim|steps?|epochs?))$")
+# Civitai's own category and audience tags: every card of a kind carries them, so they name no purpose.
+GENERIC_TAGS = frozenset(
+    "anime character characters style styles concept concepts woman women girl girls female male man men sexy cute "
+    "beautiful photorealistic realistic art style artstyle clothing clothes lora game character video game "
+    "celebrity real person person people anime character anime girl portraits portrait illustration style lora "
+    "tool tools objects object poses pose background backgrounds buildings building vehicle vehicles animals "
+    "animal action 3d 2d base model photography photo art cartoon".split(" ")) | {
+    "art style", "game character", "video game", "real person", "anime character", "anime girl", "style lora",
+    "base model"}
 
 
 def name_words(text: str) -> list[str]:
@@ -29,20 +49,65 @@ def name_words(text: str) -> list[str]:
     return tokenize(_CAMEL.sub(" ", text).replace("_", " "))
 
 
-def card_units(card) -> dict:
-    """The card's purpose phrases as {frozenset(tokens): strength} (the strongest field wins a duplicate)."""
+def stem(word: str) -> str:
+    """A light suffix fold for matching a prompt to purpose phrases (both sides): 'lighting' and 'lit' stay
+    apart, but 'lighting' -> 'light', 'glowing' -> 'glow', 'running' -> 'run', and 'dance', 'dancing' ->
+    'danc'."""
+    for suffix in ("ing",):  # not "-ed": 'ruined' is no 'ruin', 'painted' rarely asks for 'paint'
+        if len(word) - len(suffix) >= 4 and word.endswith(suffix):
+            base = word[:-len(suffix)]
+            if len(base) > 3 and base[-1] == base[-2] and base[-1] not in "aeiouls":
+                base = base[:-1]  # running -> run, but 'spell', 'grass' keep their double letters
+            return base
+    if len(word) > 4 and word.endswith("e") and word[-2] not in "aeiou":
+        return word[:-1]  # dance / dancing / danced -> danc
+    return word
+
+
+def prompt_words(tokens) -> list[str]:
+    """Tokens (embedding.tokenize) of a prompt segment, folded like purpose phrases."""
+    return [stem(t) for t in tokens]
+
+
+def purpose_words(text: str) -> list[str]:
+    """name_words without version, format and base-model words: 'Cyberpunk XL v1.5 LoRA' -> ['cyberpunk'];
+    folded by stem()."""
+    text = _FORMAT.sub(" ", text or "")  # before the camel-case split: 'LoRA' must not become 'lo ra'
+    return [stem(w) for w in name_words(text) if w not in ADAPTER_WORDS and not _VERSION.match(w)]
+
+
+def title_pieces(title: str) -> list[tuple]:
+    """(piece, bracketed): a bracketed piece qualifies the name ("Chun-Li (Street Fighter)", "[Genshin Impact]
+    Shogun Raiden") - a franchise, an author, a version - and so never names a character itself."""
+    out = []
+    for m in _BRACKETED.finditer(title or ""):
+        inner, outer = m.group(1) or m.group(2) or m.group(3) or m.group(4), m.group(5)
+        for piece in _PIECES.split(inner or outer or ""):
+            if piece.strip():
+                out.append((piece.strip(), inner is not None))
+    return out
+
+
+def card_units(card, main_trigger: str | None = None) -> dict:
+    """The card's purpose phrases as {frozenset(tokens): (strength, field, text as written)} (the strongest
+    field wins a duplicate). ``main_trigger``: the trigger that names the purpose (default: the first trigger word)."""
     units: dict = {}
-    phrases = [(NAME, card.title), (NAME, card.stem)] + [(TAG, t) for t in card.tags] + \
-              [(TRIGGER, w) for w in card.trigger_words]
-    for strength, text in phrases:
-        toks = frozenset(name_words(text))
-        if toks and strength > units.get(toks, 0.0):
-            units[toks] = strength
+    if main_trigger is None:
+        main_trigger = card.trigger_words[0] if card.trigger_words else ""
+    phrases = [(NAME, "name", p) for p, _ in title_pieces(card.title)] + [(STEM, "stem", card.stem)]
+    phrases += [(TAG, "tag", t) for t in card.tags if t.casefold().strip() not in GENERIC_TAGS]
+    if main_trigger:
+        phrases.append((TRIGGER, "trigger", main_trigger))
+    for strength, kind, text in phrases:
+        toks = frozenset(purpose_words(text))
+        if toks and strength > units.get(toks, (0.0, ""))[0]:
+            units[toks] = (strength, kind, text)
     return units
 
 
 class PurposeIndex:
-    def __init__(self, entries, full_state: dict | None = None):
+    def __init__(self, entries, full_state: dict | None = None, main_trigger=None):
+        """``main_trigger(card)``: the card's purpose-naming trigger or '' (default: its first trigger)."""
         self.n = len(entries)
         self.entries = entries
         self.stems = [e.card.stem for e in entries]
@@ -52,14 +117,20 @@ class PurposeIndex:
             for name in {e.card.alias.casefold(), e.card.stem.casefold()}:
                 self.by_name.setdefault(name, []).append(i)
         vocab: dict[str, int] = {}
-        unit_doc, unit_strength, post_tok, post_unit = [], [], [], []
+        unit_doc, unit_strength, unit_kind, unit_toks, post_tok, post_unit = [], [], [], [], [], []
+        unit_text = []
         head_df: dict[int, int] = {}
+        kinds = ("name", "stem", "tag", "trigger")
         for doc, entry in enumerate(entries):
             seen = set()
-            for toks, strength in card_units(entry.card).items():
+            trig = main_trigger(entry.card) if main_trigger else None
+            for toks, (strength, kind, text) in card_units(entry.card, trig).items():
                 u = len(unit_doc)
+                unit_text.append(text)
                 unit_doc.append(doc)
                 unit_strength.append(strength)
+                unit_kind.append(kinds.index(kind))
+                unit_toks.append(toks)
                 for tok in toks:
                     t = vocab.setdefault(tok, len(vocab))
                     post_tok.append(t)
@@ -68,17 +139,31 @@ class PurposeIndex:
             for t in seen:
                 head_df[t] = head_df.get(t, 0) + 1
         self.vocab = vocab
+        # A card's whole name (its title without bracketed qualifiers, and its stem): how much of it a prompt
+        # asks tells a card made for what the prompt wants ("Cyberpunk Elements") from one about something
+        # more ("Fiona Frost | Spy x Family" for "spy x family").
+        self.name_toks = [(frozenset(w for p, q in title_pieces(e.card.title) if not q for w in purpose_words(p)),
+                           frozenset(purpose_words(e.card.stem))) for e in entries]
         self.unit_doc = np.array(unit_doc, np.int32)
         self.unit_strength = np.array(unit_strength, np.float32)
+        self.unit_kind = np.array(unit_kind, np.int8)
+        self.unit_toks = unit_toks
+        self.unit_text = unit_text  # the phrase as the card writes it (explanations)
         post_tok, post_unit = np.array(post_tok, np.int64), np.array(post_unit, np.int32)
         order = np.argsort(post_tok, kind="stable")
         self.post_unit = post_unit[order]
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(post_tok, minlength=len(vocab)))])
         self.head_df = np.array([head_df.get(i, 0) for i in range(len(vocab))], np.float32)
-        self._full = _full_df_lookup(full_state)
+        self._full = _stem_df_lookup(full_state)
         self.tok_weight = np.array([self.weight(t) for t in vocab], np.float32)
+        self.tok_idf = np.array([self.idf(t) for t in vocab], np.float32)
         self.unit_total = np.bincount(self.post_unit, weights=self.tok_weight[post_tok[order]],
                                       minlength=len(unit_doc)).astype(np.float32)
+        # How many cards share a phrase ("genshin impact": many; a character's name: few).
+        phrase_cards: dict = {}
+        for u, toks in enumerate(unit_toks):
+            phrase_cards.setdefault(toks, set()).add(int(unit_doc[u]))
+        self.unit_cards = np.array([len(phrase_cards[t]) for t in unit_toks], np.int32)
 
     # ---- word statistics ---------------------------------------------------------------------------------
     def _head_df(self, tok: str) -> int:
@@ -87,6 +172,10 @@ class PurposeIndex:
 
     def full_df(self, tok: str) -> int:
         return max(self._full(tok), self._head_df(tok))
+
+    def idf_of(self, share: float) -> float:
+        """The idf of a word on ``share`` of the cards (on one card at least)."""
+        return float(np.log(1 + (self.n + 0.5) / (max(1.0, share * self.n) + 0.5)))
 
     def idf(self, tok: str) -> float:
         """Rarity in the whole library text: a rare word says more about what the prompt wants."""
@@ -104,35 +193,65 @@ class PurposeIndex:
         return [float(self.tok_weight[self.vocab[t]]) if t in self.vocab else self.weight(t) for t in tokens]
 
     # ---- matching ----------------------------------------------------------------------------------------
-    def match(self, tokens: list[str]) -> np.ndarray:
-        """Per document: its best unit's matched task weight x field strength x sqrt(share of the unit
-        matched) - a tag 'street fighter' fully matched beats a title 'DQ3 Fighter' matched on one word."""
-        out = np.zeros(self.n, np.float32)
+    def asked(self, tokens: list[str]):
+        """The purpose phrases a segment touches: (unit ids, rarity (idf sum) of the words asked, share of the
+        phrase's word weight asked, that word weight)."""
         ids = [self.vocab[t] for t in dict.fromkeys(tokens) if t in self.vocab]
         if not ids:
-            return out
+            empty = np.empty(0, np.float32)
+            return np.empty(0, np.int64), empty, empty, empty
         units = np.concatenate([self.post_unit[self.indptr[i]:self.indptr[i + 1]] for i in ids])
-        w = np.concatenate([np.full(self.indptr[i + 1] - self.indptr[i], self.tok_weight[i], np.float32)
-                            for i in ids])
+        sizes = [self.indptr[i + 1] - self.indptr[i] for i in ids]
+        w = np.repeat(self.tok_weight[ids], sizes)
         uniq, inv = np.unique(units, return_inverse=True)
         got = np.bincount(inv, weights=w).astype(np.float32)
+        rarity = np.bincount(inv, weights=np.repeat(self.tok_idf[ids], sizes)).astype(np.float32)
         share = np.minimum(got / np.maximum(self.unit_total[uniq], 1e-6), 1.0)
-        np.maximum.at(out, self.unit_doc[uniq], got * self.unit_strength[uniq] * np.sqrt(share))
-        return out
+        return uniq, rarity, share, got
+
+    def match(self, tokens: list[str], min_rarity: float = 0.0, min_cover: float = 0.0, strengths=None) -> tuple:
+        """Per document: its best phrase's strength x share asked. A phrase counts when it is most of what the
+        segment says (its asked word weight >= ``min_cover`` of the segment's: a tag-list entry) or when the
+        words asked are rare (idf sum >= ``min_rarity``: "spaceship" in a sentence, not "glass"). ``strengths``
+        overrides the field strengths (name, stem, tag, trigger). Returns (scores, best unit per document or
+        -1)."""
+        out = np.zeros(self.n, np.float32)
+        best = np.full(self.n, -1, np.int64)
+        uniq, rarity, share, got = self.asked(tokens)
+        segment = sum(self.weights(list(dict.fromkeys(tokens))))
+        if not len(uniq):
+            return out, best
+        strength = self.unit_strength[uniq] if strengths is None else \
+            np.asarray(strengths, np.float32)[self.unit_kind[uniq]]
+        ok = (rarity >= min_rarity) | (got >= min_cover * segment)
+        s = np.where(ok, strength * share, 0.0).astype(np.float32)
+        order = np.argsort(s, kind="stable")  # ascending: the best unit of a document is written last
+        docs = self.unit_doc[uniq][order]
+        out[docs] = s[order]
+        best[docs] = uniq[order]
+        best[out <= 0] = -1
+        return out, best
+
+    def name_share(self, doc: int, tokens) -> float:
+        """Share of the card's whole name (by word weight; the better of its title and its stem) found in
+        ``tokens``."""
+        best = 0.0
+        for words in self.name_toks[doc]:
+            total = sum(self.weights(list(words)))
+            if total > 0:
+                best = max(best, sum(self.weights([t for t in words if t in tokens])) / total)
+        return best
+
+    def unit_words(self, u: int) -> frozenset:
+        return self.unit_toks[u]
 
 
-def matched_words(tokens: list[str], card) -> list[str]:
-    """The task words found in the card's purpose phrases (for explanations)."""
-    words = set().union(*card_units(card))  # union of no sets is the empty set
-    return [t for t in tokens if t in words]
-
-
-def purpose_index(snapshot) -> PurposeIndex:
+def purpose_index(snapshot, main_trigger=None) -> PurposeIndex:
     """The PurposeIndex of an index snapshot, built on first use and kept on it: a refresh swaps in a new
     snapshot, which gets a new one."""
     idx = getattr(snapshot, "_stylus_purpose", None)
     if idx is None:
-        idx = PurposeIndex(snapshot.entries, snapshot.states.get("bm25"))
+        idx = PurposeIndex(snapshot.entries, snapshot.states.get("bm25"), main_trigger)
         snapshot._stylus_purpose = idx
     return idx
 
@@ -146,3 +265,17 @@ def _full_df_lookup(state: dict | None):
         i = int(np.searchsorted(vocab, tok))
         return int(indptr[i + 1] - indptr[i]) if i < len(vocab) and vocab[i] == tok else 0
     return df
+
+
+def _stem_df_lookup(state: dict | None):
+    """Documents using any word with a given stem() fold, over the whole card text ('danc': 'dance' and
+    'dancing'); the sum of the forms' counts, at most the number of documents. Built once per index."""
+    if not state or "bm25_vocab" not in state:
+        return lambda tok: 0
+    n = int(state["bm25_n"][0])
+    counts = np.diff(state["bm25_indptr"]).tolist()
+    table: dict = {}
+    for word, c in zip(state["bm25_vocab"].tolist(), counts):
+        key = stem(word)
+        table[key] = table.get(key, 0) + c
+    return lambda tok: min(n, table.get(tok, 0))

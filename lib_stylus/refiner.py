@@ -13,8 +13,8 @@ REFINER_VERSION = 2  # bump when the text changes: indexes are keyed by it and r
 DEFAULT_WEIGHT = 0.8
 TOPICS = ("concept", "style", "pose", "action", "character", "clothing", "background", "building", "vehicle", "animal")
 
-# Prompt boilerplate that says nothing about what an adapter does.
-_BOILERPLATE = {
+# Prompt boilerplate that says nothing about what an adapter does (the composer skips such segments too).
+BOILERPLATE = {
     "masterpiece", "best quality", "high quality", "highest quality", "top quality", "ultra detailed", "ultra-detailed",
     "highres", "absurdres", "8k", "4k", "hdr", "uhd", "extremely detailed", "detailed", "intricate details",
     "official art", "illustration", "1girl", "1boy", "solo", "looking at viewer", "realistic", "photorealistic",
@@ -66,7 +66,7 @@ def refine(card: AdapterCard, captioners: Sequence[Captioner] = ()) -> Refined:
 def card_words(card: AdapterCard) -> dict:
     """The card's describing words, boilerplate and duplicates removed."""
     tags = [t for t in card.tags if t.lower() not in {"lora"}]
-    freq = [t for t in card.tag_frequency if t.lower() not in _BOILERPLATE][:20]
+    freq = [t for t in card.tag_frequency if t.lower() not in BOILERPLATE][:20]
     return {"tags": tags, "freq": freq, "samples": [clean_prompt(p) for p in card.sample_prompts[:10]]}
 
 
@@ -74,7 +74,7 @@ def clean_prompt(prompt: str) -> str:
     """A sample prompt without <lora> tags, emphasis syntax and quality boilerplate."""
     text = _EMPHASIS.sub(" ", _LORA_TAG.sub(" ", prompt.replace("BREAK", ",")))
     parts = [collapse(p) for p in re.split(r"[,\n]", text)]
-    return ", ".join(p for p in parts if p and p.lower() not in _BOILERPLATE)
+    return ", ".join(p for p in parts if p and p.lower() not in BOILERPLATE)
 
 
 def recommended_weight(card: AdapterCard) -> float:

@@ -9,11 +9,12 @@ from lib_stylus.index import LibraryIndex
 from lib_stylus.retriever import Retriever
 
 def write_lora(folder: str, stem: str, title: str, tags=(), triggers=(), description: str = "",
-               base: str = "SD 1.5", prompts=()) -> None:
-    """One adapter through the project's tiny real LoRA writer (kohya keys and metadata + .civitai.info)."""
+               base: str = "SD 1.5", prompts=(), weight: float = 0.8) -> None:
+    """One adapter through the project's tiny real LoRA writer (kohya keys and metadata + .civitai.info);
+    ``weight`` is the one its sample prompts use (the recommended weight when there are samples)."""
     write_card(folder, {"stem": stem, "title": title, "tags": list(tags), "trigger_words": list(triggers),
                         "description": description, "sample_prompts": list(prompts), "base_model": base,
-                        "base": "sdxl" if base.startswith("SDXL") else "sd1"})
+                        "base": "sdxl" if base.startswith("SDXL") else "sd1", "weight": weight})
 
 
 # A small library where every rule has something to bite on; filler cards give the statistics (idf, focus)

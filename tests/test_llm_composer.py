@@ -6,6 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from lib_stylus.characters import GENERIC_SUBJECT
 from lib_stylus.composer import Composer
 from lib_stylus.llm_composer import LLMComposer
 from compose_fixtures import build_library
@@ -78,7 +79,7 @@ def test_success_uses_llm_choices_and_keeps_rules(server, local):
     assert comp.stems == ["robot_mech", "sf_style"]
     assert comp.tasks[0].span == (PROMPT.index("with a robot"), PROMPT.index("with a robot") + 12)
     reasons = {d.stem: d.reason for d in comp.drops}
-    assert reasons["chun_li"].startswith("character not named")
+    assert reasons["chun_li"].startswith(GENERIC_SUBJECT)
     assert reasons["nope"] == "not among the candidates offered"
     path, auth, body = SEEN[-1]
     assert path == "/ok/v1/chat/completions" and auth == "Bearer k" and body["model"] == "test-model"

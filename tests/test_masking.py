@@ -166,3 +166,18 @@ def test_plan_batches_short_last_batch_and_options_pass_through():
 def test_plan_batches_rejects_bad_batch_size():
     with pytest.raises(ValueError):
         plan_batches(TASKS, [1], batch_size=0)
+
+
+def test_required_tasks_never_draw_none_and_left_out_candidates_have_reasons():
+    tasks = [[("named_a", 0.8), ("named_b", 0.8)], [("extra", 0.8)]]
+    schemes = set()
+    for seed in range(200):
+        m = draw_mask(tasks, seed, required=[True, False])
+        schemes.add(m.schemes[0])
+        assert m.schemes[0] in ("one-hot", "all")
+        assert {"named_a", "named_b"} & set(m.keys)
+        left = {x.key: x for x in m.masked_out}
+        assert set(left) == {"named_a", "named_b", "extra"} - set(m.keys)
+        assert all(x.reason.startswith(f"masked out for seed {seed}") for x in left.values())
+    assert schemes == {"one-hot", "all"}
+    assert not draw_mask(tasks, 3, enabled=False, required=[True, False]).masked_out

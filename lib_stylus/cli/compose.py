@@ -63,6 +63,8 @@ def _single(args) -> int:
     for line in describe(comp):
         print(line)
     res = comp.rewrite(seed=args.seed, masking=not args.no_masking)
+    for line in describe_mask(comp, args.seed, not args.no_masking):
+        print(line)
     print(f"\nprompt (seed {args.seed}): {res.prompt}")
     for pick, reason in res.skipped:
         print(f"  not written: {pick.alias}: {reason}")
@@ -84,3 +86,11 @@ def describe(comp) -> list:
             where = f"task {d.task}" if d.task >= 0 else "prompt"
             lines.append(f"    - {d.stem}  ({where}, {d.score:.2f}): {d.reason}")
     return lines
+
+
+def describe_mask(comp, seed: int, masking: bool = True) -> list:
+    """The picks this seed's mask leaves out of the image, with the reason (what was named is never left out)."""
+    left = comp.masked_out(seed, masking)
+    if not left:
+        return []
+    return [f"masked out (seed {seed}):"] + [f"    ~ {m['alias']}  (task {m['task']}): {m['reason']}" for m in left]

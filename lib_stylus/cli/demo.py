@@ -1,5 +1,6 @@
-"""`demo`: build the sample library, index it, and show for a few prompts which LoRAs Stylus picks and the
-rewritten prompt. Offline: the dense encoder is the bundled all-MiniLM-L6-v2 when installed, else BM25 alone."""
+"""`demo`: build the sample library, index it, and show for a few prompts which LoRAs Stylus picks, which the
+seed's mask leaves out and why, and the rewritten prompt. Offline, and with the lexical index the CLI and the
+web UI use by default: the local composer reads only it (the dense "hybrid" vectors serve `query`)."""
 from __future__ import annotations
 
 import os
@@ -7,10 +8,10 @@ import tempfile
 
 from ..composer import Composer
 from ..demo import build_sample_library
-from ..embedding import BM25, DenseEmbedder, bundled_minilm
+from ..embedding import BM25
 from ..index import LibraryIndex
 from ..retriever import Retriever
-from .compose import describe
+from .compose import describe, describe_mask
 
 PROMPTS = [
     ("sd1", "a street musician playing guitar, with a robot companion, cyberpunk style"),
@@ -30,8 +31,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     lib = build_sample_library(os.path.join(args.out, "Lora"))
-    model = bundled_minilm()
-    embedders = [BM25()] + ([DenseEmbedder(model)] if model else [])
+    embedders = [BM25()]
     index = LibraryIndex([lib], os.path.join(args.out, "cache"), embedders)
     index.load()
     report = index.refresh()
@@ -44,7 +44,7 @@ def run(args) -> int:
     for base, prompt in PROMPTS:
         print(f"\n[{base}] {prompt}")
         comp = composer.compose(prompt, base)
-        for line in describe(comp):
+        for line in describe(comp) + describe_mask(comp, args.seed):
             print("  " + line)
         print("  -> " + comp.rewrite(prompt, args.seed).prompt)
     return 0

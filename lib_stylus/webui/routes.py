@@ -29,5 +29,5 @@ def register(app) -> None:
     def compose(req: ComposeRequest):
         comp = drop_unknown(SERVICE.compose(req.prompt, req.base, req.max_adapters, req.composer))
         res = comp.rewrite(req.prompt, req.seed, req.negative_prompt)
-        return {**comp.to_dict(), "prompt": res.prompt, "negative_prompt": res.negative_prompt,
+        return {**comp.to_dict(req.seed), "prompt": res.prompt, "negative_prompt": res.negative_prompt,
                 "picked": comp.stems, "notes": list(res.notes)}

@@ -104,10 +104,16 @@ def preview_html(comp, multiplier: float = 0.8) -> str:
 def _pick_item(a, weight: float) -> str:
     """One picked LoRA: thumbnail and text in one row (a flex row keeps the image beside the name)."""
     tag = escape(f"<lora:{a.alias}:{weight:g}>")
-    text = f"<b>{escape(a.alias)}</b> · weight {weight:g} · score {a.score:.2f} — {escape(a.reason)}"
+    text = (f"<b>{escape(a.alias)}</b> · weight {weight:g} · score {a.score:.2f} — {escape(a.reason)}"
+            f" · {_mask_note(a)}")
     row = "display:flex;align-items:center;gap:.25em"
     return (f"<li data-stylus-tag='{tag}' title='click to copy the tag' style='{row}'>"
             f"{_thumb(a.entry.card)}<span>{text}</span></li>")
+
+
+def _mask_note(a) -> str:
+    """What masking may do to a pick (the seed is drawn at generation): named ones are never left out."""
+    return "kept in every image (named in the prompt)" if a.named else "may be masked out in some images (seeded)"
 
 
 def _thumb(card) -> str:

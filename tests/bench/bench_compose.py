@@ -1,8 +1,11 @@
 """Composer benchmark in one run: materialize the bench LoRA folder, index it, compose every dev query, score
-with the bench scorer, and time compose per prompt on the 6,431-card library and on a synthetic 100,000-card one
+with the bench scorer, cross-validate the concept queries (a ComposerConfig grid chosen on the odd-numbered
+queries, reported on the even ones, and swapped), and time compose per prompt - everything included, the
+purpose and character indexes built before - on the 6,431-card library and on a synthetic 100,000-card one
 (bench cards copied with renamed stems and shuffled tags, in memory).
 
-usage: python tests/bench/bench_compose.py [--work DIR] [--bench ../shared/bench] [--big 100000]"""
+usage: python tests/bench/bench_compose.py [--work DIR] [--bench ../shared/bench] [--big 100000]
+         [--grid field=v1,v2 ...]"""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +22,10 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_realistic import find_bench, grid, number, _diff  # noqa: E402
+from lib_stylus.characters import character_index  # noqa: E402
 from lib_stylus.composer import Composer  # noqa: E402
 from lib_stylus.embedding import BM25  # noqa: E402
 from lib_stylus.index import Entry, LibraryIndex, Snapshot  # noqa: E402
@@ -30,8 +36,9 @@ from lib_stylus.retriever import Retriever  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default=None, help="folder for the LoRA library + index (reused if present)")
-    ap.add_argument("--bench", default=os.path.join(os.path.dirname(ROOT), "shared", "bench"))
+    ap.add_argument("--bench", default=find_bench())
     ap.add_argument("--big", type=int, default=100_000)
+    ap.add_argument("--grid", action="append", default=[])
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="stylus-bench-")
     lib = os.path.join(work, "lib")
@@ -56,13 +63,46 @@ def main() -> None:
     print(f"mean picks {sum(len(preds[q['id']]) for q in concept) / len(concept):.2f}, "
           f"mean concepts {sum(len(q['concepts']) for q in concept) / len(concept):.2f}")
     report(f"{len(index.snapshot.entries)} cards", times)
+    cross_validate(index, concept, a.grid)
     if a.big:
         big = synthetic(index, a.big)
         t0 = time.perf_counter()
         purpose_index(big.snapshot)
-        print(f"synthetic library: {a.big} cards, purpose index built in {time.perf_counter() - t0:.1f} s")
+        t1 = time.perf_counter()
+        character_index(big.snapshot)
+        print(f"synthetic library: {a.big} cards, purpose index built in {t1 - t0:.1f} s, character index in "
+              f"{time.perf_counter() - t1:.1f} s (once per index snapshot)")
         _, times = run(Composer(Retriever(big)), queries)
         report(f"{a.big} cards", times)
+
+
+def concept_scores(preds: dict, queries: list) -> tuple:
+    """(precision over all picks, concept coverage) as score.py computes them for concept queries."""
+    picks = hits = covered = concepts = 0
+    for q in queries:
+        stems = list(dict.fromkeys(preds[q["id"]]))
+        picks += len(stems)
+        hits += sum(s in set(q["gold"]) for s in stems)
+        for c in q["concepts"]:
+            concepts += 1
+            covered += bool(set(c["relevant"]) & set(stems))
+    return hits / max(picks, 1), covered / max(concepts, 1)
+
+
+def cross_validate(index, concept: list, specs: list) -> None:
+    """Choose the setting on one parity of query ids (precision + coverage), report the other, swap."""
+    runs = [(cfg, run(Composer(Retriever(index), cfg), concept)[0]) for cfg in grid(specs)]
+    held = []
+    for pick, rep in ((1, 0), (0, 1)):
+        half = [q for q in concept if number(q["id"]) % 2 == pick]
+        other = [q for q in concept if number(q["id"]) % 2 == rep]
+        best = max(runs, key=lambda r: sum(concept_scores(r[1], half)))
+        p, c = concept_scores(best[1], other)
+        held.append((p, c))
+        print(f"cv concept, reported on {'odd' if rep else 'even'} ids: precision {p:.3f} coverage {c:.3f}"
+              f"  (chosen on the other half: {_diff(best[0])})")
+    print(f"cv concept average: precision {sum(h[0] for h in held) / 2:.3f} coverage "
+          f"{sum(h[1] for h in held) / 2:.3f}")
 
 
 def run(composer, queries):

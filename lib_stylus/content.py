@@ -1,0 +1,160 @@
+"""What a prompt asks for and what a LoRA would add, so the composer never adds what the prompt does not ask
+for (issue 10 items 3 and 8, "never add sexual content"): sexual or revealing content, another gender, an
+ethnicity, a real person's likeness.
+
+Interface (stable; the composer uses it - extend, do not rename):
+
+* ``Profile``: ``genders`` (frozenset of "female"/"male"), ``explicit`` / ``revealing`` (sex or nudity /
+  underwear, swimwear, cleavage, "sexy"; ``nsfw`` is either), ``sexual_words``, ``ethnicities``,
+  ``real_person``, ``named`` (rows a prompt names, see characters.named_in) and ``subject`` ("named" or
+  "generic"); for a card also ``row`` (its row in the snapshot, -1 if unknown) and ``civitai_nsfw``.
+* ``profile_prompt(prompt, named=None) -> Profile``: ``named`` is ``CharacterIndex.named_in(prompt)`` when the
+  caller has it (a named real person is then asked for).
+* ``profile_card(entry, row=-1, characters=None) -> Profile``: from the Civitai ``model.nsfw`` flag
+  (AdapterCard.nsfw) and the words of its title head, stem, tags and main trigger word; ``characters`` (the
+  snapshot's CharacterIndex) drops franchise names first ('Chainsaw Man' has no gender). Gender and ethnicity
+  count where they say who the LoRA shows: its name and main trigger (not for a style, background, building,
+  vehicle or animal LoRA), and the who-tags ('man', 'korean woman') of a character / clothing LoRA (a style
+  tagged "woman" has no gender); an ethnicity only next to a person word ("korean woman", not a "chinese ink"
+  style or a hanfu).
+* ``card_profile(snapshot, row) -> Profile``: ``profile_card`` of a snapshot's row with the snapshot's
+  CharacterIndex, computed once and kept on the snapshot.
+* ``conflict(card, prompt) -> str``: the reason the card adds what the prompt does not ask for, "" when none.
+  Each reason starts with one of the constants below.
+
+Word classes live in words.py. Where unsure it says "conflict": a lost pick costs less than a spoiled
+image."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .characters import character_index, title_head
+from .words import (CATEGORY, ETHNIC, ETHNIC_PERSON, EXPLICIT, FEMALE, MALE, PERSON, REAL_PERSON,
+                    REVEALING, fold, folded, found, gender_of_word)
+
+UNASKED_SEXUAL = "sexual content the prompt does not ask for"
+UNASKED_REVEALING = "revealing content the prompt does not ask for"
+OTHER_GENDER = "another gender than the prompt asks for"
+UNASKED_ETHNICITY = "an ethnicity the prompt does not ask for"
+REAL_LIKENESS = "a real person's likeness for a generic subject"
+
+# Topics whose tags say who is pictured (a style or pose LoRA is tagged "woman" for its sample images).
+_PERSON_TOPICS = {"character", "clothing"}
+# Topics whose LoRAs show no one in particular: a gender word in their name is a series' or a sample's.
+_NO_PERSON_TOPICS = {"style", "background", "building", "vehicle", "animal"}
+# "asian" is asked by any of these, and asks for them.
+_ASIAN = {fold(w) for w in """asian east asian southeast asian south asian japanese korean chinese taiwanese
+    thai vietnamese filipino filipina indonesian malaysian indian mongolian""".split()}
+_PERSON_WORDS = PERSON | FEMALE | MALE
+
+
+@dataclass(frozen=True)
+class Profile:
+    genders: frozenset = frozenset()
+    explicit: bool = False
+    revealing: bool = False
+    sexual_words: tuple = ()
+    ethnicities: frozenset = frozenset()
+    real_person: bool = False
+    named: frozenset = frozenset()
+    subject: str = "generic"
+    row: int = -1
+    civitai_nsfw: bool = False
+
+    @property
+    def nsfw(self) -> bool:
+        return self.explicit or self.revealing
+
+
+def _genders(toks: list) -> set:
+    return {g for g in (gender_of_word(t) for t in toks) if g}
+
+
+def _ethnic_people(phrases: list) -> set:
+    """Ethnicity words in phrases that also name a person: 'korean woman', 'asian man', 'latina' - not the
+    'chinese' of a hanfu or an ink-painting LoRA."""
+    out = set()
+    for toks in phrases:
+        ethnic = found(ETHNIC, toks)
+        person = found(ETHNIC_PERSON, toks) or any(t in _PERSON_WORDS or gender_of_word(t) for t in toks)
+        if ethnic and person:
+            out.update(ethnic)
+    return out
+
+
+def profile_prompt(prompt: str, named: dict | None = None) -> Profile:
+    toks = folded(prompt or "")
+    explicit = found(EXPLICIT, toks)
+    revealing = found(REVEALING, toks)
+    named_rows = frozenset(named or ())
+    return Profile(genders=frozenset(_genders(toks)), explicit=bool(explicit), revealing=bool(revealing),
+                   sexual_words=tuple(dict.fromkeys(explicit + revealing)),
+                   ethnicities=frozenset(found(ETHNIC, toks)),
+                   real_person=bool(found(REAL_PERSON, toks)), named=named_rows,
+                   subject="named" if named_rows else "generic")
+
+
+def _who_tag(toks: list) -> bool:
+    """A tag that says who is pictured: 'man', 'korean woman', 'anime girl' - not a series' name that holds
+    a gender word ('chainsaw man', 'the king of fighters')."""
+    return len(toks) == 1 or len(toks) == 2 and (gender_of_word(toks[-1]) != "" or toks[-1] in PERSON) \
+        and (toks[0] in ETHNIC or toks[0] in CATEGORY or gender_of_word(toks[0]) != "")
+
+
+def profile_card(entry, row: int = -1, characters=None) -> Profile:
+    """``characters`` (the snapshot's CharacterIndex, if at hand) drops franchise names from the card's words
+    first: the 'man' of 'Chainsaw Man' is nobody's gender."""
+    card = getattr(entry, "card", entry)
+    topic = getattr(getattr(entry, "refined", None), "topic", "")
+    triggers = [t for t in card.trigger_words or () if isinstance(t, str)]
+    heads = [title_head(t) for t in [card.title or ""] + triggers[:1]]
+    purpose = [folded(t) for t in heads] + [folded(card.stem or "")]
+    tags = [folded(t) for t in card.tags or () if isinstance(t, str)]
+    if characters is not None:
+        purpose = [characters.without_franchises(toks) for toks in purpose]
+        tags = [characters.without_franchises(toks) for toks in tags]
+    words = [t for toks in purpose + tags for t in toks]
+    explicit = found(EXPLICIT, words)
+    # "sexy" is Civitai's catch-all tag: as a tag it says little; in the LoRA's name it is its purpose
+    revealing = [w for w in found(REVEALING, [t for toks in purpose for t in toks]) + found(REVEALING, [
+        t for toks in tags for t in toks]) if w != "sexy" or any(w in toks for toks in purpose)]
+    who = [] if topic in _NO_PERSON_TOPICS else purpose
+    who += [toks for toks in tags if _who_tag(toks)] if topic in _PERSON_TOPICS else []
+    genders = _genders([t for toks in who for t in toks])
+    return Profile(genders=frozenset(genders if len(genders) == 1 else ()),
+                   explicit=bool(explicit) or bool(card.nsfw), revealing=bool(revealing),
+                   sexual_words=tuple(dict.fromkeys(explicit + revealing)),
+                   ethnicities=frozenset(_ethnic_people(purpose + tags)),
+                   real_person=bool(found(REAL_PERSON, [t for toks in tags for t in toks])),
+                   row=row, civitai_nsfw=bool(card.nsfw))
+
+
+def card_profile(snapshot, row: int) -> Profile:
+    """The snapshot's card profiles, each made on first use and kept (a refresh swaps in a new snapshot)."""
+    cache = getattr(snapshot, "_stylus_profiles", None)
+    if cache is None:
+        cache = snapshot._stylus_profiles = {}
+    if row not in cache:
+        cache[row] = profile_card(snapshot.entries[row], row, character_index(snapshot))
+    return cache[row]
+
+
+def _ethnicity_asked(card: set, prompt: set) -> bool:
+    if card & prompt:
+        return True
+    return bool(card & {"asian"} and prompt & _ASIAN or prompt & {"asian"} and card & _ASIAN)
+
+
+def conflict(card: Profile, prompt: Profile) -> str:
+    if card.explicit and not prompt.explicit:
+        why = ", ".join(card.sexual_words) or "Civitai marks the model NSFW"
+        return f"{UNASKED_SEXUAL} ({why})"
+    if card.revealing and not prompt.nsfw:
+        return f"{UNASKED_REVEALING} ({', '.join(card.sexual_words)})"
+    if card.genders and prompt.genders and not card.genders & prompt.genders:
+        return f"{OTHER_GENDER} ({'/'.join(sorted(card.genders))} for {'/'.join(sorted(prompt.genders))})"
+    if card.ethnicities and not _ethnicity_asked(set(card.ethnicities), set(prompt.ethnicities)):
+        return f"{UNASKED_ETHNICITY} ({', '.join(sorted(card.ethnicities))})"
+    if card.real_person and card.row not in prompt.named and not prompt.real_person:
+        return REAL_LIKENESS
+    return ""

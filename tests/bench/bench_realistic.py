@@ -1,0 +1,215 @@
+"""Realistic-prompt benchmark of the local composer: materialize the bench LoRA folder, index it, compose every
+prompt of realistic-dev (`--max-adapters 4`, the UI default), and score the picks with the set's own scorer
+against its judgments plus ours (tests/bench/judgments-dev-extra.jsonl): overall, per prompt group, and
+cross-validated.
+
+Cross-validation: the prompts are split by the parity of their id number. For each fold the composer setting
+(a small grid over ComposerConfig fields, --grid) is chosen on one half by `objective` and reported on the other
+half; then the halves swap. Unjudged picks count as wrong while choosing (pessimistic) and are written to
+--queue (one {"id", "prompt", "stem"} line per pair, nothing else) for a reader who does not know why they were
+picked; --collect FILE... appends such a reader's labels to the extras file.
+
+usage: python tests/bench/bench_realistic.py [--work DIR] [--bench ../shared/bench] [--max-adapters 4]
+         [--grid field=v1,v2 ...] [--queue FILE] [--collect DONE.jsonl ...] [--picks OUT.jsonl]"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from lib_stylus.composer import Composer, ComposerConfig  # noqa: E402
+from lib_stylus.index import LibraryIndex  # noqa: E402
+from lib_stylus.retriever import Retriever  # noqa: E402
+
+EXTRA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "judgments-dev-extra.jsonl")
+GROUPS = {"tags": range(1, 21), "photo-art": range(21, 41), "captions": range(41, 51), "long": range(51, 56),
+          "negative": range(56, 61)}
+
+
+def find_bench() -> str:
+    """shared/bench next to the repository or next to any folder above it (worktrees sit deeper)."""
+    here = ROOT
+    while os.path.dirname(here) != here:
+        here = os.path.dirname(here)
+        if os.path.isdir(os.path.join(here, "shared", "bench")):
+            return os.path.join(here, "shared", "bench")
+    return os.path.join(os.path.dirname(ROOT), "shared", "bench")
+
+
+def load(path: str) -> list:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def number(qid: str) -> int:
+    """The number in an id: 'rp-dev-017' -> 17, 'dev-c0017' -> 17 (folds split by its parity)."""
+    return int("".join(c for c in qid.rsplit("-", 1)[1] if c.isdigit()))
+
+
+def open_library(bench: str, work: str) -> LibraryIndex:
+    lib = os.path.join(work, "lib")
+    if not os.path.isdir(lib):
+        subprocess.run([sys.executable, os.path.join(bench, "materialize.py"), os.path.join(bench, "library.jsonl"),
+                        lib], check=True, stdout=subprocess.DEVNULL)
+    index = LibraryIndex([lib], os.path.join(work, "cache"))
+    index.load()
+    t0 = time.perf_counter()
+    index.refresh(save=True)
+    print(f"index: {len(index.snapshot.entries)} cards ({time.perf_counter() - t0:.1f} s)")
+    return index
+
+
+def judgments(rd: str) -> dict:
+    """(id, stem) -> label: the shipped judgments, then ours (a later line of the same pair wins)."""
+    rows = load(os.path.join(rd, "judgments-dev.jsonl"))
+    if os.path.isfile(EXTRA):
+        rows += load(EXTRA)
+    return {(r["id"], r["stem"]): r["label"] for r in rows}
+
+
+def score(rd: str, prompts: list, judged: dict, preds: dict) -> dict:
+    """The set's scorer (score_realistic.py) on these prompts, with the merged judgments."""
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "prompts-x.jsonl"), "w", encoding="utf-8") as f:
+            for q in prompts:
+                f.write(json.dumps(q) + "\n")
+        ids = {q["id"] for q in prompts}
+        with open(os.path.join(d, "judgments-x.jsonl"), "w", encoding="utf-8") as f:
+            for (qid, stem), label in judged.items():
+                if qid in ids:
+                    f.write(json.dumps({"id": qid, "stem": stem, "label": label}) + "\n")
+        pred = os.path.join(d, "pred.jsonl")
+        with open(pred, "w", encoding="utf-8") as f:
+            for q in prompts:
+                f.write(json.dumps({"id": q["id"], "picked": preds.get(q["id"], [])}) + "\n")
+        out = subprocess.run([sys.executable, os.path.join(rd, "score_realistic.py"), pred, d], check=True,
+                             capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def objective(r: dict) -> float:
+    """What a setting is chosen by: relevant share and coverage, wrong picks (and unjudged ones) twice as bad."""
+    picks = r["picks"] or 1
+    relevant = (r["precision"] or 0) * r["judged"] / picks
+    wrong = ((r["harm"] or 0) * r["judged"] + r["unjudged"]) / picks
+    return relevant + (r["coverage"] or 0) - 2 * wrong
+
+
+def run(composer: Composer, prompts: list, max_adapters: int) -> tuple[dict, list]:
+    composer.compose("warm up", "sd1")
+    preds, times = {}, []
+    for q in prompts:
+        t0 = time.perf_counter()
+        preds[q["id"]] = composer.compose(q["prompt"], "sd1", max_adapters=max_adapters).stems
+        times.append(time.perf_counter() - t0)
+    return preds, times
+
+
+def grid(specs: list) -> list:
+    """ComposerConfig variants: the cross product of field=v1,v2 specs (the default alone without specs)."""
+    configs = [ComposerConfig()]
+    for spec in specs:
+        name, values = spec.split("=", 1)
+        kind = type(getattr(ComposerConfig(), name))
+        parse = (lambda v: v.lower() in ("1", "true", "yes")) if kind is bool else kind
+        configs = [dataclasses.replace(c, **{name: parse(v)}) for c in configs for v in values.split(",")]
+    return list(dict.fromkeys([ComposerConfig()] + configs))  # the default first: it is reported in full
+
+
+def line(label: str, r: dict) -> str:
+    return (f"{label:<14} picks {r['picks']:>3} (unjudged {r['unjudged']:>2})  relevant {r['precision']}  "
+            f"plausible {r['plausible']}  wrong {r['harm']}  coverage {r['coverage']} of {r['concepts_with_fitting']}"
+            f"  over-reach {r['over_reach']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "stylus-bench"))
+    ap.add_argument("--bench", default=find_bench())
+    ap.add_argument("--max-adapters", type=int, default=4)
+    ap.add_argument("--grid", action="append", default=[])
+    ap.add_argument("--queue", help="write the unjudged (id, prompt, stem) pairs here")
+    ap.add_argument("--collect", nargs="*", default=[], help="a reader's label files to add to the extras")
+    ap.add_argument("--picks", help="write the default setting's picks here")
+    a = ap.parse_args()
+    rd = os.path.join(a.bench, "realistic-dev")
+    if a.collect:
+        collect(rd, a.collect)
+    prompts = load(os.path.join(rd, "prompts-dev.jsonl"))
+    judged = judgments(rd)
+    index = open_library(a.bench, a.work)
+    runs = []
+    for cfg in grid(a.grid):
+        preds, times = run(Composer(Retriever(index), cfg), prompts, a.max_adapters)
+        runs.append((cfg, preds, times))
+    if len(runs) > 1:  # every setting of the grid on all prompts: to see the trade-off, not to choose
+        for c, p, _ in runs:
+            print(line("setting", score(rd, prompts, judged, p)) + "   " + _diff(c))
+    cfg, preds, times = runs[0]
+    ts = sorted(times)
+    print(f"compose: p50 {ts[len(ts) // 2] * 1000:.1f} ms, p95 {ts[int(0.95 * len(ts))] * 1000:.1f} ms")
+    print("default setting:", _diff(cfg))
+    print(line("all", score(rd, prompts, judged, preds)))
+    for group, ids in GROUPS.items():
+        print(line(group, score(rd, [q for q in prompts if number(q["id"]) in ids], judged, preds)))
+    folds = {"odd": [q for q in prompts if number(q["id"]) % 2], "even": [q for q in prompts if not number(q["id"]) % 2]}
+    held = []
+    for pick, report in (("odd", "even"), ("even", "odd")):
+        best = max(runs, key=lambda r: objective(score(rd, folds[pick], judged, r[1])))
+        r = score(rd, folds[report], judged, best[1])
+        held.append(r)
+        print(line(f"cv {report}", r) + f"   (chosen on {pick}: {_diff(best[0])})")
+    print("cv average: " + "  ".join(f"{k} {sum(r[k] or 0 for r in held) / 2:.4f}"
+                                     for k in ("precision", "plausible", "harm", "coverage")))
+    if a.queue:
+        queue(a.queue, prompts, judged, [r[1] for r in runs])
+    if a.picks:
+        with open(a.picks, "w", encoding="utf-8") as f:
+            for q in prompts:
+                f.write(json.dumps({"id": q["id"], "picked": preds[q["id"]]}) + "\n")
+
+
+def _diff(cfg) -> str:
+    base = ComposerConfig()
+    changed = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(base, f.name)}
+    return json.dumps(changed) if changed else "defaults"
+
+
+def queue(path: str, prompts: list, judged: dict, all_preds: list) -> None:
+    """The pairs no reader has labelled yet, without any score or reason (the reader must not know why)."""
+    text = {q["id"]: q["prompt"] for q in prompts}
+    todo = dict.fromkeys((qid, stem) for preds in all_preds for qid, stems in preds.items() for stem in stems
+                         if (qid, stem) not in judged)
+    with open(path, "w", encoding="utf-8") as f:
+        for qid, stem in todo:
+            f.write(json.dumps({"id": qid, "prompt": text[qid], "stem": stem}, ensure_ascii=False) + "\n")
+    print(f"{len(todo)} unjudged pairs -> {path}")
+
+
+def collect(rd: str, files: list) -> None:
+    """Append a reader's labels ({id, stem, label, why}) that are new to the extras file."""
+    known = judgments(rd)
+    added = 0
+    with open(EXTRA, "a", encoding="utf-8") as out:
+        for path in files:
+            for r in load(path):
+                if (r["id"], r["stem"]) in known or r.get("label") not in ("relevant", "plausible", "wrong"):
+                    continue
+                why = " ".join(str(r.get("why", "")).split())
+                out.write(json.dumps({"id": r["id"], "stem": r["stem"], "label": r["label"], "why": why},
+                                     ensure_ascii=False) + "\n")
+                known[(r["id"], r["stem"])] = r["label"]
+                added += 1
+    print(f"collected {added} new judgments into {EXTRA}")
+
+
+if __name__ == "__main__":
+    main()

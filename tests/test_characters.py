@@ -1,0 +1,272 @@
+"""Character and franchise resolution (issue 10 item 2) on a small real library: names in any order, spacing,
+escapes, weights, romanizations; never from '1girl', colours or everyday words; franchises asked generically;
+the reasons a character LoRA is refused."""
+import os
+
+import pytest
+
+from lib_stylus.characters import (ANOTHER_CHARACTER, GENERIC_SUBJECT, OTHER_COSPLAY, CharacterIndex,
+                                   character_index)
+from lib_stylus.index import LibraryIndex
+from tests.compose_fixtures import write_lora
+
+CHARACTER = ["anime", "character"]
+CARDS = [
+    dict(stem="naruto_v2", title="Naruto Uzumaki (Naruto) LoRA v2", tags=CHARACTER + ["naruto"],
+         triggers=["uzumaki naruto", "orange jumpsuit"]),
+    dict(stem="hutao1-000009", title="Hu Tao | Genshin Impact", tags=CHARACTER + ["genshin impact"],
+         triggers=["hu tao \\(genshin impact\\)", "twintails", "porkpie hat"]),
+    dict(stem="shogun-10", title="[Genshin Impact] Raiden Shogun LORA", tags=CHARACTER + ["genshinimpact"],
+         triggers=["raiden shogun", "purple kimono"]),
+    dict(stem="tifa_v2", title="Tifa Lockhart - Final Fantasy VII LoRA",
+         tags=CHARACTER + ["final fantasy vii"],
+         triggers=["tifa lockhart", "white tank top"]),
+    dict(stem="megumin", title="Megumin (Konosuba)", tags=CHARACTER + ["konosuba"], triggers=["megumin"]),
+    dict(stem="gotoh", title="Gotoh Hitori (Bocchi the Rock!)", tags=CHARACTER + ["bocchi the rock!"],
+         triggers=["gotoh hitori"]),
+    dict(stem="labiata", title="Labiata (Last Origin)", tags=CHARACTER + ["last origin"],
+         triggers=["1girl", "red eyes", "long hair", "labiata"]),
+    dict(stem="marisa", title="Kirisame Marisa (Touhou)", tags=CHARACTER + ["touhou"],
+         triggers=["kirisame marisa", "witch hat", "witch"]),
+    dict(stem="loid", title="Loid Forger - Spy x Family", tags=CHARACTER + ["spy x family"],
+         triggers=["twilight \\(spy x family\\)", "suit"]),
+    dict(stem="serena_pkmn", title="Serena (Pokemon)", tags=CHARACTER + ["pokemon"], triggers=["serena"]),
+    dict(stem="serena_dq", title="Serena - Dragon Quest XI", tags=CHARACTER + ["dragon quest xi"],
+         triggers=["serena"]),
+    dict(stem="amiya", title="Amiya (Arknights)", tags=CHARACTER + ["arknights"], triggers=["amiya"]),
+    dict(stem="texas", title="Texas (Arknights)", tags=CHARACTER + ["arknights"], triggers=["texas"]),
+    dict(stem="black_cat", title="Black Cat (Marvel)", tags=CHARACTER + ["marvel"], triggers=["black cat"]),
+    dict(stem="misty_pkmn", title="Misty (Pokemon)", tags=CHARACTER + ["pokemon"], triggers=["misty"]),
+    dict(stem="illya", title="Ilya (Fate)", tags=CHARACTER + ["fate"], triggers=["ilya"]),
+    dict(stem="chunli_cos", title="Chun-Li Cosplay (Street Fighter)",
+         tags=["cosplay", "character", "street fighter"],
+         triggers=["chun-li cosplay"]),
+    dict(stem="jane_doe", title="Jane Doe", tags=["celebrity", "actress", "woman"], triggers=["jane doe"]),
+    # filed under no Civitai category
+    dict(stem="tifa_meenow", title="Tifa_meenow", tags=["final fantasy", "tifa lockhart"],
+         triggers=["tifa lockhart", "red_eyes"]),
+    dict(stem="pkmn_dawn", title="Pokemon - Dawn (Anime) [SD 1.5 Character LoRA]",
+         tags=CHARACTER + ["pokemon"]),
+    dict(stem="makima_style", title="Ke-Ta Anime Style Makima", tags=["anime", "style", "makima"]),
+    dict(stem="takada", title="Akemi Takada (1980s)", tags=["retro artstyle", "takada akemi"],
+         triggers=["takada akemi"]),
+    dict(stem="takada_char", title="Takada Akemi (Artist)", tags=CHARACTER),
+    dict(stem="gup_darjeeling", title="Girls und Panzer Darjeeling", tags=CHARACTER + ["girls und panzer"],
+         triggers=["girls und panzer", "darjeeling"]),
+    dict(stem="gup_kay", title="Girls und Panzer Kay", tags=CHARACTER + ["girls und panzer"],
+         triggers=["girls und panzer", "kay"]),
+    dict(stem="android18", title="Android 18 (Dragon Ball) LoRA", tags=CHARACTER + ["dragon ball"],
+         triggers=["android 18", "android"]),
+    dict(stem="shigure_ui", title="Shigure Ui / Vtuber", tags=CHARACTER + ["vtuber"],
+         triggers=["shigure ui", "pom pom \\(clothes\\)", "school uniform"]),
+    dict(stem="genshin_style", title="Genshin Impact Style", tags=["style", "genshin impact", "anime"]),
+    dict(stem="arknights_style", title="Arknights Art Style", tags=["style", "arknights"]),
+    dict(stem="kuvshinov", title="Ilya Kuvshinov Style", tags=["style", "artist"], triggers=["kuvshinov"]),
+    dict(stem="knight_armor", title="Knight Armor", tags=["armor", "clothing"], triggers=["knight armor"]),
+    dict(stem="witch_hat", title="Witch Hat", tags=["concept", "hat"], triggers=["witch hat"]),
+]
+# Everyday scenes in the filler cards' text, so the library's word statistics know 'black', 'misty',
+# 'twilight' and 'lightning' as ordinary words.
+SCENES = ["a black cat on a misty lake at twilight", "purple lightning over a black sea, misty hills",
+          "a cat in a garden at twilight, black and white", "a misty forest, lightning, a black dog"]
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("chars"))
+    for card in CARDS:
+        write_lora(folder, **card)
+    for i in range(24):
+        write_lora(folder, f"filler_{i}", f"Landscape Helper {i}", tags=["landscape"],
+                   description=SCENES[i % 4], prompts=[SCENES[(i + 1) % 4]])
+    index = LibraryIndex([folder], os.path.join(folder, ".stylus"))
+    index.refresh(save=False)
+    snap = index.snapshot
+    rows = {e.card.stem: i for i, e in enumerate(snap.entries)}
+    return snap, character_index(snap), rows
+
+
+def named(lib, prompt) -> set:
+    snap, ci, rows = lib
+    return {snap.entries[r].card.stem for r in ci.named_in(prompt)}
+
+
+def test_character_loras_are_told_from_styles_costumes_and_concepts(lib):
+    snap, ci, rows = lib
+    for stem in ("naruto_v2", "hutao1-000009", "labiata", "chunli_cos", "jane_doe", "loid"):
+        assert ci.is_character(rows[stem]), stem
+    for stem in ("genshin_style", "arknights_style", "kuvshinov", "knight_armor", "witch_hat", "filler_0",
+                 "makima_style", "takada"):  # a style named after a character or tagged with a known name
+        assert not ci.is_character(rows[stem]), stem
+    # Civitai filed it under no category: a known character's name among its tags makes it hers
+    assert ci.is_character(rows["tifa_meenow"]) and ("tifa", "lockhart") in ci.names(rows["tifa_meenow"])
+    assert ci.is_cosplay(rows["chunli_cos"]) and not ci.is_cosplay(rows["megumin"])
+
+
+def test_names_drop_franchise_version_and_packaging_words(lib):
+    snap, ci, rows = lib
+    assert ("naruto", "uzumaki") in ci.names(rows["naruto_v2"])
+    assert ("tifa", "lockhart") in ci.names(rows["tifa_v2"])
+    assert ("raiden", "shogun") in ci.names(rows["shogun-10"])
+    for stem in ("naruto_v2", "tifa_v2", "shogun-10", "hutao1-000009"):
+        words = {w for name in ci.names(rows[stem]) for w in name}
+        assert not words & {"lora", "v2", "genshin", "impact", "final", "fantasy", "vii"}, stem
+    assert all("1girl" not in name and ("red", "eye") != name for name in ci.names(rows["labiata"]))
+
+
+def test_franchises_come_from_qualifiers_and_tags(lib):
+    snap, ci, rows = lib
+    assert ci.franchises(rows["hutao1-000009"]) == {"genshin impact"}
+    assert ci.franchises(rows["shogun-10"]) == {"genshin impact"}  # tag written "genshinimpact"
+    assert "genshin impact" in ci.franchises(rows["genshin_style"])
+    assert ci.franchises(rows["amiya"]) == ci.franchises(rows["texas"]) == {"arknights"}
+    # a title that starts with its series: the name is the next part
+    assert ci.franchises(rows["pkmn_dawn"]) == {"pokemon"} and ci.names(rows["pkmn_dawn"]) == [("dawn",)]
+    assert "witch" not in ci.franchise_names.values() and "hat" not in ci.franchise_names.values()
+
+
+@pytest.mark.parametrize("prompt", ["1girl, naruto uzumaki, ramen", "uzumaki naruto, smiling",
+                                    "a photo of Naruto Uzumaki eating ramen", "(naruto uzumaki:1.2), night"])
+def test_a_name_in_any_order_and_through_weights(lib, prompt):
+    assert named(lib, prompt) == {"naruto_v2"}
+
+
+@pytest.mark.parametrize("prompt", ["1girl, hutao, ghost", "hu tao, ghost", "hu_tao, halloween",
+                                    "hu tao \\(genshin impact\\), night"])
+def test_spacing_underscores_and_escaped_series(lib, prompt):
+    assert named(lib, prompt) == {"hutao1-000009"}
+
+
+def test_escaped_series_romanization_and_one_edit(lib):
+    assert named(lib, "raiden shogun \\(genshin impact\\), purple kimono") == {"shogun-10"}
+    assert named(lib, "1girl, gotou hitori, guitar") == {"gotoh"}     # ou / oh long vowels
+    assert named(lib, "1girl, goto hitori, guitar") == {"gotoh"}
+    assert named(lib, "tifa lockheart, bar interior") == {"tifa_v2", "tifa_meenow"}  # one edit, long word
+    assert named(lib, "tifa, bar interior") == set()  # one word of a two-word name, without its series
+    assert named(lib, "1girl, (megumin:1.3), explosion") == {"megumin"}
+
+
+def test_one_name_word_with_its_franchise(lib):
+    assert named(lib, "1girl, raiden ei, genshin impact") == {"shogun-10"}
+    assert named(lib, "1girl, raiden ei") == set()
+
+
+@pytest.mark.parametrize("prompt", ["1girl, red eyes, long hair", "masterpiece, 1girl, solo, witch hat",
+                                    "a witch flying over a village", "a black cat on a wall at night",
+                                    "a misty lake at dawn", "twilight sky over the sea",
+                                    "purple lightning, storm", "a knight in armor", "art by ilya kuvshinov",
+                                    "serena, a calm lake"])
+def test_never_named_by_attributes_generic_subjects_or_everyday_words(lib, prompt):
+    assert named(lib, prompt) - {"serena_pkmn", "serena_dq"} == set()
+    if "serena" not in prompt:
+        assert named(lib, prompt) == set()
+
+
+def test_a_series_written_before_several_names_is_a_series(lib):
+    snap, ci, rows = lib
+    assert ci.franchises(rows["gup_kay"]) == {"girls und panzer"}
+    assert named(lib, "girls und panzer, tank, field") == set()
+    assert ci.franchise_asked("girls und panzer, tank, field") == {"girls und panzer"}
+    assert named(lib, "darjeeling, girls und panzer, tea") == {"gup_darjeeling"}
+
+
+def test_things_and_numbers_in_names(lib):
+    assert named(lib, "android 18, dragon ball, city") == {"android18"}
+    assert named(lib, "1girl, android, cyborg, city") == set()  # 'android' beside '18' is no name alone
+    assert named(lib, "cheerleader, pom pom, school uniform") == set()  # "pom pom (clothes)" is a thing
+    assert named(lib, "shigure ui, beret") == {"shigure_ui"}
+
+
+def test_everyday_names_count_with_their_series(lib):
+    assert named(lib, "black cat, marvel, rooftop") == {"black_cat"}
+    assert named(lib, "twilight \\(spy x family\\), suit") == {"loid"}
+    assert named(lib, "misty \\(pokemon\\), beach") == {"misty_pkmn"}
+
+
+def test_a_series_in_the_prompt_picks_its_own_character(lib):
+    assert named(lib, "serena \\(pokemon\\), pink hat") == {"serena_pkmn"}
+    assert named(lib, "serena, dragon quest xi") == {"serena_dq"}
+
+
+def test_franchises_asked_generically(lib):
+    snap, ci, rows = lib
+    assert ci.franchise_asked("an Arknights operator in a city") == {"arknights"}
+    assert ci.franchise_asked("genshin impact style, mountain village") == {"genshin impact"}
+    assert ci.franchise_asked("amiya, arknights, city") == set()  # its character is named
+    assert ci.franchises_in("amiya, arknights, city") == {"arknights"}
+    assert ci.franchise_asked("a cat on a sofa") == set()
+    styles = [snap.entries[r].card.stem for r in ci.franchise_rows("arknights") if not ci.is_character(r)]
+    assert styles == ["arknights_style"]
+    assert {snap.entries[r].card.stem for r in ci.franchise_rows("arknights")} == {"amiya", "texas",
+                                                                                    "arknights_style"}
+
+
+def test_refusal_reasons(lib):
+    snap, ci, rows = lib
+    names = ci.named_in("1girl, megumin, explosion")
+    assert ci.refusal(rows["megumin"], names) == ""
+    assert ci.refusal(rows["marisa"], names).startswith(ANOTHER_CHARACTER)
+    cosplay = ci.named_in("megumin cosplay, convention")
+    assert ci.refusal(rows["chunli_cos"], cosplay).startswith(OTHER_COSPLAY)
+    generic = ci.named_in("a witch flying over a village")
+    assert ci.refusal(rows["marisa"], generic).startswith(GENERIC_SUBJECT)
+    assert ci.refusal(rows["jane_doe"], ci.named_in("portrait of a woman")).startswith(GENERIC_SUBJECT)
+    assert ci.refusal(rows["witch_hat"], generic) == ""
+    assert ci.refusal(rows["genshin_style"], ci.named_in("arknights operator")) == ""
+
+
+def test_odd_cards_and_prompts_never_break_it():
+    from lib_stylus.catalog.card import AdapterCard
+    from types import SimpleNamespace
+    odd = [AdapterCard(path="a", rel="a", stem="", alias=""),
+           AdapterCard(path="b", rel="b", stem="x", alias="x", title="(((", tags=["", "()", "character"],
+                       trigger_words=["", "\\(", "<lora:x:1>"]),
+           AdapterCard(path="c", rel="c", stem="c", alias="c", title="初音ミク | 【】",
+                       tags=["character", "初音ミク"])]
+    ci = CharacterIndex([SimpleNamespace(card=c, refined=SimpleNamespace(topic="character")) for c in odd])
+    for prompt in ("", "((((", "<lora:x:1>", "BREAK AND", "初音ミク", "a, " * 500, "\\(\\)"):
+        assert ci.named_in(prompt) == {} or prompt == "初音ミク"
+        assert isinstance(ci.franchise_asked(prompt), set)
+    assert [ci.refusal(r, {}) for r in range(3)]
+
+
+def test_a_rebuild_reuses_unchanged_cards_and_sees_edited_ones(lib):
+    import dataclasses
+    from types import SimpleNamespace
+    snap, ci, rows = lib
+    again = CharacterIndex(snap.entries)  # the cards cut by the last build
+    for row in range(len(snap.entries)):
+        assert again.names(row) == ci.names(row) and again.franchises(row) == ci.franchises(row)
+        assert again.is_character(row) == ci.is_character(row)
+    edited = list(snap.entries)
+    old = edited[rows["megumin"]]
+    card = dataclasses.replace(old.card, title="Yunyun (Konosuba)", trigger_words=["yunyun"])
+    edited[rows["megumin"]] = SimpleNamespace(card=card, refined=old.refined)
+    after = CharacterIndex(edited)
+    assert after.named_in("yunyun, konosuba") == {rows["megumin"]: "yunyun"}
+    assert after.named_in("megumin, explosion") == {}
+
+
+def test_index_is_kept_on_the_snapshot_and_works_without_bm25(lib):
+    snap, ci, rows = lib
+    assert character_index(snap) is ci
+    bare = CharacterIndex(snap.entries)
+    assert bare.is_character(rows["naruto_v2"])
+    assert {snap.entries[r].card.stem for r in bare.named_in("uzumaki naruto")} == {"naruto_v2"}
+
+
+def test_a_popular_character_in_other_cards_sample_prompts_is_still_a_name(tmp_path):
+    """Hundreds of style LoRAs show their style on Hatsune Miku: her name fills other cards' sample prompts.
+    That makes it frequent in the library's text, not an everyday word: 'hatsune miku' still names her."""
+    folder = str(tmp_path)
+    write_lora(folder, "miku_v4", "Hatsune Miku | Vocaloid", tags=CHARACTER + ["vocaloid", "hatsune miku"],
+               triggers=["hatsune miku", "twintails"])
+    for i in range(40):
+        write_lora(folder, f"style_{i}", f"Painterly Style {i}", tags=["style"],
+                   prompts=[f"1girl, hatsune miku, twintails, painterly {i}"])
+    index = LibraryIndex([folder], os.path.join(folder, ".stylus"))
+    index.refresh(save=False)
+    snap = index.snapshot
+    ci = character_index(snap)
+    for prompt in ("hatsune miku, concert", "Hatsune Miku singing at a concert", "1girl, miku hatsune, smile"):
+        assert {snap.entries[r].card.stem for r in ci.named_in(prompt)} == {"miku_v4"}, prompt
