@@ -133,6 +133,10 @@ class StyleEngine:
         def image_embeds():
             encoder = self.image_encoder(encoder_path, device, work)
             emb = encoder.encode(images, kind).float().cpu()
+            if emb.shape[-1] != info.clip_dim:  # the user paired files of two CLIP spaces
+                raise ShapeMismatchError(
+                    "the image encoder %s makes %d-wide embeddings but the IP-Adapter %s expects %d: choose the "
+                    "encoder of the adapter's CLIP space" % (encoder_path, emb.shape[-1], adapter_path, info.clip_dim))
             return emb, encoder.zero_embeds(kind, emb.shape[0]).float().cpu()
 
         def text_embeds():
