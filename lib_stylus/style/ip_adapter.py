@@ -1,7 +1,8 @@
-"""IP-Adapter checkpoints: safe loading, variant detection, image projections and the per-layer K/V projections.
+"""IP-Adapter checkpoints: safe loading, variant detection, image projections and the per-layer K/V
+projections.
 
-Files: ``.bin``/``.pt``/``.pth`` are pickles and are read ONLY with ``torch.load(weights_only=True)`` (a pickle
-that wants to build anything but tensors is refused); ``.safetensors`` may be flat (``image_proj.*`` /
+Files: ``.bin``/``.pt``/``.pth`` are pickles and are read ONLY with ``torch.load(weights_only=True)`` (a
+pickle that wants to build anything but tensors is refused); ``.safetensors`` may be flat (``image_proj.*`` /
 ``ip_adapter.*``) as most downloads are. Both normalise to ``{"image_proj": {...}, "ip_adapter": {...}}``.
 """
 from __future__ import annotations
@@ -28,9 +29,9 @@ class AdapterFormatError(StylusUserError, ValueError):
 
 # ------------------------------------------------------------------------------------------------ reading files
 def load_tensor_file(path: str, error=None) -> Dict[str, object]:
-    """A state dict from a safetensors file or a tensors-only pickle (never an arbitrary unpickle). An unreadable
-    file (empty, truncated, random bytes, not a dict) raises ``error`` (default :class:`AdapterFormatError`)
-    with one line naming the file and what is wrong."""
+    """A state dict from a safetensors file or a tensors-only pickle (never an arbitrary unpickle). An
+    unreadable file (empty, truncated, random bytes, not a dict) raises ``error`` (default
+    :class:`AdapterFormatError`) with one line naming the file and what is wrong."""
     error = error or AdapterFormatError
     if not os.path.isfile(path):
         raise error("%s: no such file" % path)
@@ -41,8 +42,8 @@ def load_tensor_file(path: str, error=None) -> Dict[str, object]:
         try:
             sd = load_file(path, device="cpu")
         except Exception as e:  # SafetensorError has no common base: any failure here is the file's
-            raise error("%s: not a readable safetensors file, truncated or corrupt (%s)" % (path, _first_line(e))) \
-                from None
+            raise error("%s: not a readable safetensors file, truncated or corrupt (%s)"
+                        % (path, _first_line(e))) from None
     elif path.lower().endswith(PICKLE_EXTS):
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
@@ -50,8 +51,8 @@ def load_tensor_file(path: str, error=None) -> Dict[str, object]:
             raise error("%s: refused: the pickle holds more than tensors (weights_only load failed: %s)"
                         % (path, _first_line(e))) from None
         except Exception as e:  # EOFError, zip errors, RuntimeError "PytorchStreamReader failed ...", ...
-            raise error("%s: not a readable PyTorch file, truncated or corrupt (%s)" % (path, _first_line(e))) \
-                from None
+            raise error("%s: not a readable PyTorch file, truncated or corrupt (%s)"
+                        % (path, _first_line(e))) from None
     else:
         raise error("%s: unknown extension; expected .safetensors or one of %s" % (path, PICKLE_EXTS))
     if not isinstance(sd, Mapping):
@@ -176,7 +177,8 @@ def _shape(sd: Mapping[str, torch.Tensor], key: str, part: str, ndim: int) -> Tu
     if not isinstance(t, torch.Tensor):
         raise AdapterFormatError("%s.%s is a %s, not a tensor" % (part, key, type(t).__name__))
     if t.dim() != ndim:
-        raise AdapterFormatError("%s.%s has shape %s: expected %d dimensions" % (part, key, tuple(t.shape), ndim))
+        raise AdapterFormatError("%s.%s has shape %s: expected %d dimensions"
+                                 % (part, key, tuple(t.shape), ndim))
     return tuple(t.shape)
 
 
@@ -302,8 +304,8 @@ def _load_strict(module: nn.Module, sd: Mapping[str, torch.Tensor], part: str) -
 
 
 def load_ip_adapter(path: str, resampler_heads: int = 0) -> IPAdapter:
-    """Load an IP-Adapter file on the CPU (image projection in float32, K/V weights as stored). Every problem with the file raises
-    :class:`AdapterFormatError` with one line that starts with the file's path."""
+    """Load an IP-Adapter file on the CPU (image projection in float32, K/V weights as stored). Every problem
+    with the file raises :class:`AdapterFormatError` with one line that starts with the file's path."""
     parts = split_parts(load_tensor_file(path), where=path)
     # The small image projection in float32; the K/V pairs stay as stored (hundreds of MB for SDXL in fp16):
     # each patched layer is converted to the compute dtype when it is used.
