@@ -88,6 +88,13 @@ def test_a_failed_download_is_remembered_for_the_session(monkeypatch, fresh):
     assert len(fresh) == 2  # one try each, then the failure is remembered
 
 
+def _place(e):
+    """Do what the message says: put the named files into the named folder."""
+    os.makedirs(e.folder, exist_ok=True)
+    for f in e.files:
+        open(os.path.join(e.folder, os.path.basename(f)), "wb").close()
+
+
 @pytest.mark.parametrize("what", ["sd15", "sdxl"])
 def test_the_message_names_a_folder_where_the_adapter_is_then_found(monkeypatch, fresh, what):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -95,9 +102,7 @@ def test_the_message_names_a_folder_where_the_adapter_is_then_found(monkeypatch,
         models.ip_adapter(what)
     e = err.value
     assert e.folder in str(e) and all(os.path.basename(f) in str(e) for f in e.files)
-    os.makedirs(e.folder, exist_ok=True)
-    for f in e.files:
-        open(os.path.join(e.folder, os.path.basename(f)), "wb").close()
+    _place(e)
     assert models.ip_adapter(what) == os.path.join(e.folder, os.path.basename(e.files[0]))
 
 
@@ -108,9 +113,7 @@ def test_the_message_names_a_folder_where_the_image_encoder_is_then_found(monkey
         models.image_encoder(space)
     e = err.value
     assert e.folder in str(e)
-    os.makedirs(e.folder, exist_ok=True)
-    for f in e.files:
-        open(os.path.join(e.folder, os.path.basename(f)), "wb").close()
+    _place(e)
     assert models.image_encoder(space) == e.folder
 
 
@@ -118,11 +121,8 @@ def test_the_text_tower_message_names_the_folder_where_it_is_then_found(monkeypa
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(models.ModelUnavailable) as err:
         models.vit_h_text()
-    e = err.value
-    os.makedirs(e.folder, exist_ok=True)
-    for f in e.files:
-        open(os.path.join(e.folder, f), "wb").close()
-    assert models.vit_h_text() == e.folder
+    _place(err.value)
+    assert models.vit_h_text() == err.value.folder
 
 
 def test_dropdowns_list_every_place_stylus_looks_including_its_download_folder(monkeypatch, fresh):
