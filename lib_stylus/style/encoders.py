@@ -144,9 +144,9 @@ def load_clip_vision(path: str, num_heads: int = 0, hidden_act: str = "gelu", de
         except Exception as e:  # a missing or broken config.json: the user's folder, not our bug
             raise EncoderFormatError("%s: config.json is missing or unreadable (%s)"
                                      % (path, _first_line(e))) from None
-        sd = load_tensor_file(_folder_weights(path), EncoderFormatError)
+        sd = load_tensor_file(_folder_weights(path), EncoderFormatError, device, dtype or torch.float32)
     else:
-        sd = _strip_prefix(load_tensor_file(path, EncoderFormatError), path)
+        sd = _strip_prefix(load_tensor_file(path, EncoderFormatError, device, dtype or torch.float32), path)
         config = infer_vision_config(sd, num_heads, hidden_act, path)
     return ClipImageEncoder(_build_vision(config, sd, path, device, dtype))
 

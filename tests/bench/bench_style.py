@@ -324,13 +324,21 @@ def timed_loads(loads):
         setattr(engine_module, name, wrapper)
 
 
-def one_job(engine, unet, adapter, encoder, png, text):
-    """One style job as Script.process runs it: build (host's CPU device, float32), install, remove."""
+def decoded(png):
+    """The reference as the web UI's image box hands it to Script.process: a decoded PIL image (a new object per
+    job). Through the API, Stylus decodes the base64 PNG itself: that decode is timed apart (see bench_jobs)."""
     from PIL import Image
+    im = Image.open(io.BytesIO(png))
+    im.load()
+    return im
+
+
+def one_job(engine, unet, adapter, encoder, image, text):
+    """One style job as Script.process runs it: build (host's CPU device, float32), install, remove."""
     kwargs = dict(content_text=CONTENT, text_encoder=text, lam=LAMBDA, blocks="style", scale=1.0)
     if "device" in inspect.signature(engine.build).parameters:  # the code before issue 11 took the UNet's
         kwargs.update(device=torch.device("cpu"), dtype=torch.float32)
-    patch, toks = engine.build(unet, adapter, encoder, [Image.open(io.BytesIO(png))], **kwargs)
+    patch, toks = engine.build(unet, adapter, encoder, [image], **kwargs)
     patch.install()
     patch.remove()
     return toks
@@ -351,9 +359,13 @@ def run_jobs(arch, folder):
         loads.clear()
         text = LazyText(loads) if arch == "sd15" else HostText()
         t0 = time.perf_counter()
-        toks = one_job(engine, unet, adapter, encoder, png, text)
+        image = decoded(png)
+        decode = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        toks = one_job(engine, unet, adapter, encoder, image, text)
         total = time.perf_counter() - t0
-        out.append({"total": total, "loads": sum(loads), "work": total - sum(loads), "subtracted": toks.subtracted})
+        out.append({"total": total, "loads": sum(loads), "work": total - sum(loads), "subtracted": toks.subtracted,
+                    "decode": decode})
     print(json.dumps(out))
 
 
@@ -380,7 +392,7 @@ def run_rss(arch, folder, limit):
             time.sleep(0.02)
     threading.Thread(target=watch, daemon=True).start()
     base = rss_now()
-    one_job(engine, unet, adapter, encoder, png, text)
+    one_job(engine, unet, adapter, encoder, decoded(png), text)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"base": base, "peak": peak, "after": rss_now()}))
 
@@ -401,14 +413,15 @@ def bench_jobs(args):
     print("\nStylus checkout: %s (%s)\n" % (ROOT, commit))
     for arch in ("sd15", "sdxl"):  # the files first, in their own process (the measuring ones stay clean)
         child_json(args, "--make", arch)
-    print("| model (image encoder) | job | total | model loads | Stylus work | content subtracted |")
-    print("|---|---|---|---|---|---|")
+    print("| model (image encoder) | job | total | model loads | Stylus work | content subtracted | PNG decode "
+          "(API only) |")
+    print("|---|---|---|---|---|---|---|")
     for arch in ("sd15", "sdxl"):
         jobs = child_json(args, "--jobs", arch)
         for n, job in enumerate(jobs, 1):
-            print("| %s (%s) | %s | %.2f s | %.2f s | %.1f ms | %s |" % (
+            print("| %s (%s) | %s | %.2f s | %.2f s | %.1f ms | %s | %.1f ms |" % (
                 arch, JOBS[arch][0], ("first", "second, same reference")[n - 1], job["total"], job["loads"],
-                job["work"] * 1e3, job["subtracted"]))
+                job["work"] * 1e3, job["subtracted"], job.get("decode", 0) * 1e3))
     print("\n| model (image encoder) | RSS before the job | peak RSS | peak added by the job |\n|---|---|---|---|")
     for arch in ("sd15", "sdxl"):
         r = child_json(args, "--rss", arch)
