@@ -46,12 +46,15 @@ def _variants(good, tmp_path, name):
     return out
 
 
-@pytest.mark.parametrize("name", ["a.safetensors", "a.bin"])
+@pytest.mark.parametrize("name, load, error", [("a.safetensors", load_ip_adapter, AdapterFormatError),
+                                               ("a.bin", load_ip_adapter, AdapterFormatError),
+                                               ("clip.safetensors", load_clip_vision, EncoderFormatError),
+                                               ("clip_h.pth", load_clip_vision, EncoderFormatError)])
 @pytest.mark.parametrize("kind", ["empty", "truncated", "random"])
-def test_broken_adapter_files_give_one_line_naming_the_file(good, tmp_path, name, kind):
+def test_broken_adapter_and_encoder_files_give_one_line_naming_the_file(good, tmp_path, name, load, error, kind):
     path = _variants(good, tmp_path, name)[kind]
-    with pytest.raises(AdapterFormatError) as err:
-        load_ip_adapter(path)
+    with pytest.raises(error) as err:
+        load(path)
     msg = _one_line(err, path)
     if kind == "empty":
         assert "empty" in msg
@@ -87,15 +90,6 @@ def test_plus_adapter_missing_resampler_layers_gives_one_line(tmp_path):
 
 def test_a_pickle_of_something_else_gives_one_line(tmp_path):
     _refused(str(tmp_path / "list.bin"), [torch.zeros(2)])
-
-
-@pytest.mark.parametrize("name", ["clip.safetensors", "clip_h.pth"])
-@pytest.mark.parametrize("kind", ["empty", "truncated", "random"])
-def test_broken_encoder_files_give_one_line_naming_the_file(good, tmp_path, name, kind):
-    path = _variants(good, tmp_path, name)[kind]
-    with pytest.raises(EncoderFormatError) as err:
-        load_clip_vision(path)
-    _one_line(err, path)
 
 
 @pytest.mark.parametrize("mutate", [
