@@ -51,7 +51,8 @@ def _variants(good, tmp_path, name):
                                                ("clip.safetensors", load_clip_vision, EncoderFormatError),
                                                ("clip_h.pth", load_clip_vision, EncoderFormatError)])
 @pytest.mark.parametrize("kind", ["empty", "truncated", "random"])
-def test_broken_adapter_and_encoder_files_give_one_line_naming_the_file(good, tmp_path, name, load, error, kind):
+def test_broken_adapter_and_encoder_files_give_one_line_naming_the_file(good, tmp_path, name, load, error,
+                                                                         kind):
     path = _variants(good, tmp_path, name)[kind]
     with pytest.raises(error) as err:
         load(path)

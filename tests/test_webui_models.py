@@ -98,7 +98,8 @@ def _place(e):
 @pytest.mark.parametrize("find, what, found_as", [("ip_adapter", "sd15", "file"), ("ip_adapter", "sdxl", "file"),
                                                   ("image_encoder", "vit-h", "folder"),
                                                   ("image_encoder", "vit-bigG", "folder")])
-def test_the_message_names_a_folder_where_the_file_is_then_found(monkeypatch, fresh, find, what, found_as):
+def test_the_message_names_a_folder_where_the_file_is_then_found(monkeypatch, fresh, find, what,
+                                                                found_as):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(models.ModelUnavailable) as err:
         getattr(models, find)(what)
