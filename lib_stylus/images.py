@@ -1,6 +1,6 @@
 """Reference images arrive as PIL images (gradio 3), dicts (gradio 4 image editor), numpy arrays, or base64
-strings / data URLs (the API). One function turns any of them into an 8-bit RGB PIL image or None; a value that
-is not a usable image raises :class:`ReferenceImageError` with one line saying what is wrong."""
+strings / data URLs (the API). One function turns any of them into an 8-bit RGB PIL image or None; a value
+that is not a usable image raises :class:`ReferenceImageError` with one line saying what is wrong."""
 from __future__ import annotations
 
 import base64
@@ -59,8 +59,8 @@ def _decode(value):
 
 
 def to_rgb(im):
-    """8-bit RGB. 16-bit and 32-bit grey (PNG ``I;16`` / ``I``) and float (``F``) images are rescaled to 0..255
-    first: PIL's own convert clips them, which turns a 16-bit grey PNG all white."""
+    """8-bit RGB. 16-bit and 32-bit grey (PNG ``I;16`` / ``I``) and float (``F``) images are rescaled to
+    0..255 first: PIL's own convert clips them, which turns a 16-bit grey PNG all white."""
     from PIL import Image
     if im.width == 0 or im.height == 0:
         raise ReferenceImageError(f"the reference image is empty ({im.width}x{im.height} pixels)")

@@ -157,3 +157,13 @@ def test_wrong_model_fails_before_encoding_and_releases(files):
     with pytest.raises(ShapeMismatchError, match="for sd15 but the UNet is sdxl"):
         eng.build(fx.tiny_sdxl(), files["plain"], files["encoder"], [IMG])
     assert not eng.loaded
+
+
+def test_an_encoder_of_another_clip_space_is_one_line_naming_both_files(files, tmp_path):
+    other = tmp_path / "image_encoder_32"
+    fx.tiny_vision_model(projection_dim=32).save_pretrained(str(other))
+    with pytest.raises(ShapeMismatchError) as err:
+        StyleEngine().build(fx.tiny_sd15(), files["plain"], str(other), [IMG])
+    msg = str(err.value)
+    assert "image_encoder_32" in msg and "ip-adapter_sd15" in msg and "32" in msg and "24" in msg
+    assert "\n" not in msg

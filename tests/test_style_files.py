@@ -46,12 +46,16 @@ def _variants(good, tmp_path, name):
     return out
 
 
-@pytest.mark.parametrize("name", ["a.safetensors", "a.bin"])
+@pytest.mark.parametrize("name, load, error", [("a.safetensors", load_ip_adapter, AdapterFormatError),
+                                               ("a.bin", load_ip_adapter, AdapterFormatError),
+                                               ("clip.safetensors", load_clip_vision, EncoderFormatError),
+                                               ("clip_h.pth", load_clip_vision, EncoderFormatError)])
 @pytest.mark.parametrize("kind", ["empty", "truncated", "random"])
-def test_broken_adapter_files_give_one_line_naming_the_file(good, tmp_path, name, kind):
+def test_broken_adapter_and_encoder_files_give_one_line_naming_the_file(good, tmp_path, name, load, error,
+                                                                         kind):
     path = _variants(good, tmp_path, name)[kind]
-    with pytest.raises(AdapterFormatError) as err:
-        load_ip_adapter(path)
+    with pytest.raises(error) as err:
+        load(path)
     msg = _one_line(err, path)
     if kind == "empty":
         assert "empty" in msg
@@ -64,8 +68,15 @@ def test_broken_adapter_files_give_one_line_naming_the_file(good, tmp_path, name
 def test_adapter_with_wrong_key_shapes_gives_one_line(tmp_path, key, shape):
     sd = fx.adapter_state_dict(fx.tiny_sd15(), "sd15")
     sd[key] = torch.zeros(shape)
-    path = str(tmp_path / "shapes.safetensors")
-    save_file(sd, path)
+    _refused(str(tmp_path / "shapes.safetensors"), sd)
+
+
+def _refused(path, content):
+    """Write ``content`` (safetensors or a pickle, by the name) and expect one line naming the file."""
+    if path.endswith(".safetensors"):
+        save_file(content, path)
+    else:
+        torch.save(content, path)
     with pytest.raises(AdapterFormatError) as err:
         load_ip_adapter(path)
     _one_line(err, path)
@@ -75,28 +86,11 @@ def test_plus_adapter_missing_resampler_layers_gives_one_line(tmp_path):
     sd = fx.adapter_state_dict(fx.tiny_sd15(), "sd15", "plus", clip_dim=32, tokens=16)
     for k in [k for k in sd if k.startswith("image_proj.layers.")]:
         sd.pop(k)
-    path = str(tmp_path / "plus.safetensors")
-    save_file(sd, path)
-    with pytest.raises(AdapterFormatError) as err:
-        load_ip_adapter(path)
-    _one_line(err, path)
+    _refused(str(tmp_path / "plus.safetensors"), sd)
 
 
 def test_a_pickle_of_something_else_gives_one_line(tmp_path):
-    path = str(tmp_path / "list.bin")
-    torch.save([torch.zeros(2)], path)
-    with pytest.raises(AdapterFormatError) as err:
-        load_ip_adapter(path)
-    _one_line(err, path)
-
-
-@pytest.mark.parametrize("name", ["clip.safetensors", "clip_h.pth"])
-@pytest.mark.parametrize("kind", ["empty", "truncated", "random"])
-def test_broken_encoder_files_give_one_line_naming_the_file(good, tmp_path, name, kind):
-    path = _variants(good, tmp_path, name)[kind]
-    with pytest.raises(EncoderFormatError) as err:
-        load_clip_vision(path)
-    _one_line(err, path)
+    _refused(str(tmp_path / "list.bin"), [torch.zeros(2)])
 
 
 @pytest.mark.parametrize("mutate", [

@@ -88,41 +88,34 @@ def test_a_failed_download_is_remembered_for_the_session(monkeypatch, fresh):
     assert len(fresh) == 2  # one try each, then the failure is remembered
 
 
-@pytest.mark.parametrize("what", ["sd15", "sdxl"])
-def test_the_message_names_a_folder_where_the_adapter_is_then_found(monkeypatch, fresh, what):
+def _place(e):
+    """Do what the message says: put the named files into the named folder."""
+    os.makedirs(e.folder, exist_ok=True)
+    for f in e.files:
+        open(os.path.join(e.folder, os.path.basename(f)), "wb").close()
+
+
+@pytest.mark.parametrize("find, what, found_as", [("ip_adapter", "sd15", "file"), ("ip_adapter", "sdxl", "file"),
+                                                  ("image_encoder", "vit-h", "folder"),
+                                                  ("image_encoder", "vit-bigG", "folder")])
+def test_the_message_names_a_folder_where_the_file_is_then_found(monkeypatch, fresh, find, what,
+                                                                found_as):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(models.ModelUnavailable) as err:
-        models.ip_adapter(what)
+        getattr(models, find)(what)
     e = err.value
     assert e.folder in str(e) and all(os.path.basename(f) in str(e) for f in e.files)
-    os.makedirs(e.folder, exist_ok=True)
-    for f in e.files:
-        open(os.path.join(e.folder, os.path.basename(f)), "wb").close()
-    assert models.ip_adapter(what) == os.path.join(e.folder, os.path.basename(e.files[0]))
-
-
-@pytest.mark.parametrize("space", ["vit-h", "vit-bigG"])
-def test_the_message_names_a_folder_where_the_image_encoder_is_then_found(monkeypatch, fresh, space):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(models.ModelUnavailable) as err:
-        models.image_encoder(space)
-    e = err.value
-    assert e.folder in str(e)
-    os.makedirs(e.folder, exist_ok=True)
-    for f in e.files:
-        open(os.path.join(e.folder, os.path.basename(f)), "wb").close()
-    assert models.image_encoder(space) == e.folder
+    _place(e)
+    want = e.folder if found_as == "folder" else os.path.join(e.folder, os.path.basename(e.files[0]))
+    assert getattr(models, find)(what) == want
 
 
 def test_the_text_tower_message_names_the_folder_where_it_is_then_found(monkeypatch, fresh):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(models.ModelUnavailable) as err:
         models.vit_h_text()
-    e = err.value
-    os.makedirs(e.folder, exist_ok=True)
-    for f in e.files:
-        open(os.path.join(e.folder, f), "wb").close()
-    assert models.vit_h_text() == e.folder
+    _place(err.value)
+    assert models.vit_h_text() == err.value.folder
 
 
 def test_dropdowns_list_every_place_stylus_looks_including_its_download_folder(monkeypatch, fresh):

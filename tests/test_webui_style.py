@@ -493,3 +493,22 @@ def test_sdxl_content_text_goes_through_the_hosts_low_vram_path(sdxl, host):
     assert host.errors.reported == [] and moved == [conditioner]
     assert p.extra_generation_params[CONTENT] == "a cat on a sofa"
     script.postprocess(p, None, *args)
+
+
+def test_keep_models_is_ignored_under_low_vram_flags(env, host, monkeypatch):
+    """'Keep style models in memory' keeps them between jobs, but never with --medvram/--lowvram."""
+    script, unet, args = env
+    use_sd15(host, unet)
+    monkeypatch.setitem(host.shared.opts.data, "stylus_keep_models", True)
+    p = new_p()
+    script.process(p, *args)
+    assert host.job.engine().loaded
+    script.postprocess(p, None, *args)
+    monkeypatch.setattr(host.shared.cmd_opts, "medvram", True, raising=False)
+    host.job.engine().release()
+    p = new_p()
+    from PIL import Image
+    script.process(p, *with_args(args, style_image=Image.new("RGB", (32, 32), "blue")))  # encoders load again
+    assert "Stylus style strength" in p.extra_generation_params
+    assert not host.job.engine().loaded and host.errors.reported == []
+    script.postprocess(p, None, *args)

@@ -8,18 +8,20 @@ How the sum reaches ``to_out`` while the instance keeps whatever forward it has 
 * fast path: while our wrapper runs the original forward, a forward hook on ``to_q`` captures ``q`` and a
   pre-hook on ``to_out[0]`` adds ``s * Attn(q, K_ip, V_ip)`` to its input, so ``to_out`` (with any LoRA in it)
   sees exactly the sum and no Linear runs twice;
-* fallback, when a forward bypasses those submodule calls (fused kernels, chunked ``to_q``): after the original
-  forward, add ``to_out[0].weight @ (s * Attn(to_q(x), K_ip, V_ip))``. Since ``to_out`` is affine and the
-  original output already holds its bias once, this equals the same formula (Dropout is identity at inference).
+* fallback, when a forward bypasses those submodule calls (fused kernels, chunked ``to_q``): after the
+  original forward, add ``to_out[0].weight @ (s * Attn(to_q(x), K_ip, V_ip))``. Since ``to_out`` is affine and the
+  original output already holds its bias once, this equals the same formula (Dropout is identity at
+  inference).
 
-Rows: the caller tells which rows of a UNet call are conditional (style tokens) and which unconditional (tokens
-of a zero image embedding) with :meth:`StylePatch.set_rows`, once per sampling step, for the whole CFG batch
-``[cond rows…, uncond rows…]``; consecutive UNet calls consume consecutive slices of that plan, which covers the
-web UI's layouts (one call, separate cond/uncond calls, chunked calls, AND, batch > 1, skipped uncond). A call
-with a multiple of the planned rows (Tiled Diffusion / MultiDiffusion stack tiles along the batch) repeats the
-plan. Each UNet call gets one explicit :class:`CallPlan` that every layer's :class:`IPAttnProcessor` reads
-(diffusers' attention processors are the model). Nothing here ever raises inside the UNet: a call the plan
-cannot describe, or any failure of the style term, runs that call without style and logs one warning.
+Rows: the caller tells which rows of a UNet call are conditional (style tokens) and which unconditional
+(tokens of a zero image embedding) with :meth:`StylePatch.set_rows`, once per sampling step, for the whole CFG
+batch ``[cond rows…, uncond rows…]``; consecutive UNet calls consume consecutive slices of that plan, which
+covers the web UI's layouts (one call, separate cond/uncond calls, chunked calls, AND, batch > 1, skipped
+uncond). A call with a multiple of the planned rows (Tiled Diffusion / MultiDiffusion stack tiles along the
+batch) repeats the plan. Each UNet call gets one explicit :class:`CallPlan` that every layer's
+:class:`IPAttnProcessor` reads (diffusers' attention processors are the model). Nothing here ever raises
+inside the UNet: a call the plan cannot describe, or any failure of the style term, runs that call without
+style and logs one warning.
 """
 from __future__ import annotations
 
@@ -105,8 +107,9 @@ def roles_mask(roles: Roles) -> Optional[torch.Tensor]:
 
 
 def rows_from_options(options, b: int, device) -> Optional["CallPlan"]:
-    """Forge calls attn2 with transformer_options["cond_or_uncond"]: one flag per equal chunk of the batch's rows
-    (0 = conditional, 1 = unconditional). None when absent (the A1111 web UI), so the row plan applies."""
+    """Forge calls attn2 with transformer_options["cond_or_uncond"]: one flag per equal chunk of the batch's
+    rows (0 = conditional, 1 = unconditional). None when absent (the A1111 web UI), so the row plan
+    applies."""
     chunks = options.get("cond_or_uncond") if isinstance(options, dict) else None
     if not chunks or b % len(chunks):
         return None
@@ -120,8 +123,8 @@ def cfg_rows(n_cond: int, n_uncond: int) -> List[str]:
 
 
 class CallPlan:
-    """What one UNet call does with the style: each row's role (a host-side summary plus the mask, moved to the
-    device once), or ``skip`` (run the call without style)."""
+    """What one UNet call does with the style: each row's role (a host-side summary plus the mask, moved to
+    the device once), or ``skip`` (run the call without style)."""
 
     def __init__(self, host: Optional[torch.Tensor], device: torch.device, skip: bool = False):
         self.skip = skip
@@ -164,7 +167,8 @@ class IPAttnProcessor:
     def ip_term(self, q: torch.Tensor) -> torch.Tensor:
         plan = self.plan
         if plan is not None and len(plan) != q.shape[0]:
-            raise ValueError("the call's plan has %d rows but cross-attention got %d" % (len(plan), q.shape[0]))
+            raise ValueError("the call's plan has %d rows but cross-attention got %d"
+                             % (len(plan), q.shape[0]))
         k = _pick(self.k_c, self.k_u, plan, q.shape[0])
         v = _pick(self.v_c, self.v_u, plan, q.shape[0])
         # .to(q): a host that offloads modules between jobs (Forge) may run sampling on another device
@@ -183,12 +187,14 @@ class IPAttnProcessor:
         try:
             term = self.ip_term(self.q)
         except Exception as e:  # never raise inside the host's UNet: this call runs without style
-            self.patch.warn_once("layer", "style skipped in a cross-attention layer (%s: %s)" % (type(e).__name__, e))
+            self.patch.warn_once("layer", "style skipped in a cross-attention layer (%s: %s)"
+                                 % (type(e).__name__, e))
             return None
         return (torch.add(args[0], term, alpha=self.patch.scale),) + tuple(args[1:])
 
     def forward(self, x, context=None, *args, **kwargs):
-        self.plan = rows_from_options(kwargs.get("transformer_options"), x.shape[0], x.device) or self.patch.current
+        forge_rows = rows_from_options(kwargs.get("transformer_options"), x.shape[0], x.device)
+        self.plan = forge_rows or self.patch.current
         if self.patch.scale == 0 or (self.plan is not None and self.plan.skip):
             return self.call_orig(x, context, *args, **kwargs)
         self.armed, self.q, self.q_calls, self.added = True, None, 0, False
@@ -202,7 +208,7 @@ class IPAttnProcessor:
             try:
                 q = self.module.to_q(x)
                 term = self.ip_term(q)
-                # to_out's weight in the compute dtype: a float8-stored weight (FP8) is cast here as the host does
+                # to_out's weight in the compute dtype: float8-stored weights (FP8) are cast as the host does
                 ip = F.linear(term, self.module.to_out[0].weight.to(term.device, term.dtype))
             except Exception as e:  # never raise inside the host's UNet
                 self.patch.warn_once("layer", "style skipped in a cross-attention layer (%s: %s)"
@@ -282,7 +288,8 @@ class StylePatch:
         patch = cls.__new__(cls)
         unet = find_unet(unet)
         if detect_arch(unet) != arch:
-            raise ShapeMismatchError("the IP-Adapter is for %s but the UNet is %s" % (arch, detect_arch(unet)))
+            raise ShapeMismatchError("the IP-Adapter is for %s but the UNet is %s"
+                                     % (arch, detect_arch(unet)))
         patch._setup(unet, arch, kv, scale)
         return patch
 
@@ -395,8 +402,8 @@ def _remove_foreign(module: nn.Module) -> None:
 
 
 @torch.no_grad()
-def layer_kv(adapter: IPAdapter, numbers: Iterable[int], cond_tokens: torch.Tensor, uncond_tokens: torch.Tensor,
-             device=None, dtype=None) -> Dict[int, KV]:
+def layer_kv(adapter: IPAdapter, numbers: Iterable[int], cond_tokens: torch.Tensor,
+             uncond_tokens: torch.Tensor, device=None, dtype=None) -> Dict[int, KV]:
     """Per chosen layer: (K cond, V cond, K uncond, V uncond) as (1, T, C) tensors on ``device`` in ``dtype``.
     Only those layers' weights are moved (never the whole adapter: SDXL has 70 pairs, "style" uses 10)."""
     cond, uncond = _as_tokens(cond_tokens, "cond"), _as_tokens(uncond_tokens, "uncond")

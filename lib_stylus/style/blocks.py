@@ -1,8 +1,8 @@
 """Cross-attention layer tables: diffusers names <-> web UI (ldm/sgm) paths <-> IP-Adapter key numbers.
 
 IP-Adapter numbers its processors in diffusers' ``attn_processors`` order (down -> up -> mid), giving only the
-cross-attention ones odd numbers ``2j+1``. The web UI names the same modules by ldm paths, executed in the order
-input -> middle -> output, so both orders are kept explicit here.
+cross-attention ones odd numbers ``2j+1``. The web UI names the same modules by ldm paths, executed in the
+order input -> middle -> output, so both orders are kept explicit here.
 """
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ def _expand(blocks) -> Tuple[AttnLayer, ...]:
 TABLES: Dict[str, Tuple[AttnLayer, ...]] = {"sd15": _expand(_SD15), "sdxl": _expand(_SDXL)}
 
 # Presets. SDXL ones are InstantStyle's. SD1.5 "style" and "style+layout" are the authors' SD1.5 example
-# (infer_style_sd15.py: up_blocks.1; down_blocks.2 + mid_block + up_blocks.1), which they call experimental and
-# less clear-cut than SDXL's; "style-wide" is the popular ComfyUI style-transfer set.
+# (infer_style_sd15.py: up_blocks.1; down_blocks.2 + mid_block + up_blocks.1), which they call experimental
+# and less clear-cut than SDXL's; "style-wide" is the popular ComfyUI style-transfer set.
 PRESETS: Dict[str, Dict[str, Tuple[str, ...]]] = {
     "sdxl": {
         "style": ("up_blocks.0.attentions.1",),
@@ -94,8 +94,9 @@ def _select_one(layers: Sequence[AttnLayer], sel: Selector) -> List[AttnLayer]:
 
 
 def resolve_blocks(arch: str, blocks: Union[str, Iterable[Selector], None]) -> List[AttnLayer]:
-    """Layers chosen by a preset name, or by a list of selectors (diffusers or ldm dotted prefixes, or IP-Adapter
-    key numbers). Returned in table order; an unknown preset or a selector that matches nothing raises."""
+    """Layers chosen by a preset name, or by a list of selectors (diffusers or ldm dotted prefixes, or
+    IP-Adapter key numbers). Returned in table order; an unknown preset or a selector that matches nothing
+    raises."""
     layers = table(arch)
     if blocks is None:
         return []

@@ -2,11 +2,12 @@
 text tower of the SAME CLIP model), plus content subtraction.
 
 Content subtraction (InstantStyle §3.2): ``style = image_embeds - lam * text_embeds`` on the projected global
-embeddings. Norm convention: ``norm="raw"`` (default) subtracts the unnormalised embeddings exactly as upstream
-does, because IP-Adapter's projection was trained on unnormalised ``image_embeds``; ``norm="match"`` first
-rescales each text embedding to its image embedding's L2 norm (so ``lam`` means "fraction of the image's length",
-independent of the two towers' scales). "Plus" adapters eat patch tokens, not a global embedding: subtraction does
-NOT apply to them and :func:`subtract_content` refuses 3-D input rather than silently doing something else.
+embeddings. Norm convention: ``norm="raw"`` (default) subtracts the unnormalised embeddings exactly as
+upstream does, because IP-Adapter's projection was trained on unnormalised ``image_embeds``; ``norm="match"``
+first rescales each text embedding to its image embedding's L2 norm (so ``lam`` means "fraction of the image's
+length", independent of the two towers' scales). "Plus" adapters eat patch tokens, not a global embedding:
+subtraction does NOT apply to them and :func:`subtract_content` refuses 3-D input rather than silently doing
+something else.
 """
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def subtract_content(image_embeds: torch.Tensor, text_embeds: torch.Tensor, lam:
 def preprocess(images, size: int = 224) -> torch.Tensor:
     """PIL images, HWC uint8 arrays or CHW/BCHW float tensors in [0, 1] -> normalised (B, 3, size, size):
     shortest side to ``size`` (bicubic, antialiased), centre crop, CLIP mean/std. PIL images are first shrunk
-    by an integer box filter (to at most twice ``size``), so no float copy of a huge reference is ever made."""
+    by an integer box filter (to at most twice ``size``), so no float copy of a huge reference is ever
+    made."""
     if isinstance(images, torch.Tensor) and images.dim() == 4:
         batch = list(images)
     elif isinstance(images, (list, tuple)):
@@ -70,7 +72,8 @@ def _one(im, size: int) -> torch.Tensor:
         arr = np.asarray(im)
         if arr.ndim == 2:
             arr = np.repeat(arr[..., None], 3, axis=2)
-        im = torch.from_numpy(np.array(arr[..., :3])).permute(2, 0, 1).float() / 255.0  # a copy: PIL arrays are read-only
+        # a copy: arrays of PIL images are read-only
+        im = torch.from_numpy(np.array(arr[..., :3])).permute(2, 0, 1).float() / 255.0
     im = im.float()
     h, w = im.shape[-2:]
     if h == 0 or w == 0:
@@ -85,8 +88,8 @@ def _one(im, size: int) -> torch.Tensor:
 
 
 class ClipImageEncoder:
-    """A transformers ``CLIPVisionModelWithProjection``: global ``image_embeds`` (plain adapters) or the penultimate
-    hidden states (plus adapters)."""
+    """A transformers ``CLIPVisionModelWithProjection``: global ``image_embeds`` (plain adapters) or the
+    penultimate hidden states (plus adapters)."""
 
     def __init__(self, model):
         self.model = model.eval().requires_grad_(False)
@@ -129,21 +132,21 @@ _KNOWN_HEADS = {768: 12, 1024: 16, 1280: 16, 1664: 16}  # ViT-B, ViT-L, ViT-H, V
 def load_clip_vision(path: str, num_heads: int = 0, hidden_act: str = "gelu", device=None,
                      dtype=None) -> ClipImageEncoder:
     """A transformers folder (config.json + model.safetensors or pytorch_model.bin, as IP-Adapter ships its
-    ``image_encoder``), or one file as sd-webui-controlnet / ComfyUI keep them (``clip_h.pth``, ``clip_g.pth``,
-    ``*.safetensors`` with ``vision_model.*`` + ``visual_projection.weight``; config inferred from the shapes,
-    heads from the width unless ``num_heads`` is given). Pickles are read with weights_only, also in folders.
-    The model is built without random init and takes the file's tensors, converted once to ``device``/``dtype``.
-    Any problem with the file raises :class:`EncoderFormatError` naming it."""
+    ``image_encoder``), or one file as sd-webui-controlnet / ComfyUI keep them (``clip_h.pth``,
+    ``clip_g.pth``, ``*.safetensors`` with ``vision_model.*`` + ``visual_projection.weight``; config inferred
+    from the shapes, heads from the width unless ``num_heads`` is given). Pickles are read with weights_only,
+    also in folders. The model is built without random init and takes the file's tensors, converted once to
+    ``device``/``dtype``. Any problem with the file raises :class:`EncoderFormatError` naming it."""
     from transformers import CLIPVisionConfig
     if os.path.isdir(path):
         try:
             config = CLIPVisionConfig.from_pretrained(path, local_files_only=True)
         except Exception as e:  # a missing or broken config.json: the user's folder, not our bug
-            raise EncoderFormatError("%s: config.json is missing or unreadable (%s)" % (path, _first_line(e))) \
-                from None
-        sd = load_tensor_file(_folder_weights(path), EncoderFormatError)
+            raise EncoderFormatError("%s: config.json is missing or unreadable (%s)"
+                                     % (path, _first_line(e))) from None
+        sd = load_tensor_file(_folder_weights(path), EncoderFormatError, device, dtype or torch.float32)
     else:
-        sd = _strip_prefix(load_tensor_file(path, EncoderFormatError), path)
+        sd = _strip_prefix(load_tensor_file(path, EncoderFormatError, device, dtype or torch.float32), path)
         config = infer_vision_config(sd, num_heads, hidden_act, path)
     return ClipImageEncoder(_build_vision(config, sd, path, device, dtype))
 
@@ -160,7 +163,7 @@ def _build_vision(config, sd, where: str, device=None, dtype=None):
     with torch.device("meta"):  # no random init, no second full-size copy: the file's tensors are assigned
         model = CLIPVisionModelWithProjection(config)
     own = model.state_dict()
-    # position_ids is a constant buffer: transformers < 4.31 saved it, newer versions neither save nor expect it.
+    # position_ids is a constant buffer: transformers < 4.31 saved it, newer ones neither save nor expect it.
     missing = [k for k in own if k not in sd and not k.endswith("position_ids")]
     unexpected = [k for k in sd if k not in own and not k.endswith("position_ids")]
     if missing or unexpected:
@@ -246,8 +249,9 @@ class TransformersText:
 
 
 def load_open_clip_text(model_name: str = "ViT-H-14", checkpoint: Optional[str] = None) -> OpenClipText:
-    """Only the text tower of open_clip's ``model_name`` (no image tower, no download), its weights taken from a
-    local ``checkpoint`` of the whole model (``open_clip_pytorch_model.bin`` via weights_only, or safetensors)."""
+    """Only the text tower of open_clip's ``model_name`` (no image tower, no download), its weights taken from
+    a local ``checkpoint`` of the whole model (``open_clip_pytorch_model.bin`` via weights_only, or
+    safetensors)."""
     import open_clip
     cfg = open_clip.get_model_config(model_name)
     if cfg is None or "hf_model_name" in cfg.get("text_cfg", {}):

@@ -1,14 +1,16 @@
-"""One InstantStyle job: load lazily, compute on the device and dtype the caller names (the host's, never where a
-UNet parameter happens to be), build the patch, release the models afterwards, and remember the results.
+"""One InstantStyle job: load lazily, compute on the device and dtype the caller names (the host's, never
+where a UNet parameter happens to be), build the patch, release the models afterwards, and remember the
+results.
 
-The patch keeps only per-layer IP keys/values, so the adapter and encoders are not needed while sampling: after
-:meth:`StyleEngine.build` they are dropped (or, with ``keep_loaded``, parked on the CPU for the next job).
+The patch keeps only per-layer IP keys/values, so the adapter and encoders are not needed while sampling:
+after :meth:`StyleEngine.build` they are dropped (or, with ``keep_loaded``, parked on the CPU for the next
+job).
 
 What is remembered for the session (small tensors, on the CPU): the image embedding per (reference pixels,
 encoder file, kind), the content text's embedding per (text, text encoder key), the style tokens per (those,
-lambda, adapter file) and each patched layer's keys/values. A second job with the same reference therefore loads
-and encodes nothing. A file is identified by its path, size and modification time, so an edited file is read
-again.
+lambda, adapter file) and each patched layer's keys/values. A second job with the same reference therefore
+loads and encodes nothing. A file is identified by its path, size and modification time, so an edited file is
+read again.
 """
 from __future__ import annotations
 
@@ -133,6 +135,11 @@ class StyleEngine:
         def image_embeds():
             encoder = self.image_encoder(encoder_path, device, work)
             emb = encoder.encode(images, kind).float().cpu()
+            if emb.shape[-1] != info.clip_dim:  # the user paired files of two CLIP spaces
+                raise ShapeMismatchError(
+                    "the image encoder %s makes %d-wide embeddings but the IP-Adapter %s expects %d: choose "
+                    "the encoder of the adapter's CLIP space"
+                    % (encoder_path, emb.shape[-1], adapter_path, info.clip_dim))
             return emb, encoder.zero_embeds(kind, emb.shape[0]).float().cpu()
 
         def text_embeds():
@@ -199,6 +206,8 @@ class StyleEngine:
             self.release()
 
     def release(self) -> None:
+        if not self.loaded:
+            return  # nothing to free: a full gc pass alone costs ~0.1 s in a large process
         self._adapters, self._encoders = {}, {}
         gc.collect()
         if torch.cuda.is_available():

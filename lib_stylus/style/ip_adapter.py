@@ -1,7 +1,8 @@
-"""IP-Adapter checkpoints: safe loading, variant detection, image projections and the per-layer K/V projections.
+"""IP-Adapter checkpoints: safe loading, variant detection, image projections and the per-layer K/V
+projections.
 
-Files: ``.bin``/``.pt``/``.pth`` are pickles and are read ONLY with ``torch.load(weights_only=True)`` (a pickle
-that wants to build anything but tensors is refused); ``.safetensors`` may be flat (``image_proj.*`` /
+Files: ``.bin``/``.pt``/``.pth`` are pickles and are read ONLY with ``torch.load(weights_only=True)`` (a
+pickle that wants to build anything but tensors is refused); ``.safetensors`` may be flat (``image_proj.*`` /
 ``ip_adapter.*``) as most downloads are. Both normalise to ``{"image_proj": {...}, "ip_adapter": {...}}``.
 """
 from __future__ import annotations
@@ -27,22 +28,18 @@ class AdapterFormatError(StylusUserError, ValueError):
 
 
 # ------------------------------------------------------------------------------------------------ reading files
-def load_tensor_file(path: str, error=None) -> Dict[str, object]:
-    """A state dict from a safetensors file or a tensors-only pickle (never an arbitrary unpickle). An unreadable
-    file (empty, truncated, random bytes, not a dict) raises ``error`` (default :class:`AdapterFormatError`)
-    with one line naming the file and what is wrong."""
+def load_tensor_file(path: str, error=None, device=None, dtype=None) -> Dict[str, object]:
+    """A state dict from a safetensors file or a tensors-only pickle (never an arbitrary unpickle). An
+    unreadable file (empty, truncated, random bytes, not a dict) raises ``error`` (default
+    :class:`AdapterFormatError`) with one line naming the file and what is wrong. A safetensors file is read
+    tensor by tensor, each floating tensor converted to ``dtype`` and moved to ``device`` as it arrives."""
     error = error or AdapterFormatError
     if not os.path.isfile(path):
         raise error("%s: no such file" % path)
     if os.path.getsize(path) == 0:
         raise error("%s: the file is empty (0 bytes)" % path)
     if path.lower().endswith(".safetensors"):
-        from safetensors.torch import load_file
-        try:
-            sd = load_file(path, device="cpu")
-        except Exception as e:  # SafetensorError has no common base: any failure here is the file's
-            raise error("%s: not a readable safetensors file, truncated or corrupt (%s)" % (path, _first_line(e))) \
-                from None
+        sd = _read_safetensors(path, error, device, dtype)
     elif path.lower().endswith(PICKLE_EXTS):
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
@@ -50,13 +47,49 @@ def load_tensor_file(path: str, error=None) -> Dict[str, object]:
             raise error("%s: refused: the pickle holds more than tensors (weights_only load failed: %s)"
                         % (path, _first_line(e))) from None
         except Exception as e:  # EOFError, zip errors, RuntimeError "PytorchStreamReader failed ...", ...
-            raise error("%s: not a readable PyTorch file, truncated or corrupt (%s)" % (path, _first_line(e))) \
-                from None
+            raise error("%s: not a readable PyTorch file, truncated or corrupt (%s)"
+                        % (path, _first_line(e))) from None
     else:
         raise error("%s: unknown extension; expected .safetensors or one of %s" % (path, PICKLE_EXTS))
     if not isinstance(sd, Mapping):
         raise error("%s: holds a %s, not a dict of tensors" % (path, type(sd).__name__))
     return sd
+
+
+_TORCH_DTYPES = {"BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "F16": torch.float16,
+                 "BF16": torch.bfloat16, "I32": torch.int32, "F32": torch.float32, "I64": torch.int64,
+                 "F64": torch.float64, "F8_E4M3": getattr(torch, "float8_e4m3fn", None),
+                 "F8_E5M2": getattr(torch, "float8_e5m2", None)}
+
+
+def _read_safetensors(path: str, error, device=None, dtype=None) -> Dict[str, torch.Tensor]:
+    """Plain reads, no memory map: the file's copy of a tensor lives only until it is converted, so a 3.7 GB fp16
+    encoder never sits in memory whole next to its float32 (CPU) or GPU copy."""
+    from ..catalog.safetensors_header import read_header
+    from ..catalog.untrusted import Unusable
+    try:
+        _, tensors, _ = read_header(path)
+    except Unusable as e:  # checked as safetensors itself checks: length, JSON, dtypes, offsets, file size
+        raise error("%s: not a readable safetensors file, truncated or corrupt (%s)" % (path, e)) from None
+    size = os.path.getsize(path)
+    base = size - max((info["data_offsets"][1] for info in tensors.values()), default=0)
+    out = {}
+    with open(path, "rb") as f:
+        for key, info in sorted(tensors.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+            kind = _TORCH_DTYPES.get(info["dtype"])
+            if kind is None:
+                raise error("%s: tensor %s has dtype %s, which this torch cannot hold" % (path, key, info["dtype"]))
+            start, end = info["data_offsets"]
+            buf = bytearray(end - start)
+            f.seek(base + start)
+            if f.readinto(buf) != len(buf):
+                raise error("%s: truncated (tensor %s)" % (path, key))
+            t = torch.frombuffer(buf, dtype=kind) if buf else torch.empty(0, dtype=kind)
+            t = t.reshape(info["shape"])
+            if dtype is not None and t.is_floating_point():
+                t = t.to(dtype)
+            out[key] = t.to(device) if device is not None else t
+    return out
 
 
 def _first_line(e: BaseException) -> str:
@@ -176,7 +209,8 @@ def _shape(sd: Mapping[str, torch.Tensor], key: str, part: str, ndim: int) -> Tu
     if not isinstance(t, torch.Tensor):
         raise AdapterFormatError("%s.%s is a %s, not a tensor" % (part, key, type(t).__name__))
     if t.dim() != ndim:
-        raise AdapterFormatError("%s.%s has shape %s: expected %d dimensions" % (part, key, tuple(t.shape), ndim))
+        raise AdapterFormatError("%s.%s has shape %s: expected %d dimensions"
+                                 % (part, key, tuple(t.shape), ndim))
     return tuple(t.shape)
 
 
@@ -302,8 +336,8 @@ def _load_strict(module: nn.Module, sd: Mapping[str, torch.Tensor], part: str) -
 
 
 def load_ip_adapter(path: str, resampler_heads: int = 0) -> IPAdapter:
-    """Load an IP-Adapter file on the CPU (image projection in float32, K/V weights as stored). Every problem with the file raises
-    :class:`AdapterFormatError` with one line that starts with the file's path."""
+    """Load an IP-Adapter file on the CPU (image projection in float32, K/V weights as stored). Every problem
+    with the file raises :class:`AdapterFormatError` with one line that starts with the file's path."""
     parts = split_parts(load_tensor_file(path), where=path)
     # The small image projection in float32; the K/V pairs stay as stored (hundreds of MB for SDXL in fp16):
     # each patched layer is converted to the compute dtype when it is used.

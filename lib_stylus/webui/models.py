@@ -1,6 +1,7 @@
-"""Model files Stylus needs at run time: found where users already have them (models/stylus, sd-webui-controlnet's
-models/ControlNet and clip_vision downloads, ComfyUI-style models/ipadapter and models/clip_vision), else
-downloaded on first use into models/stylus via huggingface_hub (console progress bars).
+"""Model files Stylus needs at run time: found where users already have them (models/stylus,
+sd-webui-controlnet's models/ControlNet and clip_vision downloads, ComfyUI-style models/ipadapter and
+models/clip_vision), else downloaded on first use into models/stylus via huggingface_hub (console progress
+bars).
 
 Offline (``HF_HUB_OFFLINE``), or after a download failed once in this session, the hub is not called again: a
 :class:`ModelUnavailable` names the file, its size and a folder where Stylus WILL find it once put there. The
@@ -38,8 +39,8 @@ _FAILED: dict = {}  # (repo, file) -> why its download failed, for the rest of t
 
 
 class ModelUnavailable(StylusUserError, RuntimeError):
-    """A model file is not on this machine and cannot be downloaded now. ``folder`` and ``files``: where to put
-    what, by hand, for Stylus to find it."""
+    """A model file is not on this machine and cannot be downloaded now. ``folder`` and ``files``: where to
+    put what, by hand, for Stylus to find it."""
 
     def __init__(self, message: str, folder: str = "", files=()):
         super().__init__(message)
@@ -114,7 +115,8 @@ def list_ip_adapters() -> list:
     found = []
     for d in _search_dirs() + _hub_subdirs():
         for ext in ("safetensors", "bin", "pth"):
-            found += sorted(p for p in glob.glob(os.path.join(d, f"*ip*adapter*.{ext}")) if "faceid" not in p.lower())
+            hits = glob.glob(os.path.join(d, f"*ip*adapter*.{ext}"))
+            found += sorted(p for p in hits if "faceid" not in p.lower())
     return list(dict.fromkeys(found))
 
 
@@ -126,7 +128,8 @@ def _is_encoder_folder(path: str) -> bool:
 def list_image_encoders() -> list:
     found = []
     for d in _search_dirs():
-        found += sorted(glob.glob(os.path.join(d, "clip_[hg].pth")) + glob.glob(os.path.join(d, "*image_encoder*")))
+        found += sorted(glob.glob(os.path.join(d, "clip_[hg].pth")))
+        found += sorted(glob.glob(os.path.join(d, "*image_encoder*")))
         found += sorted(glob.glob(os.path.join(d, "*CLIP-ViT-*.safetensors")))
     found += [p for p in (os.path.join(ip_dir(), folder) for folder, _, _ in IMAGE_ENCODERS.values())
               if os.path.isdir(p)]
@@ -188,7 +191,8 @@ def auto_note() -> str:
             f"{os.path.basename(sd15[0])} ({sd15[1]}) + models/image_encoder ({IMAGE_ENCODERS['vit-h'][2]}), "
             f"SDXL {os.path.basename(sdxl[0])} ({sdxl[1]}) + sdxl_models/image_encoder "
             f"({IMAGE_ENCODERS['vit-bigG'][2]}). The encoder follows the adapter's CLIP space (ViT-H or "
-            f"ViT-bigG). A content text with a ViT-H adapter also needs the ViT-H text tower ({VIT_H_TEXT[2]}).")
+            f"ViT-bigG). A content text with a ViT-H adapter also needs the ViT-H text tower "
+            f"({VIT_H_TEXT[2]}).")
 
 
 def list_ip_adapters_safe() -> list:

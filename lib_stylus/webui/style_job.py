@@ -1,13 +1,13 @@
 """Reference style in a generation.
 
 A style job's state is ONE :class:`StyleJob` object, kept on ``p`` as ``p.stylus_style`` and in a module-level
-list of running jobs (innermost last; only its patch is installed). It is built in Script.process on the loaded
-UNet, computed on the host's device and dtype (``modules.devices``, never where a UNet parameter happens to be:
-low-VRAM flags park the fp16 UNet on the CPU, FP8 stores float8 weights), told the cond/uncond rows at every CFG
-denoiser call (on Forge each attention call carries its rows), and ended in every case: postprocess (normal end,
-interrupt, skip), an exception raised by sampling, the job's close(), a scripts reload, and -- for a job that
-none of those reached (a copy of p made by XYZ plot / prompts-from-file that failed after sampling) -- at the
-start of the next job, whether or not Stylus is enabled there.
+list of running jobs (innermost last; only its patch is installed). It is built in Script.process on the
+loaded UNet, computed on the host's device and dtype (``modules.devices``, never where a UNet parameter
+happens to be: low-VRAM flags park the fp16 UNet on the CPU, FP8 stores float8 weights), told the cond/uncond
+rows at every CFG denoiser call (on Forge each attention call carries its rows), and ended in every case:
+postprocess (normal end, interrupt, skip), an exception raised by sampling, the job's close(), a scripts
+reload, and -- for a job that none of those reached (a copy of p made by XYZ plot / prompts-from-file that
+failed after sampling) -- at the start of the next job, whether or not Stylus is enabled there.
 
 ``p.sample`` / ``p.close`` get ONE guard per p object: a p processed again (img2img batch, loopback, mov2mov)
 keeps its guard, and a copy of p gets its own guard around the host's method, never around another guard."""
@@ -34,8 +34,8 @@ CLIP_SPACES = {("plain", 1024): "vit-h", ("plain", 1280): "vit-bigG", ("plus", 1
 
 
 class StyleJob:
-    """One generation's reference style: its patch, its tokens, the request it belongs to, and (weakly) the p it
-    was made for, so a dropped copy of p never keeps its patch alive."""
+    """One generation's reference style: its patch, its tokens, the request it belongs to, and (weakly) the p
+    it was made for, so a dropped copy of p never keeps its patch alive."""
 
     def __init__(self, p, patch, tokens, request):
         self.p = weakref.ref(p)
@@ -110,16 +110,21 @@ def process(p, args: StylusArgs) -> None:
     space = CLIP_SPACES.get((info.kind, info.clip_dim), models.FAMILY_SPACE[arch])  # tiny test models: family
     encoder_path = models.image_encoder(space, args.image_encoder)
     content = args.content_text.strip() if args.content_lambda else ""
-    text = _text_encoder(space, arch, info.clip_dim, device, dtype) if content and info.kind == "plain" else None
+    text = None
+    if content and info.kind == "plain":
+        text = _text_encoder(space, arch, info.clip_dim, device, dtype)
     if text is None and info.kind == "plain":
         content = ""  # said once, above; the engine must not say it again
     blocks = args.custom_blocks if args.blocks_preset == "custom" else args.blocks_preset
     patch, tokens = eng.build(host.unet(), adapter_path, encoder_path, [image], content or None, text,
-                              args.content_lambda, blocks=blocks, scale=args.style_scale, device=device, dtype=dtype)
+                              args.content_lambda, blocks=blocks, scale=args.style_scale, device=device,
+                              dtype=dtype)
     _start(p, StyleJob(p, patch, tokens, _request()))
     if tokens.note:
         log.warning("Stylus: %s", tokens.note)
-    written = ("style_scale", "blocks_preset") + (("content_text", "content_lambda") if tokens.subtracted else ())
+    written = ("style_scale", "blocks_preset")
+    if tokens.subtracted:
+        written += ("content_text", "content_lambda")
     for name in written:  # content and λ only when they were subtracted
         p.extra_generation_params[KEYS[name]] = getattr(args, name)
     if args.blocks_preset == "custom":
@@ -127,8 +132,8 @@ def process(p, args: StylusArgs) -> None:
 
 
 def _start(p, job: StyleJob) -> None:
-    """Install for this job. A job started inside another (e.g. ADetailer's inpainting pass) suspends the outer
-    job's patch and gives it back when it ends."""
+    """Install for this job. A job started inside another (e.g. ADetailer's inpainting pass) suspends the
+    outer job's patch and gives it back when it ends."""
     if _JOBS:
         _JOBS[-1].patch.remove()
     job.patch.install()
@@ -138,8 +143,8 @@ def _start(p, job: StyleJob) -> None:
 
 
 class _Guard:
-    """Stands in for p.sample / p.close: ends p's style job (sample: only on an exception), then calls what the
-    host has there: the instance's own function if it had one, else the class's method bound to this p."""
+    """Stands in for p.sample / p.close: ends p's style job (sample: only on an exception), then calls what
+    the host has there: the instance's own function if it had one, else the class's method bound to this p."""
 
     def __init__(self, p, name: str, own):
         self.p, self.name, self.own = weakref.ref(p), name, own
@@ -160,8 +165,8 @@ class _Guard:
 
 
 def _guard(p) -> None:
-    """The host runs no hook after an exception in sampling, but always closes the job (`with closing(p)` in the
-    UI and the API): end the style on either path. Never stacked (see the module's docstring)."""
+    """The host runs no hook after an exception in sampling, but always closes the job (`with closing(p)` in
+    the UI and the API): end the style on either path. Never stacked (see the module's docstring)."""
     for name in ("sample", "close"):
         own = p.__dict__.get(name)
         if isinstance(own, _Guard):
@@ -191,14 +196,15 @@ def _text_encoder(space: str, arch: str, width: int, device, dtype):
 
 
 class CheckpointText:
-    """SDXL: the content text through the checkpoint's own second text encoder, the way the host encodes a prompt
-    (``get_learned_conditioning``: the conditioner's low-VRAM hook moves it, ``devices.autocast`` casts FP8
-    weights), with no LoRA of any job active. Its pooled projection (ViT-bigG space) leads the 'vector'
+    """SDXL: the content text through the checkpoint's own second text encoder, the way the host encodes a
+    prompt (``get_learned_conditioning``: the conditioner's low-VRAM hook moves it, ``devices.autocast`` casts
+    FP8 weights), with no LoRA of any job active. Its pooled projection (ViT-bigG space) leads the 'vector'
     conditioning (sgm's GeneralConditioner concatenates embedder outputs in order)."""
 
     def __init__(self, sd_model, width: int):
         self.model, self.width = sd_model, width
-        checkpoint = getattr(sd_model, "sd_model_hash", None) or getattr(sd_model, "sd_model_checkpoint", None)
+        checkpoint = getattr(sd_model, "sd_model_hash", None)
+        checkpoint = checkpoint or getattr(sd_model, "sd_model_checkpoint", None)
         self.key = ("sdxl text encoder 2", checkpoint or id(sd_model), width)
 
     @torch.no_grad()
@@ -262,8 +268,8 @@ def vit_h_text_encoder(device, dtype):
             tok = CLIPTokenizer.from_pretrained(folder)
             model = CLIPTextModelWithProjection.from_pretrained(folder, torch_dtype=work).to(device)
         except Exception as e:  # a broken download or a file put there by hand: one line naming the folder
-            raise EncoderFormatError(f"{folder}: the ViT-H text tower does not load ({e.__class__.__name__})") \
-                from None
+            what = e.__class__.__name__
+            raise EncoderFormatError(f"{folder}: the ViT-H text tower does not load ({what})") from None
         return TransformersText(model, lambda texts: tok(texts, padding="max_length", truncation=True,
                                                          max_length=77, return_tensors="pt").input_ids)
     return _LazyText(("vit-h text tower", folder, str(dtype)), load)

@@ -1,10 +1,11 @@
 """modules/devices.py of web UI 1.10.1, the parts extensions read: where and in which dtype the host computes.
 
-The host sets these at start-up (shared_init.py): ``dtype`` float16 unless --no-half, ``dtype_inference`` float32
-with --precision full else ``dtype``. ``fp8`` is set when Settings > "FP8 weight" stored the Linear/Conv weights
-as float8_e4m3fn (sd_models.load_model_weights); sampling then runs inside :func:`autocast`, which for FP8 casts
-each layer's weights per call (:func:`manual_cast`) or uses CPU bfloat16 autocast. Written from the public
-source, not copied; tests set the fields as a given host configuration would.
+The host sets these at start-up (shared_init.py): ``dtype`` float16 unless --no-half, ``dtype_inference``
+float32 with --precision full else ``dtype``. ``fp8`` is set when Settings > "FP8 weight" stored the
+Linear/Conv weights as float8_e4m3fn (sd_models.load_model_weights); sampling then runs inside
+:func:`autocast`, which for FP8 casts each layer's weights per call (:func:`manual_cast`) or uses CPU bfloat16
+autocast. Written from the public source, not copied; tests set the fields as a given host configuration
+would.
 """
 import contextlib
 
