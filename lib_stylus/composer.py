@@ -143,6 +143,15 @@ class Composition:
         return data
 
 
+def prepare(snapshot) -> None:
+    """Build the composer's per-snapshot indexes (purpose phrases, characters) now. The web UI's refresh thread
+    calls this after a refresh: built on the first compose instead, they would hold up a generation for
+    seconds in a large library."""
+    if snapshot.entries:
+        purpose_index(snapshot)
+        character_index(snapshot)
+
+
 def split_tasks(prompt: str) -> list:
     """One task per prompt segment (commas, newlines, BREAK, AND; tags and emphasis removed) that has words
     worth matching; quality boilerplate ("masterpiece", "best quality") and bare tags make no task."""

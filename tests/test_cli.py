@@ -46,6 +46,15 @@ def test_query_and_compose_print_picks(tmp_path, capsys):
     assert "+ watercolor" in out and "<lora:watercolor:" in out
 
 
+def test_compose_prints_the_rewrites_notes(tmp_path, capsys):
+    """A note of the rewrite (here: the user's own tag does not parse, so the web UI would drop every LoRA of
+    the prompt) is printed by the CLI as the web UI's log and /stylus/v1/compose show it."""
+    lib = make_library(tmp_path / "lora", [dict(c) for c in CARDS])
+    main(["compose", lib, "a fox, watercolor, <lora:mine:heavy>", "--quiet", "--no-masking"])
+    out = capsys.readouterr().out
+    assert "\n  note: " in out and "mine" in out.split("\n  note: ", 1)[1]
+
+
 @pytest.fixture
 def places(tmp_path):
     lib = make_library(tmp_path / "lora", [dict(c) for c in CARDS])

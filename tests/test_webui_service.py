@@ -18,3 +18,22 @@ def test_status_has_no_progress_once_ready(tmp_path, monkeypatch):
     status = service.refresh(wait=True)
     assert any(s.get("progress") == "scan 2/3" and s["state"] == "indexing" for s in seen)  # while running
     assert status["state"] == "ready" and status["cards"] == 3 and "progress" not in status
+
+
+def test_the_refresh_thread_builds_the_composers_indexes(tmp_path, monkeypatch):
+    """The composer's per-snapshot indexes (purpose phrases, characters) take seconds at 6.4K cards: the refresh
+    builds them, so the first generation after a refresh does not wait for them."""
+    use_stub()
+    from modules import shared
+    from lib_stylus.characters import character_index
+    from lib_stylus.purpose import purpose_index
+    from lib_stylus.webui.service import StylusService
+    lib = make_library(tmp_path / "lora", [card("ink"), card("fox"), card("rain")])
+    monkeypatch.setattr(shared.cmd_opts, "lora_dir", lib, raising=False)
+    monkeypatch.setitem(shared.opts.data, "stylus_cache_dir", str(tmp_path / "cache"))
+    service = StylusService()
+    assert service.refresh(wait=True)["state"] == "ready"
+    snap = service.index().snapshot
+    built = (getattr(snap, "_stylus_purpose", None), getattr(snap, "_stylus_characters", None))
+    assert all(x is not None for x in built)
+    assert built == (purpose_index(snap), character_index(snap))  # the ones compose will use

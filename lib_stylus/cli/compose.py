@@ -68,6 +68,8 @@ def _single(args) -> int:
     print(f"\nprompt (seed {args.seed}): {res.prompt}")
     for pick, reason in res.skipped:
         print(f"  not written: {pick.alias}: {reason}")
+    for note in res.notes:
+        print(f"  note: {note}")
     return 0
 
 

@@ -7,7 +7,7 @@ import threading
 import time
 
 from .. import embedding
-from ..composer import Composer
+from ..composer import Composer, prepare
 from ..index import LibraryIndex
 from ..llm_composer import LLMComposer
 from ..retriever import Retriever
@@ -67,6 +67,7 @@ class StylusService:
         try:
             index = self.index()
             report = index.refresh(progress=self._progress)
+            prepare(index.snapshot)  # the first compose after a refresh then waits for nothing
             self.status.update(state="ready", cards=report.total, faults=len(report.faults),
                                seconds=round(report.seconds, 2), updated=time.time(),
                                fault_lines=[f.line() for f in report.faults[:500]])
