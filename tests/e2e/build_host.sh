@@ -9,7 +9,7 @@
 #   models  OUT                                     tiny SD1.5 + tiny SDXL (+ VAE-approx) + tiny style adapters in OUT/models
 #   stylus  OUT STYLUS_CHECKOUT                     OUT/extensions/stylus -> symlink to a Stylus checkout
 #   tiled   OUT TILED_GIT                           Tiled Diffusion (multidiffusion-upscaler) into OUT/extensions
-#   library OUT N                                   N real-library cards as LoRA files in OUT/models/Lora (bench data)
+#   library OUT N                                   N real-library cards as LoRA files in OUT/models/Lora/library
 #   start   OUT CKPT PORT                           start the API server in the background, log OUT/webui-PORT.log
 #
 # The tiny-model generators live in the project's shared folder (SHARED, default /work/shared); the host copy
@@ -66,8 +66,10 @@ tiled)
     unpack "$1" HEAD "$out/extensions/multidiffusion-upscaler-for-automatic1111"
     ;;
 library)
-    mkdir -p "$out/models/Lora"
-    "$out/venv/bin/python" "$SHARED/bench/materialize.py" "$SHARED/bench/library.jsonl" "$out/models/Lora" --limit "$1"
+    # in a subfolder (the web UI lists subfolders too), so `rm -r models/Lora/library` gives the bare host back
+    mkdir -p "$out/models/Lora/library"
+    "$out/venv/bin/python" "$SHARED/bench/materialize.py" "$SHARED/bench/library.jsonl" "$out/models/Lora/library" \
+        --limit "$1"
     ;;
 start)
     ckpt=$1

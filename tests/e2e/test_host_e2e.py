@@ -8,6 +8,7 @@ host's unseeded global RNG (tiny-sdxl README), so a bit-exact img2img comparison
 import json
 import threading
 import time
+from urllib.error import HTTPError
 
 import pytest
 from PIL import Image
@@ -119,7 +120,14 @@ def fp8():
 
 
 def test_fp8_weight_styles_on_cpu(files, plain_before, fp8):
-    plain8, _ = gen()
+    try:
+        plain8, _ = gen()
+    except HTTPError as e:
+        if e.code == 500 and is_sdxl():  # not Stylus: the request has no Stylus args
+            pytest.skip("the web UI 1.10.1 cannot run FP8 weight with SDXL on CPU even without Stylus: its CPU "
+                        "autocast (bfloat16) meets the float attn_mask of open_clip's text encoder in "
+                        "F.multi_head_attention_forward (RuntimeError: Expected attn_mask dtype to be bool ...)")
+        raise
     styled8, info = gen(**styled(files))
     assert "Stylus style strength: 1.0" in info
     assert styled8 != plain8
