@@ -10,17 +10,20 @@
 #   stylus  OUT STYLUS_CHECKOUT                     OUT/extensions/stylus -> symlink to a Stylus checkout
 #   tiled   OUT TILED_GIT                           Tiled Diffusion (multidiffusion-upscaler) into OUT/extensions
 #   library OUT N                                   N real-library cards as LoRA files in OUT/models/Lora/library
+#   forge-sources OUT FORGE_GIT HFGUESS_GIT          Forge dfdcbab + huggingface_guess 8482624 (its pinned commit)
+#   forge-venv    OUT                               OUT/venv: torch 2.3.1 / torchvision 0.18.1 + Forge's requirements
 #   start   OUT CKPT PORT                           start the API server in the background, log OUT/webui-PORT.log
 #
-# The tiny-model generators live in the project's shared folder (SHARED, default /work/shared); the host copy
-# itself is never modified: only models/ and extensions/ receive files.
+# The tiny-model generators are in tests/e2e/tiny_models (copies of the project's generators, byte-identical
+# output). The host copy itself is never modified: only models/ and extensions/ receive files. The `library`
+# stage needs the project's benchmark library (BENCH: a folder with materialize.py and library.jsonl).
 set -euo pipefail
 stage=$1
 out=$(realpath -m "$2")
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-SHARED=${SHARED:-/work/shared}
+BENCH=${BENCH:-$repo/../shared/bench}
 PYTHON=${PYTHON:-python3.11}
 
 unpack() {  # git_dir commit dest [pathspec...]
@@ -51,8 +54,8 @@ venv)
     ;;
 models)
     py="$out/venv/bin/python"
-    "$py" "$SHARED/tiny-sd15/make_tiny_sd15.py" "$out/models"
-    "$py" "$SHARED/tiny-sdxl/make_tiny_sdxl.py" "$out/models"  # also writes models/VAE-approx/vaeapprox-sdxl.pt
+    "$py" "$here/tiny_models/make_tiny_sd15.py" "$out/models"
+    "$py" "$here/tiny_models/make_tiny_sdxl.py" "$out/models"  # also writes models/VAE-approx/vaeapprox-sdxl.pt
     (cd "$repo" && "$py" -m tests.e2e.make_style_models "$out/models")
     ;;
 stylus)
@@ -68,8 +71,20 @@ tiled)
 library)
     # in a subfolder (the web UI lists subfolders too), so `rm -r models/Lora/library` gives the bare host back
     mkdir -p "$out/models/Lora/library"
-    "$out/venv/bin/python" "$SHARED/bench/materialize.py" "$SHARED/bench/library.jsonl" "$out/models/Lora/library" \
+    "$out/venv/bin/python" "$BENCH/materialize.py" "$BENCH/library.jsonl" "$out/models/Lora/library" \
         --limit "$1"
+    ;;
+forge-sources)
+    unpack "$1" dfdcbab "$out"
+    unpack "$2" 84826248b49bb7ca754c73293299c4d4e23a548d "$out/repositories/huggingface_guess"
+    ;;
+forge-venv)
+    "$PYTHON" -m venv "$out/venv"
+    pip="$out/venv/bin/python -m pip"
+    $pip install -q --upgrade pip
+    $pip install -q torch==2.3.1 torchvision==0.18.1  # Forge's launch_utils default
+    tr -d '\r' < "$out/requirements_versions.txt" | grep -v '^torch$' > "$out/venv/requirements-e2e.txt"
+    $pip install -q -r "$out/venv/requirements-e2e.txt" clip-anytorch 'scipy<1.17' 'opencv-python<4.12'
     ;;
 start)
     ckpt=$1
