@@ -110,24 +110,32 @@ def load_afresh():
 
 @pytest.fixture()
 def fp8():
-    """Settings -> FP8 weight: the next job reloads the checkpoint with float8 Linear/Conv weights."""
-    call("/sdapi/v1/options", {"fp8_storage": "Enable"})
+    """Settings -> FP8 weight (web UI 1.10.1: the next job reloads the checkpoint with float8 Linear/Conv weights);
+    on Forge, "Diffusion in Low Bits" = float8-e4m3fn, applied when a checkpoint is loaded. Yields the infotext
+    entry that proves it was in effect."""
+    forge = "forge_unet_storage_dtype" in call("/sdapi/v1/options")
+    key, on, off = ("forge_unet_storage_dtype", "float8-e4m3fn", "Automatic") if forge else ("fp8_storage", "Enable",
+                                                                                             "Disable")
+    call("/sdapi/v1/options", {key: on})
+    if forge:
+        load_afresh()
     try:
-        yield
+        yield "Diffusion in Low Bits: float8-e4m3fn" if forge else "FP8 weight: Enable"
     finally:
-        call("/sdapi/v1/options", {"fp8_storage": "Disable"})
+        call("/sdapi/v1/options", {key: off})
         load_afresh()
 
 
 def test_fp8_weight_styles_on_cpu(files, plain_before, fp8):
     try:
-        plain8, _ = gen()
+        plain8, info = gen()
     except HTTPError as e:
         if e.code == 500 and is_sdxl():  # not Stylus: the request has no Stylus args
             pytest.skip("the web UI 1.10.1 cannot run FP8 weight with SDXL on CPU even without Stylus: its CPU "
                         "autocast (bfloat16) meets the float attn_mask of open_clip's text encoder in "
                         "F.multi_head_attention_forward (RuntimeError: Expected attn_mask dtype to be bool ...)")
         raise
+    assert fp8 in info
     styled8, info = gen(**styled(files))
     assert "Stylus style strength: 1.0" in info
     assert styled8 != plain8
@@ -162,17 +170,21 @@ def test_xyz_plot_styles_every_cell(files, plain_before):
 
 
 # ------------------------------------------------------------------------------------------------ Tiled Diffusion
-def tiled(enabled=True):
-    """Tiled Diffusion (MultiDiffusion): 192 px = a 24-latent canvas in 16-latent tiles overlapping by 8, i.e. 4
-    tiles sampled in one UNet call with 4x the rows of a normal call."""
-    args = [enabled, "MultiDiffusion", False, True, 1024, 1024, 16, 16, 8, 4, "None", 2.0,
-            False, 10, 1, 1, 64, False, False, False, False]
-    return {"tiled diffusion": {"args": args}}
+def tiled() -> dict:
+    """Tiled Diffusion in MultiDiffusion mode on a 192 px image: a 24-latent canvas in 16-latent tiles overlapping
+    by 8, i.e. 4 tiles sampled in one UNet call with 4x the rows of a normal call. The web UI 1.10.1 gets it from
+    the multidiffusion-upscaler extension; Forge has its own built-in "MultiDiffusion Integrated" (sizes in pixels)."""
+    names = {s["name"] for s in call("/sdapi/v1/script-info")}
+    if "tiled diffusion" in names:
+        args = [True, "MultiDiffusion", False, True, 1024, 1024, 16, 16, 8, 4, "None", 2.0,
+                False, 10, 1, 1, 64, False, False, False, False]
+        return {"tiled diffusion": {"args": args}}
+    if "multidiffusion integrated" in names:
+        return {"multidiffusion integrated": {"args": [True, "MultiDiffusion", 128, 128, 64, 4]}}
+    pytest.fail("no Tiled Diffusion on the host: install multidiffusion-upscaler (build_host.sh tiled)")
 
 
 def test_tiled_diffusion_styles_or_runs_without_style(files, plain_before):
-    names = {s["name"] for s in call("/sdapi/v1/script-info")}
-    assert "tiled diffusion" in names, "install multidiffusion-upscaler into the host (build_host.sh tiled)"
     size = {"width": 192, "height": 192}
     plain = call("/sdapi/v1/txt2img", {**PLAIN, "steps": 4, **size, "alwayson_scripts": tiled()})
     style = styled(files)
