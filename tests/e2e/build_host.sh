@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# Build a real AUTOMATIC1111 web UI v1.10.1 for the end-to-end tests, offline-capable, CPU only, OUTSIDE any repo.
+# Build a real AUTOMATIC1111 web UI v1.10.1 for the end-to-end tests (offline, CPU), OUTSIDE any repo.
 #
-#   tests/e2e/build_host.sh STAGE OUT [MIRRORS...]
+#   tests/e2e/build_host.sh STAGE OUT [ARGS...]
 #
-# Stages (run in this order; each is idempotent enough to re-run):
-#   sources OUT WEBUI_GIT SD_GIT SGM_GIT KDIFF_GIT   unpack the pinned commits (git dirs, e.g. bare mirrors)
-#   venv    OUT                                     OUT/venv: torch 2.1.2 / torchvision 0.16.2 + requirements_versions.txt
-#   models  OUT                                     tiny SD1.5 + tiny SDXL (+ VAE-approx) + tiny style adapters in OUT/models
-#   stylus  OUT STYLUS_CHECKOUT                     OUT/extensions/stylus -> symlink to a Stylus checkout
-#   tiled   OUT TILED_GIT                           Tiled Diffusion (multidiffusion-upscaler) into OUT/extensions
-#   library OUT N                                   N real-library cards as LoRA files in OUT/models/Lora/library
-#   forge-sources OUT FORGE_GIT HFGUESS_GIT          Forge dfdcbab + huggingface_guess 8482624 (its pinned commit)
-#   forge-venv    OUT                               OUT/venv: torch 2.3.1 / torchvision 0.18.1 + Forge's requirements
-#   start   OUT CKPT PORT                           start the API server in the background, log OUT/webui-PORT.log
+# Stages (in this order; each can be re-run):
+#   sources OUT WEBUI_GIT SD_GIT SGM_GIT KDIFF_GIT  unpack the pinned commits (git dirs: clones or mirrors)
+#   venv    OUT                      OUT/venv: torch 2.1.2 / torchvision 0.16.2 + requirements_versions.txt
+#   models  OUT                      tiny SD1.5 + SDXL (+ VAE-approx) and tiny style models into OUT/models
+#   stylus  OUT STYLUS_CHECKOUT      OUT/extensions/stylus -> symlink to a Stylus checkout, + faiss-cpu
+#   tiled   OUT TILED_GIT            Tiled Diffusion (multidiffusion-upscaler) into OUT/extensions
+#   library OUT N                    N real-library cards as LoRA files in OUT/models/Lora/library
+#   forge-sources OUT FORGE_GIT HFGUESS_GIT   Forge dfdcbab + huggingface_guess 8482624 (its pinned commit)
+#   forge-venv    OUT                OUT/venv: torch 2.3.1 / torchvision 0.18.1 + Forge's requirements
+#   start   OUT CKPT PORT            start the API server in the background, log OUT/webui-PORT.log
 #
 # The tiny-model generators are in tests/e2e/tiny_models (copies of the project's generators, byte-identical
 # output). The host copy itself is never modified: only models/ and extensions/ receive files. The `library`
@@ -55,7 +55,8 @@ venv)
 models)
     py="$out/venv/bin/python"
     "$py" "$here/tiny_models/make_tiny_sd15.py" "$out/models"
-    "$py" "$here/tiny_models/make_tiny_sdxl.py" "$out/models"  # also writes models/VAE-approx/vaeapprox-sdxl.pt
+    # also writes models/VAE-approx/vaeapprox-sdxl.pt (offline SDXL needs it)
+    "$py" "$here/tiny_models/make_tiny_sdxl.py" "$out/models"
     (cd "$repo" && "$py" -m tests.e2e.make_style_models "$out/models")
     ;;
 stylus)
@@ -69,7 +70,7 @@ tiled)
     unpack "$1" HEAD "$out/extensions/multidiffusion-upscaler-for-automatic1111"
     ;;
 library)
-    # in a subfolder (the web UI lists subfolders too), so `rm -r models/Lora/library` gives the bare host back
+    # in a subfolder (the web UI lists subfolders too): `rm -r models/Lora/library` gives the bare host back
     mkdir -p "$out/models/Lora/library"
     "$out/venv/bin/python" "$BENCH/materialize.py" "$BENCH/library.jsonl" "$out/models/Lora/library" \
         --limit "$1"
@@ -91,7 +92,8 @@ start)
     port=$2
     cd "$out"
     nohup "$out/venv/bin/python" launch.py --skip-prepare-environment --nowebui --use-cpu all --no-half \
-        --no-download-sd-model --ckpt "models/Stable-diffusion/$ckpt" --skip-version-check --no-hashing --api \
+        --no-download-sd-model --ckpt "models/Stable-diffusion/$ckpt" --skip-version-check --no-hashing \
+        --api \
         --port "$port" > "$out/webui-$port.log" 2>&1 &
     echo "pid $! port $port log $out/webui-$port.log"
     ;;

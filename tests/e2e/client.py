@@ -1,6 +1,7 @@
 """HTTP helpers for the end-to-end tests: they talk to a RUNNING web UI (STYLUS_WEBUI_URL) and nothing else.
 The host is built and started by tests/e2e/build_host.sh; the tests adapt to the checkpoint it has loaded
-(tiny-sd15 or tiny-sdxl) and find the tiny style models through the Stylus dropdowns in /sdapi/v1/script-info."""
+(tiny-sd15 or tiny-sdxl) and find the tiny style models through the Stylus dropdowns
+(/sdapi/v1/script-info)."""
 import base64
 import io
 import json
@@ -82,16 +83,18 @@ def style_files() -> tuple:
     """(IP-Adapter, image encoder) written for the loaded tiny checkpoint by tests/e2e/make_style_models.py
     into the host's models/stylus, as the Stylus dropdowns list them."""
     stem = checkpoint()
-    adapters = [c for c in _dropdown_choices("IP-Adapter") if os.path.basename(c) == f"ip-adapter_{stem}.safetensors"]
-    encoders = [c for c in _dropdown_choices("Image encoder") if os.path.basename(c) == f"{stem}_image_encoder"]
+    adapter_name = f"ip-adapter_{stem}.safetensors"
+    encoder_name = f"{stem}_image_encoder"
+    adapters = [c for c in _dropdown_choices("IP-Adapter") if os.path.basename(c) == adapter_name]
+    encoders = [c for c in _dropdown_choices("Image encoder") if os.path.basename(c) == encoder_name]
     if not adapters or not encoders:
-        pytest.fail(f"the host lists no tiny style models for {stem}: run tests/e2e/build_host.sh models <host> "
-                    "and restart it (extensions read their dropdowns at start-up)")
+        pytest.fail(f"the host lists no tiny style models for {stem}: run tests/e2e/build_host.sh models "
+                    "<host> and restart it (extensions read their dropdowns at start-up)")
     return adapters[0], encoders[0]
 
 
 def style_args(files, scale=1.0, blocks="all", lora_on=False, content="", lam=0.5, image=None):
     """The Stylus args for a reference-style job (positional, in ui() order)."""
     adapter, encoder = files
-    return stylus(True, lora_on, 4, 0.8, True, "off", "local", True, image or b64_image(), content, lam, scale, blocks,
-                  "", adapter, encoder)
+    return stylus(True, lora_on, 4, 0.8, True, "off", "local", True, image or b64_image(), content, lam,
+                  scale, blocks, "", adapter, encoder)

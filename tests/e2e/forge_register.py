@@ -1,14 +1,14 @@
-"""Register the tiny checkpoints in a LOCAL TEST COPY of Forge (never commit the result): Forge recognises a
-checkpoint only through huggingface_guess's model list (exact widths) and builds its components from a diffusers
-config folder under backend/huggingface/<repo>. Unmodified Forge answers "Failed to recognize model type!" for
-the tiny models.
+"""Register the tiny checkpoints in a LOCAL TEST COPY of Forge (never commit the result): Forge recognises
+a checkpoint only through huggingface_guess's model list (exact widths) and builds its components from a
+diffusers config folder under backend/huggingface/<repo>. Unmodified Forge answers "Failed to recognize model
+type!" for the tiny models.
 
     python tests/e2e/forge_register.py FORGE_DIR MODELS_DIR
 
 MODELS_DIR holds the output of the tiny generators (tiny-sd15-clip/ and tiny-sdxl-clip/ configs). Writes:
-  FORGE_DIR/repositories/huggingface_guess/huggingface_guess/model_list.py   two classes prepended to `models`
-  FORGE_DIR/backend/huggingface/stylus-e2e/tiny-sd15/   SD1.5's folder with the tiny VAE / text encoder configs
-  FORGE_DIR/backend/huggingface/stylus-e2e/tiny-sdxl/   SDXL base's folder with the tiny VAE / both text encoders
+  FORGE_DIR/repositories/huggingface_guess/huggingface_guess/model_list.py: two classes put first in `models`
+  FORGE_DIR/backend/huggingface/stylus-e2e/tiny-sd15/: SD1.5's folder, the tiny VAE / text encoder configs
+  FORGE_DIR/backend/huggingface/stylus-e2e/tiny-sdxl/: SDXL base's folder, the tiny VAE / both text encoders
 """
 import json
 import os
@@ -26,8 +26,9 @@ class StylusTinySD15(SD15):
 
 class StylusTinySDXL(SDXL):
     huggingface_repo = "stylus-e2e/tiny-sdxl"
-    unet_config = {"model_channels": 32, "use_linear_in_transformer": True, "transformer_depth": [0, 0, 2, 2, 10, 10],
-                   "context_dim": 160, "adm_in_channels": 1632, "use_temporal_attention": False}
+    unet_config = {"model_channels": 32, "use_linear_in_transformer": True,
+                   "transformer_depth": [0, 0, 2, 2, 10, 10], "context_dim": 160, "adm_in_channels": 1632,
+                   "use_temporal_attention": False}
     unet_extra_config = {"num_heads": -1, "num_head_channels": 32}
 
 
@@ -54,14 +55,16 @@ def folder(forge, source, name, models, clip_folder, te2=False):
     dest = os.path.join(hf, "stylus-e2e", name)
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(os.path.join(hf, source), dest)
-    shutil.copy(os.path.join(models, clip_folder, "config.json"), os.path.join(dest, "text_encoder", "config.json"))
+    text_config = os.path.join(models, clip_folder, "config.json")
+    shutil.copy(text_config, os.path.join(dest, "text_encoder", "config.json"))
     edit_json(os.path.join(dest, "vae", "config.json"), TINY_VAE)
     if te2:
         edit_json(os.path.join(dest, "text_encoder_2", "config.json"), TINY_TE2)
 
 
 def main(forge, models):
-    model_list = os.path.join(forge, "repositories", "huggingface_guess", "huggingface_guess", "model_list.py")
+    package = os.path.join(forge, "repositories", "huggingface_guess", "huggingface_guess")
+    model_list = os.path.join(package, "model_list.py")
     with open(model_list) as f:
         text = f.read()
     if MARK not in text:

@@ -1,5 +1,5 @@
-"""Tiny IP-Adapters and CLIP image encoders that fit the tiny checkpoints, written into a web UI's models folder
-(models/stylus/, where Stylus lists them in its dropdowns, so the HTTP-only tests find them through
+"""Tiny IP-Adapters and CLIP image encoders that fit the tiny checkpoints, written into a web UI's models
+folder (models/stylus/, where Stylus lists them in its dropdowns, so the HTTP-only tests find them through
 /sdapi/v1/script-info). Nothing is downloaded; output is deterministic.
 
     python -m tests.e2e.make_style_models WEBUI/models
@@ -8,9 +8,11 @@ Per checkpoint found in WEBUI/models/Stable-diffusion (tiny-sd15, tiny-sdxl):
   stylus/ip-adapter_<ckpt>.safetensors   IP-Adapter "plain" layout with the published key names
                                          (image_proj.proj/norm, ip_adapter.{2j+1}.to_{k,v}_ip.weight);
                                          to_k_ip / to_v_ip have the shape of the checkpoint's own attn2.to_k
-  stylus/<ckpt>_image_encoder/           transformers CLIPVisionModelWithProjection (config.json + safetensors)
-The image embedding width: SD1.5 24 (any width works there, no text tower is used); SDXL 96, the width of the
-tiny SDXL's second text encoder's projection, so content text is subtracted through that encoder as on real SDXL.
+  stylus/<ckpt>_image_encoder/           transformers CLIPVisionModelWithProjection (config + safetensors)
+  stylus/CLIP-ViT-H-14-laion2B/          a tiny CLIPTextModelWithProjection + tokenizer, in the folder and
+                                         files where Stylus looks for the ViT-H text tower (SD1.5 content)
+The image embedding width: SD1.5 24, the projection width of that tiny text tower; SDXL 96, the width of the
+tiny SDXL's second text encoder's projection, so content text is subtracted through that encoder as on SDXL.
 """
 import json
 import os
@@ -53,6 +55,17 @@ def adapter(shapes: dict, arch: str, clip_dim: int, seed: int = 1) -> dict:
     return sd
 
 
+def vit_h_text_tower(models: str, out: str, width: int) -> None:
+    """The SD1.5 content text's tower, tiny: CLIP text layout, projected to the tiny SD1.5 adapter's width."""
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizerFast
+    torch.manual_seed(3)
+    config = CLIPTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                            projection_dim=width, max_position_embeddings=77)
+    CLIPTextModelWithProjection(config).eval().save_pretrained(out, safe_serialization=True)
+    # the tiny SD1.5 tokenizer (openai's ids); the fast one also writes tokenizer.json
+    CLIPTokenizerFast.from_pretrained(os.path.join(models, "tiny-sd15-clip")).save_pretrained(out)
+
+
 def main(models: str) -> None:
     out = os.path.join(models, "stylus")
     os.makedirs(out, exist_ok=True)
@@ -61,10 +74,15 @@ def main(models: str) -> None:
         if not os.path.isfile(ckpt):
             print(f"skip {stem}: {ckpt} not found")
             continue
-        save_file(adapter(header_shapes(ckpt), arch, clip_dim), os.path.join(out, f"ip-adapter_{stem}.safetensors"))
+        tensors = adapter(header_shapes(ckpt), arch, clip_dim)
+        save_file(tensors, os.path.join(out, f"ip-adapter_{stem}.safetensors"))
         encoder = os.path.join(out, f"{stem}_image_encoder")
         tiny_vision_model(projection_dim=clip_dim).save_pretrained(encoder, safe_serialization=True)
         print(f"{stem}: {out}/ip-adapter_{stem}.safetensors, {encoder}")
+        if arch == "sd15":
+            tower = os.path.join(out, "CLIP-ViT-H-14-laion2B")
+            vit_h_text_tower(models, tower, clip_dim)
+            print(f"{stem}: content text tower {tower}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ XYZ plot, Tiled Diffusion, hires fix and an interrupt. Every test ends by checki
 before it gives the same pixels afterwards: nothing Stylus did may outlive its job.
 
 The suite adapts to the loaded checkpoint (tiny-sd15 or tiny-sdxl). img2img encodes its init image with the
-host's unseeded global RNG (tiny-sdxl README), so a bit-exact img2img comparison repeats the same request first."""
+host's unseeded global RNG, so a bit-exact img2img comparison repeats the same request first."""
 import json
 import threading
 import time
@@ -13,8 +13,8 @@ from urllib.error import HTTPError
 import pytest
 from PIL import Image
 
-from tests.e2e.client import (BASE, b64_image, b64_png, call, checkpoint, gen, is_sdxl, lora, pixels, style_args,
-                              style_files)
+from tests.e2e.client import (BASE, b64_image, b64_png, call, checkpoint, gen, is_sdxl, lora, pixels,
+                              style_args, style_files)
 
 PLAIN = {"prompt": "a lighthouse at dusk", "seed": 77}
 
@@ -38,7 +38,7 @@ def styled(files, **kw):
     return style_args(files, **kw)
 
 
-# ------------------------------------------------------------------------------------------------ style blocks
+# -------------------------------------------------------------------------------- style blocks
 def test_each_block_preset_styles_its_own_layers(files, plain_before):
     plain, _ = gen()
     images = {}
@@ -54,10 +54,10 @@ def test_scale_zero_is_bit_identical_to_no_style(files, plain_before):
     assert zero == plain
 
 
-# ------------------------------------------------------------------------------------------------ content text
+# -------------------------------------------------------------------------------- content text
 def test_content_text_is_subtracted_and_recorded(files, plain_before):
-    if not is_sdxl():
-        pytest.skip("SD1.5 subtracts through the ViT-H text tower, which an offline host does not have")
+    """SDXL: through the checkpoint's own second text encoder; SD1.5: the ViT-H text tower (a tiny one in the
+    host's models/stylus, written by make_style_models.py)."""
     without, _ = gen(**styled(files))
     subtracted, info = gen(**styled(files, content="a red square", lam=0.8))
     assert subtracted != without
@@ -75,7 +75,7 @@ def test_same_request_twice_after_a_different_one_is_identical(files, plain_befo
     assert first == second
 
 
-# ------------------------------------------------------------------------------------------------ img2img
+# -------------------------------------------------------------------------------- img2img
 def test_img2img_and_inpainting_keep_outside_the_mask(files, plain_before):
     init = b64_image((20, 120, 200))
     job = {"init_images": [init], "denoising_strength": 0.8}
@@ -97,7 +97,7 @@ def test_img2img_and_inpainting_keep_outside_the_mask(files, plain_before):
     assert out.getpixel((8, 32)) != (20, 120, 200)
 
 
-# ------------------------------------------------------------------------------------------------ FP8 weight
+# -------------------------------------------------------------------------------- FP8 weight
 def load_afresh():
     """Load the current checkpoint from its file again: switch to another one and back (the web UI keeps one
     model in memory by default). Switching FP8 off is not enough: the web UI 1.10.1 then reloads the weights
@@ -110,12 +110,14 @@ def load_afresh():
 
 @pytest.fixture()
 def fp8():
-    """Settings -> FP8 weight (web UI 1.10.1: the next job reloads the checkpoint with float8 Linear/Conv weights);
-    on Forge, "Diffusion in Low Bits" = float8-e4m3fn, applied when a checkpoint is loaded. Yields the infotext
-    entry that proves it was in effect."""
+    """Settings -> FP8 weight (web UI 1.10.1: the next job reloads the checkpoint with float8 Linear/Conv
+    weights); on Forge, "Diffusion in Low Bits" = float8-e4m3fn, applied when a checkpoint is loaded.
+    Yields the infotext entry that proves it was in effect."""
     forge = "forge_unet_storage_dtype" in call("/sdapi/v1/options")
-    key, on, off = ("forge_unet_storage_dtype", "float8-e4m3fn", "Automatic") if forge else ("fp8_storage", "Enable",
-                                                                                             "Disable")
+    if forge:
+        key, on, off = "forge_unet_storage_dtype", "float8-e4m3fn", "Automatic"
+    else:
+        key, on, off = "fp8_storage", "Enable", "Disable"
     call("/sdapi/v1/options", {key: on})
     if forge:
         load_afresh()
@@ -131,9 +133,9 @@ def test_fp8_weight_styles_on_cpu(files, plain_before, fp8):
         plain8, info = gen()
     except HTTPError as e:
         if e.code == 500 and is_sdxl():  # not Stylus: the request has no Stylus args
-            pytest.skip("the web UI 1.10.1 cannot run FP8 weight with SDXL on CPU even without Stylus: its CPU "
-                        "autocast (bfloat16) meets the float attn_mask of open_clip's text encoder in "
-                        "F.multi_head_attention_forward (RuntimeError: Expected attn_mask dtype to be bool ...)")
+            pytest.skip("the web UI 1.10.1 cannot run FP8 weight with SDXL on CPU even without Stylus: its "
+                        "CPU autocast (bfloat16) meets the float attn_mask of open_clip's text encoder in "
+                        "F.multi_head_attention_forward (Expected attn_mask dtype to be bool ...)")
         raise
     assert fp8 in info
     styled8, info = gen(**styled(files))
@@ -141,13 +143,12 @@ def test_fp8_weight_styles_on_cpu(files, plain_before, fp8):
     assert styled8 != plain8
 
 
-# ------------------------------------------------------------------------------------------------ scripts
+# -------------------------------------------------------------------------------- scripts
 def test_loopback_styles_every_loop(files, plain_before):
     job = {"init_images": [b64_image((90, 30, 160))], "denoising_strength": 0.6,
            "script_name": "loopback", "script_args": [3, 0.5, "Linear", "None"]}
-    plain = call("/sdapi/v1/img2img", {"prompt": "a house", "steps": 4, "width": 64, "height": 64, "seed": 5, **job})
-    out = call("/sdapi/v1/img2img", {"prompt": "a house", "steps": 4, "width": 64, "height": 64, "seed": 5,
-                                     **job, **styled(files)})
+    plain = call("/sdapi/v1/img2img", {**BASE, "prompt": "a house", "seed": 5, **job})
+    out = call("/sdapi/v1/img2img", {**BASE, "prompt": "a house", "seed": 5, **job, **styled(files)})
     info = json.loads(out["info"])
     assert len(out["images"]) >= 3
     assert all("Stylus style strength" in text for text in info["infotexts"])
@@ -169,11 +170,12 @@ def test_xyz_plot_styles_every_cell(files, plain_before):
         assert alone in [pixels(b) for b in out["images"]]
 
 
-# ------------------------------------------------------------------------------------------------ Tiled Diffusion
+# -------------------------------------------------------------------------------- Tiled Diffusion
 def tiled() -> dict:
-    """Tiled Diffusion in MultiDiffusion mode on a 192 px image: a 24-latent canvas in 16-latent tiles overlapping
-    by 8, i.e. 4 tiles sampled in one UNet call with 4x the rows of a normal call. The web UI 1.10.1 gets it from
-    the multidiffusion-upscaler extension; Forge has its own built-in "MultiDiffusion Integrated" (sizes in pixels)."""
+    """Tiled Diffusion in MultiDiffusion mode on a 192 px image: a 24-latent canvas in 16-latent tiles
+    overlapping by 8, i.e. 4 tiles sampled in one UNet call with 4x the rows of a normal call. The web UI
+    1.10.1 gets it from the multidiffusion-upscaler extension; Forge has its own "MultiDiffusion Integrated"
+    (sizes in pixels)."""
     names = {s["name"] for s in call("/sdapi/v1/script-info")}
     if "tiled diffusion" in names:
         args = [True, "MultiDiffusion", False, True, 1024, 1024, 16, 16, 8, 4, "None", 2.0,
@@ -196,7 +198,7 @@ def test_tiled_diffusion_styles_or_runs_without_style(files, plain_before):
     assert pixels(out["images"][0]) != pixels(plain["images"][0])
 
 
-# ------------------------------------------------------------------------------------------------ hires fix
+# -------------------------------------------------------------------------------- hires fix
 def test_hires_fix_styles_both_passes(files, plain_before):
     hires = {"enable_hr": True, "hr_scale": 2, "hr_upscaler": "Latent", "hr_second_pass_steps": 2,
              "denoising_strength": 0.5}
@@ -206,7 +208,7 @@ def test_hires_fix_styles_both_passes(files, plain_before):
     assert len(first) == 128 * 128 * 3
 
 
-# ------------------------------------------------------------------------------------------------ interrupt
+# -------------------------------------------------------------------------------- interrupt
 def test_interrupt_mid_sampling_restores_the_unet(files, plain_before):
     result = {}
 

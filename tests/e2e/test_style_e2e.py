@@ -1,6 +1,7 @@
 """Reference style end-to-end against a running web UI with a tiny checkpoint (SD1.5 or SDXL): the tiny
 IP-Adapter and CLIP image encoder fitting it are in the host's models/stylus (tests/e2e/make_style_models.py);
-the tests pass their paths, as listed by the Stylus dropdowns, as the script's args. Only HTTP talks to the web UI.
+the tests pass their paths, as the Stylus dropdowns list them, as the script's args. Only HTTP talks to
+the host.
 More configurations (presets, content text, img2img, FP8, scripts, hires, interrupt): test_host_e2e.py."""
 import json
 

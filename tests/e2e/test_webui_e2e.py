@@ -1,10 +1,10 @@
-"""End-to-end against a RUNNING web UI with Stylus installed: set STYLUS_WEBUI_URL (e.g. http://127.0.0.1:7861).
+"""End-to-end against a RUNNING web UI with Stylus installed: set STYLUS_WEBUI_URL (http://127.0.0.1:7861).
 The host (web UI v1.10.1 with the tiny SD1.5 / SDXL checkpoints and their LoRAs) is built and started by
-tests/e2e/build_host.sh (see README, "End-to-end test against a real web UI"). Only HTTP: nothing here builds or
+tests/e2e/build_host.sh (README: "End-to-end test against a real web UI"). Only HTTP: nothing here builds or
 starts the web UI. Without the variable these tests are not collected.
 
-The host may list any other LoRAs besides the tiny model's three (a real library): the tests assert what Stylus
-did with whatever it picked, and the tiny LoRAs' own hashes where the picks include them."""
+The host may list any other LoRAs besides the tiny model's three (a real library): the tests assert what
+Stylus did with whatever it picked, and the tiny LoRAs' own hashes where the picks include them."""
 import json
 import re
 import time
@@ -20,8 +20,8 @@ def txt2img(prompt, **extra):
 
 
 def hashed(name: str) -> bool:
-    """The tiny LoRAs carry kohya's precomputed hash: the web UI writes it to the infotext even with --no-hashing
-    (a LoRA without one is applied, but not named there)."""
+    """The tiny LoRAs carry kohya's precomputed hash: the web UI writes it to the infotext even with
+    --no-hashing (a LoRA without one is applied, but not named there)."""
     return name.startswith("tiny_")
 
 
@@ -46,9 +46,11 @@ def test_compose_route_picks_from_the_webui_library():
 
 
 def test_txt2img_applies_the_picked_lora_and_the_infotext_tells():
-    images, info = txt2img("a house by the lake, watercolor painting", **stylus(True, True, 4, 0.8, True, "off"))
+    images, info = txt2img("a house by the lake, watercolor painting",
+                           **stylus(True, True, 4, 0.8, True, "off"))
     text = info["infotexts"][0]
-    picked = [part.split(":")[0].strip() for part in text.split('Stylus LoRAs: "')[1].split('"')[0].split(",")]
+    applied = text.split('Stylus LoRAs: "')[1].split('"')[0]
+    picked = [part.split(":")[0].strip() for part in applied.split(",")]
     assert picked and set(picked) <= listed()
     for name in picked:
         assert f"<lora:{name}:" in info["prompt"]
