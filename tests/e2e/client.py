@@ -55,6 +55,10 @@ def is_sdxl() -> bool:
     return "sdxl" in checkpoint()
 
 
+def is_forge() -> bool:
+    return "forge_unet_storage_dtype" in call("/sdapi/v1/options")
+
+
 def lora(topic: str) -> str:
     """The tiny model's own LoRA for a topic (watercolor, pixelart, cyberpunk)."""
     return ("tiny_sdxl_" if is_sdxl() else "tiny_") + topic
