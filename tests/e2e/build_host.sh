@@ -12,6 +12,9 @@
 #   library OUT N                    N real-library cards as LoRA files in OUT/models/Lora/library
 #   forge-sources OUT FORGE_GIT HFGUESS_GIT   Forge dfdcbab + huggingface_guess 8482624 (its pinned commit)
 #   forge-venv    OUT                OUT/venv: torch 2.3.1 / torchvision 0.18.1 + Forge's requirements
+#   forge-register OUT               register the tiny models in this LOCAL copy (tests/e2e/forge_register.py);
+#                                    run `models` and `stylus` first, as for the web UI
+#   forge-start   OUT CKPT PORT      start Forge's API server in the background, log OUT/webui-PORT.log
 #   start   OUT CKPT PORT            start the API server in the background, log OUT/webui-PORT.log
 #
 # The tiny-model generators are in tests/e2e/tiny_models (copies of the project's generators, byte-identical
@@ -86,6 +89,16 @@ forge-venv)
     $pip install -q torch==2.3.1 torchvision==0.18.1  # Forge's launch_utils default
     tr -d '\r' < "$out/requirements_versions.txt" | grep -v '^torch$' > "$out/venv/requirements-e2e.txt"
     $pip install -q -r "$out/venv/requirements-e2e.txt" clip-anytorch 'scipy<1.17' 'opencv-python<4.12'
+    ;;
+forge-register)
+    "$out/venv/bin/python" "$here/forge_register.py" "$out" "$out/models"
+    ;;
+forge-start)
+    cd "$out"
+    nohup "$out/venv/bin/python" launch.py --skip-prepare-environment --nowebui --api --always-cpu --all-in-fp32 \
+        --skip-version-check --no-hashing --no-download-sd-model --ckpt "models/Stable-diffusion/$1" \
+        --port "$2" > "$out/webui-$2.log" 2>&1 &
+    echo "pid $! port $2 log $out/webui-$2.log"
     ;;
 start)
     ckpt=$1
