@@ -1,4 +1,5 @@
 import copy
+import logging
 
 import pytest
 import torch
@@ -346,14 +347,47 @@ def test_plan_reused_when_a_step_does_not_announce_it(sd15, adapter, tokens):
     assert torch.allclose(got, torch.cat([cond[:2], uncond[2:]]), atol=1e-5)
 
 
-def test_plan_and_call_size_mismatch_raises(sd15, adapter, tokens):
+def test_unknown_role_is_refused(sd15, adapter, tokens):
+    with StylePatch(sd15, adapter, *tokens, blocks="all") as p:
+        with pytest.raises(ValueError, match="'cond' or 'uncond'"):
+            p.set_rows(["cond", "negative"])
+
+
+def test_tiled_call_with_a_multiple_of_the_plan_repeats_it(sd15, adapter, tokens):
+    """Tiled Diffusion / MultiDiffusion run the UNet on tiles stacked along the batch: [cond, uncond] per tile."""
+    x, ctx = inputs(6, seed=7)
+    cond, uncond = per_row_refs(sd15, adapter, tokens, x, ctx)
+    with StylePatch(sd15, adapter, *tokens, blocks="all") as p:
+        p.set_rows(cfg_rows(1, 1))
+        got = run(sd15, x, ctx)       # three tiles
+        again = run(sd15, x[:2], ctx[:2])  # then a plain call of the planned size
+    want = torch.stack([cond[i] if i % 2 == 0 else uncond[i] for i in range(6)])
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(again, torch.stack([cond[0], uncond[1]]), atol=1e-5)
+
+
+def test_rows_that_do_not_fit_the_plan_run_unstyled_warn_once_never_raise(sd15, adapter, tokens, caplog):
     x, ctx = inputs(5)
+    plain = run(sd15, x, ctx)
     with StylePatch(sd15, adapter, *tokens, blocks="all") as p:
         p.set_rows(cfg_rows(2, 2))
-        with pytest.raises(ValueError, match="row plan has 4 rows but the UNet was called with 5"):
-            run(sd15, x, ctx)
-    with pytest.raises(ValueError, match="'cond' or 'uncond'"):
-        p.set_rows(["cond", "negative"])
+        with caplog.at_level(logging.WARNING, logger="stylus"):
+            first, second = run(sd15, x, ctx), run(sd15, x, ctx)
+    assert torch.equal(first, plain) and torch.equal(second, plain)
+    lines = [r.getMessage() for r in caplog.records if "rows" in r.getMessage()]
+    assert len(lines) == 1 and "5" in lines[0] and "4" in lines[0] and "\n" not in lines[0]
+
+
+def test_an_error_inside_a_patched_layer_never_escapes_the_unet(sd15, adapter, tokens, caplog):
+    x, ctx = inputs(2)
+    plain = run(sd15, x, ctx)
+    with StylePatch(sd15, adapter, *tokens, blocks="all") as p:
+        for proc in p._patches.values():
+            proc.k_c = proc.k_c[..., :3]  # any failure inside the style term
+        with caplog.at_level(logging.WARNING, logger="stylus"):
+            got = run(sd15, x, ctx)
+    assert torch.equal(got, plain)
+    assert len([r for r in caplog.records if "Stylus" in r.getMessage()]) == 1
 
 
 def test_bool_tensor_roles(sd15, adapter, tokens):

@@ -55,6 +55,10 @@ def test_sd15_presets():
     wide = {l.block for l in resolve_blocks("sd15", "style-wide")}
     assert wide == {"input_blocks.%d.1" % n for n in (1, 2, 4, 5)} | {"output_blocks.%d.1" % n for n in range(5, 12)}
     assert len(resolve_blocks("sd15", "all")) == 16
+    # InstantStyle's SD1.5 example (infer_style_sd15.py): style+layout = down_blocks.2, mid_block, up_blocks.1
+    layout = {l.block for l in resolve_blocks("sd15", "style+layout")}
+    assert layout == {"input_blocks.7.1", "input_blocks.8.1", "middle_block.1"} | {"output_blocks.%d.1" % n
+                                                                                 for n in (3, 4, 5)}
     assert set(PRESETS["sd15"]) >= {"style", "style+layout", "style-wide", "all"}
 
 

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 from PIL import Image
@@ -6,6 +8,7 @@ from safetensors.torch import save_file
 import style_fixtures as fx
 from lib_stylus.style import StyleEngine, load_clip_vision, load_ip_adapter, subtract_content
 from lib_stylus.style.attention import ShapeMismatchError
+from lib_stylus.style.blocks import resolve_blocks
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +68,88 @@ def test_keep_loaded_parks_models_on_cpu_and_reuses_them(files):
     assert not eng.loaded
 
 
-def test_patch_follows_the_unet_dtype(files):
+def test_patch_computes_in_the_dtype_it_is_given_not_the_unets(files):
     unet = fx.tiny_sd15().double()
-    patch, _ = StyleEngine().build(unet, files["plain"], files["encoder"], [IMG], blocks="all")
+    patch, _ = StyleEngine().build(unet, files["plain"], files["encoder"], [IMG], blocks="all",
+                                   device=torch.device("cpu"), dtype=torch.float64)
     x, ctx = torch.randn(2, 5, 16, dtype=torch.float64), torch.randn(2, 6, fx.CTX, dtype=torch.float64)
     with patch:
         assert all(lp.k_c.dtype == torch.float64 for lp in patch._patches.values())
         out = unet(x, None, context=ctx)
     assert out.dtype == torch.float64 and not torch.allclose(out, unet(x, None, context=ctx))
+
+
+@pytest.mark.parametrize("storage", [torch.float16, torch.float8_e4m3fn])
+def test_unet_stored_in_half_or_fp8_on_the_cpu_computes_in_the_hosts_dtype(files, storage):
+    """--medvram/--lowvram park the fp16 UNet on the CPU; "FP8 weight" stores Linear/Conv weights as float8.
+    The style is computed on the host's compute device and dtype, whatever the UNet's storage."""
+    unet = fx.tiny_sd15()
+    for m in unet.modules():
+        if isinstance(m, torch.nn.Linear) or storage == torch.float16:
+            m.to(storage)
+    patch, toks = StyleEngine().build(unet, files["plain"], files["encoder"], [IMG], "a cat", text_fn,
+                                      device=torch.device("cpu"), dtype=torch.float32)
+    assert toks.cond.dtype == torch.float32 and toks.subtracted
+    assert all(lp.k_c.dtype == torch.float32 and lp.k_c.device.type == "cpu" for lp in patch._patches.values())
+
+
+def test_the_adapter_is_never_moved_whole_only_the_patched_layers(files, monkeypatch):
+    from lib_stylus.style.ip_adapter import IPAdapter
+
+    def whole_move(self, *a, **k):
+        raise AssertionError("the whole adapter was moved/converted")
+    monkeypatch.setattr(IPAdapter, "to", whole_move)
+    patch, _ = StyleEngine().build(fx.tiny_sd15(), files["plain"], files["encoder"], [IMG],
+                                   device=torch.device("cpu"), dtype=torch.float64)
+    assert sorted(patch._patches) == [l.number for l in resolve_blocks("sd15", "style")]
+    assert all(lp.k_c.dtype == torch.float64 for lp in patch._patches.values())
+
+
+class CountingText:
+    key = "test-text-tower"
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, texts):
+        self.calls += 1
+        return text_fn(texts)
+
+
+def test_a_second_job_with_the_same_reference_loads_and_encodes_nothing(files, monkeypatch):
+    from lib_stylus.style import engine as engine_mod
+    loads = []
+    for name in ("load_ip_adapter", "load_clip_vision"):
+        real = getattr(engine_mod, name)
+        monkeypatch.setattr(engine_mod, name, lambda *a, _real=real, _n=name, **k: loads.append(_n) or _real(*a, **k))
+    eng, text, unet = StyleEngine(), CountingText(), fx.tiny_sd15()
+    first, t1 = eng.build(unet, files["plain"], files["encoder"], [IMG], "a cat", text, lam=0.5)
+    assert sorted(loads) == ["load_clip_vision", "load_ip_adapter"] and text.calls == 1
+    same = IMG.copy()  # another object with the same pixels (a new upload of the same file)
+    second, t2 = eng.build(unet, files["plain"], files["encoder"], [same], "a cat", text, lam=0.5)
+    assert len(loads) == 2 and text.calls == 1 and not eng.loaded
+    assert torch.equal(t1.cond, t2.cond) and t2.subtracted
+    for n, lp in first._patches.items():
+        assert torch.equal(lp.k_c, second._patches[n].k_c) and torch.equal(lp.v_u, second._patches[n].v_u)
+    _, t3 = eng.build(unet, files["plain"], files["encoder"], [same], "a cat", text, lam=0.8)
+    assert not torch.equal(t3.cond, t1.cond)  # another lambda: new tokens (from the cached embeddings)
+    assert text.calls == 1
+    other = Image.new("RGB", (48, 40), (20, 30, 200))
+    _, t4 = eng.build(unet, files["plain"], files["encoder"], [other], "a cat", text, lam=0.5)
+    assert not torch.equal(t4.cond, t1.cond) and loads.count("load_clip_vision") == 2
+
+
+def test_a_changed_adapter_file_is_read_again(files, tmp_path):
+    import shutil
+    path = str(tmp_path / "ip.safetensors")
+    shutil.copy(files["plain"], path)
+    eng, unet = StyleEngine(), fx.tiny_sd15()
+    _, t1 = eng.build(unet, path, files["encoder"], [IMG])
+    sd = fx.adapter_state_dict(unet, "sd15", seed=7)
+    save_file(sd, path)
+    os.utime(path, (os.path.getatime(path), os.path.getmtime(path) + 5))
+    _, t2 = eng.build(unet, path, files["encoder"], [IMG])
+    assert not torch.equal(t1.cond, t2.cond)
 
 
 def test_wrong_model_fails_before_encoding_and_releases(files):

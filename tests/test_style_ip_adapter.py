@@ -103,7 +103,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, sd15):
 @pytest.mark.parametrize("mutate, msg", [
     (lambda sd: sd.pop("ip_adapter.31.to_v_ip.weight"), "lacks '31.to_v_ip.weight'"),
     (lambda sd: sd.update({"ip_adapter.5.to_v_ip.weight": torch.zeros(3, 3)}), "layer 5: to_k_ip"),
-    (lambda sd: [sd.pop("ip_adapter.31.to_%s_ip.weight" % c) for c in "kv"], "15 layers"),
+    (lambda sd: [sd.pop("ip_adapter.31.to_%s_ip.weight" % c) for c in "kv"], "15 cross-attention pairs"),
     (lambda sd: sd.update({"image_proj.norm.weight": torch.ones(32), "image_proj.norm.bias": torch.ones(32)}),
      "32-wide tokens but ip_adapter"),
     (lambda sd: sd.update({"image_proj.proj.weight": torch.zeros(100, 24)}), "not a multiple"),
@@ -136,3 +136,32 @@ def test_project_rejects_wrong_embedding_shape(sd15):
         ad.project(torch.randn(1, 25))
     with pytest.raises(ValueError, match="plain IP-Adapter"):
         ad.project(torch.randn(1, 3, 24))
+
+
+def _pairs_only(numbers, width_in, width_out):
+    """An adapter of any width: only its structure (how many cross-attention pairs) names the model."""
+    g = torch.Generator().manual_seed(0)
+    sd = {"image_proj.proj.weight": torch.randn(4 * width_in, 24, generator=g),
+          "image_proj.proj.bias": torch.zeros(4 * width_in), "image_proj.norm.weight": torch.ones(width_in),
+          "image_proj.norm.bias": torch.zeros(width_in)}
+    for n in numbers:
+        for kv in ("k", "v"):
+            sd["ip_adapter.%d.to_%s_ip.weight" % (n, kv)] = torch.randn(width_out, width_in, generator=g)
+    return sd
+
+
+@pytest.mark.parametrize("pairs, width, arch", [(16, 2048, "sd15"), (16, 768, "sd15"), (70, 160, "sdxl"),
+                                                (70, 2048, "sdxl"), (70, 768, "sdxl")])
+def test_architecture_comes_from_the_number_of_pairs_not_the_width(tmp_path, pairs, width, arch):
+    numbers = [2 * j + 1 for j in range(pairs)]
+    ad = load_ip_adapter(_write(tmp_path, "w.safetensors", _pairs_only(numbers, width, 8)))
+    assert ad.arch == arch and len(ad.to_k_ip) == pairs
+
+
+def test_pairs_numbered_otherwise_are_counted_and_named_in_one_line(tmp_path):
+    numbers = [2 * j for j in range(16)]  # 0, 2, ... 30: 16 pairs, off by one
+    path = _write(tmp_path, "odd.safetensors", _pairs_only(numbers, 64, 8))
+    with pytest.raises(AdapterFormatError) as err:
+        load_ip_adapter(path)
+    msg = str(err.value)
+    assert path in msg and "16" in msg and "\n" not in msg

@@ -48,3 +48,108 @@ def test_hybrid_embedder_offline_without_the_model_falls_back_to_lexical(monkeyp
         shared.opts.data.pop("stylus_embedder")
     assert [e.id for e in embedders] == ["bm25"]
     assert "all-MiniLM-L6-v2" in service.status["message"] and str(tmp_path / "stylus") in service.status["message"]
+
+
+# ------------------------------------------------------------------------------------------------ offline (issue 11.7)
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """An own models folder and a hub that counts its calls (and fails, as offline)."""
+    from modules import paths, shared
+    monkeypatch.setattr(paths, "models_path", str(tmp_path / "models"))  # no file of another test
+    monkeypatch.setattr(paths, "extensions_dir", str(tmp_path / "extensions"))
+    monkeypatch.setitem(shared.opts.data, "stylus_models_dir", str(tmp_path / "stylus"))
+    monkeypatch.setattr(models, "_FAILED", {}, raising=False)
+    calls = []
+
+    def hub(repo, name, **kw):
+        calls.append((repo, name))
+        raise ConnectionError("no route to huggingface.co")
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub)
+    return calls
+
+
+def test_offline_never_calls_the_hub(monkeypatch, fresh):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for fn in (lambda: models.ip_adapter("sd15"), lambda: models.image_encoder("vit-h"), models.vit_h_text):
+        with pytest.raises(models.ModelUnavailable) as err:
+            fn()
+        assert "offline" in str(err.value) and "\n" not in str(err.value)
+    assert fresh == []
+
+
+def test_a_failed_download_is_remembered_for_the_session(monkeypatch, fresh):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for _ in range(3):
+        with pytest.raises(models.ModelUnavailable):
+            models.ip_adapter("sdxl")
+        with pytest.raises(models.ModelUnavailable):
+            models.vit_h_text()
+    assert len(fresh) == 2  # one try each, then the failure is remembered
+
+
+@pytest.mark.parametrize("what", ["sd15", "sdxl"])
+def test_the_message_names_a_folder_where_the_adapter_is_then_found(monkeypatch, fresh, what):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(models.ModelUnavailable) as err:
+        models.ip_adapter(what)
+    e = err.value
+    assert e.folder in str(e) and all(os.path.basename(f) in str(e) for f in e.files)
+    os.makedirs(e.folder, exist_ok=True)
+    for f in e.files:
+        open(os.path.join(e.folder, os.path.basename(f)), "wb").close()
+    assert models.ip_adapter(what) == os.path.join(e.folder, os.path.basename(e.files[0]))
+
+
+@pytest.mark.parametrize("space", ["vit-h", "vit-bigG"])
+def test_the_message_names_a_folder_where_the_image_encoder_is_then_found(monkeypatch, fresh, space):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(models.ModelUnavailable) as err:
+        models.image_encoder(space)
+    e = err.value
+    assert e.folder in str(e)
+    os.makedirs(e.folder, exist_ok=True)
+    for f in e.files:
+        open(os.path.join(e.folder, os.path.basename(f)), "wb").close()
+    assert models.image_encoder(space) == e.folder
+
+
+def test_the_text_tower_message_names_the_folder_where_it_is_then_found(monkeypatch, fresh):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(models.ModelUnavailable) as err:
+        models.vit_h_text()
+    e = err.value
+    os.makedirs(e.folder, exist_ok=True)
+    for f in e.files:
+        open(os.path.join(e.folder, f), "wb").close()
+    assert models.vit_h_text() == e.folder
+
+
+def test_dropdowns_list_every_place_stylus_looks_including_its_download_folder(monkeypatch, fresh):
+    from modules import shared
+    own = os.path.join(shared.opts.data["stylus_models_dir"], "ip-adapter")
+    hub_layout = os.path.join(own, "sdxl_models", "ip-adapter_sdxl_vit-h.safetensors")
+    flat = os.path.join(own, "ip-adapter-plus_sd15.bin")
+    encoder = os.path.join(own, "models", "image_encoder")
+    for path in (hub_layout, flat, os.path.join(encoder, "config.json")):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "wb").close()
+    assert {hub_layout, flat} <= set(models.list_ip_adapters())
+    assert encoder in models.list_image_encoders()
+
+
+def test_image_encoders_are_chosen_by_clip_space_in_search_order(monkeypatch, fresh):
+    from modules import shared
+    own = shared.opts.data["stylus_models_dir"]
+    os.makedirs(own, exist_ok=True)
+    for name in ("clip_g.pth", "clip_h.pth"):
+        open(os.path.join(own, name), "wb").close()
+    assert models.image_encoder("vit-h") == os.path.join(own, "clip_h.pth")
+    assert models.image_encoder("vit-bigG") == os.path.join(own, "clip_g.pth")
+
+
+def test_the_ui_says_what_auto_fetches_and_how_large_it_is():
+    note = models.auto_note()
+    for name in ("ip-adapter_sd15.safetensors", "ip-adapter_sdxl.safetensors", "image_encoder"):
+        assert name in note
+    assert "MB" in note and "GB" in note

@@ -1,3 +1,4 @@
+import os
 import types
 
 import pytest
@@ -133,3 +134,362 @@ def test_an_interrupted_job_is_restored_by_postprocess(env):
     finally:
         shared.state.interrupted = False
     assert forwards(unet) == before
+
+
+# ------------------------------------------------------------------------------------------------ issue 11
+import copy  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+import torch.nn as nn  # noqa: E402
+
+from tests.style_fixtures import tiny_sdxl  # noqa: E402
+
+CONTENT = "Stylus style content"
+
+
+@pytest.fixture
+def host(env, monkeypatch, tmp_path):
+    """Per test: the host's devices fields as a given configuration sets them, nothing remembered by Stylus,
+    model folders of this test only, an empty error channel."""
+    from modules import devices, errors, paths, shared
+    from lib_stylus.webui import models, style_job
+    for name in ("device", "dtype", "dtype_inference", "dtype_unet", "fp8"):
+        monkeypatch.setattr(devices, name, getattr(devices, name))
+    monkeypatch.setattr(style_job, "_ENGINE", None)
+    monkeypatch.setattr(errors, "reported", [])
+    monkeypatch.setattr(models, "_FAILED", {}, raising=False)
+    monkeypatch.setattr(paths, "models_path", str(tmp_path / "models"))
+    monkeypatch.setattr(paths, "extensions_dir", str(tmp_path / "extensions"))
+    monkeypatch.setitem(shared.opts.data, "stylus_models_dir", str(tmp_path / "stylus"))
+    monkeypatch.setattr(shared, "sd_model", shared.sd_model)
+    monkeypatch.setattr(shared.state, "time_start", 1.0, raising=False)
+    yield types.SimpleNamespace(devices=devices, errors=errors, shared=shared, job=style_job, dir=tmp_path)
+    style_job.restore()
+
+
+def with_args(args, **changes):
+    values = dict(zip(field_names(), args))
+    values.update(changes)
+    return list(values.values())
+
+
+def use_sd15(host, unet):
+    host.shared.sd_model = types.SimpleNamespace(is_sd1=True, is_sd2=False, is_sdxl=False,
+                                                 model=types.SimpleNamespace(diffusion_model=unet))
+
+
+def styled_and_plain(unet, run_unet=None):
+    torch.manual_seed(0)
+    x, ctx = torch.randn(2, 6, 16), torch.randn(2, 77, 64)
+    run_unet = run_unet or (lambda: unet(x, context=ctx))
+    run_denoiser()
+    with torch.no_grad():
+        return run_unet, x, ctx
+
+
+def new_p(prompt="a house"):
+    p = FakeP([prompt], [1])
+    p.sample = lambda *a, **k: "latents"
+    return p
+
+
+def kv_of_active(job):
+    return {n: lp.k_c.clone() for n, lp in job.active()._patches.items()}
+
+
+def test_lowvram_fp16_unet_parked_on_the_cpu_is_styled_in_the_hosts_dtype(env, host):
+    """--medvram / --lowvram: the fp16 UNet waits on the CPU; the host computes in devices.dtype on
+    devices.device (here the CPU, float32). The style must be built there, not in the parked fp16."""
+    script, _, args = env
+    unet = tiny_sd15()
+    unet.half()
+    use_sd15(host, unet)
+    host.devices.device, host.devices.dtype, host.devices.dtype_inference = torch.device("cpu"), torch.float32, \
+        torch.float32
+    p = new_p()
+    script.process(p, *args)
+    assert host.errors.reported == [] and "Stylus style strength" in p.extra_generation_params
+    assert all(k.dtype == torch.float32 for k in kv_of_active(host.job).values())
+    unet.float()  # the host's low-VRAM hook moves the UNet where it computes
+    torch.manual_seed(0)
+    x, ctx = torch.randn(2, 6, 16), torch.randn(2, 77, 64)
+    run_denoiser()
+    with torch.no_grad():
+        styled = unet(x, context=ctx)
+    script.postprocess(p, None, *args)
+    with torch.no_grad():
+        plain = unet(x, context=ctx)
+    assert not torch.allclose(styled[0], plain[0], atol=1e-4)
+
+
+def test_fp8_weight_is_styled_under_the_hosts_manual_cast(env, host):
+    """Settings > FP8 weight: Linear/Conv weights are float8_e4m3fn and the host casts them per call."""
+    script, _, args = env
+    unet = tiny_sd15()
+    for m in unet.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            m.to(torch.float8_e4m3fn)
+    use_sd15(host, unet)
+    host.devices.fp8, host.devices.dtype, host.devices.dtype_inference = True, torch.float32, torch.float32
+    p = new_p()
+    script.process(p, *args)
+    assert host.errors.reported == [] and "Stylus style strength" in p.extra_generation_params
+    torch.manual_seed(0)
+    x, ctx = torch.randn(2, 6, 16), torch.randn(2, 77, 64)
+    run_denoiser()
+    with torch.no_grad(), host.devices.manual_cast(torch.float32):
+        styled = unet(x, context=ctx)
+    script.postprocess(p, None, *args)
+    with torch.no_grad(), host.devices.manual_cast(torch.float32):
+        plain = unet(x, context=ctx)
+    assert torch.isfinite(styled).all() and not torch.allclose(styled[0], plain[0], atol=1e-3)
+
+
+def _clip_files(folder, **projections):
+    """Single-file CLIP vision encoders as sd-webui-controlnet keeps them (clip_h.pth, clip_g.pth)."""
+    os.makedirs(folder, exist_ok=True)
+    for name, dim in projections.items():
+        torch.save(tiny_vision_model(projection_dim=dim).state_dict(), os.path.join(folder, name + ".pth"))
+
+
+class NoCall(nn.Module):
+    def forward(self, *a, **k):
+        raise AssertionError("the checkpoint's text encoder is not in this adapter's CLIP space")
+
+
+def test_sdxl_vit_h_adapter_gets_the_vit_h_encoder_and_text_tower(env, host, caplog):
+    script, _, args = env
+    unet = tiny_sdxl()
+    path = str(host.dir / "ip-adapter_sdxl_vit-h.safetensors")
+    save_file({k: v.contiguous() for k, v in adapter_state_dict(unet, "sdxl", clip_dim=1024).items()}, path)
+    _clip_files(str(host.dir / "stylus"), clip_h=1024, clip_g=1280)
+    conditioner = NoCall()
+    host.shared.sd_model = types.SimpleNamespace(is_sdxl=True, is_sd1=False, is_sd2=False, conditioner=conditioner,
+                                                 get_learned_conditioning=conditioner,
+                                                 model=types.SimpleNamespace(diffusion_model=unet))
+    before = forwards(unet)
+    p = new_p()
+    with caplog.at_level(logging.WARNING, logger="stylus"):
+        script.process(p, *with_args(args, ip_adapter=path, image_encoder="auto", content_text="a cat"))
+    assert host.errors.reported == [] and forwards(unet) != before
+    assert CONTENT not in p.extra_generation_params  # ViT-H text tower offline: style unsubtracted
+    lines = [r.getMessage() for r in caplog.records if "ViT-H" in r.getMessage()]
+    assert len(lines) == 1 and "not subtracted" in lines[0]
+
+
+def test_sd15_vit_bigg_adapter_gets_the_bigg_encoder_and_says_no_text_tower(env, host, caplog):
+    script, _, args = env
+    unet = tiny_sd15()
+    use_sd15(host, unet)
+    path = str(host.dir / "ip-adapter_sd15_vit-G.safetensors")
+    save_file({k: v.contiguous() for k, v in adapter_state_dict(unet, "sd15", clip_dim=1280).items()}, path)
+    _clip_files(str(host.dir / "models" / "ControlNet"), clip_h=1024, clip_g=1280)
+    before = forwards(unet)
+    p = new_p()
+    with caplog.at_level(logging.WARNING, logger="stylus"):
+        script.process(p, *with_args(args, ip_adapter=path, image_encoder="auto", content_text="a cat"))
+    assert host.errors.reported == [] and forwards(unet) != before and CONTENT not in p.extra_generation_params
+    lines = [r.getMessage() for r in caplog.records if "ViT-bigG" in r.getMessage()]
+    assert len(lines) == 1 and "not subtracted" in lines[0]
+
+
+def test_the_same_p_processed_again_never_stacks_wrappers(env, host):
+    """img2img batch, loopback and mov2mov process the same p again and again."""
+    script, unet, args = env
+    use_sd15(host, unet)
+    p = new_p()
+    original = p.sample
+    for _ in range(200):
+        script.process(p, *args)
+        script.postprocess(p, None, *args)
+    script.process(p, *args)
+    depth = len(__import__("inspect").stack(0))
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + 60)  # a stack of 200 wrappers would need far more
+    try:
+        assert p.sample() == original()
+    finally:
+        sys.setrecursionlimit(limit)
+    script.postprocess(p, None, *args)
+    assert host.job.active() is None
+
+
+def test_a_failed_copy_of_p_leaves_nothing_for_the_next_job(env, host):
+    """XYZ plot / prompts-from-file run copies of p; one fails after sampling (no postprocess, no close)."""
+    script, unet, args = env
+    use_sd15(host, unet)
+    before = forwards(unet)
+    p = new_p()
+    copy_ = copy.copy(p)
+    script.process(copy_, *args)
+    assert forwards(unet) != before
+    host.shared.state.time_start = 2.0  # the next request, with Stylus disabled
+    script.process(new_p(), *with_args(args, enabled=False))
+    assert forwards(unet) == before and host.job.active() is None
+
+
+def test_a_nested_job_of_the_same_request_keeps_the_outer_patch(env, host):
+    script, unet, args = env
+    use_sd15(host, unet)
+    outer = new_p()
+    script.process(outer, *args)
+    patch = host.job.active()
+    inner = new_p("a face")
+    script.process(inner, *with_args(args, enabled=False))  # e.g. ADetailer's pass without Stylus
+    assert host.job.active() is patch and patch.installed
+    script.postprocess(outer, None, *args)
+    assert host.job.active() is None
+
+
+def test_infotext_records_content_and_lambda_only_when_subtracted(env, host, monkeypatch):
+    script, unet, args = env
+    use_sd15(host, unet)
+    p = new_p()
+    script.process(p, *with_args(args, content_text="a cat", content_lambda=0.7))  # no ViT-H text tower here
+    assert CONTENT not in p.extra_generation_params and "Stylus style lambda" not in p.extra_generation_params
+    script.postprocess(p, None, *args)
+
+    class Tower:
+        key = "stub ViT-H text tower"
+
+        def __call__(self, texts):
+            return torch.ones(len(texts), 24)
+    monkeypatch.setattr(host.job, "vit_h_text_encoder", lambda device, dtype: Tower())
+    p = new_p()
+    script.process(p, *with_args(args, content_text="a cat", content_lambda=0.7))
+    assert p.extra_generation_params[CONTENT] == "a cat" and p.extra_generation_params["Stylus style lambda"] == 0.7
+    script.postprocess(p, None, *args)
+
+
+@pytest.mark.parametrize("image", ["data:image/png;base64,", "data:image/png;base64,aGVsbG8="])
+def test_a_bad_reference_image_is_one_line_and_nothing_is_patched(env, host, image):
+    script, unet, args = env
+    use_sd15(host, unet)
+    before = forwards(unet)
+    script.process(new_p(), *with_args(args, style_image=image))
+    assert forwards(unet) == before
+    (msg,) = host.errors.reported
+    assert "skipped" in msg and ("empty" in msg or "not an image" in msg) and "\n" not in msg
+
+
+# ------------------------------------------------------------------------------------------------ SDXL content text
+class TinyTextTower(nn.Module):
+    """Stands for conditioner.embedders[1] (open_clip ViT-bigG): texts -> pooled, projected embeddings."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.fc = nn.Linear(16, 24)
+        self.fc.network_layer_name = "lora_te2_text_projection"  # as networks.assign_network_names... names it
+
+    def forward(self, texts):
+        feats = torch.stack([torch.tensor([float((ord(c) * (i + 1)) % 17) for i, c in enumerate((t + " " * 16)[:16])])
+                             for t in texts]).to(self.fc.weight.device, self.fc.weight.dtype)
+        return self.fc(feats / 17)
+
+
+class TinyConditioner(nn.Module):
+    """sgm's GeneralConditioner for SDXL in miniature: 'vector' = [pooled text (first), size embeddings]."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedders = nn.ModuleList([nn.Identity(), TinyTextTower()])
+
+    def forward(self, batch, force_zero_embeddings=()):
+        pooled = self.embedders[1](batch["txt"])
+        b = len(batch["txt"])
+        return {"crossattn": torch.zeros(b, 77, 64), "vector": torch.cat([pooled, torch.zeros(b, 8)], 1)}
+
+
+def use_sdxl(host, unet, conditioner):
+    model = types.SimpleNamespace(is_sdxl=True, is_sd1=False, is_sd2=False, conditioner=conditioner,
+                                  model=types.SimpleNamespace(diffusion_model=unet), sd_model_hash="tinyxl")
+    # sd_models_xl.get_learned_conditioning: the conditioner's forward (where --medvram's hook sits)
+    model.get_learned_conditioning = lambda texts: conditioner({"txt": list(texts)})
+    host.shared.sd_model = model
+
+
+@pytest.fixture
+def sdxl(env, host):
+    unet = tiny_sdxl()
+    path = str(host.dir / "ip-adapter_sdxl.safetensors")
+    save_file({k: v.contiguous() for k, v in adapter_state_dict(unet, "sdxl", clip_dim=24).items()}, path)
+    conditioner = TinyConditioner()
+    use_sdxl(host, unet, conditioner)
+    script, _, args = env
+    return script, with_args(args, ip_adapter=path, content_text="a cat on a sofa"), conditioner
+
+
+class FakeLora:
+    def __init__(self, name, delta):
+        self.name, self.te_multiplier, self.unet_multiplier, self.dyn_dim = name, 1.0, 1.0, None
+        self.modules = {"lora_te2_text_projection": delta}
+
+
+@pytest.fixture
+def lora_host(monkeypatch):
+    """extensions-builtin/Lora in miniature: every Linear's forward first applies networks.loaded_networks to
+    its weight (network_apply_weights: back up the original once, restore it when the wanted set changes)."""
+    import networks
+    monkeypatch.setattr(networks, "loaded_networks", [], raising=False)
+    original = nn.Linear.forward
+
+    def network_linear_forward(self, input):
+        name = getattr(self, "network_layer_name", None)
+        if name is not None:
+            wanted = tuple((n.name, n.te_multiplier, n.unet_multiplier, n.dyn_dim) for n in networks.loaded_networks)
+            if getattr(self, "network_weights_backup", None) is None and wanted != ():
+                self.network_weights_backup = self.weight.detach().to("cpu", copy=True)
+            if getattr(self, "network_current_names", ()) != wanted:
+                with torch.no_grad():
+                    if getattr(self, "network_weights_backup", None) is not None:
+                        self.weight.copy_(self.network_weights_backup)
+                    for net in networks.loaded_networks:
+                        if name in net.modules:
+                            self.weight += net.modules[name]
+                self.network_current_names = wanted
+        return original(self, input)
+    monkeypatch.setattr(nn.Linear, "forward", network_linear_forward)
+    return networks
+
+
+def test_sdxl_content_text_is_encoded_without_any_loras(sdxl, host, lora_host):
+    """The same request twice after a different one gives the same style, and the host's LoRA state is kept."""
+    script, args, conditioner = sdxl
+    p = new_p()
+    script.process(p, *args)  # a clean start: no LoRA ever applied
+    assert CONTENT in p.extra_generation_params
+    reference = kv_of_active(host.job)
+    script.postprocess(p, None, *args)
+    lora = FakeLora("te_only", torch.full((24, 16), 0.5))
+    lora_host.loaded_networks[:] = [lora]  # a different request activated a text-encoder LoRA ...
+    with torch.no_grad():
+        with_lora = conditioner.embedders[1](["its prompt"])  # ... and encoded its prompt with it
+    for _ in range(2):  # the same request twice: the earlier job's LoRA is still active during process
+        host.job.engine().forget()
+        p = new_p()
+        script.process(p, *args)
+        got = kv_of_active(host.job)
+        script.postprocess(p, None, *args)
+        assert all(torch.allclose(got[n], reference[n], atol=1e-6) for n in reference)
+        assert lora_host.loaded_networks == [lora]  # the host's own state is left as it was
+    with torch.no_grad():
+        assert torch.allclose(conditioner.embedders[1](["its prompt"]), with_lora)  # LoRA applies again
+
+
+def test_sdxl_content_text_goes_through_the_hosts_low_vram_path(sdxl, host):
+    """--medvram-sdxl parks the fp16 conditioner on the CPU; a hook on the conditioner moves it before use."""
+    script, args, conditioner = sdxl
+    conditioner.half()
+    moved = []
+
+    def send_me_to_gpu(module, _):
+        moved.append(module)
+        module.float()  # stands for .to(devices.device): where the host computes
+    conditioner.register_forward_pre_hook(send_me_to_gpu)
+    p = new_p()
+    script.process(p, *args)
+    assert host.errors.reported == [] and moved == [conditioner]
+    assert p.extra_generation_params[CONTENT] == "a cat on a sofa"
+    script.postprocess(p, None, *args)

@@ -15,12 +15,17 @@ How the sum reaches ``to_out`` while the instance keeps whatever forward it has 
 Rows: the caller tells which rows of a UNet call are conditional (style tokens) and which unconditional (tokens
 of a zero image embedding) with :meth:`StylePatch.set_rows`, once per sampling step, for the whole CFG batch
 ``[cond rows…, uncond rows…]``; consecutive UNet calls consume consecutive slices of that plan, which covers the
-web UI's layouts (one call, separate cond/uncond calls, chunked calls, AND, batch > 1, skipped uncond).
+web UI's layouts (one call, separate cond/uncond calls, chunked calls, AND, batch > 1, skipped uncond). A call
+with a multiple of the planned rows (Tiled Diffusion / MultiDiffusion stack tiles along the batch) repeats the
+plan. Each UNet call gets one explicit :class:`CallPlan` that every layer's :class:`IPAttnProcessor` reads
+(diffusers' attention processors are the model). Nothing here ever raises inside the UNet: a call the plan
+cannot describe, or any failure of the style term, runs that call without style and logs one warning.
 """
 from __future__ import annotations
 
+import logging
 import weakref
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -29,6 +34,7 @@ import torch.nn.functional as F
 from . import blocks as _blocks
 from .ip_adapter import IPAdapter, attention
 
+log = logging.getLogger("stylus")
 _ACTIVE: "weakref.WeakKeyDictionary[nn.Module, StylePatch]" = weakref.WeakKeyDictionary()
 Roles = Union[None, torch.Tensor, Sequence[Union[bool, str]]]
 
@@ -97,14 +103,14 @@ def roles_mask(roles: Roles) -> Optional[torch.Tensor]:
     return torch.tensor(vals, dtype=torch.bool)
 
 
-def rows_from_options(options, b: int, device) -> Optional["_RowSlice"]:
+def rows_from_options(options, b: int, device) -> Optional["CallPlan"]:
     """Forge calls attn2 with transformer_options["cond_or_uncond"]: one flag per equal chunk of the batch's rows
     (0 = conditional, 1 = unconditional). None when absent (the A1111 web UI), so the row plan applies."""
     chunks = options.get("cond_or_uncond") if isinstance(options, dict) else None
     if not chunks or b % len(chunks):
         return None
     per = b // len(chunks)
-    return _RowSlice(torch.tensor([c == 0 for c in chunks for _ in range(per)], dtype=torch.bool), device)
+    return CallPlan(torch.tensor([c == 0 for c in chunks for _ in range(per)], dtype=torch.bool), device)
 
 
 def cfg_rows(n_cond: int, n_uncond: int) -> List[str]:
@@ -112,21 +118,28 @@ def cfg_rows(n_cond: int, n_uncond: int) -> List[str]:
     return ["cond"] * n_cond + ["uncond"] * n_uncond
 
 
-class _RowSlice:
-    """The roles of one UNet call's rows: a host-side summary plus the mask, moved to the device once."""
+class CallPlan:
+    """What one UNet call does with the style: each row's role (a host-side summary plus the mask, moved to the
+    device once), or ``skip`` (run the call without style)."""
 
-    def __init__(self, host: torch.Tensor, device: torch.device):
-        self.n = len(host)
-        self.all_cond, self.all_uncond = bool(host.all()), not bool(host.any())
-        self.mask = None if (self.all_cond or self.all_uncond) else host.to(device)
+    def __init__(self, host: Optional[torch.Tensor], device: torch.device, skip: bool = False):
+        self.skip = skip
+        self.n = 0 if host is None else len(host)
+        self.all_cond = bool(host.all()) if host is not None else False
+        self.all_uncond = not bool(host.any()) if host is not None else False
+        self.mask = None if (skip or self.all_cond or self.all_uncond) else host.to(device)
 
     def __len__(self) -> int:
         return self.n
 
 
+SKIP = CallPlan(None, torch.device("cpu"), skip=True)
+
+
 # ------------------------------------------------------------------------------------------------ one layer
-class _LayerPatch:
-    """Per-module state: cached IP keys/values and the hooks of the fast path."""
+class IPAttnProcessor:
+    """One patched attn2: its cached IP keys/values and the hooks of the fast path. It reads the call's plan
+    (rows passed with the call on Forge, else the patch's :class:`CallPlan` for this UNet call)."""
 
     def __init__(self, patch: "StylePatch", module: nn.Module, kv: Sequence[torch.Tensor]):
         self.patch, self.module = patch, module
@@ -138,7 +151,7 @@ class _LayerPatch:
         self.own = module.__dict__.get("forward")
         self.armed, self.q, self.q_calls, self.added = False, None, 0, False
         self.rows_tokens = None
-        self.call_rows = None  # roles the host passed with this very call (Forge), else the patch's row plan
+        self.plan: Optional[CallPlan] = None  # this call's plan, fixed when the call starts
         self.hooks, self.wrapper = [], None
 
     def call_orig(self, *args, **kwargs):
@@ -148,9 +161,11 @@ class _LayerPatch:
         return type(self.module).forward(self.module, *args, **kwargs)
 
     def ip_term(self, q: torch.Tensor) -> torch.Tensor:
-        mask = self.call_rows if self.call_rows is not None else self.patch._rows_for(q.shape[0])
-        k = _pick(self.k_c, self.k_u, mask, q.shape[0])
-        v = _pick(self.v_c, self.v_u, mask, q.shape[0])
+        plan = self.plan
+        if plan is not None and len(plan) != q.shape[0]:
+            raise ValueError("the call's plan has %d rows but cross-attention got %d" % (len(plan), q.shape[0]))
+        k = _pick(self.k_c, self.k_u, plan, q.shape[0])
+        v = _pick(self.v_c, self.v_u, plan, q.shape[0])
         # .to(q): a host that offloads modules between jobs (Forge) may run sampling on another device
         return attention(q, k.to(q.device, q.dtype), v.to(q.device, q.dtype), self.heads)  # s is fused by callers
 
@@ -163,23 +178,36 @@ class _LayerPatch:
     def on_to_out(self, mod, args):
         if not self.armed or self.q is None or self.added or args[0].shape != self.q.shape:
             return None
-        self.added = True
-        return (torch.add(args[0], self.ip_term(self.q), alpha=self.patch.scale),) + tuple(args[1:])
+        self.added = True  # also on failure: the fallback must not try again
+        try:
+            term = self.ip_term(self.q)
+        except Exception as e:  # never raise inside the host's UNet: this call runs without style
+            self.patch.warn_once("layer", "style skipped in a cross-attention layer (%s: %s)" % (type(e).__name__, e))
+            return None
+        return (torch.add(args[0], term, alpha=self.patch.scale),) + tuple(args[1:])
 
     def forward(self, x, context=None, *args, **kwargs):
-        if self.patch.scale == 0:
+        self.plan = rows_from_options(kwargs.get("transformer_options"), x.shape[0], x.device) or self.patch.current
+        if self.patch.scale == 0 or (self.plan is not None and self.plan.skip):
             return self.call_orig(x, context, *args, **kwargs)
         self.armed, self.q, self.q_calls, self.added = True, None, 0, False
         self.rows_tokens = x.shape[:-1]
-        self.call_rows = rows_from_options(kwargs.get("transformer_options"), x.shape[0], x.device)
         try:
             out = self.call_orig(x, context, *args, **kwargs)
             added = self.added
         finally:
             self.armed, self.q, self.q_calls, self.added = False, None, 0, False
         if not added:
-            ip = F.linear(self.ip_term(self.module.to_q(x)), self.module.to_out[0].weight)
-            out = torch.add(out, ip, alpha=self.patch.scale)
+            try:
+                q = self.module.to_q(x)
+                term = self.ip_term(q)
+                # to_out's weight in the compute dtype: a float8-stored weight (FP8) is cast here as the host does
+                ip = F.linear(term, self.module.to_out[0].weight.to(term.device, term.dtype))
+            except Exception as e:  # never raise inside the host's UNet
+                self.patch.warn_once("layer", "style skipped in a cross-attention layer (%s: %s)"
+                                     % (type(e).__name__, e))
+                return out
+            out = torch.add(out, ip.to(out.dtype), alpha=self.patch.scale)
         return out
 
     def install(self) -> None:
@@ -201,14 +229,14 @@ class _LayerPatch:
         self.wrapper = None
 
 
-def _make_wrapper(lp: _LayerPatch):
+def _make_wrapper(lp: IPAttnProcessor):
     def forward(x, context=None, *args, **kwargs):
         return lp.forward(x, context, *args, **kwargs)
     forward.__stylus_patch__ = lp.patch  # lets a later patch find and remove this one (no module attribute)
     return forward
 
 
-def _pick(cond: torch.Tensor, uncond: torch.Tensor, mask: Optional["_RowSlice"], b: int) -> torch.Tensor:
+def _pick(cond: torch.Tensor, uncond: torch.Tensor, mask: Optional[CallPlan], b: int) -> torch.Tensor:
     if mask is None:
         return cond.expand(b, -1, -1)
     if mask.all_cond:  # decided on the host once per UNet call: no device sync here
@@ -228,59 +256,92 @@ def _as_tokens(t: torch.Tensor, what: str) -> torch.Tensor:
     raise ValueError("%s tokens must be (T, D) or (R, T, D), got %s" % (what, tuple(t.shape)))
 
 
+KV = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # (K cond, V cond, K uncond, V uncond)
+
+
 class StylePatch:
     """Decoupled cross-attention on ``blocks`` of ``unet``; use as a context manager or install()/remove().
 
-    Only the per-layer IP keys/values (a few tokens each) are kept: the adapter itself can be released as soon
-    as the patch is built.
+    Only the per-layer IP keys/values (a few tokens each) are kept, computed on ``device`` in ``dtype`` (the
+    host's compute device and dtype; default: where and how the adapter is stored) from the chosen layers'
+    weights only: the adapter itself can be released as soon as the patch is built.
     """
 
     def __init__(self, unet: nn.Module, adapter: IPAdapter, cond_tokens: torch.Tensor, uncond_tokens: torch.Tensor,
-                 blocks: Union[str, Iterable, None] = "style", scale: float = 1.0):
-        self.unet = find_unet(unet)
-        check_against_unet(adapter, self.unet)
-        self.layers = _blocks.resolve_blocks(adapter.arch, blocks)
+                 blocks: Union[str, Iterable, None] = "style", scale: float = 1.0, device=None, dtype=None):
+        unet = find_unet(unet)
+        check_against_unet(adapter, unet)
+        layers = _blocks.resolve_blocks(adapter.arch, blocks)
+        kv = layer_kv(adapter, [l.number for l in layers], cond_tokens, uncond_tokens, device, dtype)
+        self._setup(unet, adapter.arch, kv, scale)
+
+    @classmethod
+    def from_kv(cls, unet: nn.Module, arch: str, kv: Dict[int, KV], scale: float = 1.0) -> "StylePatch":
+        """A patch from per-layer keys/values made earlier (see :func:`layer_kv`), checked against ``unet``."""
+        patch = cls.__new__(cls)
+        unet = find_unet(unet)
+        if detect_arch(unet) != arch:
+            raise ShapeMismatchError("the IP-Adapter is for %s but the UNet is %s" % (arch, detect_arch(unet)))
+        patch._setup(unet, arch, kv, scale)
+        return patch
+
+    def _setup(self, unet: nn.Module, arch: str, kv: Dict[int, KV], scale: float) -> None:
+        self.unet = unet
+        self.arch = arch
         self.scale = float(scale)
-        cond, uncond = _as_tokens(cond_tokens, "cond"), _as_tokens(uncond_tokens, "uncond")
-        if cond.shape != uncond.shape:
-            raise ShapeMismatchError("cond tokens %s and uncond tokens %s differ" % (tuple(cond.shape),
-                                                                                    tuple(uncond.shape)))
-        mods = attn_modules(self.unet, self.layers)
-        self._patches = {n: _LayerPatch(self, m, _layer_kv(adapter, n, m, cond, uncond)) for n, m in mods.items()}
-        self._device = next(iter(self._patches.values())).k_c.device if self._patches else torch.device("cpu")
+        chosen = [l for l in _blocks.table(arch) if l.number in kv]
+        mods = attn_modules(self.unet, chosen)
+        for number, mod in mods.items():
+            width = kv[number][0].shape[-1]
+            if width != mod.to_k.out_features:
+                raise ShapeMismatchError("IP-Adapter layer %d: keys are %d wide but the UNet's to_k makes %d"
+                                         % (number, width, mod.to_k.out_features))
+        self._patches = {n: IPAttnProcessor(self, m, kv[n]) for n, m in mods.items()}
+        self._device = next(iter(kv.values()))[0].device if kv else torch.device("cpu")
         self._plan: Optional[torch.Tensor] = None
         self._cursor = 0
-        self._current: Optional[_RowSlice] = None
+        self.current: Optional[CallPlan] = None
         self._hook = None
+        self._warned = set()
+
+    def warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("Stylus: %s", message)
 
     # -- rows
     def set_rows(self, roles: Roles) -> None:
         """Row plan for the next UNet call(s) (None: every row is conditional). Resets the cursor."""
-        self._plan, self._cursor, self._current = roles_mask(roles), 0, None
+        self._plan, self._cursor, self.current = roles_mask(roles), 0, None
 
     def _on_unet(self, module, args, kwargs):
+        try:
+            self.current = self._call_plan(args, kwargs)
+        except Exception as e:  # never raise inside the host's UNet
+            self.current = SKIP
+            self.warn_once("plan", "style skipped for a UNet call (%s: %s)" % (type(e).__name__, e))
+        return None
+
+    def _call_plan(self, args, kwargs) -> Optional[CallPlan]:
         x = args[0] if args else kwargs.get("x")
         b = int(x.shape[0])
         plan = self._plan
         if plan is None or len(plan) == 0:
-            self._current = None
             return None
-        if self._cursor + b > len(plan):
-            if b > len(plan) or self._cursor == 0:
-                raise ValueError("row plan has %d rows but the UNet was called with %d (plan offset %d)"
-                                 % (len(plan), b, self._cursor))
-            self._cursor = 0  # a new step that did not announce its plan: same layout again
-        self._current = _RowSlice(plan[self._cursor:self._cursor + b], self._device)
-        self._cursor = (self._cursor + b) % len(plan)
-        return None
-
-    def _rows_for(self, b: int) -> Optional[_RowSlice]:
-        cur = self._current
-        if cur is None:
-            return None
-        if len(cur) != b:
-            raise ValueError("row plan slice has %d rows but cross-attention got %d" % (len(cur), b))
-        return cur
+        n = len(plan)
+        if self._cursor + b <= n:
+            rows = plan[self._cursor:self._cursor + b]
+            self._cursor = (self._cursor + b) % n
+            return CallPlan(rows, self._device)
+        if b <= n:
+            self._cursor = b % n  # a new step that did not announce its plan: same layout again
+            return CallPlan(plan[:b], self._device)
+        if b % n == 0:
+            self._cursor = 0
+            return CallPlan(plan.repeat(b // n), self._device)  # tiles stacked along the batch
+        self.warn_once("rows", "a UNet call with %d rows does not fit the style's row plan of %d rows (a tiling "
+                               "extension?): those calls run without style" % (b, n))
+        return SKIP
 
     # -- lifecycle
     @property
@@ -316,7 +377,7 @@ class StylePatch:
             self._hook = None
         if _ACTIVE.get(self.unet) is self:
             del _ACTIVE[self.unet]
-        self._current = None
+        self.current = None
 
     def __enter__(self) -> "StylePatch":
         return self.install()
@@ -333,17 +394,30 @@ def _remove_foreign(module: nn.Module) -> None:
 
 
 @torch.no_grad()
-def _layer_kv(adapter: IPAdapter, number: int, module: nn.Module, cond: torch.Tensor, uncond: torch.Tensor):
-    w = module.to_k.weight
-    k_ip, v_ip = adapter.kv(number)
-    p = k_ip.weight
-    c, u = cond.to(p.device, p.dtype), uncond.to(p.device, p.dtype)
-    # F.linear, not k_ip(c): a class-level nn.Linear patch (LoRA) must never touch the adapter's weights.
-    kv = (F.linear(c, k_ip.weight), F.linear(c, v_ip.weight), F.linear(u, k_ip.weight), F.linear(u, v_ip.weight))
-    return tuple(t.to(w.device, w.dtype)[None] for t in kv)
+def layer_kv(adapter: IPAdapter, numbers: Iterable[int], cond_tokens: torch.Tensor, uncond_tokens: torch.Tensor,
+             device=None, dtype=None) -> Dict[int, KV]:
+    """Per chosen layer: (K cond, V cond, K uncond, V uncond) as (1, T, C) tensors on ``device`` in ``dtype``.
+    Only those layers' weights are moved (never the whole adapter: SDXL has 70 pairs, "style" uses 10)."""
+    cond, uncond = _as_tokens(cond_tokens, "cond"), _as_tokens(uncond_tokens, "uncond")
+    if cond.shape != uncond.shape:
+        raise ShapeMismatchError("cond tokens %s and uncond tokens %s differ" % (tuple(cond.shape),
+                                                                                tuple(uncond.shape)))
+    out = {}
+    for number in numbers:
+        k_ip, v_ip = adapter.kv(number)
+        dev = torch.device(device) if device is not None else k_ip.weight.device
+        dt = dtype or k_ip.weight.dtype
+        work = torch.float32 if dev.type == "cpu" else dt  # torch 2.1 has no half matmul on the CPU
+        c, u = cond.to(dev, work), uncond.to(dev, work)
+        # F.linear, not k_ip(c): a class-level nn.Linear patch (LoRA) must never touch the adapter's weights.
+        wk, wv = k_ip.weight.to(dev, work), v_ip.weight.to(dev, work)
+        kv = (F.linear(c, wk), F.linear(c, wv), F.linear(u, wk), F.linear(u, wv))
+        out[number] = tuple(t.to(dt)[None] for t in kv)
+    return out
 
 
 def patch_unet(unet: nn.Module, adapter: IPAdapter, cond_tokens: torch.Tensor, uncond_tokens: torch.Tensor,
-               blocks: Union[str, Iterable, None] = "style", scale: float = 1.0) -> StylePatch:
+               blocks: Union[str, Iterable, None] = "style", scale: float = 1.0, device=None,
+               dtype=None) -> StylePatch:
     """Build a :class:`StylePatch` (not yet installed: ``with patch_unet(...) as p:`` or ``.install()``)."""
-    return StylePatch(unet, adapter, cond_tokens, uncond_tokens, blocks, scale)
+    return StylePatch(unet, adapter, cond_tokens, uncond_tokens, blocks, scale, device, dtype)

@@ -49,8 +49,9 @@ def _expand(blocks) -> Tuple[AttnLayer, ...]:
 
 TABLES: Dict[str, Tuple[AttnLayer, ...]] = {"sd15": _expand(_SD15), "sdxl": _expand(_SDXL)}
 
-# Presets. SDXL ones are InstantStyle's; SD1.5 "style" is upstream's experimental up_blocks.1, "style+layout" adds
-# the block playing SDXL's layout role (input_blocks.8.1), "style-wide" is the popular ComfyUI style-transfer set.
+# Presets. SDXL ones are InstantStyle's. SD1.5 "style" and "style+layout" are the authors' SD1.5 example
+# (infer_style_sd15.py: up_blocks.1; down_blocks.2 + mid_block + up_blocks.1), which they call experimental and
+# less clear-cut than SDXL's; "style-wide" is the popular ComfyUI style-transfer set.
 PRESETS: Dict[str, Dict[str, Tuple[str, ...]]] = {
     "sdxl": {
         "style": ("up_blocks.0.attentions.1",),
@@ -59,7 +60,7 @@ PRESETS: Dict[str, Dict[str, Tuple[str, ...]]] = {
     },
     "sd15": {
         "style": ("up_blocks.1",),
-        "style+layout": ("up_blocks.1", "down_blocks.2.attentions.1"),
+        "style+layout": ("down_blocks.2", "mid_block", "up_blocks.1"),
         "style-wide": ("input_blocks.1.1", "input_blocks.2.1", "input_blocks.4.1", "input_blocks.5.1",
                        "output_blocks.5.1", "output_blocks.6.1", "output_blocks.7.1", "output_blocks.8.1",
                        "output_blocks.9.1", "output_blocks.10.1", "output_blocks.11.1"),

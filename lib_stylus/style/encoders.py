@@ -18,11 +18,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .ip_adapter import load_tensor_file
+from ..images import ReferenceImageError, shrink, to_rgb
+from .ip_adapter import _first_line, load_tensor_file
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 TextEncoder = Callable[[List[str]], torch.Tensor]  # texts -> (B, D) projected pooled embeddings
+
+
+class EncoderFormatError(ValueError):
+    """A CLIP image encoder file or folder this engine cannot use; one line naming it and what is wrong."""
 
 
 # ------------------------------------------------------------------------------------------------ subtraction
@@ -46,7 +51,8 @@ def subtract_content(image_embeds: torch.Tensor, text_embeds: torch.Tensor, lam:
 # ------------------------------------------------------------------------------------------------ images
 def preprocess(images, size: int = 224) -> torch.Tensor:
     """PIL images, HWC uint8 arrays or CHW/BCHW float tensors in [0, 1] -> normalised (B, 3, size, size):
-    shortest side to ``size`` (bicubic, antialiased), centre crop, CLIP mean/std."""
+    shortest side to ``size`` (bicubic, antialiased), centre crop, CLIP mean/std. PIL images are first shrunk
+    by an integer box filter (to at most twice ``size``), so no float copy of a huge reference is ever made."""
     if isinstance(images, torch.Tensor) and images.dim() == 4:
         batch = list(images)
     elif isinstance(images, (list, tuple)):
@@ -59,13 +65,15 @@ def preprocess(images, size: int = 224) -> torch.Tensor:
 def _one(im, size: int) -> torch.Tensor:
     if not isinstance(im, torch.Tensor):
         if hasattr(im, "convert"):
-            im = im.convert("RGB")
-        arr = np.asarray(im, dtype=np.float32) / 255.0
+            im = shrink(to_rgb(im), size)
+        arr = np.asarray(im)
         if arr.ndim == 2:
             arr = np.repeat(arr[..., None], 3, axis=2)
-        im = torch.from_numpy(arr[..., :3].copy()).permute(2, 0, 1)
+        im = torch.from_numpy(np.array(arr[..., :3])).permute(2, 0, 1).float() / 255.0  # a copy: PIL arrays are read-only
     im = im.float()
     h, w = im.shape[-2:]
+    if h == 0 or w == 0:
+        raise ReferenceImageError("the reference image is empty (%dx%d pixels)" % (w, h))
     s = size / min(h, w)
     nh, nw = max(size, round(h * s)), max(size, round(w * s))
     im = F.interpolate(im[None], size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)[0]
@@ -117,60 +125,89 @@ _PREFIXES = ("clip_vision.", "model.", "image_encoder.")
 _KNOWN_HEADS = {768: 12, 1024: 16, 1280: 16, 1664: 16}  # ViT-B, ViT-L, ViT-H, ViT-bigG
 
 
-def load_clip_vision(path: str, num_heads: int = 0, hidden_act: str = "gelu") -> ClipImageEncoder:
+def load_clip_vision(path: str, num_heads: int = 0, hidden_act: str = "gelu", device=None,
+                     dtype=None) -> ClipImageEncoder:
     """A transformers folder (config.json + model.safetensors or pytorch_model.bin, as IP-Adapter ships its
     ``image_encoder``), or one file as sd-webui-controlnet / ComfyUI keep them (``clip_h.pth``, ``clip_g.pth``,
     ``*.safetensors`` with ``vision_model.*`` + ``visual_projection.weight``; config inferred from the shapes,
-    heads from the width unless ``num_heads`` is given). Pickles are read with weights_only, also in folders."""
+    heads from the width unless ``num_heads`` is given). Pickles are read with weights_only, also in folders.
+    The model is built without random init and takes the file's tensors, converted once to ``device``/``dtype``.
+    Any problem with the file raises :class:`EncoderFormatError` naming it."""
     from transformers import CLIPVisionConfig
     if os.path.isdir(path):
-        config = CLIPVisionConfig.from_pretrained(path, local_files_only=True)
-        return ClipImageEncoder(_build_vision(config, load_tensor_file(_folder_weights(path)), path))
-    sd = _strip_prefix(load_tensor_file(path))
-    return ClipImageEncoder(_build_vision(infer_vision_config(sd, num_heads, hidden_act), sd, path))
+        try:
+            config = CLIPVisionConfig.from_pretrained(path, local_files_only=True)
+        except Exception as e:  # a missing or broken config.json: the user's folder, not our bug
+            raise EncoderFormatError("%s: config.json is missing or unreadable (%s)" % (path, _first_line(e))) \
+                from None
+        sd = load_tensor_file(_folder_weights(path), EncoderFormatError)
+    else:
+        sd = _strip_prefix(load_tensor_file(path, EncoderFormatError), path)
+        config = infer_vision_config(sd, num_heads, hidden_act, path)
+    return ClipImageEncoder(_build_vision(config, sd, path, device, dtype))
 
 
 def _folder_weights(path: str) -> str:
     for name in ("model.safetensors", "pytorch_model.bin"):
         if os.path.isfile(os.path.join(path, name)):
             return os.path.join(path, name)
-    raise FileNotFoundError("%s has neither model.safetensors nor pytorch_model.bin" % path)
+    raise EncoderFormatError("%s has neither model.safetensors nor pytorch_model.bin" % path)
 
 
-def _build_vision(config, sd, where: str):
+def _build_vision(config, sd, where: str, device=None, dtype=None):
     from transformers import CLIPVisionModelWithProjection
-    try:
-        from transformers.modeling_utils import no_init_weights
-    except ImportError:  # moved in newer transformers: then just pay for the random init
-        no_init_weights = contextlib.nullcontext
-    with no_init_weights():  # every weight comes from the file: skip seconds of random init
+    with torch.device("meta"):  # no random init, no second full-size copy: the file's tensors are assigned
         model = CLIPVisionModelWithProjection(config)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    own = model.state_dict()
     # position_ids is a constant buffer: transformers < 4.31 saved it, newer versions neither save nor expect it.
-    missing = [k for k in missing if not k.endswith("position_ids")]
-    unexpected = [k for k in unexpected if not k.endswith("position_ids")]
+    missing = [k for k in own if k not in sd and not k.endswith("position_ids")]
+    unexpected = [k for k in sd if k not in own and not k.endswith("position_ids")]
     if missing or unexpected:
-        raise ValueError("%s does not fit a CLIP vision model: missing %s, unexpected %s" % (where, missing[:5],
-                                                                                         unexpected[:5]))
-    return model
+        raise EncoderFormatError("%s does not fit a CLIP vision model: missing %s, unexpected %s"
+                                 % (where, missing[:3], unexpected[:3]))
+    for k, t in own.items():
+        if k in sd and tuple(sd[k].shape) != tuple(t.shape):
+            raise EncoderFormatError("%s: %s has shape %s, expected %s for this config" % (
+                where, k, tuple(sd[k].shape), tuple(t.shape)))
+    model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False, assign=True)
+    # The model now holds the file's tensors: drop the dict's references, so that converting to the compute
+    # dtype below frees each file tensor as soon as it is replaced (peak: one model, not file + model).
+    sd.clear()
+    emb = model.vision_model.embeddings
+    if "position_ids" in emb._buffers and emb.position_ids.is_meta:
+        emb.register_buffer("position_ids", torch.arange(emb.num_positions)[None], persistent=False)
+    float_dtype = dtype or torch.float32
+    return model.to(device=device or "cpu", dtype=float_dtype)
 
 
-def _strip_prefix(sd):
+def _strip_prefix(sd, where: str):
     if "visual_projection.weight" in sd:
         return sd
     for pre in _PREFIXES:
         if pre + "visual_projection.weight" in sd:
             return {k[len(pre):]: v for k, v in sd.items() if k.startswith(pre)}
-    raise ValueError("no visual_projection.weight: not a transformers-style CLIP vision file (keys: %s)"
-                     % ", ".join(list(sd)[:5]))
+    raise EncoderFormatError("%s: no visual_projection.weight: not a transformers-style CLIP vision file "
+                             "(keys: %s)" % (where, ", ".join(map(str, list(sd)[:5]))))
 
 
-def infer_vision_config(sd, num_heads: int = 0, hidden_act: str = "gelu"):
+_VISION_KEYS = {"vision_model.embeddings.patch_embedding.weight": 4,
+                "vision_model.embeddings.position_embedding.weight": 2,
+                "vision_model.encoder.layers.0.mlp.fc1.weight": 2, "visual_projection.weight": 2}
+
+
+def infer_vision_config(sd, num_heads: int = 0, hidden_act: str = "gelu", where: str = "CLIP vision file"):
     from transformers import CLIPVisionConfig
-    patch = sd["vision_model.embeddings.patch_embedding.weight"]
-    hidden, _, p, _ = patch.shape
+    for key, ndim in _VISION_KEYS.items():
+        t = sd.get(key)
+        if not isinstance(t, torch.Tensor) or t.dim() != ndim:
+            found = "missing" if t is None else "shape %s" % (tuple(getattr(t, "shape", ())),)
+            raise EncoderFormatError("%s: %s is %s, expected a %d-D tensor" % (where, key, found, ndim))
+    hidden, _, p, _ = sd["vision_model.embeddings.patch_embedding.weight"].shape
     n_pos = sd["vision_model.embeddings.position_embedding.weight"].shape[0]
-    grid = int(round((n_pos - 1) ** 0.5))
+    grid = int(round(max(0, n_pos - 1) ** 0.5))
+    if grid < 1 or grid * grid + 1 != n_pos or p < 1:
+        raise EncoderFormatError("%s: %d position embeddings do not make a square grid of patches plus a class "
+                                 "token" % (where, n_pos))
     layers = len({k.split(".")[3] for k in sd if k.startswith("vision_model.encoder.layers.")})
     heads = num_heads or _KNOWN_HEADS.get(hidden) or max(1, hidden // 64)
     return CLIPVisionConfig(hidden_size=hidden, intermediate_size=sd["vision_model.encoder.layers.0.mlp.fc1.weight"]

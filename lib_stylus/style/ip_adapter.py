@@ -26,18 +26,41 @@ class AdapterFormatError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------ reading files
-def load_tensor_file(path: str) -> Dict[str, object]:
-    """A state dict from a safetensors file or a tensors-only pickle (never an arbitrary unpickle)."""
+def load_tensor_file(path: str, error=None) -> Dict[str, object]:
+    """A state dict from a safetensors file or a tensors-only pickle (never an arbitrary unpickle). An unreadable
+    file (empty, truncated, random bytes, not a dict) raises ``error`` (default :class:`AdapterFormatError`)
+    with one line naming the file and what is wrong."""
+    error = error or AdapterFormatError
+    if not os.path.isfile(path):
+        raise error("%s: no such file" % path)
+    if os.path.getsize(path) == 0:
+        raise error("%s: the file is empty (0 bytes)" % path)
     if path.lower().endswith(".safetensors"):
         from safetensors.torch import load_file
-        return load_file(path, device="cpu")
-    if not path.lower().endswith(PICKLE_EXTS):
-        raise AdapterFormatError("%s: unknown extension; expected .safetensors or one of %s" % (path, PICKLE_EXTS))
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise AdapterFormatError("%s: refused: the pickle holds more than tensors (weights_only load failed: %s)"
-                                 % (path, str(e).splitlines()[0])) from e
+        try:
+            sd = load_file(path, device="cpu")
+        except Exception as e:  # SafetensorError has no common base: any failure here is the file's
+            raise error("%s: not a readable safetensors file, truncated or corrupt (%s)" % (path, _first_line(e))) \
+                from None
+    elif path.lower().endswith(PICKLE_EXTS):
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise error("%s: refused: the pickle holds more than tensors (weights_only load failed: %s)"
+                        % (path, _first_line(e))) from None
+        except Exception as e:  # EOFError, zip errors, RuntimeError "PytorchStreamReader failed ...", ...
+            raise error("%s: not a readable PyTorch file, truncated or corrupt (%s)" % (path, _first_line(e))) \
+                from None
+    else:
+        raise error("%s: unknown extension; expected .safetensors or one of %s" % (path, PICKLE_EXTS))
+    if not isinstance(sd, Mapping):
+        raise error("%s: holds a %s, not a dict of tensors" % (path, type(sd).__name__))
+    return sd
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return "%s: %s" % (type(e).__name__, text[0][:200]) if text else type(e).__name__
 
 
 def split_parts(sd: Mapping[str, object], where: str = "checkpoint") -> Dict[str, Dict[str, torch.Tensor]]:
@@ -51,6 +74,9 @@ def split_parts(sd: Mapping[str, object], where: str = "checkpoint") -> Dict[str
         if part in PARTS and rest:
             out[part][rest] = val
     for p in PARTS:
+        odd = [k for k, v in out[p].items() if not isinstance(v, torch.Tensor)]
+        if odd:
+            raise AdapterFormatError("%s: %s.%s is not a tensor" % (where, p, odd[0]))
         if not out[p]:
             raise AdapterFormatError("%s has no %r weights (keys seen: %s)" % (where, p, _some_keys(sd)))
     return out
@@ -142,16 +168,22 @@ class AdapterInfo:
     cross_dim: int   # width of the tokens (= the UNet's context dim)
 
 
-def _shape(sd: Mapping[str, torch.Tensor], key: str, part: str) -> Tuple[int, ...]:
+def _shape(sd: Mapping[str, torch.Tensor], key: str, part: str, ndim: int) -> Tuple[int, ...]:
     if key not in sd:
         raise AdapterFormatError("%s lacks %r (keys seen: %s)" % (part, key, _some_keys(sd)))
-    return tuple(sd[key].shape)
+    t = sd[key]
+    if not isinstance(t, torch.Tensor):
+        raise AdapterFormatError("%s.%s is a %s, not a tensor" % (part, key, type(t).__name__))
+    if t.dim() != ndim:
+        raise AdapterFormatError("%s.%s has shape %s: expected %d dimensions" % (part, key, tuple(t.shape), ndim))
+    return tuple(t.shape)
 
 
 def _ip_numbers(ip: Mapping[str, torch.Tensor]) -> list:
     nums = sorted({int(k.split(".")[0]) for k in ip if k.split(".")[0].isdigit()})
     for n in nums:
-        k, v = _shape(ip, "%d.to_k_ip.weight" % n, "ip_adapter"), _shape(ip, "%d.to_v_ip.weight" % n, "ip_adapter")
+        k = _shape(ip, "%d.to_k_ip.weight" % n, "ip_adapter", 2)
+        v = _shape(ip, "%d.to_v_ip.weight" % n, "ip_adapter", 2)
         if k != v:
             raise AdapterFormatError("ip_adapter layer %d: to_k_ip %s and to_v_ip %s differ" % (n, k, v))
     return nums
@@ -162,23 +194,27 @@ def _arch_of(ip: Mapping[str, torch.Tensor]) -> str:
     for arch, tab in _blocks.TABLES.items():
         if nums == [l.number for l in tab]:
             return arch
-    raise AdapterFormatError("ip_adapter holds %d layers numbered %s…%s; expected SD1.5's 16 (1..31) or SDXL's "
-                             "70 (1..139)" % (len(nums), nums[:1], nums[-1:]))
+    # The structure decides, never a width: 16 cross-attention pairs are SD1.5, 70 are SDXL (real or tiny).
+    raise AdapterFormatError("ip_adapter holds %d cross-attention pairs numbered %s..%s; expected SD1.5's 16 "
+                             "(1, 3, .., 31) or SDXL's 70 (1, 3, .., 139)" % (len(nums), nums[:1], nums[-1:]))
 
 
 def detect(parts: Mapping[str, Mapping[str, torch.Tensor]]) -> AdapterInfo:
     """Architecture (by the layer numbering, which real files and tiny test files share), variant and widths."""
     proj, ip = parts["image_proj"], parts["ip_adapter"]
     arch = _arch_of(ip)
-    ctx = _shape(ip, "1.to_k_ip.weight", "ip_adapter")[1]
+    ctx = _shape(ip, "1.to_k_ip.weight", "ip_adapter", 2)[1]
     if "latents" in proj:
-        _, tokens, _ = _shape(proj, "latents", "image_proj")
-        cross, clip = _shape(proj, "proj_out.weight", "image_proj")[0], _shape(proj, "proj_in.weight", "image_proj")[1]
+        _, tokens, _ = _shape(proj, "latents", "image_proj", 3)
+        cross = _shape(proj, "proj_out.weight", "image_proj", 2)[0]
+        clip = _shape(proj, "proj_in.weight", "image_proj", 2)[1]
+        for key in ("layers.0.0.to_q.weight", "layers.0.1.1.weight"):
+            _shape(proj, key, "image_proj", 2)
         kind = "plus"
     elif "proj.weight" in proj and "norm.weight" in proj:
-        cross = _shape(proj, "norm.weight", "image_proj")[0]
-        out, clip = _shape(proj, "proj.weight", "image_proj")
-        if out % cross:
+        cross = _shape(proj, "norm.weight", "image_proj", 1)[0]
+        out, clip = _shape(proj, "proj.weight", "image_proj", 2)
+        if not cross or out % cross:
             raise AdapterFormatError("image_proj.proj.weight rows (%d) are not a multiple of the token width %d"
                                      % (out, cross))
         tokens, kind = out // cross, "plain"
@@ -265,8 +301,13 @@ def _load_strict(module: nn.Module, sd: Mapping[str, torch.Tensor], part: str) -
 
 
 def load_ip_adapter(path: str, resampler_heads: int = 0) -> IPAdapter:
-    """Load an IP-Adapter file on the CPU in float32 (move it with ``.to(device, dtype)``)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(path)
+    """Load an IP-Adapter file on the CPU (image projection in float32, K/V weights as stored). Every problem with the file raises
+    :class:`AdapterFormatError` with one line that starts with the file's path."""
     parts = split_parts(load_tensor_file(path), where=path)
-    return from_parts({p: {k: v.float() for k, v in d.items()} for p, d in parts.items()}, resampler_heads)
+    # The small image projection in float32; the K/V pairs stay as stored (hundreds of MB for SDXL in fp16):
+    # each patched layer is converted to the compute dtype when it is used.
+    parts["image_proj"] = {k: v.float() for k, v in parts["image_proj"].items()}
+    try:
+        return from_parts(parts, resampler_heads)
+    except AdapterFormatError as e:
+        raise AdapterFormatError("%s: %s" % (path, e)) from None

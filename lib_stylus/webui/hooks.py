@@ -24,6 +24,7 @@ def register_callbacks(script_callbacks) -> None:
 
 
 def process(p, args: StylusArgs) -> None:
+    style_job.begin(p)  # a style left installed by an earlier job goes first, whether or not Stylus is on now
     if not args.enabled:
         return  # disabled means untouched: nothing read, loaded or written
     if args.lora_on:

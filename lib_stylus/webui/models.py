@@ -1,7 +1,10 @@
 """Model files Stylus needs at run time: found where users already have them (models/stylus, sd-webui-controlnet's
-models/ControlNet and clip_vision downloads), else downloaded on first use into models/stylus via huggingface_hub
-(console progress bars). Offline: a clear message naming the file and where to put it; nothing is raised past
-the caller, which goes on without the feature."""
+models/ControlNet and clip_vision downloads, ComfyUI-style models/ipadapter and models/clip_vision), else
+downloaded on first use into models/stylus via huggingface_hub (console progress bars).
+
+Offline (``HF_HUB_OFFLINE``), or after a download failed once in this session, the hub is not called again: a
+:class:`ModelUnavailable` names the file, its size and a folder where Stylus WILL find it once put there. The
+caller goes on without the feature."""
 from __future__ import annotations
 
 import glob
@@ -12,38 +15,68 @@ from . import host
 
 log = logging.getLogger("stylus")
 
+HUB = "h94/IP-Adapter"
 MINILM = ("sentence-transformers/all-MiniLM-L6-v2",
           ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
            "special_tokens_map.json"])
-# arch -> (hub repo, adapter file, image encoder folder in the repo, file names users keep elsewhere)
-IP_ADAPTERS = {
-    "sd15": ("h94/IP-Adapter", "models/ip-adapter_sd15.safetensors", "models/image_encoder", ["clip_h.pth"]),
-    "sdxl": ("h94/IP-Adapter", "sdxl_models/ip-adapter_sdxl.safetensors", "sdxl_models/image_encoder", ["clip_g.pth"]),
+# model family -> (file in h94/IP-Adapter that "auto" fetches, its size)
+AUTO_ADAPTERS = {"sd15": ("models/ip-adapter_sd15.safetensors", "44 MB"),
+                 "sdxl": ("sdxl_models/ip-adapter_sdxl.safetensors", "703 MB")}
+# CLIP space -> (encoder folder in h94/IP-Adapter, single-file names other tools keep, its size)
+IMAGE_ENCODERS = {
+    "vit-h": ("models/image_encoder", ["clip_h.pth", "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"], "2.5 GB"),
+    "vit-bigG": ("sdxl_models/image_encoder", ["clip_g.pth", "CLIP-ViT-bigG-14-laion2B-39B-b160k.safetensors"],
+                 "3.7 GB"),
 }
+FAMILY_SPACE = {"sd15": "vit-h", "sdxl": "vit-bigG"}  # the space of each family's default adapter
+ENCODER_FILES = ["config.json", "model.safetensors"]
 VIT_H_TEXT = ("laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
               ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.json",
-               "merges.txt", "special_tokens_map.json"])
+               "merges.txt", "special_tokens_map.json"], "3.9 GB")
+_FAILED: dict = {}  # (repo, file) -> why its download failed, for the rest of the session
 
 
 class ModelUnavailable(RuntimeError):
-    pass
+    """A model file is not on this machine and cannot be downloaded now. ``folder`` and ``files``: where to put
+    what, by hand, for Stylus to find it."""
+
+    def __init__(self, message: str, folder: str = "", files=()):
+        super().__init__(message)
+        self.folder, self.files = folder, list(files)
 
 
-def _download(repo: str, files: list, local_dir: str, what: str) -> str:
-    """Fetch files from the hub into local_dir (skipping present ones); the error names what to place by hand."""
+def offline() -> bool:
+    """The web UI runs offline: HF_HUB_OFFLINE in the environment (as huggingface_hub itself reads it)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _download(repo: str, files: list, local_dir: str, what: str, folder: str = "") -> str:
+    """Fetch files from the hub into local_dir (skipping present ones). Offline, or when one of them already
+    failed this session, the hub is not called; the error names the folder where the files will be found."""
     missing = [f for f in files if not os.path.isfile(os.path.join(local_dir, f))]
     if not missing:
         return local_dir
-    try:
-        from huggingface_hub import hf_hub_download
-        for name in missing:
-            log.info("Stylus: downloading %s/%s (%s) into %s", repo, name, what, local_dir)
-            host.state().textinfo = f"Stylus: downloading {what}"
+    folder = folder or local_dir
+    names = [os.path.basename(f) for f in missing]
+
+    def unavailable(reason: str) -> ModelUnavailable:
+        where = ", ".join(f"https://huggingface.co/{repo}/blob/main/{f}" for f in missing)
+        return ModelUnavailable(f"Stylus needs {what} but {reason}. Download {where} and put "
+                                f"{'it' if len(missing) == 1 else 'them'} in {folder}", folder, names)
+    if offline():
+        raise unavailable("the web UI is offline (HF_HUB_OFFLINE)")
+    earlier = next((_FAILED[(repo, f)] for f in missing if (repo, f) in _FAILED), None)
+    if earlier:
+        raise unavailable(f"its download failed earlier in this session ({earlier})")
+    from huggingface_hub import hf_hub_download
+    for name in missing:
+        log.info("Stylus: downloading %s/%s (%s) into %s", repo, name, what, local_dir)
+        host.state().textinfo = f"Stylus: downloading {what}"
+        try:
             hf_hub_download(repo, name, local_dir=local_dir)
-    except Exception as e:
-        raise ModelUnavailable(
-            f"Stylus needs {what} but could not download it ({e.__class__.__name__}). Download "
-            f"{', '.join(missing)} from https://huggingface.co/{repo} and put them in {local_dir}") from None
+        except Exception as e:  # any failure: remembered, so later jobs do not wait on the hub again
+            _FAILED[(repo, name)] = e.__class__.__name__
+            raise unavailable(f"could not download it ({e.__class__.__name__})") from None
     return local_dir
 
 
@@ -56,28 +89,47 @@ def sentence_encoder() -> str:
                      "the all-MiniLM-L6-v2 sentence encoder (90 MB)")
 
 
+def ip_dir() -> str:
+    """Stylus's own IP-Adapter folder: files put here by hand, and the hub's layout of its downloads."""
+    return os.path.join(host.models_dir(), "ip-adapter")
+
+
 def _search_dirs() -> list:
+    """Every folder Stylus looks in, in order of preference (its own first)."""
     from modules import paths
-    return [host.models_dir(), os.path.join(paths.models_path, "ControlNet"), os.path.join(paths.models_path, "ipadapter"),
+    return [ip_dir(), host.models_dir(), os.path.join(paths.models_path, "ControlNet"),
+            os.path.join(paths.models_path, "ipadapter"),
             os.path.join(paths.extensions_dir, "sd-webui-controlnet", "annotator", "downloads", "clip_vision"),
             os.path.join(paths.models_path, "clip_vision")]
 
 
+def _hub_subdirs() -> list:
+    """Where the hub's layout puts downloads inside ip_dir() (models/..., sdxl_models/...)."""
+    return [os.path.join(ip_dir(), os.path.dirname(f)) for f, _ in AUTO_ADAPTERS.values()]
+
+
 def list_ip_adapters() -> list:
-    """IP-Adapter files the user already has, for the UI's choice."""
+    """IP-Adapter files the user already has, in search order, for the UI's choice."""
     found = []
-    for d in _search_dirs():
+    for d in _search_dirs() + _hub_subdirs():
         for ext in ("safetensors", "bin", "pth"):
-            found += [p for p in glob.glob(os.path.join(d, f"*ip*adapter*.{ext}")) if "faceid" not in p.lower()]
-    return sorted(dict.fromkeys(found))
+            found += sorted(p for p in glob.glob(os.path.join(d, f"*ip*adapter*.{ext}")) if "faceid" not in p.lower())
+    return list(dict.fromkeys(found))
+
+
+def _is_encoder_folder(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "config.json")) and any(
+        os.path.isfile(os.path.join(path, w)) for w in ("model.safetensors", "pytorch_model.bin"))
 
 
 def list_image_encoders() -> list:
     found = []
     for d in _search_dirs():
-        found += glob.glob(os.path.join(d, "clip_[hg].pth")) + glob.glob(os.path.join(d, "*image_encoder*"))
-        found += glob.glob(os.path.join(d, "*CLIP-ViT-*.safetensors"))
-    return sorted(dict.fromkeys(found))
+        found += sorted(glob.glob(os.path.join(d, "clip_[hg].pth")) + glob.glob(os.path.join(d, "*image_encoder*")))
+        found += sorted(glob.glob(os.path.join(d, "*CLIP-ViT-*.safetensors")))
+    found += [p for p in (os.path.join(ip_dir(), folder) for folder, _, _ in IMAGE_ENCODERS.values())
+              if os.path.isdir(p)]
+    return list(dict.fromkeys(found))
 
 
 def _user_choice(choice: str, what: str) -> str | None:
@@ -90,34 +142,52 @@ def _user_choice(choice: str, what: str) -> str | None:
 
 
 def ip_adapter(arch: str, choice: str = "auto") -> str:
+    """The user's choice, else the family's default adapter wherever it is found, else downloaded."""
     if _user_choice(choice, "IP-Adapter file"):
         return choice
-    repo, file, _, _ = IP_ADAPTERS[arch]
+    file, size = AUTO_ADAPTERS[arch]
     base = os.path.basename(file)
     for path in list_ip_adapters():
         if os.path.basename(path) == base:
             return path  # e.g. sd-webui-controlnet's copy: no second download
-    local = os.path.join(host.models_dir(), "ip-adapter")
-    _download(repo, [file], local, f"the IP-Adapter {base}")
-    return os.path.join(local, file)
+    _download(HUB, [file], ip_dir(), f"the IP-Adapter {base} ({size})", folder=ip_dir())
+    return os.path.join(ip_dir(), file)
 
 
-def image_encoder(arch: str, choice: str = "auto") -> str:
+def image_encoder(space: str, choice: str = "auto") -> str:
+    """The CLIP image encoder of ``space`` ("vit-h" or "vit-bigG"; a family name means its default adapter's
+    space): the user's choice, else a known file or folder wherever found, else downloaded."""
     if _user_choice(choice, "image encoder"):
         return choice
-    repo, _, folder, known = IP_ADAPTERS[arch]
-    for path in list_image_encoders():
-        if os.path.basename(path) in known:
-            return path
-    local = os.path.join(host.models_dir(), "ip-adapter")
-    _download(repo, [f"{folder}/config.json", f"{folder}/model.safetensors"], local,
-              f"the CLIP image encoder of {os.path.basename(IP_ADAPTERS[arch][1])}")
-    return os.path.join(local, folder)
+    space = FAMILY_SPACE.get(space, space)
+    folder, known, size = IMAGE_ENCODERS[space]
+    for d in _search_dirs():
+        for name in known:
+            if os.path.isfile(os.path.join(d, name)):
+                return os.path.join(d, name)
+    local = os.path.join(ip_dir(), folder)
+    if _is_encoder_folder(local):
+        return local
+    _download(HUB, [f"{folder}/{f}" for f in ENCODER_FILES], ip_dir(),
+              f"the {space} CLIP image encoder ({size})", folder=local)
+    return local
 
 
 def vit_h_text() -> str:
-    return _download(VIT_H_TEXT[0], VIT_H_TEXT[1], os.path.join(host.models_dir(), "CLIP-ViT-H-14-laion2B"),
-                     "the ViT-H-14 CLIP text tower (for content subtraction with SD1.5 IP-Adapters)")
+    repo, files, size = VIT_H_TEXT
+    return _download(repo, files, os.path.join(host.models_dir(), "CLIP-ViT-H-14-laion2B"),
+                     f"the ViT-H-14 CLIP text tower ({size}, for content subtraction with ViT-H IP-Adapters)")
+
+
+def auto_note() -> str:
+    """What "auto" uses and fetches, for the UI."""
+    sd15, sdxl = AUTO_ADAPTERS["sd15"], AUTO_ADAPTERS["sdxl"]
+    return (f"auto: a file already in models/stylus/ip-adapter, models/ControlNet, models/ipadapter or "
+            f"ControlNet's clip_vision downloads; else, once, from huggingface.co/{HUB}: SD1.5 "
+            f"{os.path.basename(sd15[0])} ({sd15[1]}) + models/image_encoder ({IMAGE_ENCODERS['vit-h'][2]}), "
+            f"SDXL {os.path.basename(sdxl[0])} ({sdxl[1]}) + sdxl_models/image_encoder "
+            f"({IMAGE_ENCODERS['vit-bigG'][2]}). The encoder follows the adapter's CLIP space (ViT-H or "
+            f"ViT-bigG). A content text with a ViT-H adapter also needs the ViT-H text tower ({VIT_H_TEXT[2]}).")
 
 
 def list_ip_adapters_safe() -> list:

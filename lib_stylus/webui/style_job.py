@@ -1,29 +1,96 @@
-"""Reference style in a generation: build the InstantStyle patch on the loaded UNet in Script.process, tell it
-which rows are cond/uncond at every CFG denoiser call (on Forge each attention call carries its rows in
-transformer_options, and the same per-module patch reads them), and remove it in every case: postprocess (normal
-end, interrupt, skip), an exception raised by sampling (p.sample is guarded), the job's close() (the host always
-closes a job, also after any other exception), and a scripts reload."""
+"""Reference style in a generation.
+
+A style job's state is ONE :class:`StyleJob` object, kept on ``p`` as ``p.stylus_style`` and in a module-level
+list of running jobs (innermost last; only its patch is installed). It is built in Script.process on the loaded
+UNet, computed on the host's device and dtype (``modules.devices``, never where a UNet parameter happens to be:
+low-VRAM flags park the fp16 UNet on the CPU, FP8 stores float8 weights), told the cond/uncond rows at every CFG
+denoiser call (on Forge each attention call carries its rows), and ended in every case: postprocess (normal end,
+interrupt, skip), an exception raised by sampling, the job's close(), a scripts reload, and -- for a job that
+none of those reached (a copy of p made by XYZ plot / prompts-from-file that failed after sampling) -- at the
+start of the next job, whether or not Stylus is enabled there.
+
+``p.sample`` / ``p.close`` get ONE guard per p object: a p processed again (img2img batch, loopback, mov2mov)
+keeps its guard, and a copy of p gets its own guard around the host's method, never around another guard."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import weakref
 
-from ..images import to_pil
+import torch
+
+from ..images import ReferenceImageError, to_pil
 from . import host, models
 from .args import StylusArgs, infotext_keys
 
 log = logging.getLogger("stylus")
 KEYS = infotext_keys()
 _ENGINE = None
-_STACK: list = []  # (job, StylePatch) per running job with a reference style; the last one is installed
+_JOBS: list = []  # running StyleJobs, innermost last; only the last one's patch is installed
+# An adapter's CLIP space from what its projection eats: plain = image_embeds width, plus = hidden width.
+CLIP_SPACES = {("plain", 1024): "vit-h", ("plain", 1280): "vit-bigG", ("plus", 1280): "vit-h",
+               ("plus", 1664): "vit-bigG"}
+
+
+class StyleJob:
+    """One generation's reference style: its patch, its tokens, the request it belongs to, and (weakly) the p it
+    was made for, so a dropped copy of p never keeps its patch alive."""
+
+    def __init__(self, p, patch, tokens, request):
+        self.p = weakref.ref(p)
+        self.patch, self.tokens, self.request = patch, tokens, request
+
+    def stale(self, p, request) -> bool:
+        """Left over: by an earlier request, by a p that is gone, or by this very p processed again."""
+        owner = self.p()
+        return owner is None or owner is p or self.request != request
+
+    def end(self) -> None:
+        self.patch.remove()
+        owner = self.p()
+        if owner is not None and getattr(owner, "stylus_style", None) is self:
+            owner.stylus_style = None
 
 
 def engine():
     global _ENGINE
     from ..style import StyleEngine
     if _ENGINE is None:
-        _ENGINE = StyleEngine(keep_loaded=bool(host.opt("stylus_keep_models", False)))
-    _ENGINE.keep_loaded = bool(host.opt("stylus_keep_models", False))
+        _ENGINE = StyleEngine()
+    # Models stay loaded between jobs only when asked, and never under low-VRAM flags.
+    _ENGINE.keep_loaded = bool(host.opt("stylus_keep_models", False)) and not _low_vram()
     return _ENGINE
+
+
+def _low_vram() -> bool:
+    opts = host.shared.cmd_opts
+    return bool(getattr(host.shared.sd_model, "lowvram", False) or getattr(opts, "lowvram", False)
+                or getattr(opts, "medvram", False) or getattr(opts, "medvram_sdxl", False))
+
+
+def compute_device():
+    """Where and in what the host computes (modules.devices: device, dtype_inference / dtype)."""
+    try:
+        from modules import devices
+    except ImportError:  # not inside a web UI
+        return torch.device("cpu"), torch.float32
+    device = getattr(devices, "device", None) or torch.device("cpu")
+    dtype = getattr(devices, "dtype_inference", None) or getattr(devices, "dtype", None) or torch.float32
+    return torch.device(device), dtype
+
+
+def _request():
+    """Identifies the UI/API request a job runs in: nested jobs (ADetailer) share it, the next request not."""
+    state = host.state()
+    return getattr(state, "time_start", None), getattr(state, "job_timestamp", None)
+
+
+def begin(p) -> None:
+    """At the start of every job, Stylus enabled or not: end what earlier jobs left installed."""
+    request = _request()
+    stale = [job for job in _JOBS if job.stale(p, request)]
+    if stale:
+        _end(stale)
 
 
 def process(p, args: StylusArgs) -> None:
@@ -32,76 +99,176 @@ def process(p, args: StylusArgs) -> None:
     if arch is None:
         raise RuntimeError(f"reference style needs an SD1.5 or SDXL checkpoint (loaded: {base})")
     image = to_pil(args.style_image)
+    if image is None:
+        raise ReferenceImageError("reference style is on but no reference image was given")
     host.state().textinfo = "Stylus: encoding the reference image"
-    blocks = args.custom_blocks if args.blocks_preset == "custom" else args.blocks_preset
+    device, dtype = compute_device()
+    eng = engine()
+    adapter_path = models.ip_adapter(arch, args.ip_adapter)
+    info = eng.info(adapter_path)
+    space = CLIP_SPACES.get((info.kind, info.clip_dim), models.FAMILY_SPACE[arch])  # tiny test models: family
+    encoder_path = models.image_encoder(space, args.image_encoder)
     content = args.content_text.strip() if args.content_lambda else ""
-    patch, tokens = engine().build(
-        host.unet(), models.ip_adapter(arch, args.ip_adapter), models.image_encoder(arch, args.image_encoder),
-        [image], content or None, _text_encoder(arch) if content else None, args.content_lambda,
-        blocks=blocks, scale=args.style_scale)
-    _push(p, patch)
+    text = _text_encoder(space, arch, info.clip_dim, device, dtype) if content and info.kind == "plain" else None
+    if text is None and info.kind == "plain":
+        content = ""  # said once, above; the engine must not say it again
+    blocks = args.custom_blocks if args.blocks_preset == "custom" else args.blocks_preset
+    patch, tokens = eng.build(host.unet(), adapter_path, encoder_path, [image], content or None, text,
+                              args.content_lambda, blocks=blocks, scale=args.style_scale, device=device, dtype=dtype)
+    _start(p, StyleJob(p, patch, tokens, _request()))
     if tokens.note:
         log.warning("Stylus: %s", tokens.note)
-    written = ("style_scale", "blocks_preset") + (("content_text", "content_lambda") if content else ())
-    for name in written:  # λ only when a content text was subtracted
+    written = ("style_scale", "blocks_preset") + (("content_text", "content_lambda") if tokens.subtracted else ())
+    for name in written:  # content and λ only when they were subtracted
         p.extra_generation_params[KEYS[name]] = getattr(args, name)
     if args.blocks_preset == "custom":
         p.extra_generation_params[KEYS["custom_blocks"]] = args.custom_blocks
 
 
-def _push(p, patch) -> None:
+def _start(p, job: StyleJob) -> None:
     """Install for this job. A job started inside another (e.g. ADetailer's inpainting pass) suspends the outer
     job's patch and gives it back when it ends."""
-    if _STACK:
-        _STACK[-1][1].remove()
-    patch.install()
-    _STACK.append((p, patch))
+    if _JOBS:
+        _JOBS[-1].patch.remove()
+    job.patch.install()
+    _JOBS.append(job)
+    p.stylus_style = job
     _guard(p)
 
 
-def _guard(p) -> None:
-    """The host runs no hook after an exception in sampling, but always closes the job (`with closing(p)` in the
-    UI and the API): undo the patch on either path."""
-    sample, close = p.sample, getattr(p, "close", None)
+class _Guard:
+    """Stands in for p.sample / p.close: ends p's style job (sample: only on an exception), then calls what the
+    host has there: the instance's own function if it had one, else the class's method bound to this p."""
 
-    def guarded_sample(*args, **kwargs):
+    def __init__(self, p, name: str, own):
+        self.p, self.name, self.own = weakref.ref(p), name, own
+
+    def __call__(self, *args, **kwargs):
+        p = self.p()
+        method = self.own if self.own is not None else getattr(type(p), self.name, None)
+        if method is not None and self.own is None:
+            method = method.__get__(p)
+        if self.name == "close":
+            restore(p)
+            return method(*args, **kwargs) if method is not None else None
         try:
-            return sample(*args, **kwargs)
+            return method(*args, **kwargs)
         except BaseException:
             restore(p)
             raise
 
-    def guarded_close(*args, **kwargs):
-        restore(p)
-        return close(*args, **kwargs) if close else None
-    p.sample, p.close = guarded_sample, guarded_close
+
+def _guard(p) -> None:
+    """The host runs no hook after an exception in sampling, but always closes the job (`with closing(p)` in the
+    UI and the API): end the style on either path. Never stacked (see the module's docstring)."""
+    for name in ("sample", "close"):
+        own = p.__dict__.get(name)
+        if isinstance(own, _Guard):
+            if own.p() is p:
+                continue
+            own = own.own  # a copy of p: guard the host's function for this p
+        setattr(p, name, _Guard(p, name, own))
 
 
-def _text_encoder(arch: str):
-    """The content's CLIP text embedding in the image encoder's space. SDXL: the pooled, projected output of the
-    checkpoint's own second text encoder (ViT-bigG) -- no second copy. SD1.5: the ViT-H-14 text tower."""
-    if arch == "sdxl":
-        embedder = getattr(getattr(host.shared.sd_model, "conditioner", None), "embedders", [None, None])[1]
-        if embedder is None:  # Forge keeps SDXL's text encoders elsewhere
-            return None
-
-        def sdxl_pooled(texts):
-            out = embedder(list(texts))
-            return getattr(out, "pooled", out[1] if isinstance(out, (tuple, list)) else out)
-        return sdxl_pooled
-    from transformers import CLIPTextModelWithProjection, CLIPTokenizer
-    from ..style import TransformersText
-    try:
-        folder = models.vit_h_text()
-    except models.ModelUnavailable as e:  # the style still works, only without content subtraction
-        log.warning("%s", e)
+# ------------------------------------------------------------------------------------------------ content text
+def _text_encoder(space: str, arch: str, width: int, device, dtype):
+    """The content's CLIP text embedding in the adapter's space, or None with one console line saying why.
+    ViT-bigG: the SDXL checkpoint's own second text encoder. ViT-H: the ViT-H-14 text tower (a local or
+    downloaded folder)."""
+    if space == "vit-bigG":
+        model = host.shared.sd_model
+        if arch == "sdxl" and not host.is_forge() and hasattr(model, "get_learned_conditioning"):
+            return CheckpointText(model, width)
+        log.warning("Stylus: no ViT-bigG text tower here (only an SDXL checkpoint's own is used, on A1111): "
+                    "content not subtracted, the style is applied as it is")
         return None
-    tok = CLIPTokenizer.from_pretrained(folder)
-    model = CLIPTextModelWithProjection.from_pretrained(folder)
-    return TransformersText(model, lambda texts: tok(texts, padding="max_length", truncation=True,
-                                                     max_length=77, return_tensors="pt").input_ids)
+    try:
+        return vit_h_text_encoder(device, dtype)
+    except models.ModelUnavailable as e:
+        log.warning("%s. Until then the ViT-H content is not subtracted: the style is applied as it is.", e)
+        return None
 
 
+class CheckpointText:
+    """SDXL: the content text through the checkpoint's own second text encoder, the way the host encodes a prompt
+    (``get_learned_conditioning``: the conditioner's low-VRAM hook moves it, ``devices.autocast`` casts FP8
+    weights), with no LoRA of any job active. Its pooled projection (ViT-bigG space) leads the 'vector'
+    conditioning (sgm's GeneralConditioner concatenates embedder outputs in order)."""
+
+    def __init__(self, sd_model, width: int):
+        self.model, self.width = sd_model, width
+        checkpoint = getattr(sd_model, "sd_model_hash", None) or getattr(sd_model, "sd_model_checkpoint", None)
+        self.key = ("sdxl text encoder 2", checkpoint or id(sd_model), width)
+
+    @torch.no_grad()
+    def __call__(self, texts):
+        try:
+            from modules import devices
+            autocast = devices.autocast()
+        except ImportError:
+            autocast = contextlib.nullcontext()
+        with without_loras(), autocast:
+            cond = self.model.get_learned_conditioning(list(texts))
+        vector = cond["vector"] if isinstance(cond, dict) else cond
+        return vector[:, :self.width].float()
+
+
+@contextlib.contextmanager
+def without_loras():
+    """extensions-builtin/Lora applies ``networks.loaded_networks`` to each layer's weights in its forward
+    (network_apply_weights: the original weights are backed up once and restored whenever the wanted set
+    changes). With that list empty for this call, every text encoder layer computes with the checkpoint's own
+    weights; the list is put back afterwards and the host's next forward applies its LoRAs again."""
+    try:
+        import networks
+    except ImportError:  # no Lora extension: nothing is ever applied
+        yield
+        return
+    loaded = getattr(networks, "loaded_networks", None)
+    if not loaded:
+        yield
+        return
+    saved = list(loaded)
+    loaded.clear()
+    try:
+        yield
+    finally:
+        loaded[:] = saved
+
+
+class _LazyText:
+    """A text tower loaded only when an embedding is not already remembered (``key`` names it for the cache)."""
+
+    def __init__(self, key, load):
+        self.key, self._load, self._model = key, load, None
+
+    def __call__(self, texts):
+        if self._model is None:
+            self._model = self._load()
+        return self._model(texts)
+
+
+def vit_h_text_encoder(device, dtype):
+    """The ViT-H-14 text tower (raises ModelUnavailable when its folder is missing and cannot be fetched)."""
+    folder = models.vit_h_text()
+
+    def load():
+        from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+        from ..style import TransformersText
+        from ..style.encoders import EncoderFormatError
+        work = torch.float32 if device.type == "cpu" else dtype  # no half CLIP kernels on the CPU
+        try:
+            tok = CLIPTokenizer.from_pretrained(folder)
+            model = CLIPTextModelWithProjection.from_pretrained(folder, torch_dtype=work).to(device)
+        except Exception as e:  # a broken download or a file put there by hand: one line naming the folder
+            raise EncoderFormatError(f"{folder}: the ViT-H text tower does not load ({e.__class__.__name__})") \
+                from None
+        return TransformersText(model, lambda texts: tok(texts, padding="max_length", truncation=True,
+                                                         max_length=77, return_tensors="pt").input_ids)
+    return _LazyText(("vit-h text tower", folder, str(dtype)), load)
+
+
+# ------------------------------------------------------------------------------------------------ rows and the end
 def on_cfg_denoiser(params) -> None:
     """Before each denoiser call the host stacks [cond rows..., uncond rows(, uncond rows for edit models)]."""
     patch = active()
@@ -114,19 +281,20 @@ def on_cfg_denoiser(params) -> None:
 
 
 def restore(p=None) -> None:
-    """End job p's patch (all jobs' when p is None) and give an outer job its patch back."""
-    global _STACK
-    ended = [(q, patch) for q, patch in _STACK if p is None or q is p]
-    if not ended:
+    """End job p's style (every job's when p is None) and give an outer job its patch back."""
+    _end([job for job in _JOBS if p is None or job.p() is p])
+
+
+def _end(jobs) -> None:
+    global _JOBS
+    if not jobs:
         return
-    for _, patch in ended:
-        patch.remove()
-    _STACK = [(q, patch) for q, patch in _STACK if (q, patch) not in ended]
-    if _STACK:
-        _STACK[-1][1].install()
-    elif _ENGINE is not None and not _ENGINE.keep_loaded:
-        _ENGINE.release()
+    for job in jobs:
+        job.end()
+    _JOBS = [job for job in _JOBS if job not in jobs]
+    if _JOBS:
+        _JOBS[-1].patch.install()
 
 
 def active():
-    return _STACK[-1][1] if _STACK else None
+    return _JOBS[-1].patch if _JOBS else None

@@ -57,7 +57,8 @@ def build(script, is_img2img: bool) -> list:
             with gr.Row():  # custom values: a pasted infotext or a file added after start-up names a file not
                 # listed here (gradio 4 warns and its page drops such a value); the style job reports a missing file
                 adapter = gr.Dropdown(["auto"] + models.list_ip_adapters_safe(), value="auto", label="IP-Adapter",
-                                      allow_custom_value=True, elem_id=script.elem_id("adapter"))
+                                      allow_custom_value=True, elem_id=script.elem_id("adapter"),
+                                      info=models.auto_note())
                 encoder = gr.Dropdown(["auto"] + models.list_image_encoders_safe(), value="auto", label="Image encoder",
                                       allow_custom_value=True, elem_id=script.elem_id("encoder"))
     components = [enabled, lora_enabled, max_adapters, multiplier, add_triggers, masking, composer, style_enabled,
