@@ -14,7 +14,7 @@ import numpy as np
 
 from . import masking as masking_
 from .embedding import BM25, tokenize
-from .prompt import Pick, rewrite, split_segments, tagged_names
+from .prompt import Pick, chunk_index, rewrite, split_segments, tagged_names
 from .purpose import matched_words, name_words, purpose_index
 from .refiner import _BOILERPLATE
 from .retriever import allowed_families
@@ -98,9 +98,17 @@ class Composition:
         mask = self.mask(seed, masking, **draw_options)
         by_alias = {a.alias: a for a in self.picks}
         picks = [Pick(alias=k, weight=w, triggers=self.triggers(by_alias[k]),
-                      negative=by_alias[k].entry.card.negative_text or "", name=by_alias[k].stem)
+                      negative=by_alias[k].entry.card.negative_text or "", name=by_alias[k].stem,
+                      chunk=self.chunk(by_alias[k]))
                  for k, w in mask.weights().items()]
         return rewrite(self.prompt if prompt is None else prompt, picks, negative_prompt, add_triggers)
+
+    def chunk(self, a: "Assigned") -> Optional[int]:
+        """The AND/BREAK chunk of the composed prompt that holds the adapter's task: its trigger words go
+        there, so "knight AND dragon" conditions the knight with the knight's trigger."""
+        if 0 <= a.task < len(self.tasks) and self.tasks[a.task].span[0] >= 0:
+            return chunk_index(self.prompt, self.tasks[a.task].span[0])
+        return None
 
     def triggers(self, a: "Assigned") -> tuple:
         """The adapter's main trigger word (its first) plus those about its task, at most MAX_TRIGGERS: Civitai

@@ -7,8 +7,10 @@ import base64
 import binascii
 import io
 
+from .errors import StylusUserError
 
-class ReferenceImageError(ValueError):
+
+class ReferenceImageError(StylusUserError, ValueError):
     """The reference image is empty, unreadable or of an unsupported type (one line, no traceback)."""
 
 

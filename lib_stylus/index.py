@@ -21,6 +21,8 @@ from .refiner import REFINER_VERSION, Refined, refine
 
 log = logging.getLogger("stylus")
 INDEX_FORMAT = 1
+TMP_PREFIX, TMP_SUFFIX = ".stylus-index-", ".tmp"
+STALE_TMP_SECONDS = 3600  # a temp file this old belongs to a killed run, not to a save in progress elsewhere
 
 
 @dataclass
@@ -79,26 +81,33 @@ class LibraryIndex:
     # ---- persistence -------------------------------------------------------------------------------------------
     def load(self) -> bool:
         """Load the saved index if there is a valid one for these embedders; a bad file is reported, not raised."""
+        if not os.path.lexists(self.path):
+            return False
         if not os.path.isfile(self.path):
+            self._message(f"Stylus: {self.path} is not a file; the index is rebuilt")
             return False
         try:
             self.snapshot = _read(self.path, self.key, [e.id for e in self.embedders])
             return True
-        except Exception as e:  # zip, JSON, missing arrays, wrong format: all mean "rebuild"
-            msg = f"Stylus: index file {self.path} is unusable ({e.__class__.__name__}: {e}); rebuilding it"
-            log.warning(msg)
-            self.messages.append(msg)
+        except Exception as e:  # zip, JSON, missing or inconsistent arrays, wrong format: all mean "rebuild"
+            why = f"{e.__class__.__name__}: {e}"
+            self._message(f"Stylus: index file {self.path} is unusable ({why}); rebuilding it")
             self.snapshot = Snapshot()
             return False
 
+    def _message(self, msg: str) -> None:
+        log.warning(msg)
+        self.messages.append(msg)
+
     def save(self) -> None:
+        """Write the index atomically. Raises OSError (refresh then keeps the results unsaved)."""
         os.makedirs(self.cache_dir, exist_ok=True)
         arrays = {"meta": _json_bytes({"format": INDEX_FORMAT, "key": self.key, "roots": self.roots}),
                   "entries": _json_bytes([e.to_dict() for e in self.snapshot.entries]),
                   "faults": _json_bytes([f.__dict__ for f in self.snapshot.faults])}
         for emb_id, state in self.snapshot.states.items():
             arrays.update({f"{emb_id}::{k}": v for k, v in state.items() if not k.startswith("_")})
-        fd, tmp = tempfile.mkstemp(prefix=".stylus-index-", suffix=".tmp", dir=self.cache_dir)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=TMP_SUFFIX, dir=self.cache_dir)
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **arrays)
@@ -115,18 +124,30 @@ class LibraryIndex:
         """Re-scan the roots; re-read and re-embed only what changed; swap in the new snapshot and save it."""
         with self._lock:
             t0 = time.perf_counter()
+            _remove_stale_tmp(self.cache_dir)
             report = RefreshReport()
             old = {e.card.path: e for e in self.snapshot.entries}
             entries = self._scan(old, report, progress)
             states = {emb.id: self._fit(emb, entries, report, progress) for emb in self.embedders}
             fams = np.array([FAMILIES.index(e.card.base) for e in entries], np.int8)
-            changed = report.read or report.removed or len(entries) != len(old) or not os.path.isfile(self.path)
+            # An empty library with no index yet writes nothing (no .stylus/ in a folder without LoRAs).
+            changed = report.read or report.removed or len(entries) != len(old) \
+                or (entries and not os.path.isfile(self.path))
             self.snapshot = Snapshot(entries, states, fams, report.faults)
             if save and changed:
-                self.save()
-                report.saved = True
+                report.saved = self._try_save()
             report.total, report.seconds = len(entries), time.perf_counter() - t0
             return report
+
+    def _try_save(self) -> bool:
+        try:
+            self.save()
+            return True
+        except OSError as e:  # read-only folder, a folder where the file goes, a file given as the folder...
+            reason = "not a folder" if os.path.isfile(self.cache_dir) else e.strerror or e.__class__.__name__
+            where = f"{self.cache_dir} ({reason})"
+            self._message(f"Stylus: could not write the index to {where}: results are not saved")
+            return False
 
     def _scan(self, old: dict, report: RefreshReport, progress) -> list:
         prev_cards = {p: e.card for p, e in old.items()}
@@ -194,8 +215,47 @@ def _read(path: str, key: str, embedder_ids: list) -> Snapshot:
     for eid, state in states.items():
         if not state:
             raise ValueError(f"no arrays for embedder {eid}")
+        _check_state(state, len(entries))
     fams = np.array([FAMILIES.index(e.card.base) for e in entries], np.int8)
     return Snapshot(entries, states, fams, faults)
+
+
+def _check_state(state: dict, n: int) -> None:
+    """The arrays must describe the same n cards and index each other within bounds: an index written by a
+    buggy or foreign program would otherwise crash every query and every later refresh."""
+    def need(ok, name: str, what: str) -> None:
+        if not ok:
+            raise ValueError(f"{name} {what}")
+    if "bm25_n" in state:
+        vocab, ptr, ids = state["bm25_vocab"], state["bm25_indptr"], state["bm25_ids"]
+        need(state["bm25_n"].shape == (1,) and int(state["bm25_n"][0]) == n, "bm25_n", f"is not {n} cards")
+        ptr_ok = ptr.ndim == 1 and len(ptr) == len(vocab) + 1 and ptr[0] == 0 and np.all(np.diff(ptr) >= 0)
+        need(ptr_ok, "bm25_indptr", "does not match the vocabulary")
+        need(vocab.ndim == 1 and np.all(vocab[1:] > vocab[:-1]), "bm25_vocab", "is not sorted")
+        for name in ("bm25_ids", "bm25_tf", "bm25_weights"):
+            need(state[name].shape == (int(ptr[-1]),), name, "does not match bm25_indptr")
+        need(not len(ids) or (ids.min() >= 0 and ids.max() < n), "bm25_ids", "points past the cards")
+        need(np.all(np.isfinite(state["bm25_weights"])), "bm25_weights", "are not finite")
+    if "dense_vectors" in state:
+        vectors = state["dense_vectors"]
+        need(vectors.ndim == 2 and len(vectors) == n and np.all(np.isfinite(vectors)), "dense_vectors",
+             f"are not {n} finite vectors")
+        need("dense_faiss" in state and state["dense_faiss"].ndim == 1, "dense_faiss", "is missing")
+
+
+def _remove_stale_tmp(folder: str) -> None:
+    """Temp files of runs killed mid-save; a recent one may be another process's save in progress."""
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(TMP_PREFIX) and n.endswith(TMP_SUFFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if os.path.isfile(path) and time.time() - os.path.getmtime(path) > STALE_TMP_SECONDS:
+                os.unlink(path)
+        except OSError:
+            continue
 
 
 def _json_bytes(obj) -> np.ndarray:

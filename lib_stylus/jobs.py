@@ -15,6 +15,7 @@ class JobRewrite:
     hr_negative_prompts: list | None = None
     applied: list = field(default_factory=list)     # per image: "alias:weight, ..." (infotext)
     skipped: list = field(default_factory=list)     # (alias, reason) from the rewrite step
+    notes: list = field(default_factory=list)       # card text left out of a prompt, and why (once each)
     compositions: dict = field(default_factory=dict)  # batch number -> Composition
 
 
@@ -54,8 +55,11 @@ def rewrite_job(prompts: Sequence[str], negatives: Sequence[str], seeds: Sequenc
             hr = apply(out.hr_prompts[i], _at(out.hr_negative_prompts, i))
             out.hr_prompts[i] = hr.prompt
             _set(out.hr_negative_prompts, i, hr.negative_prompt)
+            out.notes.extend(hr.notes)
         out.applied.append(", ".join(f"{w.tag_name}:{w.pick.weight:g}" for w in res.written))
         out.skipped.extend((pick.alias, reason) for pick, reason in res.skipped)
+        out.notes.extend(res.notes)
+    out.notes = list(dict.fromkeys(out.notes))  # every image of a job meets the same card text
     return out
 
 

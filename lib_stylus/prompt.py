@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence, Tuple
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 __all__ = [
     "TAG_RE", "LORA_TYPES", "Tag", "Segment", "Pick", "Written", "RewriteResult",
     "parse_tags", "tagged_names", "has_tag", "strip_syntax", "split_segments", "format_weight",
-    "format_tag", "tag_problem", "contains_phrase", "rewrite", "remove_added",
+    "format_tag", "tag_problem", "contains_phrase", "rewrite", "remove_added", "HostTag", "host_tags",
+    "lora_args_error", "prompt_problems", "added_problems", "chunk_index",
 ]
 
 # The web UI's extra-network pattern (same meaning, written here independently).
@@ -36,6 +38,7 @@ LORA_TYPES = ("lora", "lyco")  # v1.10 registers "lyco" as an alias of the lora 
 # Composable-diffusion keyword and weight: a subprompt may end with ":<number>" (optional spaces around).
 _AND_RE = re.compile(r"\bAND\b")
 _BREAK_RE = re.compile(r"\bBREAK\b")
+_COMMA_RE = re.compile(r"[,\n]")
 _NUMBER = r"[-+]?(?:\d+\.?|\d*\.\d+)"
 _TRAILING_WEIGHT_RE = re.compile(r"\s*:\s*" + _NUMBER + r"\s*$")
 # Attention weight / editing step right before a closing bracket: "(x:1.2)", "[a:b:0.5]".
@@ -103,6 +106,89 @@ def tagged_names(prompt: str) -> set:
 
 def has_tag(prompt: str, name: str) -> bool:
     return name.casefold() in tagged_names(prompt)
+
+
+# ------------------------------------------------------------------------------- the host's own reading
+
+# The web UI's Lora network reads its positional/named arguments with these converters (extra_networks_lora.py
+# ExtraNetworkLora.activate): a value they reject raises inside activate, and extra_networks.activate then
+# drops the WHOLE lora network for that prompt - every LoRA of it, not just the broken tag.
+_LORA_ARGS = (("text-encoder weight", 1, "te", float), ("UNet weight", 2, "unet", float),
+              ("dyn dim", 3, "dyn", int))
+
+
+@dataclass(frozen=True)
+class HostTag:
+    """One match of the web UI's ``re_extra_net`` with what its network would make of it."""
+    kind: str
+    args: str
+    span: Tuple[int, int]
+    error: Optional[str]  # why the Lora network's activate would raise on it; None if it reads it
+
+    @property
+    def text(self) -> str:
+        return f"<{self.kind}:{self.args}>"
+
+
+def lora_args_error(args: str) -> Optional[str]:
+    """What ``ExtraNetworkLora.activate`` would raise on a tag's argument string (``name:te:unet:dyn``, items
+    split on ':', an item with exactly one '=' named), as text; None when it reads them."""
+    positional, named = _split_args(args)
+    if not positional:
+        return "no name (every argument is name=value)"
+    for label, position, key, convert in _LORA_ARGS:
+        texts = [positional[position]] if len(positional) > position else []
+        texts += [named[key]] if key in named else []
+        for text in texts:
+            try:
+                convert(text)
+            except ValueError:
+                return f"{label} {text!r} is not {'an integer' if convert is int else 'a number'}"
+    return None
+
+
+def host_tags(prompt: str) -> List[HostTag]:
+    """Every extra-network tag exactly as the web UI's ``parse_prompt`` finds it (any kind), with the parse
+    error of the lora/lyco ones. Kinds are matched case-sensitively, as the host's registry does."""
+    tags = []
+    for m in TAG_RE.finditer(prompt):
+        kind, args = m.group(1), m.group(2)
+        error = lora_args_error(args) if kind in LORA_TYPES else None
+        tags.append(HostTag(kind, args, m.span(), error))
+    return tags
+
+
+def prompt_problems(prompt: str) -> List[str]:
+    """Everything in ``prompt`` that the web UI would not read as a clean tag or as plain text: a lora tag its
+    network cannot parse (which drops every LoRA of the prompt), a tag that swallowed another '<' (an unclosed
+    tag runs on to the next '>'), and a stray '<' or '>' outside tags. Messages name no position, so two
+    prompts' lists can be compared as multisets (see ``added_problems``)."""
+    problems = []
+    covered = []
+    for tag in host_tags(prompt):
+        covered.append(tag.span)
+        if tag.error:
+            problems.append(f"{tag.text} does not parse in the web UI ({tag.error}); it then drops "
+                            f"every LoRA of the prompt")
+        if "<" in tag.args:
+            problems.append(f"{tag.text} swallows a '<': an unclosed tag runs on into the next one")
+    outside = []
+    pos = 0
+    for a, b in covered:
+        outside.append(prompt[pos:a])
+        pos = b
+    outside.append(prompt[pos:])
+    rest = "".join(outside)
+    problems += ["stray '<' outside any tag"] * rest.count("<")
+    problems += ["stray '>' outside any tag"] * rest.count(">")
+    return problems
+
+
+def added_problems(original: str, rewritten: str) -> List[str]:
+    """The problems of ``rewritten`` that ``original`` did not have (Stylus must never add one)."""
+    before = Counter(prompt_problems(original))
+    after = Counter(prompt_problems(rewritten))
+    return sorted((after - before).elements())
 
 
 # ------------------------------------------------------------------------------------------- plain words
@@ -175,17 +261,20 @@ class Segment:
     plain: str
 
 
-def _separator_spans(prompt: str) -> List[Tuple[int, int]]:
-    """Spans that separate segments, ignoring anything inside extra-network tags (aliases may hold commas)."""
+def _separators_outside_tags(prompt: str, patterns: Sequence["re.Pattern"]) -> List[Tuple[int, int]]:
+    """Sorted spans of the patterns' matches that are not inside an extra-network tag (aliases may hold
+    commas, 'AND' or 'BREAK'; the host removes tags before it splits)."""
     tag_spans = [m.span() for m in TAG_RE.finditer(prompt)]
 
     def inside_tag(pos: int) -> bool:
         return any(a <= pos < b for a, b in tag_spans)
 
-    seps = [m.span() for m in re.finditer(r"[,\n]", prompt) if not inside_tag(m.start())]
-    seps += [m.span() for m in _AND_RE.finditer(prompt) if not inside_tag(m.start())]
-    seps += [m.span() for m in _BREAK_RE.finditer(prompt) if not inside_tag(m.start())]
-    return sorted(seps)
+    return sorted(m.span() for rx in patterns for m in rx.finditer(prompt) if not inside_tag(m.start()))
+
+
+def _separator_spans(prompt: str) -> List[Tuple[int, int]]:
+    """Spans that separate segments: commas, newlines, AND, BREAK."""
+    return _separators_outside_tags(prompt, (_COMMA_RE, _AND_RE, _BREAK_RE))
 
 
 def split_segments(prompt: str) -> List[Segment]:
@@ -218,6 +307,7 @@ class Pick:
     triggers: Tuple[str, ...] = ()
     negative: str = ""
     name: Optional[str] = None
+    chunk: Optional[int] = None  # AND/BREAK chunk its triggers belong in (see chunk_index); None: the last
 
 
 @dataclass(frozen=True)
@@ -236,6 +326,7 @@ class RewriteResult:
     negative_prompt: Optional[str]
     written: Tuple[Written, ...] = ()
     skipped: Tuple[Tuple[Pick, str], ...] = ()  # (pick, human-readable reason)
+    notes: Tuple[str, ...] = ()  # card text left out because it would break the prompt, and why
 
     @property
     def tag_names(self) -> Tuple[str, ...]:
@@ -286,9 +377,13 @@ def _words(text: str) -> List[str]:
     return re.findall(r"\w+", text.casefold())
 
 
+_SYNTAX_RE = re.compile(r"[()\[\]\\:<>]|\bAND\b|\bBREAK\b")
+
+
 def _chunks(text: str) -> List[List[str]]:
     """Word lists of the comma-separated chunks of a text's plain form."""
-    return [w for w in (_words(c) for c in strip_syntax(text).split(",")) if w]
+    plain = strip_syntax(text) if _SYNTAX_RE.search(text) else text  # most card phrases are plain words
+    return [w for w in (_words(c) for c in plain.split(",")) if w]
 
 
 def _has_run(words: List[str], run: List[str]) -> bool:
@@ -322,16 +417,125 @@ def _top_level_pieces(text: str) -> List[str]:
         else:
             current.append(ch)
     pieces.append("".join(current))
-    return [p.strip() for p in pieces if p.strip() and not TAG_RE.search(p)]
+    return [p.strip() for p in pieces if p.strip()]
 
 
-def _new_phrases(texts: Iterable[str], existing: str) -> List[str]:
-    """Phrases not yet present in ``existing`` (nor earlier in this list), in order."""
+_CLOSERS = {"(": ")", "[": "]", "{": "}"}
+
+
+def _balanced(text: str) -> bool:
+    """Brackets pair up (escaped ones are text): an unclosed '(' from a card would weight the rest of the
+    prompt, a stray ')' would end the user's own emphasis early."""
+    expected: List[str] = []
+    escaped = False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch in _CLOSERS:
+            expected.append(_CLOSERS[ch])
+        elif ch in ")]}" and (not expected or expected.pop() != ch):
+            return False
+    return not expected
+
+
+def _piece_problem(piece: str) -> Optional[str]:
+    """Why a phrase taken from a card cannot go into a prompt as it is; None when it can."""
+    angles = [c for c in "<>" if c in piece]
+    if angles:
+        shown = " and ".join(repr(c) for c in angles)
+        return f"it contains {shown}, which would open or close a <lora:...> tag"
+    if not _balanced(piece):
+        return "its brackets are unbalanced, which would change the weights of the rest of the prompt"
+    if _AND_RE.search(piece) or _BREAK_RE.search(piece):
+        return "it contains AND or BREAK, which would split the prompt"
+    if _TRAILING_WEIGHT_RE.search(piece):
+        return "it ends in ':<number>', which the web UI would read as the weight of a subprompt"
+    return None
+
+
+class _PhraseIndex:
+    """The plain words of a text's comma chunks, for 'is this phrase already there' in time proportional to
+    the phrase: a suffix automaton over words, with a separator symbol between chunks (no phrase contains it,
+    so a match never crosses a comma). Adding text costs its length. Rescanning the whole prompt for every
+    phrase, as before, made merging a card's 1,000-phrase negative text take seconds (quadratic)."""
+
+    _SEPARATOR = ","  # never a word: words are \\w+ runs
+
+    def __init__(self, text: str = ""):
+        self.next: List[dict] = [{}]
+        self.link: List[int] = [-1]
+        self.length: List[int] = [0]
+        self.last = 0
+        if text:
+            self.add(text)
+
+    def add(self, text: str) -> None:
+        self.add_chunks(_chunks(text))
+
+    def add_chunks(self, chunks: List[List[str]]) -> None:
+        for words in chunks:
+            for word in words:
+                self._extend(word)
+            self._extend(self._SEPARATOR)
+
+    def contains(self, phrase: str) -> bool:
+        """Same answer as ``contains_phrase(text, phrase)`` for the text added so far."""
+        return self.contains_chunks(_chunks(phrase))
+
+    def contains_chunks(self, chunks: List[List[str]]) -> bool:
+        return bool(chunks) and all(self._has_run(words) for words in chunks)
+
+    def _has_run(self, words: List[str]) -> bool:
+        state: Optional[int] = 0
+        for word in words:
+            state = self.next[state].get(word)
+            if state is None:
+                return False
+        return True
+
+    def _extend(self, symbol: str) -> None:
+        """The textbook online construction (one new state, at most one clone per symbol)."""
+        cur = len(self.next)
+        self.next.append({})
+        self.length.append(self.length[self.last] + 1)
+        self.link.append(0)
+        p = self.last
+        while p != -1 and symbol not in self.next[p]:
+            self.next[p][symbol] = cur
+            p = self.link[p]
+        if p != -1:
+            q = self.next[p][symbol]
+            if self.length[p] + 1 == self.length[q]:
+                self.link[cur] = q
+            else:
+                clone = len(self.next)
+                self.next.append(dict(self.next[q]))
+                self.length.append(self.length[p] + 1)
+                self.link.append(self.link[q])
+                while p != -1 and self.next[p].get(symbol) == q:
+                    self.next[p][symbol] = clone
+                    p = self.link[p]
+                self.link[q] = clone
+                self.link[cur] = clone
+        self.last = cur
+
+
+def _new_phrases(texts: Iterable[str], index: _PhraseIndex, label: str, notes: List[str]) -> List[str]:
+    """Phrases of ``texts`` not yet in ``index`` (which then learns them), in order. A phrase that would break
+    the prompt is left out, with a note."""
     added: List[str] = []
     for text in texts:
         for piece in _top_level_pieces(text or ""):
-            if _words(piece) and not contains_phrase(existing + ", " + ", ".join(added), piece):
+            problem = _piece_problem(piece)
+            if problem:
+                notes.append(f"{label} {piece!r} left out: {problem}")
+                continue
+            chunks = _chunks(piece)
+            if chunks and not index.contains_chunks(chunks):
                 added.append(piece)
+                index.add_chunks(chunks)
     return added
 
 
@@ -357,6 +561,77 @@ def _append_tags(text: str, tags: Sequence[str]) -> str:
     return text + sep + " ".join(tags)
 
 
+def _chunk_spans(prompt: str) -> List[Tuple[int, int]]:
+    """(start, end) of each AND / BREAK chunk of the prompt, separators left out; an AND or BREAK inside a tag
+    separates nothing (the host removes tags before it splits)."""
+    spans, pos = [], 0
+    for a, b in _separators_outside_tags(prompt, (_AND_RE, _BREAK_RE)):
+        spans.append((pos, a))
+        pos = b
+    spans.append((pos, len(prompt)))
+    return spans
+
+
+def chunk_index(prompt: str, pos: int) -> int:
+    """The AND / BREAK chunk of ``prompt`` that holds position ``pos`` (0 = the first): where a task found at
+    ``pos`` gets its trigger words (``Pick.chunk``)."""
+    found = 0
+    for i, (start, _) in enumerate(_chunk_spans(prompt)):
+        if start <= pos:
+            found = i
+    return found
+
+
+def _insert_phrases(text: str, pos: int, phrases: Sequence[str]) -> str:
+    """``phrases`` appended to the text before ``pos`` (see _append_phrases), the rest kept after a space."""
+    if not phrases:
+        return text
+    head = _append_phrases(text[:pos], phrases)
+    tail = text[pos:]
+    sep = " " if tail and not tail[0].isspace() else ""
+    return head + sep + tail
+
+
+def _write_triggers(prompt: str, by_chunk: Dict[Optional[int], List[str]]) -> str:
+    """Each chunk's trigger words at the end of that chunk's own text; a chunk the prompt does not have (a
+    shorter hires or batch prompt) or None means the last one."""
+    spans = _chunk_spans(prompt)
+    last = len(spans) - 1
+    grouped: Dict[int, List[str]] = {}
+    for chunk, phrases in by_chunk.items():
+        k = last if chunk is None else max(0, min(chunk, last))
+        grouped.setdefault(k, []).extend(phrases)
+    for k in sorted(grouped, reverse=True):  # right to left: earlier positions stay valid
+        start, end = spans[k]
+        pos = len(prompt) if k == last else start + len(prompt[start:end].rstrip())
+        prompt = _insert_phrases(prompt, pos, grouped[k])
+    return prompt
+
+
+_OPENER_RE = re.compile(r"<\w+:")
+
+
+def _unclosed_tag_start(prompt: str) -> Optional[int]:
+    """Where a tag opens that no '>' closes ('... <lora:red_fox:0.5' typed unfinished): the host's pattern
+    would run from there to the next '>', so nothing holding a '>' may be written after it."""
+    m = _OPENER_RE.search(prompt, prompt.rfind(">") + 1)
+    return m.start() if m else None
+
+
+def _write_prompt(prompt: str, by_chunk: Dict[Optional[int], List[str]], tags: Sequence[str]) -> str:
+    """Triggers into their chunks and tags at the end, or, when the prompt ends in an unclosed tag, all of it
+    before that tag, which stays last and untouched."""
+    cut = _unclosed_tag_start(prompt)
+    if cut is None:
+        return _append_tags(_write_triggers(prompt, by_chunk), tags)
+    body = prompt[:cut].rstrip()
+    text = _append_tags(_write_triggers(body, by_chunk), tags)
+    if text == body:
+        return prompt
+    gap = prompt[len(body):cut]
+    return text + (gap or " ") + prompt[cut:]
+
+
 def _choose_tag_name(pick: Pick) -> Tuple[Optional[str], Optional[str]]:
     """(name to write, None) or (None, reason). The alias is preferred because users recognise it."""
     problem = tag_problem(pick.alias, pick.weight)
@@ -372,17 +647,23 @@ def _choose_tag_name(pick: Pick) -> Tuple[Optional[str], Optional[str]]:
 
 def rewrite(prompt: str, picks: Sequence[Pick], negative_prompt: Optional[str] = None,
             add_triggers: bool = True) -> RewriteResult:
-    """Append each pick's trigger words (once) and ``<lora:…:w>`` tag to ``prompt``; with a
-    ``negative_prompt`` given, append the picks' negative texts to it. The original text stays a prefix,
-    byte for byte, except that a trailing composable ``:weight`` is kept at the end (see _append_phrases).
+    """Write each pick's trigger words (once) at the end of its AND/BREAK chunk (``Pick.chunk``, default the
+    last) and its ``<lora:…:w>`` tag at the end of ``prompt``; with a ``negative_prompt`` given, append the
+    picks' negative texts to it. The user's text is kept byte for byte, except that a trailing composable
+    ``:weight`` stays last in its chunk (see _append_phrases) and an unclosed tag at the end stays last.
 
     A pick is skipped (with a reason) when the prompt already tags it (by alias or registry name,
     case-insensitive), when an earlier pick wrote it, when its weight is 0, or when neither its alias nor
-    its registry name can be written as a tag."""
+    its registry name can be written as a tag. Card text that would break a tag or the prompt's brackets is
+    left out (``notes`` says what). The result is checked against the web UI's own reading (``host_tags``):
+    a rewrite that would add a problem is not made."""
     taken = tagged_names(prompt)
     written: List[Written] = []
     skipped: List[Tuple[Pick, str]] = []
-    all_triggers: List[str] = []
+    notes: List[str] = []
+    trigger_index = _PhraseIndex(prompt) if add_triggers else None
+    negative_index = _PhraseIndex(negative_prompt) if negative_prompt is not None else None
+    by_chunk: Dict[Optional[int], List[str]] = {}
     all_negatives: List[str] = []
     for pick in picks:
         names = {pick.alias.casefold()} | ({pick.name.casefold()} if pick.name else set())
@@ -397,17 +678,43 @@ def rewrite(prompt: str, picks: Sequence[Pick], negative_prompt: Optional[str] =
             skipped.append((pick, reason))
             continue
         taken |= names | {tag_name.casefold()}
-        triggers = _new_phrases(pick.triggers, prompt + ", " + ", ".join(all_triggers)) if add_triggers else []
+        triggers: List[str] = []
+        if trigger_index is not None:
+            triggers = _new_phrases(pick.triggers, trigger_index, f"{pick.alias}: trigger word", notes)
         negatives: List[str] = []
-        if negative_prompt is not None and pick.negative:
-            negatives = _new_phrases([pick.negative], negative_prompt + ", " + ", ".join(all_negatives))
-        all_triggers += triggers
+        if negative_index is not None and pick.negative:
+            negatives = _new_phrases([pick.negative], negative_index, f"{pick.alias}: negative text", notes)
+        by_chunk.setdefault(pick.chunk, []).extend(triggers)
         all_negatives += negatives
         written.append(Written(pick, tag_name, format_tag(tag_name, pick.weight), tuple(triggers),
                                tuple(negatives)))
-    new_prompt = _append_tags(_append_phrases(prompt, all_triggers), [w.tag for w in written])
+    new_prompt = _write_prompt(prompt, by_chunk, [w.tag for w in written])
     new_negative = None if negative_prompt is None else _append_phrases(negative_prompt, all_negatives)
-    return RewriteResult(new_prompt, new_negative, tuple(written), tuple(skipped))
+    result = RewriteResult(new_prompt, new_negative, tuple(written), tuple(skipped))
+    return _checked(prompt, negative_prompt, result, notes)
+
+
+def _checked(prompt: str, negative_prompt: Optional[str], result: RewriteResult,
+             notes: List[str]) -> RewriteResult:
+    """The safety net after writing: the web UI must read the new prompt as the old one plus Stylus's tags."""
+    if result.written:
+        for tag in host_tags(prompt):
+            if tag.error:
+                notes.append(f"the prompt's own {tag.text} does not parse in the web UI ({tag.error}): "
+                             f"the web UI drops every LoRA of this prompt, the ones Stylus adds too")
+    read_back = {t.text for t in host_tags(result.prompt) if not t.error}
+    problems = added_problems(prompt, result.prompt)
+    lost = [w.tag for w in result.written if w.tag not in read_back]
+    if problems or lost:
+        why = "; ".join(problems + [f"{tag} would not read back" for tag in lost])
+        notes.append(f"nothing written into the prompt: it would not parse in the web UI ({why})")
+        refused = tuple((w.pick, "writing it would break the prompt") for w in result.written)
+        skipped = result.skipped + refused
+        result = replace(result, prompt=prompt, written=(), skipped=skipped)
+    if negative_prompt is not None and added_problems(negative_prompt, result.negative_prompt or ""):
+        notes.append("nothing written into the negative prompt: it would not parse in the web UI")
+        result = replace(result, negative_prompt=negative_prompt)
+    return replace(result, notes=tuple(notes))
 
 
 # ------------------------------------------------------------------------------------------------ undoing

@@ -33,8 +33,5 @@ class StylusScript(scripts.Script):
     def process(self, p, *args):
         hooks.process(p, StylusArgs.from_script_args(args))
 
-    def process_batch(self, p, *args, **kwargs):
-        hooks.process_batch(p, kwargs.get("batch_number", 0))
-
     def postprocess(self, p, processed, *args):
         hooks.end_job(p)

@@ -1,5 +1,6 @@
 """The real 6,431-LoRA benchmark folder with its 65 faults (../shared/bench): every fault reported by stem,
-nothing usable lost, the SDXL LoRAs indexed as SDXL and never offered for an SD1 model."""
+nothing usable lost, the SDXL LoRAs indexed as SDXL and never offered for an SD1 model. Plus a test-built
+folder with every bad file of issue 9 and 400 good cards."""
 import os
 import subprocess
 import sys
@@ -9,7 +10,9 @@ import pytest
 from lib_stylus.cli import main as cli_main
 from lib_stylus.index import LibraryIndex
 from lib_stylus.retriever import Retriever
+from tests.loralib import BAD_FILES, card, make_library, unblock_fifos, write_bad_file
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "bench")
 
 
@@ -60,3 +63,44 @@ def test_sdxl_loras_are_sdxl_and_never_offered_for_sd1(bench):
         title = by_stem[stem].title
         assert stem not in [c.card.stem for c in retriever.retrieve(title, "sd1", 150)]
         assert stem in [c.card.stem for c in retriever.retrieve(title, "sdxl", 150)]
+
+
+def _word(i: int) -> str:
+    """A made-up word per good card (letters only, so the tokenizer keeps it whole)."""
+    letters = ""
+    for _ in range(3):
+        i, r = divmod(i, 26)
+        letters += chr(ord("a") + r)
+    return "zq" + letters
+
+
+def test_every_bad_file_of_issue_9_plus_400_good_cards_index_in_one_run(tmp_path):
+    """A messy models/Lora folder: each bad file of items 1-4 is one line naming it, and all 400 good cards
+    are indexed, taggable and found. The CLI runs as a subprocess under a timeout: a FIFO or /dev/zero must
+    not hang it."""
+    lib = tmp_path / "Lora"
+    make_library(lib, [card(f"good_{i:03d}", title=f"good {_word(i)}", tags=[_word(i)], subdir=f"set{i % 4}")
+                       for i in range(400)])
+    for stem in BAD_FILES:
+        write_bad_file(lib / "strangers", stem)
+    cmd = [sys.executable, "-m", "lib_stylus", "index", str(lib), "--quiet"]
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired:
+        unblock_fifos(lib)
+        raise
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"{400 + sum(kept for _, kept, _ in BAD_FILES.values())} LoRAs indexed")
+    for stem, (_, _, words) in BAD_FILES.items():
+        (line,) = [l for l in lines if l.startswith(stem + "\t")]
+        assert all(w in line for w in words), line
+    assert not [l for l in lines if l.startswith("good_")]
+    index = LibraryIndex([str(lib)], str(lib / ".stylus"))
+    assert index.load()
+    report = index.refresh()  # the second run reuses every card, and still reports every bad file
+    assert sorted({f.stem for f in report.faults}) == sorted(BAD_FILES)
+    retriever = Retriever(index)
+    for i in range(400):
+        (top,) = retriever.retrieve(_word(i), "sd1", 1)
+        assert top.card.stem == f"good_{i:03d}" and top.card.alias == top.card.stem

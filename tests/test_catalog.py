@@ -6,7 +6,8 @@ import pytest
 
 from lib_stylus.catalog import scan
 from lib_stylus.catalog.safetensors_header import read_header
-from tests.loralib import card, make_library, write_json, write_raw_header
+from tests.loralib import (BAD_FILES, card, make_library, scan_with_timeout, tensor_header, write_bad_file,
+                           write_header_file, write_json, write_raw_header)
 
 
 def faults_by_stem(result):
@@ -18,22 +19,23 @@ def faults_by_stem(result):
 
 def test_header_is_read_without_loading_tensors(tmp_path):
     lib = make_library(tmp_path, [card("anime_eyes", tags=["eyes"], trigger_words=["sparkly eyes"])])
-    path = os.path.join(lib, "anime_eyes.safetensors")
-    meta, tensors, sha = read_header(path)
-    size = os.path.getsize(path)
-    with open(path, "r+b") as f:  # cut away all tensor data: a header-only reader does not notice
-        n = int.from_bytes(f.read(8), "little")
-        f.truncate(8 + n)
-    assert os.path.getsize(path) < size
-    assert read_header(path) == (meta, tensors, sha)
+    meta, tensors, sha = read_header(os.path.join(lib, "anime_eyes.safetensors"))
     assert meta["ss_output_name"] == "anime_eyes" and "lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight" in tensors
+    # 4 GiB of tensor data (a sparse file: nothing on disk): only the header and the file size are read
+    big = tmp_path / "big.safetensors"
+    header = b'{"w": {"dtype": "F16", "shape": [65536, 32768], "data_offsets": [0, 4294967296]}}'
+    write_header_file(big, header, data_len=0)
+    with open(big, "r+b") as f:
+        f.truncate(8 + len(header) + 2**32)
+    _, tensors, _ = read_header(str(big))
+    assert tensors["w"]["shape"] == [65536, 32768]
 
 
 @pytest.mark.parametrize("length,payload,reason", [
     (0, b"", "empty file"),
     (400, b'{"a": {"dtype": "F16"', "truncated header"),
     (2**60, b"{}", "absurd header length"),
-    (8, b"not json", "header is not JSON"),
+    (8, b"not json", "header: invalid JSON"),
     (4, b"[1] ", "header is not a JSON object"),
 ])
 def test_broken_safetensors_is_reported_and_skipped(tmp_path, length, payload, reason):
@@ -157,3 +159,87 @@ def test_missing_folder_is_a_fault_not_an_exception(tmp_path):
     result = scan(str(tmp_path / "nope"))
     assert result.cards == [] and "not found" in result.faults[0].reason
 
+
+
+def fault_lines(result, stem):
+    return [f.line() for f in result.faults if f.stem == stem]
+
+
+@pytest.mark.parametrize("stem", sorted(BAD_FILES))
+def test_one_bad_file_is_one_fault_line_and_the_rest_is_indexed(tmp_path, stem):
+    """Issue 9 items 1-4: JSON parsers choke on, FIFOs and devices, files the host's loader refuses, names
+    no tag can carry. The scan ends (under a timeout), the good card is kept, the bad file has one line."""
+    make_library(tmp_path, [card("good_one")])
+    write_bad_file(tmp_path, stem)
+    _, kept, words = BAD_FILES[stem]
+    result = scan_with_timeout(tmp_path)
+    by_stem = {c.stem: c for c in result.cards}
+    assert "good_one" in by_stem and not fault_lines(result, "good_one")
+    assert (stem in by_stem) == kept
+    if kept:
+        assert by_stem[stem].alias == stem and by_stem[stem].title  # still usable from its other sources
+    (line,) = fault_lines(result, stem)
+    assert all(w in line for w in words), line
+    assert "\n" not in line
+
+
+@pytest.mark.parametrize("stem", sorted(s for s, (_, kept, _) in BAD_FILES.items()
+                                        if not kept and s.startswith(("hdr_", "meta_", "data_"))))
+def test_headers_we_refuse_are_refused_by_the_hosts_safetensors_loader(tmp_path, stem):
+    import safetensors
+    from safetensors.torch import load_file
+    assert safetensors.__version__ == "0.4.2"  # the web UI 1.10's pin: the loader these checks mirror
+    write_bad_file(tmp_path, stem)
+    with pytest.raises(Exception):
+        load_file(str(tmp_path / (stem + ".safetensors")))
+    assert fault_lines(scan(str(tmp_path)), stem)
+
+
+@pytest.mark.parametrize("header,data_len", [
+    (b" " + tensor_header(), 16),                                            # leading white space
+    (tensor_header(b', "extra": {"a": [1, 2.5, "x", null, true]}'), 16),     # fields the loader ignores
+    (tensor_header(metadata=b"null"), 16),
+    (tensor_header(metadata=b'{"a": "1", "a": "2"}'), 16),                   # a repeated key: last wins
+    (b'{"b": {"dtype": "F8_E4M3", "shape": [4], "data_offsets": [4, 8]},'
+     b' "a": {"dtype": "BOOL", "shape": [2, 2], "data_offsets": [0, 4]},'
+     b' "z": {"dtype": "I64", "shape": [0], "data_offsets": [8, 8]}}', 8),    # any order, empty tensors
+    (b"{}", 0),
+])
+def test_headers_the_loader_accepts_are_accepted(tmp_path, header, data_len):
+    from safetensors.torch import load_file
+    path = tmp_path / "fine.safetensors"
+    write_header_file(path, header, data_len)
+    load_file(str(path))
+    result = scan(str(tmp_path))
+    assert [c.stem for c in result.cards] == ["fine"] and not result.faults
+
+
+def test_webui_json_description_is_html_stripped(tmp_path):
+    make_library(tmp_path, [card("inked")])
+    html = "<p>Bold <b>ink</b> lines&nbsp;&amp; washes</p><script>x()</script>"
+    write_json(tmp_path / "inked.json", {"description": html, "notes": "<i>use at 0.6</i>"})
+    (c,) = scan(str(tmp_path)).cards
+    assert c.description == "Bold ink lines & washes"
+    assert c.notes == "use at 0.6"
+
+
+def test_a_preview_added_after_indexing_changes_the_signature(tmp_path):
+    make_library(tmp_path, [card("later")])
+    (old,) = scan(str(tmp_path)).cards
+    (tmp_path / "later.preview.png").write_bytes(b"\x89PNG")
+    result = scan(str(tmp_path), {old.path: old})
+    assert result.read == 1 and result.cards[0].previews == [str(tmp_path / "later.preview.png")]
+
+
+def test_a_fifo_preview_is_not_offered(tmp_path):
+    make_library(tmp_path, [card("piped")])
+    os.mkfifo(tmp_path / "piped.png")
+    (c,) = scan_with_timeout(tmp_path).cards
+    assert c.previews == []
+
+
+def test_a_fault_line_stays_one_line_whatever_the_file_name(tmp_path):
+    make_library(tmp_path, [card("fine"), card("two\nlines\tname")])
+    result = scan(str(tmp_path))
+    (fault,) = result.faults
+    assert fault.line() == "two\\nlines\\tname\t" + fault.reason and "cannot be written" in fault.reason

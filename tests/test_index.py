@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import zipfile
 
 import numpy as np
@@ -144,3 +145,105 @@ def test_process_killed_mid_write_leaves_the_previous_index_usable(tmp_path):
     survivor = LibraryIndex(index.roots, index.cache_dir)
     assert survivor.load() and len(survivor.snapshot.entries) == 4
     assert survivor.refresh().total == 5
+
+
+def query_works(index) -> None:
+    from lib_stylus.retriever import Retriever
+    picks = Retriever(index).retrieve("watercolor painting", "sd1", 3)
+    assert picks and picks[0].card.stem == "watercolor"
+
+
+def not_saved(index, report) -> None:
+    assert report.total == 4 and not report.saved
+    assert any("not saved" in m and index.cache_dir in m for m in index.messages), index.messages
+    query_works(index)
+
+
+def test_a_folder_in_place_of_the_index_file_gives_results_without_saving(tmp_path):
+    index, _ = build(tmp_path)
+    os.remove(index.path)
+    os.mkdir(index.path)
+    again = LibraryIndex(index.roots, index.cache_dir)
+    assert not again.load() and "not a file" in again.messages[0]
+    not_saved(again, again.refresh())
+
+
+def test_a_read_only_cache_folder_gives_results_without_saving(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anyway: make the folder refuse as it would for a user
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(cache))
+        monkeypatch.setattr("tempfile.mkstemp", refuse)
+    try:
+        index, report = build(tmp_path)
+        not_saved(index, report)
+    finally:
+        cache.chmod(0o755)
+
+
+def test_cache_pointing_at_a_file_gives_results_without_saving(tmp_path):
+    (tmp_path / "cache").write_text("my notes", encoding="utf-8")
+    index, report = build(tmp_path)
+    not_saved(index, report)
+    assert (tmp_path / "cache").read_text(encoding="utf-8") == "my notes"
+
+
+def _drop_last(a):
+    return a[:-1]
+
+
+def _out_of_range(a):
+    return a + 1000
+
+
+def _more_docs(a):
+    return a + 1
+
+
+def _unsorted(a):
+    return a[::-1].copy()
+
+
+@pytest.mark.parametrize("array,change", [("bm25_indptr", _drop_last), ("bm25_ids", _out_of_range),
+                                          ("bm25_weights", _drop_last), ("bm25_n", _more_docs),
+                                          ("bm25_vocab", _unsorted), ("bm25_tf", _drop_last)])
+def test_an_index_with_inconsistent_arrays_is_reported_and_rebuilt(tmp_path, array, change):
+    index, _ = build(tmp_path)
+    with np.load(index.path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["bm25::" + array] = change(arrays["bm25::" + array])
+    with open(index.path, "wb") as f:
+        np.savez(f, **arrays)
+    again = LibraryIndex(index.roots, index.cache_dir)
+    assert not again.load() and "unusable" in again.messages[0] and array in again.messages[0]
+    report = again.refresh()
+    assert report.total == 4 and report.saved
+    query_works(again)
+    assert LibraryIndex(index.roots, index.cache_dir).load()  # the next run is fine too
+
+
+def test_an_index_with_dense_vectors_of_other_cards_is_rebuilt(tmp_path, minilm):
+    index, _ = build(tmp_path, [BM25(), minilm])
+    with np.load(index.path) as z:
+        arrays = {k: z[k] for k in z.files}
+    key = f"{minilm.id}::dense_vectors"
+    arrays[key] = arrays[key][:-1]
+    with open(index.path, "wb") as f:
+        np.savez(f, **arrays)
+    again = LibraryIndex(index.roots, index.cache_dir, [BM25(), minilm])
+    assert not again.load() and "dense_vectors" in again.messages[0]
+
+
+def test_stale_temp_files_are_removed(tmp_path):
+    index, _ = build(tmp_path)
+    stale = os.path.join(index.cache_dir, ".stylus-index-dead.tmp")
+    fresh = os.path.join(index.cache_dir, ".stylus-index-busy.tmp")  # another process may be writing it now
+    mine = os.path.join(index.cache_dir, "notes.tmp")
+    for path in (stale, fresh, mine):
+        open(path, "wb").close()
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    os.utime(mine, (time.time() - 7200, time.time() - 7200))
+    index.refresh()
+    assert not os.path.exists(stale) and os.path.exists(fresh) and os.path.exists(mine)

@@ -8,6 +8,7 @@ from PIL import Image
 from lib_stylus.images import to_pil
 from lib_stylus.jobs import mask_seed, rewrite_job
 from lib_stylus.webui.args import StylusArgs, field_names, infotext_keys
+from tests.prompt_check import assert_parses
 
 
 class FakeComposition:
@@ -35,6 +36,27 @@ def test_rewrite_job_writes_one_set_per_batch_and_hires_prompts():
     assert job.prompts == ["a <lora:lora_5:0.5>", "a <lora:lora_5:0.5>", "b <lora:lora_7:0.5>", "b <lora:lora_7:0.5>"]
     assert job.hr_prompts == job.prompts
     assert job.applied == ["lora_5:0.5", "lora_5:0.5", "lora_7:0.5", "lora_7:0.5"]
+    for before, after in zip(["a", "a", "b", "b"], job.prompts):
+        assert_parses(after, before)
+
+
+class BrokenCardComposition:
+    """A card whose activation text is an unclosed tag (9.8): left out, with one note per job."""
+    def rewrite(self, prompt, seed, negative, add_triggers, masking, **kw):
+        from lib_stylus.prompt import Pick, rewrite
+        return rewrite(prompt, [Pick("mine", 0.8, ("<lora:evil:9 name", "sks"), negative="bad>")], negative,
+                       add_triggers)
+
+
+def test_rewrite_job_leaves_out_card_text_that_breaks_tags_and_says_so_once():
+    prompts = ["a fox <lora:red_fox:0.5", "a fox <lora:red_fox:0.5"]
+    job = rewrite_job(prompts, ["lowres", "lowres"], [1, 2], 1, lambda p: BrokenCardComposition(),
+                      hr_prompts=list(prompts), hr_negatives=["lowres", "lowres"])
+    for before, after in zip(prompts * 2, job.prompts + job.hr_prompts):
+        assert after == "a fox, sks <lora:mine:0.8> <lora:red_fox:0.5"
+        assert_parses(after, before)
+    assert job.negative_prompts == ["lowres", "lowres"]
+    assert len(job.notes) == 2 and "'<lora:evil:9 name'" in job.notes[0] and "'bad>'" in job.notes[1]
 
 
 def test_args_from_api_are_coerced_and_defaulted():

@@ -1,4 +1,5 @@
 import json
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,6 +12,7 @@ from compose_fixtures import build_library
 
 REPLIES = {}  # path -> (delay seconds, reply content)
 SEEN = []
+HANDLED = []  # one item per request whose handling (error handling included) is over
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -34,9 +36,21 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A client that gave up (the timeout cases) is expected: its broken pipe is not a failure to print."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+    def shutdown_request(self, request):
+        super().shutdown_request(request)
+        HANDLED.append(request)
+
+
 @pytest.fixture(scope="module")
 def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv = QuietServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"
@@ -82,3 +96,17 @@ def test_failures_fall_back_to_local(server, local, mode, reply, delay, why):
     comp = llm(server, local, mode, timeout=0.5).compose(PROMPT, "sd1")
     assert comp.composer == "local" and why in comp.fallback
     assert comp.stems == local.compose(PROMPT, "sd1").stems
+
+
+def test_a_client_that_gave_up_leaves_no_traceback(server, local, capsys):
+    """Issue 9 item 19: a reply after the client's timeout printed a BrokenPipeError traceback."""
+    REPLIES["late"] = (1.0, '{"tasks": []}')
+    before = len(HANDLED)
+    comp = llm(server, local, "late", timeout=0.3).compose(PROMPT, "sd1")
+    assert comp.composer == "local" and "timed out" in comp.fallback
+    deadline = time.monotonic() + 20
+    while len(HANDLED) == before and time.monotonic() < deadline:  # the late reply is written, then it ends
+        time.sleep(0.05)
+    assert len(HANDLED) > before
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "BrokenPipeError" not in err

@@ -3,9 +3,11 @@ import re
 import pytest
 
 from lib_stylus.prompt import (
-    Pick, contains_phrase, format_tag, format_weight, has_tag, parse_tags, remove_added, rewrite,
-    split_segments, strip_syntax, tag_problem, tagged_names,
+    Pick, added_problems, chunk_index, contains_phrase, format_tag, format_weight, has_tag, host_tags,
+    lora_args_error, parse_tags, prompt_problems, remove_added, rewrite, split_segments, strip_syntax,
+    tag_problem, tagged_names,
 )
+from tests.prompt_check import assert_clean, assert_parses
 
 # The web UI's reading of a tag, restated here on purpose (not imported from prompt.py): if prompt.py's
 # mirror drifted, these tests would still check against the real rule.
@@ -249,3 +251,163 @@ def test_rewrite_after_paste_does_not_tag_twice():
     first = rewrite("cat", [Pick("x", 1, ("sks",))])
     again = rewrite(first.prompt, [Pick("x", 1, ("sks",))])
     assert again.prompt == first.prompt and has_tag(first.prompt, "x")
+
+
+# ------------------------------------------------------------------------ the web UI's grammar (issue 9.8)
+
+@pytest.mark.parametrize("args, error", [
+    ("x:0.5", None), ("x", None), ("x:0.5:0.2:4", None), ("x:te=0.3:unet=1e-1", None), ("x: 0.5 ", None),
+    ("x:abc", "text-encoder weight 'abc'"), ("x:0.5:hi", "UNet weight 'hi'"), ("x:1:1:1.5", "dyn dim '1.5'"),
+    ("te=1", "no name"), ("x:unet=y", "UNet weight 'y'"), ("evil:9 name <lora:mine:0.8", "text-encoder"),
+])
+def test_lora_args_error_follows_the_lora_networks_activate(args, error):
+    got = lora_args_error(args)
+    assert (got is None) if error is None else (error in got)
+
+
+def test_prompt_problems_reports_broken_tags_swallowed_tags_and_stray_brackets():
+    assert prompt_problems("cat <lora:a:0.5> <hypernet:h:x> a=b") == []
+    (broken,) = prompt_problems("cat <lora:a:oops>")
+    assert "drops every LoRA" in broken
+    swallowed = prompt_problems("cat <lora:evil:9 name <lora:mine:0.8>")
+    assert any("swallows a '<'" in p for p in swallowed) and any("does not parse" in p for p in swallowed)
+    stray = ["stray '<' outside any tag"] * 2 + ["stray '>' outside any tag"]
+    assert prompt_problems("a <3 heart >_<") == stray
+    assert [t.text for t in host_tags("<LoRA:x:y> <lyco:z:1>")] == ["<LoRA:x:y>", "<lyco:z:1>"]
+    assert host_tags("<LoRA:x:y>")[0].error is None  # the host's registry is case-sensitive: not a lora tag
+
+
+def test_added_problems_counts_only_what_the_rewrite_added():
+    assert added_problems("a <3", "a <3, b <lora:x:1>") == []
+    assert added_problems("a", "a <b") == ["stray '<' outside any tag"]
+
+
+@pytest.mark.parametrize("trigger", ["<lora:evil:9 name", "evil>", "<b>bold</b>", "x <lora:y:1>", "<"])
+def test_card_trigger_with_angle_brackets_is_dropped_and_reported(trigger):
+    res = rewrite("a fox", [Pick("mine", 0.8, (trigger, "sks"))])
+    assert res.prompt == "a fox, sks <lora:mine:0.8>"
+    assert_clean(res.prompt)
+    assert webui_read(res.prompt) == [("lora", "mine", 0.8)]
+    (note,) = res.notes
+    assert note.startswith("mine: ") and repr(trigger) in note and ("'<'" in note or "'>'" in note)
+
+
+def test_card_negative_text_with_angle_brackets_is_dropped_and_reported():
+    pick = Pick("mine", 0.8, negative="lowres, <lora:bad:1>, ugly>")
+    res = rewrite("a fox", [pick], negative_prompt="blurry")
+    assert res.negative_prompt == "blurry, lowres"
+    assert len(res.notes) == 2 and all(n.startswith("mine: negative text") for n in res.notes)
+
+
+def test_card_trigger_that_would_split_or_weight_the_prompt_is_dropped():
+    triggers = ("salt AND pepper", "x BREAK y", "sks:0.5", "(sks:1.2)", "and")
+    res = rewrite("a fox", [Pick("mine", 0.8, triggers)])
+    assert res.triggers == ("(sks:1.2)", "and") and len(res.notes) == 3
+    assert strip_syntax(res.prompt) == "a fox, sks, and"
+
+
+def test_card_trigger_with_unbalanced_brackets_is_dropped():
+    res = rewrite("a fox", [Pick("mine", 0.8, ("(glowing", "neon]", "(soft, light:1.1)"))])
+    assert res.triggers == ("(soft, light:1.1)",) and len(res.notes) == 2 and "unbalanced" in res.notes[0]
+
+
+@pytest.mark.parametrize("prompt", ["a fox <lora:red_fox:0.5", "a fox, <lora:red_fox:0.5 ", "<lora:red_fox:",
+                                    "a fox <b:c BREAK night"])
+def test_unterminated_tag_in_the_prompt_never_swallows_what_stylus_writes(prompt):
+    res = rewrite(prompt, [Pick("mine", 0.8, ("sks",))])
+    assert_parses(res.prompt, prompt)
+    assert ("lora", "mine", 0.8) in webui_read(res.prompt)
+    assert "sks" in strip_syntax(res.prompt)
+    opener = prompt.rfind("<")
+    assert res.prompt.endswith(prompt[opener:])  # the user's unclosed text stays last, untouched
+
+
+def test_a_prompt_with_a_broken_tag_of_its_own_is_left_as_the_user_wrote_it():
+    """The user's own '<lora:x:oops>' already makes the web UI drop every LoRA: Stylus adds to the prompt
+    (its tags would be dropped along with the user's) but says why they will not load."""
+    res = rewrite("cat <lora:x:oops>", [Pick("mine", 1)])
+    assert_parses(res.prompt, "cat <lora:x:oops>")
+    assert res.written and any("<lora:x:oops>" in note for note in res.notes)
+
+
+def test_every_rewrite_here_parses():
+    prompts = ["", "cat", "a (cat:1.2) AND dog:0.5", "x <lora:mine:1> BREAK y", "a <3 b", "[a:b:0.5] <c:d"]
+    for prompt in prompts:
+        for picks in ([Pick("x", 0.7, ("t1", "<bad"))], [Pick("y", 1, negative="n>1"), Pick("z z", 0.3)]):
+            res = rewrite(prompt, picks, negative_prompt="lowres <x")
+            assert_parses(res.prompt, prompt)
+            assert_parses(res.negative_prompt, "lowres <x")
+
+
+# -------------------------------------------------------------------------- negative merge is linear (9.9)
+
+def test_negative_merge_of_many_phrases_is_correct_and_deduplicated():
+    many = ", ".join(f"bad thing{i % 5000}" for i in range(20000))  # 20,000 phrases, 5,000 distinct
+    res = rewrite("cat", [Pick("a", 1, negative=many), Pick("b", 1, negative="Bad Thing3, new one")],
+                  negative_prompt="bad thing7, (bad thing8:1.2)")
+    added = res.negative_prompt[len("bad thing7, (bad thing8:1.2), "):].split(", ")
+    assert len(added) == 4999 and added[0] == "bad thing0" and added[-1] == "new one"
+    assert "bad thing7" not in added and "bad thing8" not in added
+
+
+def test_phrase_index_work_grows_linearly(monkeypatch):
+    """Count the automaton's steps instead of timing: 10x the phrases must cost about 10x the steps (the old
+    merge rescanned everything written so far for every phrase: 100x)."""
+    import lib_stylus.prompt as prompt_mod
+    steps = []
+    real_extend = prompt_mod._PhraseIndex._extend
+
+    def counting(self, symbol):
+        steps.append(1)
+        return real_extend(self, symbol)
+
+    monkeypatch.setattr(prompt_mod._PhraseIndex, "_extend", counting)
+    counts = []
+    for n in (1000, 10000):
+        steps.clear()
+        negative = ", ".join(f"w{i} x{i % 7}" for i in range(n))
+        rewrite("cat", [Pick("a", 1, negative=negative)], negative_prompt="")
+        counts.append(len(steps))
+    assert counts[1] < 12 * counts[0]
+
+
+@pytest.mark.parametrize("text, phrase, found", [
+    ("(Blue  Hair:1.2), x", "blue hair", True), ("blue, hair", "blue hair", False), ("a b c", "b c", True),
+    ("a b c, d", "c d", False), ("abcab, cab", "b c", False), ("x y x y z", "x y z", True),
+])
+def test_phrase_index_agrees_with_contains_phrase(text, phrase, found):
+    from lib_stylus.prompt import _PhraseIndex
+    index = _PhraseIndex()
+    index.add(text)
+    assert index.contains(phrase) is found is contains_phrase(text, phrase)
+
+
+# ------------------------------------------------------------------------- triggers in their chunk (9.10)
+
+def test_trigger_goes_into_the_and_chunk_of_its_task():
+    prompt = "a knight AND a dragon"
+    res = rewrite(prompt, [Pick("armor", 1, ("sks armor",), chunk=0), Pick("wyrm", 1, ("wyrm",), chunk=1)])
+    assert res.prompt == "a knight, sks armor AND a dragon, wyrm <lora:armor:1> <lora:wyrm:1>"
+    assert strip_syntax(res.prompt) == "a knight, sks armor, a dragon, wyrm"
+
+
+def test_trigger_goes_into_the_break_chunk_and_keeps_a_composable_weight_last():
+    prompt = "a knight :0.7 AND a dragon BREAK night sky"
+    res = rewrite(prompt, [Pick("k", 1, ("sks",), chunk=0), Pick("d", 1, ("wyrm",), chunk=1)])
+    assert res.prompt == "a knight, sks :0.7 AND a dragon, wyrm BREAK night sky <lora:k:1> <lora:d:1>"
+
+
+def test_chunk_index_and_clamping():
+    prompt = "a, b BREAK c AND <lora:x AND y:1> d"
+    # an AND inside a tag splits nothing
+    assert [chunk_index(prompt, prompt.index(w)) for w in "abcd"] == [0, 0, 1, 2]
+    res = rewrite("cat", [Pick("x", 1, ("t",), chunk=5)])  # fewer chunks than asked (e.g. a hires prompt)
+    assert res.prompt == "cat, t <lora:x:1>"
+    res = rewrite("cat,BREAK dog", [Pick("x", 1, ("t",), chunk=0)])
+    assert res.prompt == "cat, t BREAK dog <lora:x:1>"
+
+
+def test_remove_added_undoes_chunk_placed_triggers():
+    prompt = "a knight AND a dragon"
+    res = rewrite(prompt, [Pick("armor", 1, ("sks armor",), chunk=0)])
+    assert remove_added(res.prompt, res.tag_names, res.triggers) == prompt

@@ -44,3 +44,7 @@ class FakeP:
         self.enable_hr = hr
         self.all_hr_prompts = list(prompts) if hr else []
         self.extra_generation_params = {}
+        # setup_prompts() sets these from the first prompt; the grid's infotext is made from them
+        self.main_prompt = self.all_prompts[0] if self.all_prompts else ""
+        self.main_negative_prompt = self.all_negative_prompts[0] if self.all_negative_prompts else ""
+        self.iteration = 0

@@ -51,4 +51,9 @@ class Fault:
     file: str = ""
 
     def line(self) -> str:
-        return f"{self.stem}\t{self.reason}"
+        """stem<TAB>reason on one line: a file name may hold a tab or a line break."""
+        return one_line(self.stem) + "\t" + one_line(self.reason)
+
+
+def one_line(text: str) -> str:
+    return text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")

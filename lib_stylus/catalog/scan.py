@@ -9,9 +9,12 @@ from typing import Callable, Iterable
 from ..text import collapse, split_words_list
 from . import basemodel, sidecars
 from .card import AdapterCard, Fault
-from .safetensors_header import HeaderError, json_field, read_header
+from .safetensors_header import json_field, read_header
+from .untrusted import Unusable, not_regular
 
 NETWORK_EXTS = (".safetensors", ".pt", ".ckpt")  # what the web UI's Lora extension lists
+UNTAGGABLE = ("file name cannot be written in a <lora:...> tag (it holds ':', '<', '>' or a line break, "
+              "and no usable ss_output_name): skipped")
 _KEPT_META = ("ss_output_name", "ss_base_model_version", "ss_sd_model_name", "ss_network_module", "ss_network_dim",
               "ss_network_alpha", "modelspec.title", "modelspec.architecture", "sshs_model_hash")
 
@@ -55,18 +58,18 @@ def walk(root: str, faults: list, hidden: bool = True) -> Iterable[_Entry]:
             yield _Entry(path, os.path.relpath(path, root).replace(os.sep, "/"), stem, siblings)
 
 
-def signature(entry: _Entry) -> tuple[str, int, int]:
-    """Sizes and mtimes of the file and every sidecar we read: any edit changes it. Raises OSError."""
+def signature(entry: _Entry) -> tuple[str, os.stat_result]:
+    """Sizes and mtimes of the file and every sidecar we read or show: any edit changes it. Raises OSError."""
     st = os.stat(entry.path)
     parts = [f"{st.st_size}:{st.st_mtime_ns}"]
-    for suffix in (".civitai.info", ".json", ".txt", ".description.txt") + sidecars.PREVIEW_EXTS:
+    for suffix in (".civitai.info", ".json", ".txt", ".description.txt") + sidecars.PREVIEW_SUFFIXES:
         if entry.stem + suffix in entry.siblings:
             try:
                 s = os.stat(os.path.join(os.path.dirname(entry.path), entry.stem + suffix))
                 parts.append(f"{suffix}={s.st_size}:{s.st_mtime_ns}")
             except OSError:
                 parts.append(f"{suffix}=?")
-    return "|".join(parts), st.st_size, st.st_mtime_ns
+    return "|".join(parts), st
 
 
 def scan(root: str, previous: dict | None = None, progress: Callable[[int, int], None] | None = None,
@@ -82,7 +85,7 @@ def scan(root: str, previous: dict | None = None, progress: Callable[[int, int],
         if progress:
             progress(i, len(entries))
         _scan_one(entry, previous.get(entry.path), result)
-    assign_tag_names(result.cards, result.faults)
+    result.cards = assign_tag_names(result.cards, result.faults)
     return result
 
 
@@ -91,16 +94,19 @@ def _scan_one(entry: _Entry, old: AdapterCard | None, result: ScanResult) -> Non
         result.faults.append(Fault(entry.stem.encode("utf-8", "replace").decode(), "file name is not valid UTF-8: skipped"))
         return
     try:
-        sig, size, mtime = signature(entry)
+        sig, st = signature(entry)
     except OSError as e:
         result.faults.append(Fault(entry.stem, f"unreadable file ({e.strerror or e.__class__.__name__})", entry.rel))
+        return
+    if not_regular(st.st_mode):  # a FIFO would block the scan for ever, /dev/zero would never end
+        result.faults.append(Fault(entry.stem, f"{not_regular(st.st_mode)}: skipped", entry.rel))
         return
     if old is not None and old.signature == sig:
         result.cards.append(old)
         result.faults.extend(Fault(old.stem, reason, old.rel) for reason in old.faults)
         result.reused += 1
         return
-    card = read_card(entry, sig, size, mtime, result.faults)
+    card = read_card(entry, sig, st.st_size, st.st_mtime_ns, result.faults)
     if card is not None:
         result.cards.append(card)
         result.read += 1
@@ -113,10 +119,10 @@ def read_card(entry: _Entry, sig: str, size: int, mtime: int, faults: list) -> A
     if entry.path.lower().endswith(".safetensors"):
         try:
             meta, tensors, header_sha = read_header(entry.path)
-        except HeaderError as e:
+        except Unusable as e:  # the web UI's loader refuses this file too: never offer it
             faults.append(Fault(stem, f"broken safetensors file: {e}: skipped", entry.rel))
             return None
-        except OSError as e:
+        except OSError as e:  # e.g. an I/O error in the middle of the read
             faults.append(Fault(stem, f"unreadable file ({e.strerror or e.__class__.__name__}): skipped", entry.rel))
             return None
     elif size == 0:
@@ -128,8 +134,10 @@ def read_card(entry: _Entry, sig: str, size: int, mtime: int, faults: list) -> A
     notes: list[str] = []
     civ = _merge_civitai(card, base, entry, notes)
     side = _merge_webui(card, base, entry, notes)
-    _merge_metadata(card, meta)
-    card.notes = sidecars.text_notes(base) if not card.notes else card.notes
+    _merge_metadata(card, meta, notes)
+    if not card.notes:
+        card.notes, errs = sidecars.text_notes(base, entry.siblings)
+        notes.extend(errs)
     card.previews = sidecars.previews(base, entry.siblings)
     _decide_base(card, meta, tensors, civ, side, notes)
     card.faults = notes
@@ -161,25 +169,27 @@ def _merge_webui(card: AdapterCard, base: str, entry: _Entry, notes: list) -> di
     card.trigger_words = split_words_list(card.trigger_words + [side.get("activation text", "")])
     if side.get("description") and side["description"] not in card.description:
         card.description = collapse(side["description"] + " " + card.description)
-    weight = side.get("preferred weight", 0)
-    card.preferred_weight = float(weight) if 0 < abs(float(weight)) <= 5 else 0.0
+    weight = float(side.get("preferred weight", 0))  # finite: the JSON reader refuses numbers beyond float64
+    card.preferred_weight = weight if 0 < abs(weight) <= 5 else 0.0
     card.negative_text = side.get("negative text", "")
     card.notes = side.get("notes", "")
     return side
 
 
-def _merge_metadata(card: AdapterCard, meta: dict) -> None:
+def _merge_metadata(card: AdapterCard, meta: dict, notes: list) -> None:
     card.title = card.title or meta.get("modelspec.title", "") or card.alias
     card.trigger_words = split_words_list(card.trigger_words + [meta.get("modelspec.trigger_phrase", "")])
     card.tags = list(dict.fromkeys(card.tags + split_words_list(meta.get("modelspec.tags", ""))))
     if meta.get("modelspec.description") and not card.description:
         card.description = collapse(meta["modelspec.description"])
-    card.tag_frequency = _tag_frequency(meta)
+    try:
+        card.tag_frequency = _tag_frequency(json_field(meta, "ss_tag_frequency"))
+    except Unusable as e:
+        notes.append(str(e))
 
 
-def _tag_frequency(meta: dict) -> dict:
+def _tag_frequency(freq) -> dict:
     """ss_tag_frequency {"<n>_<dir>": {tag: count}} summed over folders; malformed parts ignored."""
-    freq = json_field(meta, "ss_tag_frequency")
     totals: dict[str, int] = {}
     for folder in freq.values() if isinstance(freq, dict) else []:
         for tag, count in folder.items() if isinstance(folder, dict) else []:
@@ -199,9 +209,10 @@ def _decide_base(card, meta, tensors, civ, side, notes) -> None:
         card.base_detail = meta.get("ss_base_model_version", "") or card.base
 
 
-def assign_tag_names(cards: list, faults: list) -> None:
+def assign_tag_names(cards: list, faults: list) -> list:
     """Choose for each card the name a <lora:NAME:w> tag resolves to this very file in the web UI: the file
-    stem unless another file claims it (duplicate stem in a subfolder, or another file's alias), then the alias."""
+    stem unless another file claims it (duplicate stem in a subfolder, or another file's alias), then the
+    alias. Returns the cards to keep: a file that no tag can name at all is reported once and dropped."""
     stems: dict[str, list] = {}
     for card in cards:
         stems.setdefault(card.stem, []).append(card)
@@ -213,6 +224,13 @@ def assign_tag_names(cards: list, faults: list) -> None:
             faults.append(Fault(stem, f"another file has the same name ({group[-1].rel}): the web UI loads that one", card.rel))
             card.alias = ""
         group[-1].alias = _tag_name(group[-1], stem, aliases) if len(group) == 1 else stem
+    kept = []
+    for card in cards:
+        if card is stems[card.stem][-1] and not writable(card.alias):
+            faults.append(Fault(card.stem, UNTAGGABLE, card.rel))
+        else:
+            kept.append(card)
+    return kept
 
 
 def _tag_name(card, stem: str, aliases: dict) -> str:

@@ -2,42 +2,33 @@
 Each reader returns what it could use plus one-line reasons for what it could not; none of them raises."""
 from __future__ import annotations
 
-import json
+import math
 import os
 import re
 
 from ..text import collapse, split_words_list, strip_html
+from .untrusted import Unusable, not_regular, read_json, read_regular
 
 PREVIEW_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
-MAX_SIDECAR = 16 * 1024 * 1024
+PREVIEW_SUFFIXES = PREVIEW_EXTS + tuple(".preview" + e for e in PREVIEW_EXTS)
+MAX_SAMPLE_WEIGHT = 10.0  # a <lora:x:w> weight beyond this in a sample prompt is a typo, not advice
 _LORA_TAG = re.compile(r"<(?:lora|lyco):([^:>]+):\s*(-?\d+(?:\.\d+)?)", re.I)
 
 
-def read_json(path: str) -> tuple[object, str | None]:
+def _read_object(path: str, label: str) -> tuple[dict, list[str]]:
     try:
-        if os.path.getsize(path) > MAX_SIDECAR:
-            return None, "too large"
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        return None, f"unreadable ({e.strerror or e.__class__.__name__})"
-    if not raw.strip():
-        return None, "empty"
-    try:
-        return json.loads(raw.decode("utf-8-sig")), None
-    except UnicodeDecodeError:
-        return None, "not UTF-8"
-    except json.JSONDecodeError as e:
-        return None, f"invalid JSON (line {e.lineno})"
+        data = read_json(path)
+    except Unusable as e:
+        return {}, [f"{label} {e}"]
+    if not isinstance(data, dict):
+        return {}, [f"{label} is not a JSON object"]
+    return data, []
 
 
 def civitai_info(path: str, stem: str, alias: str) -> tuple[dict, list[str]]:
-    data, err = read_json(path)
-    if err:
-        return {}, [f".civitai.info {err}"]
-    if not isinstance(data, dict):
-        return {}, [".civitai.info is not a JSON object"]
-    faults: list[str] = []
+    data, faults = _read_object(path, ".civitai.info")
+    if faults:
+        return {}, faults
     model = data.get("model") if isinstance(data.get("model"), dict) else {}
     out = {
         "title": _str(model.get("name")),
@@ -64,22 +55,21 @@ def _samples(images, names: set[str]) -> tuple[list[str], list[float]]:
             continue
         prompts.append(prompt)
         for name, weight in _LORA_TAG.findall(prompt):
-            if name.strip().lower() in names:
+            if name.strip().lower() in names and abs(float(weight)) <= MAX_SAMPLE_WEIGHT:
                 weights.append(float(weight))
     return prompts[:10], weights
 
 
 _WEBUI_FIELDS = {"description": str, "sd version": str, "activation text": str, "preferred weight": (int, float),
                  "negative text": str, "notes": str}
+_HTML_FIELDS = ("description", "notes")  # shown as text like every other description source; may hold HTML
 
 
 def webui_json(path: str) -> tuple[dict, list[str]]:
     """The web UI's user-metadata sidecar. Wrong-typed fields are dropped one by one; the rest is kept."""
-    data, err = read_json(path)
-    if err:
-        return {}, [f".json sidecar {err}"]
-    if not isinstance(data, dict):
-        return {}, [".json sidecar is not a JSON object"]
+    data, faults = _read_object(path, ".json sidecar")
+    if faults:
+        return {}, faults
     out, bad = {}, []
     for key, kind in _WEBUI_FIELDS.items():
         if key not in data or data[key] is None and key != "preferred weight":
@@ -88,30 +78,40 @@ def webui_json(path: str) -> tuple[dict, list[str]]:
         if isinstance(value, bool) or not isinstance(value, kind):
             bad.append(key)
             continue
-        out[key] = value
+        out[key] = strip_html(value) if key in _HTML_FIELDS else value
     faults = [f".json sidecar: wrong type for {', '.join(repr(k) for k in bad)}"] if bad else []
     return out, faults
 
 
-def text_notes(base: str) -> str:
-    for path in (base + ".description.txt", base + ".txt"):
-        try:
-            if os.path.isfile(path) and os.path.getsize(path) <= MAX_SIDECAR:
-                with open(path, "r", encoding="utf-8", errors="replace") as f:
-                    return strip_html(f.read())
-        except OSError:
+def text_notes(base: str, siblings: set[str]) -> tuple[str, list[str]]:
+    """(text of <stem>.description.txt or else <stem>.txt, one-line reasons for what could not be read)."""
+    name = os.path.basename(base)
+    for suffix in (".description.txt", ".txt"):
+        if name + suffix not in siblings:
             continue
-    return ""
+        try:
+            return strip_html(read_regular(base + suffix).decode("utf-8", "replace")), []
+        except Unusable as e:
+            return "", [f"{suffix} {e}"]
+    return "", []
 
 
 def previews(base: str, siblings: set[str]) -> list[str]:
-    """The web UI's preview order: <stem>.<ext>, then <stem>.preview.<ext>."""
+    """The web UI's preview order: <stem>.<ext>, then <stem>.preview.<ext>; regular files only (the UI shows
+    them)."""
     name = os.path.basename(base)
     found = []
-    for suffix in [e for e in PREVIEW_EXTS] + [".preview" + e for e in PREVIEW_EXTS]:
-        if name + suffix in siblings:
+    for suffix in PREVIEW_SUFFIXES:
+        if name + suffix in siblings and _regular(base + suffix):
             found.append(base + suffix)
     return found
+
+
+def _regular(path: str) -> bool:
+    try:
+        return not not_regular(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _str(value) -> str:

@@ -6,7 +6,8 @@ import time
 
 from ..composer import Composer
 from ..retriever import Retriever
-from .common import BASES, add_library_options, open_index, read_jsonl, write_jsonl
+from .common import (BASES, add_library_options, check_prompt, fail, open_index, positive_int, read_queries,
+                     write_jsonl)
 
 
 def add_parser(sub) -> None:
@@ -20,7 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the mask used for the rewritten prompt")
     p.add_argument("--no-masking", action="store_true", help="write every pick (no per-task masks)")
     p.add_argument("--allow-unknown", action="store_true", help="also offer LoRAs whose base model is unknown")
-    p.add_argument("--max-adapters", type=int, default=6)
+    p.add_argument("--max-adapters", type=positive_int, default=4,
+                   help="at most this many LoRAs (4, like the web UI's Max LoRAs)")
 
 
 def run(args) -> int:
@@ -30,13 +32,12 @@ def run(args) -> int:
     elif args.library_pos and args.prompt is None:
         args.prompt = args.library_pos
     if not args.library:
-        raise SystemExit("give the LoRA folder (positional or --library)")
+        fail("give the LoRA folder (positional or --library)")
     if args.queries:
         if not args.out:
-            raise SystemExit("--queries needs --out")
+            fail("--queries needs --out")
         return _batch(args)
-    if not args.prompt:
-        raise SystemExit('usage: compose DIR "prompt" [--seed N] [--base sd1]')
+    check_prompt(args.prompt)
     return _single(args)
 
 
@@ -46,7 +47,8 @@ def _composer(args) -> Composer:
 
 
 def _batch(args) -> int:
-    composer, queries = _composer(args), read_jsonl(args.queries)
+    queries = read_queries(args.queries)
+    composer = _composer(args)
     t0 = time.perf_counter()
     rows = [{"id": q["id"], "picked": composer.compose(q["prompt"], args.base, args.allow_unknown,
                                                        args.max_adapters).stems} for q in queries]

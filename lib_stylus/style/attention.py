@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import StylusUserError, UnsupportedModel
 from . import blocks as _blocks
 from .ip_adapter import IPAdapter, attention
 
@@ -39,7 +40,7 @@ _ACTIVE: "weakref.WeakKeyDictionary[nn.Module, StylePatch]" = weakref.WeakKeyDic
 Roles = Union[None, torch.Tensor, Sequence[Union[bool, str]]]
 
 
-class ShapeMismatchError(ValueError):
+class ShapeMismatchError(StylusUserError, ValueError):
     """The adapter does not fit the UNet; the message names the layer and both shapes."""
 
 
@@ -49,7 +50,7 @@ def find_unet(model: nn.Module) -> nn.Module:
     for _, m in model.named_modules():
         if all(hasattr(m, a) for a in ("input_blocks", "middle_block", "output_blocks")):
             return m
-    raise ValueError("no ldm/sgm UNet (input_blocks/middle_block/output_blocks) found in %s" % type(model).__name__)
+    raise UnsupportedModel("no ldm/sgm UNet (input_blocks/middle_block/output_blocks) found in %s" % type(model).__name__)
 
 
 def attn_modules(unet: nn.Module, layers: Iterable[_blocks.AttnLayer]) -> Dict[int, nn.Module]:
@@ -68,7 +69,7 @@ def detect_arch(unet: nn.Module) -> str:
     for arch in ("sdxl", "sd15"):  # SDXL first: its paths are not a subset of SD1.5's, nor the reverse
         if all(l.ldm in names for l in _blocks.table(arch)):
             return arch
-    raise ValueError("the UNet matches neither the SD1.5 nor the SDXL cross-attention layout")
+    raise UnsupportedModel("the UNet matches neither the SD1.5 nor the SDXL cross-attention layout")
 
 
 def check_against_unet(adapter: IPAdapter, unet: nn.Module) -> None:

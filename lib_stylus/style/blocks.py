@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Sequence, Tuple, Union
 
+from ..errors import InvalidSetting
+
 
 @dataclass(frozen=True)
 class AttnLayer:
@@ -106,8 +108,8 @@ def resolve_blocks(arch: str, blocks: Union[str, Iterable[Selector], None]) -> L
     for sel in blocks:
         found = _select_one(layers, sel)
         if not found:
-            raise ValueError("block %r matches no %s cross-attention layer; presets: %s; blocks: %s"
-                             % (sel, arch, ", ".join(PRESETS[arch]), ", ".join(_block_names(layers))))
+            raise InvalidSetting("block %r matches no %s cross-attention layer; presets: %s; blocks: %s"
+                                 % (sel, arch, ", ".join(PRESETS[arch]), ", ".join(_block_names(layers))))
         chosen.update(l.number for l in found)
     return [l for l in layers if l.number in chosen]
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..images import ReferenceImageError, shrink, to_rgb
+from ..errors import StylusUserError
 from .ip_adapter import _first_line, load_tensor_file
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -26,7 +27,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 TextEncoder = Callable[[List[str]], torch.Tensor]  # texts -> (B, D) projected pooled embeddings
 
 
-class EncoderFormatError(ValueError):
+class EncoderFormatError(StylusUserError, ValueError):
     """A CLIP image encoder file or folder this engine cannot use; one line naming it and what is wrong."""
 
 
@@ -258,8 +259,8 @@ def load_open_clip_text(model_name: str = "ViT-H-14", checkpoint: Optional[str] 
         missing, unexpected = text.load_state_dict(sd, strict=False)
         missing = [k for k in missing if k not in ("attn_mask", "logit_scale")]
         if missing or unexpected:
-            raise ValueError("%s does not fit open_clip %s's text tower: missing %s, unexpected %s"
-                             % (checkpoint, model_name, missing[:5], unexpected[:5]))
+            raise EncoderFormatError("%s does not fit open_clip %s's text tower: missing %s, unexpected %s"
+                                     % (checkpoint, model_name, missing[:5], unexpected[:5]))
     return OpenClipText(text, open_clip.get_tokenizer(model_name))
 
 

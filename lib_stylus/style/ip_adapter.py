@@ -15,13 +15,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import StylusUserError
 from . import blocks as _blocks
 
 PICKLE_EXTS = (".bin", ".pt", ".pth", ".ckpt")
 PARTS = ("image_proj", "ip_adapter")
 
 
-class AdapterFormatError(ValueError):
+class AdapterFormatError(StylusUserError, ValueError):
     """The file is not an IP-Adapter this engine can use; the message names what is wrong."""
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from . import lora_job, routes, style_job
+from ..errors import is_user_error
+from . import lora_job, routes, settings, style_job
 from .args import StylusArgs
 from .service import SERVICE
 
@@ -15,6 +16,7 @@ def register_callbacks(script_callbacks) -> None:
     """Once per process: routes and the background index refresh after the app starts, CFG row roles for the
     style patch, and a restore when scripts are reloaded."""
     def on_app_started(demo, app):
+        settings.migrate_llm_key()
         routes.register(app)
         SERVICE.refresh()  # background thread: adds nothing to start-up
 
@@ -31,10 +33,6 @@ def process(p, args: StylusArgs) -> None:
         _fenced("auto-LoRA", lora_job.process, p, args)
     if args.style_on:
         _fenced("reference style", style_job.process, p, args)
-
-
-def process_batch(p, batch_number: int) -> None:
-    lora_job.infotext_for_batch(p, batch_number)
 
 
 def end_job(p) -> None:
@@ -74,16 +72,13 @@ def _fenced(what: str, fn, p, args) -> None:
     try:
         fn(p, args)
     except Exception as e:
-        expected = isinstance(e, _user_errors())  # a missing model, a bad file or value: one line, no traceback
-        message = f"Stylus: {what} {'skipped' if expected else 'failed'}, generating without it: {e}"
+        # Only Stylus's declared user errors (a missing model, a bad file or input) are one line; anything
+        # else, ValueError included, is a Stylus bug and keeps its traceback.
+        expected = is_user_error(e)
+        outcome = "skipped" if expected else "failed"
+        message = f"Stylus: {what} {outcome}, generating without it: {e}"
         try:
             from modules import errors
             errors.report(message, exc_info=not expected)
         except ImportError:
             log.warning(message, exc_info=not expected)
-
-
-def _user_errors() -> tuple:
-    from ..style import AdapterFormatError, ShapeMismatchError
-    from .models import ModelUnavailable
-    return (ModelUnavailable, AdapterFormatError, ShapeMismatchError, ValueError, FileNotFoundError)

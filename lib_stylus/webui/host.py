@@ -66,20 +66,20 @@ def state():
 
 def registry() -> tuple:
     """(file stems, every name a <lora:NAME> tag resolves: stems and unambiguous aliases) of the built-in Lora
-    extension, or (None, None) where it is absent."""
+    extension, or (None, None) where it is absent or lists nothing."""
     try:
         import networks  # extensions-builtin/Lora (or Forge's sd_forge_lora), loaded before extensions
     except ImportError:
         return None, None
-    stems = set(getattr(networks, "available_networks", {}) or {})
-    forbidden = set(getattr(networks, "forbidden_network_aliases", {}) or {})
-    aliases = {a for a in (getattr(networks, "available_network_aliases", {}) or {}) if a.lower() not in forbidden}
+    # Read only: networks.list_available_networks() clears and refills these dicts and belongs to the host's
+    # own threads (start-up, the Lora tab's Refresh); each is copied in one step before use.
+    stems = set(_listed(networks, "available_networks"))
+    if not stems:
+        return None, None  # not listed yet, or caught half-way through a rebuild: drop nothing
+    forbidden = set(_listed(networks, "forbidden_network_aliases"))
+    aliases = {a for a in _listed(networks, "available_network_aliases") if a.lower() not in forbidden}
     return stems, stems | aliases
 
 
-def refresh_registry() -> None:
-    try:
-        import networks
-        networks.list_available_networks()
-    except Exception:  # the Lora extension can be disabled; Stylus then only writes tags
-        pass
+def _listed(networks, name: str) -> dict:
+    return dict(getattr(networks, name, None) or {})

@@ -33,11 +33,18 @@ def process(p, args: StylusArgs) -> None:
                       getattr(p, "all_hr_negative_prompts", None) if hires else None,
                       bool(host.opt("stylus_add_negative", True)))
     p.all_prompts, p.all_negative_prompts = job.prompts, job.negative_prompts
+    if job.prompts:
+        # setup_prompts() copied the first prompts here before Stylus ran; the grid's infotext (and so
+        # 'Send to img2img' from a grid) is made from them: they must carry the first image's LoRAs too.
+        p.main_prompt = job.prompts[0]
+        p.main_negative_prompt = job.negative_prompts[0]
     if hires:
         p.all_hr_prompts, p.all_hr_negative_prompts = job.hr_prompts, job.hr_negative_prompts
     write_infotext(p, args, job.applied)
     for alias, reason in job.skipped:
         log.info("Stylus: %s not written: %s", alias, reason)
+    for note in job.notes:
+        log.info("Stylus: %s", note)
 
 
 _last_unseen: set = set()
@@ -75,19 +82,22 @@ def drop_unknown(comp, known: set | None = None):
 def write_infotext(p, args: StylusArgs, applied: list) -> None:
     if not any(applied):
         return
-    p.stylus_applied = applied  # per image of the job; each batch gets its slice in process_batch
-    infotext_for_batch(p, 0)
+    p.stylus_applied = applied  # per image of the job
+    p.extra_generation_params[APPLIED_KEY] = applied_infotext
     for name in ("max_adapters", "weight_multiplier", "masking", "composer", "add_triggers"):
         p.extra_generation_params[KEYS[name]] = getattr(args, name)
 
 
-def infotext_for_batch(p, batch_number: int) -> None:
-    """The host indexes a list-valued infotext field by the image's position IN ITS BATCH."""
-    applied = getattr(p, "stylus_applied", None)
-    if not applied:
-        return
-    part = applied[batch_number * p.batch_size:(batch_number + 1) * p.batch_size]
-    if any(part):
-        p.extra_generation_params[APPLIED_KEY] = part if len(set(part)) > 1 else part[0]
+def applied_infotext(p, index: int = 0, use_main_prompt: bool = False, all_prompts=None, **_):
+    """The "Stylus LoRAs" of one infotext. The host calls it with create_infotext's locals: the grid's
+    infotext (use_main_prompt) shows the first image's, like p.main_prompt; while saving a batch the host
+    passes the batch's own prompts (p.prompts) and the index inside that batch; Processed.infotext passes the
+    whole job's prompts and the job-wide index."""
+    applied = getattr(p, "stylus_applied", None) or []
+    if use_main_prompt:
+        image = 0
+    elif all_prompts is not None and all_prompts is getattr(p, "prompts", None):
+        image = getattr(p, "iteration", 0) * p.batch_size + index
     else:
-        p.extra_generation_params.pop(APPLIED_KEY, None)
+        image = index
+    return (applied[image] or None) if 0 <= image < len(applied) else None

@@ -12,6 +12,7 @@ import logging
 import os
 
 from . import host
+from ..errors import StylusUserError
 
 log = logging.getLogger("stylus")
 
@@ -36,7 +37,7 @@ VIT_H_TEXT = ("laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
 _FAILED: dict = {}  # (repo, file) -> why its download failed, for the rest of the session
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(StylusUserError, RuntimeError):
     """A model file is not on this machine and cannot be downloaded now. ``folder`` and ``files``: where to put
     what, by hand, for Stylus to find it."""
 

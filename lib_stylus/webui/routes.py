@@ -30,4 +30,4 @@ def register(app) -> None:
         comp = drop_unknown(SERVICE.compose(req.prompt, req.base, req.max_adapters, req.composer))
         res = comp.rewrite(req.prompt, req.seed, req.negative_prompt)
         return {**comp.to_dict(), "prompt": res.prompt, "negative_prompt": res.negative_prompt,
-                "picked": comp.stems}
+                "picked": comp.stems, "notes": list(res.notes)}

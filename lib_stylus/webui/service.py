@@ -11,7 +11,7 @@ from ..composer import Composer
 from ..index import LibraryIndex
 from ..llm_composer import LLMComposer
 from ..retriever import Retriever
-from . import host, models
+from . import host, models, settings
 
 log = logging.getLogger("stylus")
 
@@ -65,7 +65,6 @@ class StylusService:
     def _refresh(self) -> None:
         self.status.update(state="indexing", message="")
         try:
-            host.refresh_registry()
             index = self.index()
             report = index.refresh(progress=self._progress)
             self.status.update(state="ready", cards=report.total, faults=len(report.faults),
@@ -76,6 +75,8 @@ class StylusService:
         except Exception as e:  # never take the web UI down over the index
             log.exception("Stylus: indexing failed")
             self.status.update(state="error", message=f"{e.__class__.__name__}: {e}")
+        finally:
+            self.status.pop("progress", None)  # a finished refresh has no progress to show
 
     def _progress(self, phase: str, done: int, total: int) -> None:
         self.status.update(progress=f"{phase} {done}/{total}")
@@ -90,7 +91,7 @@ class StylusService:
         if kind != "LLM endpoint" or not url:
             return local
         return LLMComposer(local, url, str(host.opt("stylus_llm_model", "") or ""),
-                           str(host.opt("stylus_llm_key", "") or ""), float(host.opt("stylus_llm_timeout", 20.0) or 20.0),
+                           settings.llm_key(), float(host.opt("stylus_llm_timeout", 20.0) or 20.0),
                            candidates=int(host.opt("stylus_top_k", 150) or 150))
 
     def compose(self, prompt: str, base: str | None = None, max_adapters: int = 4, composer: str = "local"):

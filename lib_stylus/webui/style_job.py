@@ -19,6 +19,7 @@ import weakref
 
 import torch
 
+from ..errors import UnsupportedModel
 from ..images import ReferenceImageError, to_pil
 from . import host, models
 from .args import StylusArgs, infotext_keys
@@ -97,7 +98,7 @@ def process(p, args: StylusArgs) -> None:
     base = host.loaded_base()
     arch = {"sd1": "sd15", "sdxl": "sdxl"}.get(base)
     if arch is None:
-        raise RuntimeError(f"reference style needs an SD1.5 or SDXL checkpoint (loaded: {base})")
+        raise UnsupportedModel(f"reference style needs an SD1.5 or SDXL checkpoint (loaded: {base})")
     image = to_pil(args.style_image)
     if image is None:
         raise ReferenceImageError("reference style is on but no reference image was given")

@@ -89,15 +89,25 @@ def preview_html(comp, multiplier: float = 0.8) -> str:
     weights = comp.mask(0, False, multiplier=multiplier).weights()
     rows = []
     for task in comp.tasks:
-        picks = "".join(f"<li data-stylus-tag='{escape(f'<lora:{a.alias}:{weights.get(a.alias, a.weight):g}>')}' "
-                        f"title='click to copy the tag'>{_thumb(a.entry.card)}<b>{escape(a.alias)}</b> · "
-                        f"weight {weights.get(a.alias, a.weight):g} · "
-                        f"score {a.score:.2f} — {escape(a.reason)}</li>" for a in task.adapters) or f"<li><i>{escape(task.note or 'no LoRA for this task')}</i></li>"
-        rows.append(f"<div class='stylus-task'><div>Task: <code>{escape(task.text)}</code></div><ul>{picks}</ul></div>")
+        picks = "".join(_pick_item(a, weights.get(a.alias, a.weight)) for a in task.adapters)
+        if not picks:
+            picks = f"<li><i>{escape(task.note or 'no LoRA for this task')}</i></li>"
+        rows.append(f"<div class='stylus-task'><div>Task: <code>{escape(task.text)}</code></div>"
+                    f"<ul>{picks}</ul></div>")
     drops = "".join(f"<li>{escape(d.stem)} — {escape(d.reason)}</li>" for d in comp.drops[:20])
     fallback = f"<p>{escape(comp.fallback)}</p>" if getattr(comp, "fallback", "") else ""
-    return (f"<div class='stylus-preview'>{fallback}{''.join(rows) or '<p>No tasks in this prompt.</p>'}"
-            f"<details><summary>Dropped candidates ({len(comp.drops)})</summary><ul>{drops}</ul></details></div>")
+    tasks = "".join(rows) or "<p>No tasks in this prompt.</p>"
+    dropped = f"<details><summary>Dropped candidates ({len(comp.drops)})</summary><ul>{drops}</ul></details>"
+    return f"<div class='stylus-preview'>{fallback}{tasks}{dropped}</div>"
+
+
+def _pick_item(a, weight: float) -> str:
+    """One picked LoRA: thumbnail and text in one row (a flex row keeps the image beside the name)."""
+    tag = escape(f"<lora:{a.alias}:{weight:g}>")
+    text = f"<b>{escape(a.alias)}</b> · weight {weight:g} · score {a.score:.2f} — {escape(a.reason)}"
+    row = "display:flex;align-items:center;gap:.25em"
+    return (f"<li data-stylus-tag='{tag}' title='click to copy the tag' style='{row}'>"
+            f"{_thumb(a.entry.card)}<span>{text}</span></li>")
 
 
 def _thumb(card) -> str:
@@ -105,5 +115,7 @@ def _thumb(card) -> str:
     from urllib.parse import quote
     if not card.previews:
         return ""
+    # gradio's page styles every <img> display:block, which put the thumbnail on a line of its own, away from
+    # the name: inline-block keeps it beside the name.
     return (f"<img src='./sd_extra_networks/thumb?filename={escape(quote(card.previews[0]))}' "
-            f"style='height:3em;vertical-align:middle;margin-right:.5em' alt=''>")
+            f"style='display:inline-block;height:3em;vertical-align:middle;margin-right:.5em' alt=''>")

@@ -17,6 +17,19 @@ class Script:
     def title(self):
         raise NotImplementedError
 
+    # The hooks a script may override; the host calls each with these arguments (defaults do nothing).
+    def process(self, p, *args):
+        pass
+
+    def before_process_batch(self, p, *args, **kwargs):
+        pass
+
+    def process_batch(self, p, *args, **kwargs):
+        pass
+
+    def postprocess(self, p, processed, *args):
+        pass
+
     def elem_id(self, item_id):
         tab = "img2img" if self.is_img2img else "txt2img"
         return f"script_{tab}_{self.title().lower().replace(' ', '_')}_{item_id}"

@@ -4,6 +4,7 @@ from modules.options import OptionInfo, Options, options_section  # noqa: F401
 
 options_templates = {}
 opts = Options(options_templates)
+config_filename = None  # config.json; tests point it at a temporary file
 cmd_opts = types.SimpleNamespace(lora_dir="", lyco_dir_backcompat="")
 sd_model = None
 
