@@ -167,3 +167,17 @@ def test_an_encoder_of_another_clip_space_is_one_line_naming_both_files(files, t
     msg = str(err.value)
     assert "image_encoder_32" in msg and "ip-adapter_sd15" in msg and "32" in msg and "24" in msg
     assert "\n" not in msg
+
+
+def test_sdxl_all_blocks_fit_the_cache_and_a_repeat_uses_it(files, tmp_path):
+    """SDXL 'all' patches 70 layers: the remembered K/V pairs of one reference are one entry, not one per layer
+    (an LRU of 16 per-layer entries evicted layers while they were being made: KeyError in the real web UI)."""
+    unet = fx.tiny_sdxl()
+    path = str(tmp_path / "ip-adapter_sdxl.safetensors")
+    save_file(fx.adapter_state_dict(unet, "sdxl"), path)
+    eng = StyleEngine()
+    first, _ = eng.build(unet, path, files["encoder"], [IMG], blocks="all")
+    assert len(first._patches) == 70
+    again, _ = eng.build(unet, path, files["encoder"], [IMG], blocks="all")
+    for n, lp in first._patches.items():
+        assert lp.k_c is again._patches[n].k_c  # the remembered pair, not a new one

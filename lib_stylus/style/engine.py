@@ -188,13 +188,12 @@ class StyleEngine:
     def _layers_kv(self, adapter_path: str, toks: StyleTokens, numbers, device, dtype) -> dict:
         if toks.key is None:
             return layer_kv(self.adapter(adapter_path), numbers, toks.cond, toks.uncond, device, dtype)
-        base = (toks.key, str(device), str(dtype))
-        missing = [n for n in numbers if base + (n,) not in self._kv]
+        # One entry per reference holds all its layers: SDXL "all" has 70, more than the cache has entries.
+        layers = self._kv.get_or((toks.key, str(device), str(dtype)), dict)
+        missing = [n for n in numbers if n not in layers]
         if missing:
-            made = layer_kv(self.adapter(adapter_path), missing, toks.cond, toks.uncond, device, dtype)
-            for n, kv in made.items():
-                self._kv.get_or(base + (n,), lambda kv=kv: kv)
-        return {n: self._kv[base + (n,)] for n in numbers}
+            layers.update(layer_kv(self.adapter(adapter_path), missing, toks.cond, toks.uncond, device, dtype))
+        return {n: layers[n] for n in numbers}
 
     # -- lifetime
     def end_job(self) -> None:

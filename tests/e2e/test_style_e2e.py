@@ -24,7 +24,7 @@ def test_style_changes_the_image_and_is_removed_afterwards(files):
 
 
 def test_both_features_in_one_generation(files):
-    prompt = "a house, watercolor painting"
+    prompt = "a house, tiny watercolor"  # the tiny LoRA by its name: see test_webui_e2e.HOUSE
     out = call("/sdapi/v1/txt2img", {**BASE, "prompt": prompt, **style_args(files, lora_on=True)})
     text = json.loads(out["info"])["infotexts"][0]
     assert "Stylus LoRAs" in text and "Stylus style strength" in text

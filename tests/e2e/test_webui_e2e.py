@@ -34,9 +34,14 @@ def index_ready():
         time.sleep(0.5)
     assert call("/stylus/v1/status")["cards"] >= 3
 
+# The tiny LoRAs are asked by their names ("tiny watercolor"): these tests are about the host, not pick coverage.
+# A bare "watercolor" is refused by the composer's rarity rule when the library holds several watercolor LoRAs
+# (BENCHMARKS.md, composer coverage), and the suite must pass whatever library the host lists.
+HOUSE = "a house by the lake, tiny watercolor"
+
 
 def test_compose_route_picks_from_the_webui_library():
-    out = call("/stylus/v1/compose", {"prompt": "a house by the lake, watercolor painting", "seed": 1})
+    out = call("/stylus/v1/compose", {"prompt": HOUSE, "seed": 1})
     assert out["picked"] and set(out["picked"]) <= listed()
     # "picked" holds every task's candidates; the rewrite (for this seed) tags one or more of them
     tagged = re.findall(r"<lora:([^:>]+):", out["prompt"])
@@ -46,7 +51,7 @@ def test_compose_route_picks_from_the_webui_library():
 
 
 def test_txt2img_applies_the_picked_lora_and_the_infotext_tells():
-    images, info = txt2img("a house by the lake, watercolor painting",
+    images, info = txt2img(HOUSE,
                            **stylus(True, True, 4, 0.8, True, "off"))
     text = info["infotexts"][0]
     applied = text.split('Stylus LoRAs: "')[1].split('"')[0]
@@ -56,18 +61,18 @@ def test_txt2img_applies_the_picked_lora_and_the_infotext_tells():
         assert f"<lora:{name}:" in info["prompt"]
         if hashed(name):
             assert f'Lora hashes: "{name}' in text or f", {name}: " in text.split("Lora hashes:")[1]
-    plain, _ = txt2img("a house by the lake, watercolor painting")
+    plain, _ = txt2img(HOUSE)
     assert images[0] != plain[0]
 
 
 def test_disabled_stylus_is_bit_identical_to_no_stylus():
-    off, info = txt2img("a house by the lake, watercolor painting", **stylus(False, True, 4))
-    plain, _ = txt2img("a house by the lake, watercolor painting")
+    off, info = txt2img(HOUSE, **stylus(False, True, 4))
+    plain, _ = txt2img(HOUSE)
     assert off == plain and "Stylus" not in info["infotexts"][0]
 
 
 def test_batch_gets_one_adapter_set_and_every_infotext_is_true():
-    images, info = txt2img("a city street, cyberpunk neon, watercolor painting", batch_size=2, n_iter=2,
+    images, info = txt2img("a city street, tiny cyberpunk, tiny watercolor", batch_size=2, n_iter=2,
                            **stylus(True, True, 4, 0.8, True, "per image"))
     prompts = info["all_prompts"]
     assert prompts[0].count("<lora:") == prompts[1].count("<lora:") and len(info["infotexts"]) == 4
