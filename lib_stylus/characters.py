@@ -579,7 +579,7 @@ class CharacterIndex:
             longer = matched | others
             matched = {v for v in matched if not any(set(v) - series < set(w) - series for w in longer)}
             used = set()
-            for v in matched:
+            for v in sorted(matched, key=lambda v: (-len(v), v)):  # never set order: it varies by process
                 rows = [r for r in self._variant_rows[v] if self._allowed(v, r, seg, quals, asked)]
                 # "serena (pokemon)": not the Serena of another series
                 for series_named in (here, asked):
@@ -591,7 +591,7 @@ class CharacterIndex:
                     used |= set(v) | {fuzzy.get(w, w) for w in v}
                 for row in rows:
                     found.setdefault(row, " ".join(v))
-            for t in present - used:  # one word of a name, with the character's franchise named too
+            for t in sorted(present - used):  # one word of a name, with the character's franchise named too
                 for row in self._partial.get(t, ()):
                     if row not in found and self._card_franchises[row] & asked:
                         found[row] = t

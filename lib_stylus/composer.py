@@ -392,7 +392,9 @@ class Selection:
 
 def _add_named(state: "Selection", pidx, tasks: list, queues: list, allowed: np.ndarray) -> None:
     """Every character the prompt names is a candidate of the task that names it, first in its queue, even
-    when no purpose phrase matched ("raiden ei" for a card titled "Shogun Raiden")."""
+    when no purpose phrase matched ("raiden ei" for a card titled "Shogun Raiden"). Named candidates keep their
+    match order (then row order): never the order of a dict or set, which varies between processes."""
+    named: dict = {}  # task -> named rows
     for doc, name in state.prompt_names.items():
         if not allowed[doc]:
             continue
@@ -400,13 +402,15 @@ def _add_named(state: "Selection", pidx, tasks: list, queues: list, allowed: np.
         t = next((i for i, task in enumerate(tasks) if words <= set(task.tokens)), None)
         if t is None:
             t = next((i for i, task in enumerate(tasks) if words & set(task.tokens)), None)
-        if t is None:
-            continue
+        if t is not None:
+            named.setdefault(t, set()).add(doc)
+    for t, docs in named.items():
         queue = queues[t]
-        if any(item[3] == doc for item in queue[:1]):
-            continue
-        queue[:] = [item for item in queue if item[3] != doc]
-        queue.insert(0, (t, 1.0, 1.0, doc, -1, 2.0))
+        place = {item[3]: i for i, item in reversed(list(enumerate(queue)))}
+        first = sorted(docs, key=lambda d: (place.get(d, len(queue)), d))
+        head = queue[0] if queue and queue[0][3] in docs else None  # already first: kept as matched
+        queue[:] = [head if head and d == head[3] else (t, 1.0, 1.0, d, -1, 2.0) for d in first] + \
+            [item for item in queue if item[3] not in docs]
 
 
 def _without_trigger_tasks(tasks: list, tagged: list) -> list:

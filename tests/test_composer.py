@@ -305,3 +305,18 @@ def test_placeholder_syntax_and_sentence_triggers_are_never_written(content_comp
     prompt = comp.rewrite(masking=False).prompt
     assert "see description" not in prompt and "ancient kingdom" not in prompt
     assert prompt == "a knight, zenny armor <lora:zenny_armor:0.64>"  # its trigger is there already
+
+
+def test_named_characters_are_queued_in_the_same_order_whatever_the_dict_order():
+    """The characters a prompt names came out in the order of a set of strings, which varies between
+    processes (PYTHONHASHSEED): the same prompt could get other picks after a restart."""
+    from types import SimpleNamespace
+    import numpy as np
+    from lib_stylus.composer import Task, _add_named
+    tasks = [Task("nezuko", (0, 6), "nezuko", ["nezuko"])]
+    orders = []
+    for names in ({3: "nezuko", 1: "nezuko", 2: "nezuko"}, {2: "nezuko", 3: "nezuko", 1: "nezuko"}):
+        queues = [[(0, 0.9, 0.9, 2, 5, 1.0)]]
+        _add_named(SimpleNamespace(prompt_names=names), None, tasks, queues, np.ones(4, bool))
+        orders.append([item[3] for item in queues[0]])
+    assert orders[0] == orders[1] == [2, 1, 3]  # the one that matched first, then by row
