@@ -424,6 +424,14 @@ class CharacterIndex:
     def franchises(self, row: int) -> set:
         return set(self._card_franchises[row])
 
+    def only_franchises(self, text: str) -> set:
+        """The franchises a prompt segment names when it names nothing else ("genshin impact", "spy x
+        family"), else an empty set."""
+        words = _Segment(text).words
+        if not words or self.without_franchises(words):
+            return set()
+        return {self.franchise_names[k] for k, _, _ in self._franchise_runs(words)}
+
     def franchise_rows(self, name: str) -> list:
         if self._by_franchise is None:
             self._by_franchise = defaultdict(list)

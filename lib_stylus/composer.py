@@ -7,6 +7,7 @@ character adapter unless the prompt names that character; at most 2 style adapte
 LoRAs already tagged in the prompt count as chosen and are never written twice."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
@@ -17,6 +18,7 @@ from .embedding import BM25, tokenize
 from .prompt import Pick, chunk_index, rewrite, split_segments, tagged_names
 from .characters import character_index
 from .content import card_profile, conflict, profile_prompt
+from .meaning import meaning_of
 from .purpose import NAME, STEM, TAG, TRIGGER, prompt_words, purpose_index
 from .refiner import BOILERPLATE
 from .triggers import clean_triggers
@@ -29,6 +31,8 @@ CHARACTER_NOT_NAMED = "character not named in the prompt"
 MAX_STYLES = 2
 TIEBREAK = 1e-3  # retrieval score's share in a task's ranking: orders equal purpose matches only
 TAG_KIND = 2     # PurposeIndex.unit_kind of a tag phrase
+NAMED = -1       # a candidate's phrase when the prompt names the character
+MEANT = -2       # ... when only its meaning is close (Composer._meaning_only)
 
 
 @dataclass
@@ -152,16 +156,29 @@ def prepare(snapshot) -> None:
         character_index(snapshot)
 
 
-def split_tasks(prompt: str) -> list:
+# Where a sentence changes phrase: "a knight in ornate plate armor kneeling in a ruined chapel" asks for armor
+# and for a chapel, each its own task (a slot each, and each judged on its own words).
+_PHRASE_BREAK = re.compile(
+    r"\s+(?:with|in|on|at|inside|under|over|through|across|against|near|behind|beside|beneath|into|onto|from|"
+    r"wearing|holding|and|while|surrounded by|filled with)\s+", re.I)
+
+
+def split_tasks(prompt: str, phrases: int = 0) -> list:
     """One task per prompt segment (commas, newlines, BREAK, AND; tags and emphasis removed) that has words
-    worth matching; quality boilerplate ("masterpiece", "best quality") and bare tags make no task."""
+    worth matching; quality boilerplate ("masterpiece", "best quality") and bare tags make no task. With
+    ``phrases`` > 0, a segment of more than that many words is split into its phrases (_PHRASE_BREAK)."""
     tasks = []
     for seg in split_segments(prompt):
         if seg.plain.casefold() in BOILERPLATE:
             continue
-        toks = list(dict.fromkeys(tokenize(seg.plain)))
-        if toks:
-            tasks.append(Task(seg.text, (seg.start, seg.end), seg.plain, toks))
+        parts = [seg.plain]
+        if phrases and len(seg.plain.split()) > phrases:
+            parts = [p for p in _PHRASE_BREAK.split(seg.plain) if p.strip()]
+        for part in parts:
+            toks = list(dict.fromkeys(tokenize(part)))
+            if toks:
+                text = seg.text if len(parts) == 1 else part
+                tasks.append(Task(text, (seg.start, seg.end), part, toks))
     return tasks
 
 
@@ -194,6 +211,12 @@ class ComposerConfig:
     name_weight: float = 0.5
     min_name_share: float = 0.3
     gate_tags: bool = False
+    meaning: float = 0.6
+    window: int = 2
+    meaning_name_share: float = 0.3
+    phrases: int = 0
+    meaning_only: float = 1.01
+    skip_series: bool = False
 
     @property
     def strengths(self) -> tuple:
@@ -213,7 +236,7 @@ class Composer:
                 max_adapters: int = 6) -> Composition:
         snap = self.retriever.index.snapshot  # read once: a refresh may swap it while we compose
         cfg = self.config
-        tasks = split_tasks(prompt)
+        tasks = split_tasks(prompt, cfg.phrases)
         comp = Composition(prompt, base, tasks, [])
         if not snap.entries:
             return comp
@@ -222,9 +245,17 @@ class Composer:
         state = Selection(snap, prompt, cfg, max_adapters)
         comp.existing = sorted(state.existing_names)
         comp.tasks = tasks = _without_trigger_tasks(tasks, [snap.entries[i] for i in state.used])
+        if cfg.skip_series:
+            tasks = [t for t in tasks if not state.names_series_of_named(t)]
+            comp.tasks = tasks
         everything = set(prompt_words(tokenize(" ".join(t.plain for t in split_tasks(prompt)))))
-        queues = [self._task_candidates(snap, t, task, pidx, allowed, comp.drops, everything, state)
-                  for t, task in enumerate(tasks)]
+        meaning = meaning_of(snap, self.retriever.index)
+        matches = [self._match(pidx, task, meaning) for task in tasks]
+        if meaning is not None:  # one encoder pass for the whole prompt
+            whole = [task.plain for task in tasks] if cfg.meaning_only <= 1.0 else []
+            meaning.prefetch(whole + [w for m in matches for w in m.windows.values()])
+        queues = [self._task_candidates(snap, t, task, pidx, allowed, comp.drops, everything, state, meaning,
+                                        matches[t]) for t, task in enumerate(tasks)]
         _add_named(state, pidx, tasks, queues, allowed)
         # Round by round, best-asked task first: every task gets its first adapter before any gets a
         # second, so the global limits (styles, total) cost a task its extras, not its only match.
@@ -248,20 +279,53 @@ class Composer:
         top = float(lex.max()) if len(lex) else 0.0
         return lex / top if top > 0 else lex
 
-    def _task_candidates(self, snap, t: int, task: Task, pidx, allowed: np.ndarray, drops: list,
-                         everything: set, state: "Selection") -> list:
-        """(task, score, share, doc, unit, rank) for the adapters one of whose purpose phrases this task asks,
-        best first (ranked by the share of their whole name asked, then by BM25 over their whole text)."""
+    def _match(self, pidx, task: Task, meaning) -> "_Match":
+        """The task's purpose matches: rare words as they are; with a meaning encoder, also the common-word
+        matches (to be checked by meaning) and the words around each (the window its meaning is judged on)."""
         cfg = self.config
         words = prompt_words(task.tokens)
         scores, best = pidx.match(words, pidx.idf_of(cfg.rare_share), cfg.min_cover, cfg.strengths)
+        m = _Match(words, scores, best)
+        if meaning is None:
+            return m
+        loose, loose_best = pidx.match(words, 0.0, cfg.min_cover, cfg.strengths)
+        m.extra = np.flatnonzero((loose > scores) & (loose >= cfg.threshold))
+        m.loose, m.loose_best = loose, loose_best
+        for doc in m.extra.tolist():
+            unit = int(loose_best[doc])
+            if unit not in m.windows:
+                m.windows[unit] = _window(task.tokens, words, pidx.unit_words(unit), cfg.window)
+        return m
+
+    def _common_by_meaning(self, m: "_Match", meaning) -> None:
+        """A common word asks for an adapter only when the words around it mean what the adapter is for:
+        "storm clouds" asks for a clouds LoRA, not for "Clouds - Style", an art style (their purpose vectors
+        are far apart); "a cat sleeping on a laptop" asks for a cat LoRA (the window, not the whole sentence,
+        is compared)."""
+        if not len(m.extra):
+            return
+        sims = np.array([float(meaning.vectors[d] @ meaning.vector(m.windows[int(m.loose_best[d])]))
+                         for d in m.extra.tolist()], np.float32)
+        close = m.extra[sims >= self.config.meaning]
+        m.scores[close] = m.loose[close]
+        m.best[close] = m.loose_best[close]
+        m.meant.update(close.tolist())
+
+    def _task_candidates(self, snap, t: int, task: Task, pidx, allowed: np.ndarray, drops: list,
+                         everything: set, state: "Selection", meaning, m: "_Match") -> list:
+        """(task, score, share, doc, unit, rank) for the adapters one of whose purpose phrases this task asks,
+        best first (ranked by the share of their whole name asked, then by BM25 over their whole text)."""
+        cfg = self.config
+        if meaning is not None:
+            self._common_by_meaning(m, meaning)
+        words, scores, best = m.words, m.scores, m.best
         ranked = scores.copy()
         if ranked.any():
             ranked += TIEBREAK * self._lexical(snap, task, pidx.n) * (ranked > 0)
         top = _top(ranked, cfg.pool)
         if not len(top):
             task.note = "no adapter is made for these words"
-            return []
+            return self._meaning_only(t, task, allowed, meaning)
         rank = {int(d): float(ranked[d]) * (1 - cfg.name_weight + cfg.name_weight *
                                             pidx.name_share(int(d), set(words))) for d in top}
         top = np.array(sorted(rank, key=lambda d: -rank[d]), np.int64)
@@ -273,16 +337,29 @@ class Composer:
         out = []
         for doc in top:
             score = float(scores[doc])
-            reason = self._gate(state, pidx, doc, int(best[doc]), score, task, everything)
+            reason = self._gate(state, pidx, doc, int(best[doc]), score, task, everything, doc in m.meant)
             if reason:
                 if not out:
                     task.note = reason
                 drops.append(Drop(_stem(pidx, doc), t, score, reason))
                 continue
             out.append((t, score, score, int(doc), int(best[doc]), rank[int(doc)]))
-        return out
+        return out or self._meaning_only(t, task, allowed, meaning)
 
-    def _gate(self, state, pidx, doc, unit: int, score: float, task: Task, everything: set) -> str:
+    def _meaning_only(self, t: int, task: Task, allowed: np.ndarray, meaning) -> list:
+        """A task no purpose phrase matches ("in the manner of Alphonse Mucha" for a card titled "穆夏"): the
+        card closest in meaning, when it is very close (``meaning_only``)."""
+        if meaning is None or self.config.meaning_only > 1.0:
+            return []
+        sims = np.where(allowed, meaning.similarity(task.plain, slice(None)), -1.0)
+        doc = int(np.argmax(sims))
+        if sims[doc] < self.config.meaning_only:
+            return []
+        task.note = ""
+        return [(t, float(sims[doc]), float(sims[doc]), doc, MEANT, float(sims[doc]))]
+
+    def _gate(self, state, pidx, doc, unit: int, score: float, task: Task, everything: set,
+              meant: bool = False) -> str:
         """Why a candidate is not kept for its task ('' if it is)."""
         cfg = self.config
         if doc in state.named:
@@ -294,12 +371,15 @@ class Composer:
                     f"needs {cfg.threshold:.0%})")
         # A tag names one thing an adapter does, and its name rarely repeats it ("Seasons" for "autumn");
         # a name phrase or a character's card that the prompt asks only in part is about something more.
-        partial = cfg.gate_tags or int(pidx.unit_kind[unit]) != TAG_KIND or character
+        # A common word's match ("dress" of "Flower dress") must hold more of the card's name: the word alone
+        # says little of what the card adds.
+        partial = cfg.gate_tags or int(pidx.unit_kind[unit]) != TAG_KIND or character or meant
         if character and CHARACTER_WORD in task.tokens:
             partial = False  # "<franchise> character" asks for one whose name it cannot know
-        if partial and pidx.name_share(int(doc), everything) < cfg.min_name_share:
+        least = max(cfg.min_name_share, cfg.meaning_name_share) if meant else cfg.min_name_share
+        if partial and pidx.name_share(int(doc), everything) < least:
             what = CHARACTER_NOT_NAMED if character else "its name says more than the prompt asks"
-            return f"{what} (under {cfg.min_name_share:.0%} of its name is in the prompt)"
+            return f"{what} (under {least:.0%} of its name is in the prompt)"
         return ""
 
     def _fill_one(self, state: "Selection", comp: Composition, t: int, queue: list) -> None:
@@ -327,9 +407,12 @@ class Composer:
                     return
                 continue
             state.take(doc, entry)
-            if unit < 0:
+            if unit == NAMED:
                 why = f"the prompt names this character ('{state.prompt_names[doc]}')"
                 named = True
+            elif unit == MEANT:
+                why = f"closest in meaning to '{task.plain}' ({score:.2f})"
+                named = False
             else:
                 kind = int(pidx.unit_kind[unit])
                 phrase = pidx.unit_text[unit]
@@ -337,6 +420,28 @@ class Composer:
                 named = doc in state.named or (kind != TAG_KIND and cov >= 0.999)
             task.adapters.append(Assigned(entry, score, cov, why, t, unit, named))
             return
+
+
+@dataclass
+class _Match:
+    """One task's purpose matches (Composer._match): per document its score and best phrase; with a meaning
+    encoder, the common-word matches still to be checked and the window of words each is judged on."""
+    words: list
+    scores: np.ndarray
+    best: np.ndarray
+    loose: Optional[np.ndarray] = None
+    loose_best: Optional[np.ndarray] = None
+    extra: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    windows: dict = field(default_factory=dict)  # unit -> the task's words around it
+    meant: set = field(default_factory=set)      # documents kept by meaning (a common word's match)
+
+
+def _window(tokens: list, words: list, unit_words: frozenset, width: int) -> str:
+    """The task's tokens around the words of a purpose phrase (``width`` words each side)."""
+    at = [i for i, w in enumerate(words) if w in unit_words]
+    if not at:
+        return " ".join(tokens)
+    return " ".join(tokens[max(0, min(at) - width):max(at) + width + 1])
 
 
 class Selection:
@@ -359,6 +464,16 @@ class Selection:
 
     def is_character(self, doc: int) -> bool:
         return self.chars.is_character(doc)
+
+    def names_series_of_named(self, task: "Task") -> bool:
+        """The task only names the series of a character the prompt names ("raiden ei, genshin impact"): it
+        tells who the character is and asks for no adapter of its own (a series style would take a slot from
+        what the prompt does ask)."""
+        if not self.prompt_names:
+            return False
+        series = self.chars.only_franchises(task.plain)
+        covered = set().union(*(self.chars.franchises(r) for r in self.prompt_names))
+        return bool(series) and series <= covered
 
     def refusal(self, doc: int, entry, in_task: int, task_words: list = ()) -> str:
         if not entry.card.alias:
@@ -409,7 +524,7 @@ def _add_named(state: "Selection", pidx, tasks: list, queues: list, allowed: np.
         place = {item[3]: i for i, item in reversed(list(enumerate(queue)))}
         first = sorted(docs, key=lambda d: (place.get(d, len(queue)), d))
         head = queue[0] if queue and queue[0][3] in docs else None  # already first: kept as matched
-        queue[:] = [head if head and d == head[3] else (t, 1.0, 1.0, d, -1, 2.0) for d in first] + \
+        queue[:] = [head if head and d == head[3] else (t, 1.0, 1.0, d, NAMED, 2.0) for d in first] + \
             [item for item in queue if item[3] not in docs]
 
 

@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 from lib_stylus.composer import Composer, ComposerConfig  # noqa: E402
+from lib_stylus.embedding import BM25, DenseEmbedder, bundled_minilm  # noqa: E402
 from lib_stylus.index import LibraryIndex  # noqa: E402
 from lib_stylus.retriever import Retriever  # noqa: E402
 
@@ -54,12 +55,19 @@ def number(qid: str) -> int:
     return int("".join(c for c in qid.rsplit("-", 1)[1] if c.isdigit()))
 
 
-def open_library(bench: str, work: str) -> LibraryIndex:
+def embedders(kind: str) -> list:
+    """lexical: BM25; hybrid: BM25 + the offline all-MiniLM-L6-v2 (the composer then also checks meaning)."""
+    if kind == "lexical":
+        return [BM25()]
+    return [BM25(), DenseEmbedder(bundled_minilm())]
+
+
+def open_library(bench: str, work: str, embedder: str = "lexical") -> LibraryIndex:
     lib = os.path.join(work, "lib")
     if not os.path.isdir(lib):
         subprocess.run([sys.executable, os.path.join(bench, "materialize.py"), os.path.join(bench, "library.jsonl"),
                         lib], check=True, stdout=subprocess.DEVNULL)
-    index = LibraryIndex([lib], os.path.join(work, "cache"))
+    index = LibraryIndex([lib], os.path.join(work, "cache"), embedders(embedder))
     index.load()
     t0 = time.perf_counter()
     index.refresh(save=True)
@@ -139,13 +147,15 @@ def main() -> None:
     ap.add_argument("--queue", help="write the unjudged (id, prompt, stem) pairs here")
     ap.add_argument("--collect", nargs="*", default=[], help="a reader's label files to add to the extras")
     ap.add_argument("--picks", help="write the default setting's picks here")
+    ap.add_argument("--embedder", choices=("lexical", "hybrid"), default="hybrid",
+                    help="hybrid (default, as shipped): the composer also checks meaning with the dense encoder")
     a = ap.parse_args()
     rd = os.path.join(a.bench, "realistic-dev")
     if a.collect:
         collect(rd, a.collect)
     prompts = load(os.path.join(rd, "prompts-dev.jsonl"))
     judged = judgments(rd)
-    index = open_library(a.bench, a.work)
+    index = open_library(a.bench, a.work, a.embedder)
     runs = []
     for cfg in grid(a.grid):
         preds, times = run(Composer(Retriever(index), cfg), prompts, a.max_adapters)

@@ -1,0 +1,55 @@
+"""What a prompt's words mean, beyond the words: the index's dense sentence encoder (all-MiniLM-L6-v2 over each
+card's purpose text, refiner.purpose_text) compared with a prompt task. A common word matches many cards in
+many senses ("clouds" the sky, "Clouds - Style" an art style, "Neon" a character); the composer keeps a
+common-word match only when the task and the card's purpose are close in meaning. Rare words (a character's
+name, "qipao") need no such check.
+
+Task vectors are cached: a prompt is composed again for every batch and seed, and its segments repeat."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+CACHE = 4096  # task texts kept (a vector is 1.5 KB)
+
+
+class Meaning:
+    """One snapshot's card purpose vectors and the encoder for tasks (its cache shared across snapshots)."""
+
+    def __init__(self, embedder, vectors: np.ndarray, cache: OrderedDict | None = None):
+        self.embedder = embedder
+        self.vectors = vectors
+        self._cache = OrderedDict() if cache is None else cache
+
+    def prefetch(self, texts) -> None:
+        """Encode the texts not cached yet in one batch (one forward pass for a whole prompt's tasks)."""
+        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if todo:
+            for text, v in zip(todo, self.embedder.embed(todo)):
+                self._cache[text] = v
+            while len(self._cache) > CACHE:
+                self._cache.popitem(last=False)
+
+    def vector(self, text: str) -> np.ndarray:
+        if text not in self._cache:
+            self.prefetch([text])
+        self._cache.move_to_end(text)
+        return self._cache[text]
+
+    def similarity(self, text: str, docs: np.ndarray) -> np.ndarray:
+        """Cosine similarity of ``text`` to the purpose of each card row in ``docs``."""
+        return self.vectors[docs] @ self.vector(text)
+
+
+def meaning_of(snapshot, index) -> Meaning | None:
+    """The snapshot's Meaning when its index has a dense encoder, else None (lexical: words only). Kept on the
+    encoder, so the task-vector cache outlives one compose and one snapshot."""
+    dense = next((e for e in getattr(index, "embedders", ()) if e.id != "bm25" and hasattr(e, "embed")), None)
+    state = snapshot.states.get(dense.id) if dense is not None else None
+    if state is None or "dense_vectors" not in state or len(state["dense_vectors"]) != len(snapshot.entries):
+        return None
+    cache = getattr(dense, "_stylus_task_vectors", None)
+    if cache is None:
+        cache = dense._stylus_task_vectors = OrderedDict()
+    return Meaning(dense, state["dense_vectors"], cache)
