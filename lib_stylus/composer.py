@@ -216,7 +216,7 @@ class ComposerConfig:
     meaning_name_share: float = 0.3
     phrases: int = 0
     meaning_only: float = 1.01
-    skip_series: bool = False
+    skip_series: bool = True
 
     @property
     def strengths(self) -> tuple:
@@ -306,10 +306,11 @@ class Composer:
             return
         sims = np.array([float(meaning.vectors[d] @ meaning.vector(m.windows[int(m.loose_best[d])]))
                          for d in m.extra.tolist()], np.float32)
-        close = m.extra[sims >= self.config.meaning]
+        keep = sims >= self.config.meaning
+        close = m.extra[keep]
         m.scores[close] = m.loose[close]
         m.best[close] = m.loose_best[close]
-        m.meant.update(close.tolist())
+        m.meant.update(zip(close.tolist(), sims[keep].tolist()))
 
     def _task_candidates(self, snap, t: int, task: Task, pidx, allowed: np.ndarray, drops: list,
                          everything: set, state: "Selection", meaning, m: "_Match") -> list:
@@ -318,6 +319,7 @@ class Composer:
         cfg = self.config
         if meaning is not None:
             self._common_by_meaning(m, meaning)
+            state.meant.update(m.meant)
         words, scores, best = m.words, m.scores, m.best
         ranked = scores.copy()
         if ranked.any():
@@ -417,6 +419,8 @@ class Composer:
                 kind = int(pidx.unit_kind[unit])
                 phrase = pidx.unit_text[unit]
                 why = f"asks for its {('name', 'file name', 'tag', 'trigger word')[kind]} '{phrase}' ({cov:.0%})"
+                if doc in state.meant:
+                    why += f", close in meaning ({state.meant[doc]:.2f})"
                 named = doc in state.named or (kind != TAG_KIND and cov >= 0.999)
             task.adapters.append(Assigned(entry, score, cov, why, t, unit, named))
             return
@@ -433,7 +437,7 @@ class _Match:
     loose_best: Optional[np.ndarray] = None
     extra: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     windows: dict = field(default_factory=dict)  # unit -> the task's words around it
-    meant: set = field(default_factory=set)      # documents kept by meaning (a common word's match)
+    meant: dict = field(default_factory=dict)    # document kept by meaning (a common word's match) -> similarity
 
 
 def _window(tokens: list, words: list, unit_words: frozenset, width: int) -> str:
@@ -461,6 +465,7 @@ class Selection:
         self.named = set(self.prompt_names)
         self.franchises_asked = self.chars.franchise_asked(prompt, self.prompt_names)
         self.profile = profile_prompt(prompt, self.prompt_names)  # gender, NSFW, ethnicity, real person asked
+        self.meant: dict = {}  # row -> meaning similarity, for candidates a common word matched
 
     def is_character(self, doc: int) -> bool:
         return self.chars.is_character(doc)

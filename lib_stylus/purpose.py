@@ -22,6 +22,11 @@ NAME, STEM, TAG, TRIGGER = 1.0, 0.9, 0.8, 0.9
 # Focus (share of the cards using a word that have it in a purpose phrase) is smoothed towards a prior so a word
 # seen on two cards does not swing from 0 to 1; the floor keeps every word some weight.
 FOCUS_PRIOR, FOCUS_SMOOTH, FOCUS_FLOOR = 0.3, 5.0, 0.25
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff\u3000-\u303f\uff00-\uffef]+")
+_LATIN = re.compile(r"[A-Za-z]")
+_HTML = re.compile(r"<[^<>]*>")
+_TITLE_SEPARATORS = re.compile(r"[|/\\()\[\]{}（）【】｜:;,]+|\s[-–—~]\s")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 # Title pieces: "[Genshin Impact] Shogun Raiden | Character LoRA (v2)" -> three phrases.
 _PIECES = re.compile(r"[|\[\](){}【】（）｜/:,;]|\s[-–—~]\s|\s\+\s")
@@ -42,6 +47,26 @@ GENERIC_TAGS = frozenset(
     "animal action 3d 2d base model photography photo art cartoon".split(" ")) | {
     "art style", "game character", "video game", "real person", "anime character", "anime girl", "style lora",
     "base model"}
+
+
+def plain_title(name: str) -> str:
+    """A title as words about the picture, for the sentence encoder: no format, base-model or version words
+    ("LoRA", "XL", "v1.5", "000010"), and no CJK half of a bilingual title (the encoder reads English and the
+    Latin half says the same): "Armor Suit(盔甲套装) LoRa" -> "Armor Suit"."""
+    text = _FORMAT.sub(" ", _HTML.sub(" ", name))
+    if len(_LATIN.findall(text)) >= 3:
+        text = _CJK_RUN.sub(" ", text)
+    out = []
+    for piece in _TITLE_SEPARATORS.split(text):
+        words = [w for w in piece.replace("_", " ").split() if not _noise(w)]
+        if words:
+            out.append(" ".join(words))
+    return ", ".join(out) or name
+
+
+def _noise(word: str) -> bool:
+    core = word.strip(".,-–—~!?'\"*#").casefold()
+    return not any(c.isalnum() for c in core) or core in ADAPTER_WORDS or bool(_VERSION.match(core.replace(".", "")))
 
 
 def name_words(text: str) -> list[str]:
@@ -99,10 +124,18 @@ def card_units(card, main_trigger: str | None = None) -> dict:
     if main_trigger:
         phrases.append((TRIGGER, "trigger", main_trigger))
     for strength, kind, text in phrases:
-        toks = frozenset(purpose_words(text))
-        if toks and strength > units.get(toks, (0.0, ""))[0]:
-            units[toks] = (strength, kind, text)
+        for toks in _halves(purpose_words(text)):
+            if toks and strength > units.get(toks, (0.0, ""))[0]:
+                units[toks] = (strength, kind, text)
     return units
+
+
+def _halves(words: list) -> list:
+    """A bilingual phrase ("Cinematic 背景画风增强器") as its Latin and its CJK half, each a phrase of its own:
+    a prompt asks in one language."""
+    latin = frozenset(w for w in words if not _CJK.search(w))
+    other = frozenset(words) - latin
+    return [latin, other] if latin and other else [frozenset(words)]
 
 
 class PurposeIndex:
@@ -237,6 +270,10 @@ class PurposeIndex:
         ``tokens``."""
         best = 0.0
         for words in self.name_toks[doc]:
+            # A bilingual name ("Cinematic 背景画风增强器", "Idol costume | アイドル衣装") says its purpose twice; an
+            # English prompt holds the Latin half at most.
+            latin = [w for w in words if not _CJK.search(w)]
+            words = latin or words
             total = sum(self.weights(list(words)))
             if total > 0:
                 best = max(best, sum(self.weights([t for t in words if t in tokens])) / total)

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .catalog.card import AdapterCard
+from .purpose import plain_title
 from .text import collapse
 
-REFINER_VERSION = 2  # bump when the text changes: indexes are keyed by it and rebuild
+REFINER_VERSION = 3  # bump when the text changes: indexes are keyed by it and rebuild
 DEFAULT_WEIGHT = 0.8
 TOPICS = ("concept", "style", "pose", "action", "character", "clothing", "background", "building", "vehicle", "animal")
 
@@ -71,7 +72,7 @@ def purpose_text(card: AdapterCard) -> str:
     ("Clouds - Style. 2.5d" vs "Beautiful sky. sky, clouds, scenery"). The description and trigger words are
     left out: they describe the training images (and make embedding a library 10x slower)."""
     tags = [t for t in card.tags if t.casefold().strip() not in _PURPOSE_GENERIC][:PURPOSE_TAGS]
-    return collapse(". ".join(p for p in [card.title or card.stem, ", ".join(tags)] if p))
+    return collapse(". ".join(p for p in [plain_title(card.title or card.stem), ", ".join(tags)] if p))
 
 
 def card_words(card: AdapterCard) -> dict:

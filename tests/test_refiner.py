@@ -38,5 +38,5 @@ def test_refined_text_has_no_html_and_keeps_the_telling_words():
     assert "glowing outline" in r.text and "masterpiece" not in r.text.split(" . ")[2]
     assert "<lora" not in r.text and "a preview with pink light" in r.text
     # The sentence encoder reads what the adapter is for: title and specific tags, not captions or description.
-    assert r.dense_text == "Neon <b>Glow</b>. neon"
+    assert r.dense_text == "Neon Glow. neon"
     assert r.topic == "style" and r.weight == 0.8

@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_realistic import find_bench, grid, number, _diff  # noqa: E402
+from bench_realistic import embedders, find_bench, grid, number, _diff  # noqa: E402
 from lib_stylus.characters import character_index  # noqa: E402
 from lib_stylus.composer import Composer  # noqa: E402
 from lib_stylus.embedding import BM25  # noqa: E402
@@ -39,13 +39,15 @@ def main() -> None:
     ap.add_argument("--bench", default=find_bench())
     ap.add_argument("--big", type=int, default=100_000)
     ap.add_argument("--grid", action="append", default=[])
+    ap.add_argument("--embedder", choices=("lexical", "hybrid"), default="hybrid",
+                    help="hybrid (default, as shipped): the composer also checks meaning with the dense encoder")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="stylus-bench-")
     lib = os.path.join(work, "lib")
     if not os.path.isdir(lib):
         subprocess.run([sys.executable, os.path.join(a.bench, "materialize.py"),
                         os.path.join(a.bench, "library.jsonl"), lib], check=True)
-    index = LibraryIndex([lib], os.path.join(work, "cache"))
+    index = LibraryIndex([lib], os.path.join(work, "cache"), embedders(a.embedder))
     index.load()
     t0 = time.perf_counter()
     index.refresh(save=True)
@@ -133,10 +135,14 @@ def synthetic(index: LibraryIndex, n: int) -> LibraryIndex:
         card = dataclasses.replace(src.card, stem=f"{src.card.stem}_copy{len(entries)}",
                                    alias=f"{src.card.alias}_copy{len(entries)}", tags=tags[:max(1, len(tags) - 1)])
         entries.append(Entry(card, src.refined, src.text_sha))
-    big = LibraryIndex([], os.path.join(tempfile.gettempdir(), "stylus-synthetic"))
-    state = BM25().fit([e.refined.text for e in entries])
+    big = LibraryIndex([], os.path.join(tempfile.gettempdir(), "stylus-synthetic"), index.embedders)
+    states = {"bm25": BM25().fit([e.refined.text for e in entries])}
+    for emb in index.embedders:  # a copy's purpose vector is its source's (the composer reads only vectors)
+        vectors = index.snapshot.states[emb.id].get("dense_vectors") if emb.id != "bm25" else None
+        if vectors is not None:
+            states[emb.id] = {"dense_vectors": vectors[np.arange(len(entries)) % len(base)]}
     fams = index.snapshot.families
-    big.snapshot = Snapshot(entries, {"bm25": state}, np.resize(fams, len(entries)), [])
+    big.snapshot = Snapshot(entries, states, np.resize(fams, len(entries)), [])
     return big
 
 

