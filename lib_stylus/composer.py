@@ -32,7 +32,6 @@ MAX_STYLES = 2
 TIEBREAK = 1e-3  # retrieval score's share in a task's ranking: orders equal purpose matches only
 TAG_KIND = 2     # PurposeIndex.unit_kind of a tag phrase
 NAMED = -1       # a candidate's phrase when the prompt names the character
-MEANT = -2       # ... when only its meaning is close (Composer._meaning_only)
 
 
 @dataclass
@@ -196,7 +195,12 @@ class ComposerConfig:
     name_weight: how much the share of a card's whole name the task asks counts in its rank (0..1);
     min_name_share: share of a card's whole name (title without bracketed qualifiers, or stem) the prompt must
     hold: the other direction of a match - the adapter adds little the prompt does not ask for (for a match on
-    a tag, only if gate_tags or the card is a character's)."""
+    a tag, only if gate_tags or the card is a character's);
+    meaning: with a dense index (meaning.py), a match on common words (under rare_share) still counts when the
+    cosine similarity of the task's words around it (``window`` words each side) to the card's purpose text
+    reaches this; such a match must also hold ``meaning_name_share`` of the card's whole name, tags included;
+    phrases: split a segment of more than this many words into its phrases (0: never);
+    skip_series: a segment naming only the series of a character the prompt names asks for nothing."""
     threshold: float = 0.75
     rare_share: float = 0.0005
     min_cover: float = 1.01
@@ -213,9 +217,8 @@ class ComposerConfig:
     gate_tags: bool = False
     meaning: float = 0.6
     window: int = 2
-    meaning_name_share: float = 0.3
+    meaning_name_share: float = 0.5
     phrases: int = 0
-    meaning_only: float = 1.01
     skip_series: bool = True
 
     @property
@@ -252,8 +255,7 @@ class Composer:
         meaning = meaning_of(snap, self.retriever.index)
         matches = [self._match(pidx, task, meaning) for task in tasks]
         if meaning is not None:  # one encoder pass for the whole prompt
-            whole = [task.plain for task in tasks] if cfg.meaning_only <= 1.0 else []
-            meaning.prefetch(whole + [w for m in matches for w in m.windows.values()])
+            meaning.prefetch([w for m in matches for w in m.windows.values()])
         queues = [self._task_candidates(snap, t, task, pidx, allowed, comp.drops, everything, state, meaning,
                                         matches[t]) for t, task in enumerate(tasks)]
         _add_named(state, pidx, tasks, queues, allowed)
@@ -327,7 +329,7 @@ class Composer:
         top = _top(ranked, cfg.pool)
         if not len(top):
             task.note = "no adapter is made for these words"
-            return self._meaning_only(t, task, allowed, meaning)
+            return []
         rank = {int(d): float(ranked[d]) * (1 - cfg.name_weight + cfg.name_weight *
                                             pidx.name_share(int(d), set(words))) for d in top}
         top = np.array(sorted(rank, key=lambda d: -rank[d]), np.int64)
@@ -346,19 +348,7 @@ class Composer:
                 drops.append(Drop(_stem(pidx, doc), t, score, reason))
                 continue
             out.append((t, score, score, int(doc), int(best[doc]), rank[int(doc)]))
-        return out or self._meaning_only(t, task, allowed, meaning)
-
-    def _meaning_only(self, t: int, task: Task, allowed: np.ndarray, meaning) -> list:
-        """A task no purpose phrase matches ("in the manner of Alphonse Mucha" for a card titled "穆夏"): the
-        card closest in meaning, when it is very close (``meaning_only``)."""
-        if meaning is None or self.config.meaning_only > 1.0:
-            return []
-        sims = np.where(allowed, meaning.similarity(task.plain, slice(None)), -1.0)
-        doc = int(np.argmax(sims))
-        if sims[doc] < self.config.meaning_only:
-            return []
-        task.note = ""
-        return [(t, float(sims[doc]), float(sims[doc]), doc, MEANT, float(sims[doc]))]
+        return out
 
     def _gate(self, state, pidx, doc, unit: int, score: float, task: Task, everything: set,
               meant: bool = False) -> str:
@@ -412,9 +402,6 @@ class Composer:
             if unit == NAMED:
                 why = f"the prompt names this character ('{state.prompt_names[doc]}')"
                 named = True
-            elif unit == MEANT:
-                why = f"closest in meaning to '{task.plain}' ({score:.2f})"
-                named = False
             else:
                 kind = int(pidx.unit_kind[unit])
                 phrase = pidx.unit_text[unit]

@@ -113,6 +113,13 @@ def title_pieces(title: str) -> list[tuple]:
     return out
 
 
+# Words that say what kind of file a card is, not what it is for: a phrase of these alone ("Style" of "Clouds -
+# Style", "Concept", "Character LoRA") names no purpose (folded as purpose phrases are).
+KIND_WORDS = frozenset(stem(w) for w in (
+    "style styles artstyle art concept concepts character characters lora model models tool tools object "
+    "objects pose poses clothing clothes background backgrounds anime").split())
+
+
 def card_units(card, main_trigger: str | None = None) -> dict:
     """The card's purpose phrases as {frozenset(tokens): (strength, field, text as written)} (the strongest
     field wins a duplicate). ``main_trigger``: the trigger that names the purpose (default: the first trigger word)."""
@@ -125,7 +132,9 @@ def card_units(card, main_trigger: str | None = None) -> dict:
         phrases.append((TRIGGER, "trigger", main_trigger))
     for strength, kind, text in phrases:
         for toks in _halves(purpose_words(text)):
-            if toks and strength > units.get(toks, (0.0, ""))[0]:
+            if toks <= KIND_WORDS:
+                continue  # "Style" of "Clouds - Style", the Latin half of "style- ゲンツキ": no purpose
+            if strength > units.get(toks, (0.0, ""))[0]:
                 units[toks] = (strength, kind, text)
     return units
 

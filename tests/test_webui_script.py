@@ -207,7 +207,7 @@ def test_settings_are_registered_in_the_stylus_section(script):
     assert {"stylus_embedder", "stylus_top_k", "stylus_llm_url", "stylus_keep_models", "stylus_allow_unknown_base",
             "stylus_add_negative"} <= set(keys)
     assert {shared.options_templates[k].section for k in keys} == {("stylus", "Stylus")}
-    assert shared.opts.stylus_embedder == "lexical"
+    assert shared.opts.stylus_embedder == "hybrid"  # the composer checks meaning by default
 
 
 def test_infotext_round_trip_restores_every_written_field(script):

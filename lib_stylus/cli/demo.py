@@ -8,7 +8,7 @@ import tempfile
 
 from ..composer import Composer
 from ..demo import build_sample_library
-from ..embedding import BM25
+from ..embedding import BM25, DenseEmbedder, bundled_minilm
 from ..index import LibraryIndex
 from ..retriever import Retriever
 from .compose import describe, describe_mask
@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     lib = build_sample_library(os.path.join(args.out, "Lora"))
-    embedders = [BM25()]
+    embedders = [BM25(), DenseEmbedder(bundled_minilm())] if bundled_minilm() else [BM25()]
     index = LibraryIndex([lib], os.path.join(args.out, "cache"), embedders)
     index.load()
     report = index.refresh()

@@ -26,7 +26,7 @@ class StylusService:
 
     # ---- index ---------------------------------------------------------------------------------------------
     def _embedders(self) -> list:
-        if host.opt("stylus_embedder", "lexical") != "hybrid":
+        if host.opt("stylus_embedder", "hybrid") != "hybrid":
             return [embedding.BM25()]
         try:
             return [embedding.BM25(), embedding.DenseEmbedder(models.sentence_encoder())]
@@ -38,7 +38,7 @@ class StylusService:
     def index(self) -> LibraryIndex:
         """The current index object (settings changes take effect at the next refresh)."""
         with self._lock:
-            wanted = (tuple(host.lora_dirs()), host.cache_dir(), host.opt("stylus_embedder", "lexical"))
+            wanted = (tuple(host.lora_dirs()), host.cache_dir(), host.opt("stylus_embedder", "hybrid"))
             if self._index is None or getattr(self._index, "_stylus_key", None) != wanted:
                 index = LibraryIndex(list(wanted[0]), wanted[1], self._embedders(), hidden=host.list_hidden_files())
                 index._stylus_key = wanted
