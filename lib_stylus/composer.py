@@ -253,7 +253,7 @@ class Composer:
             comp.tasks = tasks
         everything = set(prompt_words(tokenize(" ".join(t.plain for t in split_tasks(prompt)))))
         meaning = meaning_of(snap, self.retriever.index)
-        matches = [self._match(pidx, task, meaning) for task in tasks]
+        matches = [self._match(pidx, task, meaning, state, everything) for task in tasks]
         if meaning is not None:  # one encoder pass for the whole prompt
             meaning.prefetch([w for m in matches for w in m.windows.values()])
         queues = [self._task_candidates(snap, t, task, pidx, allowed, comp.drops, everything, state, meaning,
@@ -281,7 +281,7 @@ class Composer:
         top = float(lex.max()) if len(lex) else 0.0
         return lex / top if top > 0 else lex
 
-    def _match(self, pidx, task: Task, meaning) -> "_Match":
+    def _match(self, pidx, task: Task, meaning, state: "Selection", everything: set) -> "_Match":
         """The task's purpose matches: rare words as they are; with a meaning encoder, also the common-word
         matches (to be checked by meaning) and the words around each (the window its meaning is judged on)."""
         cfg = self.config
@@ -291,7 +291,12 @@ class Composer:
         if meaning is None:
             return m
         loose, loose_best = pidx.match(words, 0.0, cfg.min_cover, cfg.strengths)
-        m.extra = np.flatnonzero((loose > scores) & (loose >= cfg.threshold))
+        extra = np.flatnonzero((loose > scores) & (loose >= cfg.threshold))
+        # Only those that could pass _gate's name rule for a meaning match are worth encoding words for.
+        least = max(cfg.min_name_share, cfg.meaning_name_share)
+        franchise = CHARACTER_WORD in task.tokens
+        m.extra = np.array([d for d in extra.tolist() if d in state.named or (franchise and state.is_character(d))
+                            or pidx.name_share(d, everything) >= least], np.int64)
         m.loose, m.loose_best = loose, loose_best
         for doc in m.extra.tolist():
             unit = int(loose_best[doc])
