@@ -34,6 +34,14 @@ class Entry:
     def to_dict(self) -> dict:
         return {"card": self.card.to_dict(), "refined": self.refined.__dict__, "text_sha": self.text_sha}
 
+    def json_text(self) -> str:
+        """to_dict() as JSON, made once: a refresh keeps the Entry of every unchanged file, so a save after a
+        one-file edit encodes one card instead of the whole library."""
+        text = self.__dict__.get("_json")
+        if text is None:
+            text = self.__dict__["_json"] = json.dumps(self.to_dict(), ensure_ascii=False)
+        return text
+
     @classmethod
     def from_dict(cls, d: dict) -> "Entry":
         return cls(AdapterCard.from_dict(d["card"]), Refined(**d["refined"]), d["text_sha"])
@@ -61,6 +69,7 @@ class RefreshReport:
     removed: int = 0
     faults: list = field(default_factory=list)
     seconds: float = 0.0
+    ready_seconds: float = 0.0  # until the new snapshot (and what ``prepare`` built for it) was swapped in
     saved: bool = False
 
 
@@ -102,8 +111,9 @@ class LibraryIndex:
     def save(self) -> None:
         """Write the index atomically. Raises OSError (refresh then keeps the results unsaved)."""
         os.makedirs(self.cache_dir, exist_ok=True)
+        entries = "[" + ", ".join(e.json_text() for e in self.snapshot.entries) + "]"  # as json.dumps writes it
         arrays = {"meta": _json_bytes({"format": INDEX_FORMAT, "key": self.key, "roots": self.roots}),
-                  "entries": _json_bytes([e.to_dict() for e in self.snapshot.entries]),
+                  "entries": np.frombuffer(entries.encode("utf-8"), np.uint8),
                   "faults": _json_bytes([f.__dict__ for f in self.snapshot.faults])}
         for emb_id, state in self.snapshot.states.items():
             arrays.update({f"{emb_id}::{k}": v for k, v in state.items() if not k.startswith("_")})
@@ -120,8 +130,11 @@ class LibraryIndex:
             raise
 
     # ---- refresh -----------------------------------------------------------------------------------------------
-    def refresh(self, progress: Callable[[str, int, int], None] | None = None, save: bool = True) -> RefreshReport:
-        """Re-scan the roots; re-read and re-embed only what changed; swap in the new snapshot and save it."""
+    def refresh(self, progress: Callable[[str, int, int], None] | None = None, save: bool = True,
+                prepare: Callable[[Snapshot], None] | None = None) -> RefreshReport:
+        """Re-scan the roots; re-read and re-embed only what changed; swap in the new snapshot and save it.
+        ``prepare(snapshot)`` builds what readers need of a new snapshot (the composer's indexes) before it is
+        swapped in, so no reader builds them, and before the save, so they do not wait for the disk."""
         with self._lock:
             t0 = time.perf_counter()
             _remove_stale_tmp(self.cache_dir)
@@ -133,7 +146,11 @@ class LibraryIndex:
             # An empty library with no index yet writes nothing (no .stylus/ in a folder without LoRAs).
             changed = report.read or report.removed or len(entries) != len(old) \
                 or (entries and not os.path.isfile(self.path))
-            self.snapshot = Snapshot(entries, states, fams, report.faults)
+            snapshot = Snapshot(entries, states, fams, report.faults)
+            if prepare is not None:
+                prepare(snapshot)
+            self.snapshot = snapshot
+            report.ready_seconds = time.perf_counter() - t0
             if save and changed:
                 report.saved = self._try_save()
             report.total, report.seconds = len(entries), time.perf_counter() - t0

@@ -66,8 +66,9 @@ class StylusService:
         self.status.update(state="indexing", message="")
         try:
             index = self.index()
-            report = index.refresh(progress=self._progress)
-            prepare(index.snapshot)  # the first compose after a refresh then waits for nothing
+            # the composer's indexes are built before the new snapshot is swapped in: the first compose after a
+            # refresh waits for nothing, and none composes against a half-ready snapshot
+            report = index.refresh(progress=self._progress, prepare=prepare)
             self.status.update(state="ready", cards=report.total, faults=len(report.faults),
                                seconds=round(report.seconds, 2), updated=time.time(),
                                fault_lines=[f.line() for f in report.faults[:500]])
