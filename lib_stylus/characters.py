@@ -218,6 +218,9 @@ class _Card:
 # AdapterCard objects of unchanged files, so the next build cuts only new or edited cards and, when what they
 # change is local, recomputes only the cards that read it (CharacterIndex._update). One generation is kept.
 _LAST = None
+# What _index_names makes (a build whose cards' names are all unchanged shares them with the previous one).
+_NAME_POSTINGS = ("_name_df", "_common", "_variant_rows", "_anchor", "_compact_names", "_long_words",
+                  "_other_anchor", "_other_words", "_partial")
 # A refresh that changes more cards than this (or 1/20 of them) is built whole: cheaper than tracing it.
 MAX_UPDATE = 64
 
@@ -375,11 +378,17 @@ class CharacterIndex:
         if prev is not None and getattr(prev, "_rows", None) is None:
             prev = None
         rows = self._cut(entries, prev)
+        self._names_from = None
         if prev is None or not self._update(rows, prev):
             rows = [r.copy() for r in rows]
             self._build(rows)
         self._keep(rows)
-        self._index_names(rows)
+        if self._names_from is not None:  # no card's names changed: the name postings are the previous ones
+            for name in _NAME_POSTINGS:
+                setattr(self, name, getattr(self._names_from, name))
+        else:
+            self._index_names(rows)
+        del self._names_from
         _LAST = self
 
     @staticmethod
@@ -411,6 +420,7 @@ class CharacterIndex:
     # ---- a build from nothing ----------------------------------------------------------------------------
     def _build(self, rows: list) -> None:
         self._tokens = None  # the word -> cards postings of _update, made when first needed
+        self.updated = None
         own = Counter()
         for r in rows:
             own.update(r.own)
@@ -629,8 +639,18 @@ class CharacterIndex:
         came_known = [[_compact(v) for v in rows[i].first] for i in redo if rows[i].strong]
         self._known = _recount(prev._known, gone_known, came_known)
         known_changed = {k for ks in gone_known + came_known for k in ks if (k in self._known) != (k in prev._known)}
-        for i in redo | readers(known_changed):
+        names = redo | readers(known_changed)
+        for i in names:
             self._name_stage(own(i))
+        same = len(rows) == len(old_rows) and all(
+            a is b or (a.names == b.names and a.other == b.other and a.franchises == b.franchises)
+            for a, b in zip(rows, old_rows))
+        # ... and no word of theirs changed its everyday test, nor the order of rarity of a non-character name
+        if same and not any(prev._common[t] != self._is_common(t, prev._name_df) for t in changed_df
+                            if t in prev._common) and not changed_df & prev._other_words:
+            self._names_from = prev
+        # what this update computed again (for benchmarks): cards split, franchise keys, cards named
+        self.updated = {"split": len(split_changed), "keys": len(keys), "first": len(redo), "names": len(names)}
         return True
 
     # ---- what is a character -----------------------------------------------------------------------------
@@ -753,10 +773,14 @@ class CharacterIndex:
     def names(self, row: int) -> list:
         return list(self._names[row])
 
+    def _is_common(self, t: str, name_df: Counter) -> bool:
+        return self._df(t) > COMMON_RATIO * name_df[t] + COMMON_SLACK or gender_of_word(t) != "" \
+            or t in COLOURS or t in CATEGORY or is_numeral(t) or len(t) < 2
+
     def _index_names(self, rows: list) -> None:
         name_df = Counter(t for vs in self._names for t in {t for v in vs for t in v})
-        self._common = {t: self._df(t) > COMMON_RATIO * name_df[t] + COMMON_SLACK or gender_of_word(t) != ""
-                        or t in COLOURS or t in CATEGORY or is_numeral(t) or len(t) < 2 for t in name_df}
+        self._name_df = name_df
+        self._common = {t: self._is_common(t, name_df) for t in name_df}
         # variant id -> (tokens, rows); postings: anchor token (the variant's rarest) -> variant ids
         self._variant_rows: dict = defaultdict(list)
         for row, vs in enumerate(self._names):
@@ -779,6 +803,7 @@ class CharacterIndex:
         for r in rows:
             if r.other is not None:
                 self._other_anchor[min(r.other, key=lambda t: (self._df(t), t))].append(r.other)
+        self._other_words = {t for vs in self._other_anchor.values() for v in vs for t in v}
         # Single name words that may name a character of a franchise the prompt names ("raiden" + genshin)
         self._partial = defaultdict(set)
         for row, vs in enumerate(self._names):
