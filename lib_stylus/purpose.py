@@ -270,24 +270,41 @@ def _stem_df_lookup(state: dict | None):
     'dancing'); the sum of the forms' counts, at most the number of documents. Built once per index."""
     if not state or "bm25_vocab" not in state:
         return lambda tok: 0
-    global _STEM_OF
     n = int(state["bm25_n"][0])
-    counts = np.diff(state["bm25_indptr"]).tolist()
-    if len(_STEM_OF) > _STEM_CACHE_MAX:
-        _STEM_OF = {}
-    folds = _STEM_OF
-    table: dict = {}
-    for word, c in zip(state["bm25_vocab"].tolist(), counts):
-        key = folds.get(word)
-        if key is None:
-            key = folds[word] = stem(word)
-        table[key] = table.get(key, 0) + c
-    return lambda tok: min(n, table.get(tok, 0))
+    keys, ids = _stem_keys(state["bm25_vocab"])
+    sums = np.bincount(keys, weights=np.diff(state["bm25_indptr"]), minlength=len(ids)).astype(np.int64)
+
+    def df(tok: str) -> int:
+        i = ids.get(tok)
+        return 0 if i is None else min(n, int(sums[i]))
+    return df
 
 
-# stem() of the library's words, kept between index builds: a refresh changes few of them.
-_STEM_OF: dict = {}
-_STEM_CACHE_MAX = 1 << 21
+class _StemKeys:
+    """The stem() fold of each word of the library's vocabulary, as ids, kept from one index build to the next:
+    a refresh adds or drops a few words of the sorted vocabulary, and only those are folded again."""
+    def __init__(self):
+        self.vocab = np.empty(0, dtype="<U1")
+        self.keys = np.empty(0, np.int64)
+        self.ids: dict = {}  # stem key -> id (keys of words no longer there stay: their sum is 0)
+
+    def __call__(self, vocab: np.ndarray) -> tuple:
+        if len(vocab) == len(self.vocab) and np.array_equal(vocab, self.vocab):
+            return self.keys, self.ids
+        keys = np.empty(len(vocab), np.int64)
+        known = np.zeros(len(vocab), bool)
+        if len(self.vocab):
+            at = np.minimum(np.searchsorted(self.vocab, vocab), len(self.vocab) - 1)
+            known = self.vocab[at] == vocab
+            keys[known] = self.keys[at[known]]
+        ids = dict(self.ids)
+        for i in np.flatnonzero(~known).tolist():
+            keys[i] = ids.setdefault(stem(str(vocab[i])), len(ids))
+        self.vocab, self.keys, self.ids = vocab, keys, ids
+        return keys, ids
+
+
+_stem_keys = _StemKeys()
 
 
 class _Parts:

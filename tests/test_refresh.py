@@ -93,7 +93,7 @@ def from_nothing(snap) -> tuple:
     """The indexes a fresh process would build for this snapshot (no earlier build to start from)."""
     characters._LAST = None
     purpose._LAST_PARTS = {}
-    purpose._STEM_OF = {}
+    purpose._stem_keys = purpose._StemKeys()
     return PurposeIndex(snap.entries, snap.states.get("bm25")), CharacterIndex(snap.entries)
 
 
