@@ -228,18 +228,12 @@ MAX_UPDATE = 64
 class _Row:
     """One card's part in a CharacterIndex, stage by stage (what a later build reuses when the card and what it
     read of the others are unchanged). A build never changes a row it was given: it changes a copy."""
-    __slots__ = ("cut", "topic", "own", "strong", "seen1", "split", "fv", "franchises", "head", "first",
+    __slots__ = ("cut", "topic", "strong", "seen1", "split", "fv", "franchises", "head", "first",
                  "character", "cosplay", "names", "form_only", "qualifiers", "other")
 
     def __init__(self, card, topic: str):
         cut = self.cut = _Card(card)  # as first cut: head and qualifiers from its own words only
         self.topic = topic
-        # its words for the document frequencies (word -> cards using it in their own words: name, tags,
-        # trigger words and description). Not the sample prompts (nor the BM25 text that holds them): a popular
-        # character ("hatsune miku") is written in the sample prompts of hundreds of other LoRAs and would pass
-        # for an everyday word.
-        said = cut.title_words | {fold(w) for t in cut.tags + cut.triggers for w in words(t)}
-        self.own = frozenset(said | {fold(w) for w in words(card.description or "")})
         tags = {t.casefold() for t in cut.tags}
         self.strong = not cut.not_character and not cut.costume and (
             bool(tags & _CHARACTER_TAGS) or topic == "character")
@@ -248,6 +242,16 @@ class _Row:
         self.split = self.fv = self.franchises = self.head = self.first = None
         self.character = self.cosplay = False
         self.names, self.form_only, self.qualifiers, self.other = [], set(), set(), None
+
+    def own(self) -> set:
+        """Its words for the document frequencies (word -> cards using it in their own words: name, tags,
+        trigger words and description). Not the sample prompts (nor the BM25 text that holds them): a popular
+        character ("hatsune miku") is written in the sample prompts of hundreds of other LoRAs and would pass
+        for an everyday word. Not kept (a description has many words): a build sums them, an update cuts
+        those of the changed cards again."""
+        cut = self.cut
+        said = cut.title_words | {fold(w) for t in cut.tags + cut.triggers for w in words(t)}
+        return said | {fold(w) for w in words(cut.card.description or "")}
 
     def copy(self) -> "_Row":
         new = object.__new__(_Row)
@@ -423,7 +427,7 @@ class CharacterIndex:
         self.updated = None
         own = Counter()
         for r in rows:
-            own.update(r.own)
+            own.update(r.own())
         self._own = own
         self._df = own.__getitem__
         seen1 = Counter()
@@ -565,9 +569,10 @@ class CharacterIndex:
 
         old = {i: rows[i] for i in range(len(rows)) if id(rows[i]) in old_ids}  # i -> the previous row
         # document frequencies and the first franchise pass: counts, updated by the changed cards
-        self._own = _recount(prev._own, [r.own for r in removed], [rows[i].own for i in added])
+        gone_words, came_words = [r.own() for r in removed], [rows[i].own() for i in added]
+        self._own = _recount(prev._own, gone_words, came_words)
         self._df = self._own.__getitem__
-        changed_df = {t for r in removed for t in r.own} | {t for i in added for t in rows[i].own}
+        changed_df = {t for ws in gone_words + came_words for t in ws if self._own[t] != prev._own[t]}
         self._seen1 = _recount(prev._seen1, [r.seen1 for r in removed], [rows[i].seen1 for i in added])
         touched = {k for r in removed for k in r.seen1} | {k for i in added for k in rows[i].seen1}
         touched = {k for k in touched if self._seen1[k] != prev._seen1[k]}

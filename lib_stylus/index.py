@@ -34,13 +34,13 @@ class Entry:
     def to_dict(self) -> dict:
         return {"card": self.card.to_dict(), "refined": self.refined.__dict__, "text_sha": self.text_sha}
 
-    def json_text(self) -> str:
-        """to_dict() as JSON, made once: a refresh keeps the Entry of every unchanged file, so a save after a
-        one-file edit encodes one card instead of the whole library."""
-        text = self.__dict__.get("_json")
-        if text is None:
-            text = self.__dict__["_json"] = json.dumps(self.to_dict(), ensure_ascii=False)
-        return text
+    def json_bytes(self) -> bytes:
+        """to_dict() as UTF-8 JSON, made once: a refresh keeps the Entry of every unchanged file, so a save after
+        a one-file edit encodes one card instead of the whole library."""
+        data = self.__dict__.get("_json")
+        if data is None:
+            data = self.__dict__["_json"] = json.dumps(self.to_dict(), ensure_ascii=False).encode("utf-8")
+        return data
 
     @classmethod
     def from_dict(cls, d: dict) -> "Entry":
@@ -111,9 +111,9 @@ class LibraryIndex:
     def save(self) -> None:
         """Write the index atomically. Raises OSError (refresh then keeps the results unsaved)."""
         os.makedirs(self.cache_dir, exist_ok=True)
-        entries = "[" + ", ".join(e.json_text() for e in self.snapshot.entries) + "]"  # as json.dumps writes it
+        entries = b"[" + b", ".join(e.json_bytes() for e in self.snapshot.entries) + b"]"  # as json.dumps writes
         arrays = {"meta": _json_bytes({"format": INDEX_FORMAT, "key": self.key, "roots": self.roots}),
-                  "entries": np.frombuffer(entries.encode("utf-8"), np.uint8),
+                  "entries": np.frombuffer(entries, np.uint8),
                   "faults": _json_bytes([f.__dict__ for f in self.snapshot.faults])}
         for emb_id, state in self.snapshot.states.items():
             arrays.update({f"{emb_id}::{k}": v for k, v in state.items() if not k.startswith("_")})
@@ -131,10 +131,12 @@ class LibraryIndex:
 
     # ---- refresh -----------------------------------------------------------------------------------------------
     def refresh(self, progress: Callable[[str, int, int], None] | None = None, save: bool = True,
-                prepare: Callable[[Snapshot], None] | None = None) -> RefreshReport:
+                prepare: Callable[[Snapshot], None] | None = None,
+                ready: Callable[[RefreshReport], None] | None = None) -> RefreshReport:
         """Re-scan the roots; re-read and re-embed only what changed; swap in the new snapshot and save it.
         ``prepare(snapshot)`` builds what readers need of a new snapshot (the composer's indexes) before it is
-        swapped in, so no reader builds them, and before the save, so they do not wait for the disk."""
+        swapped in, so no reader builds them, and before the save, so they do not wait for the disk;
+        ``ready(report)`` is called once it is swapped in (the save still to come)."""
         with self._lock:
             t0 = time.perf_counter()
             _remove_stale_tmp(self.cache_dir)
@@ -150,7 +152,9 @@ class LibraryIndex:
             if prepare is not None:
                 prepare(snapshot)
             self.snapshot = snapshot
-            report.ready_seconds = time.perf_counter() - t0
+            report.total, report.ready_seconds = len(entries), time.perf_counter() - t0
+            if ready is not None:
+                ready(report)
             if save and changed:
                 report.saved = self._try_save()
             report.total, report.seconds = len(entries), time.perf_counter() - t0
