@@ -399,13 +399,14 @@ class CharacterIndex:
     def _cut(entries, prev) -> list:
         """A row per entry: the previous build's when the card object and its topic are the same, else new."""
         old = prev._by_card if prev is not None else {}
-        rows = []
+        rows, made = [], {}
         for e in entries:
             card = e.card
             topic = getattr(e.refined, "topic", "")
-            r = old.get(id(card))
+            r = made.get((id(card), topic)) or old.get(id(card))
             if r is None or r.cut.card is not card or r.topic != topic:
                 r = _Row(card, topic)
+            made[(id(card), topic)] = r  # the same card twice (a synthetic library) is cut once
             rows.append(r)
         return rows
 

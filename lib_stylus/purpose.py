@@ -339,7 +339,7 @@ def _cards_parts(entries, main_trigger) -> list:
     for entry in entries:
         card = entry.card
         trig = main_trigger(card) if main_trigger else None
-        part = last.get(id(card))
+        part = fresh.get(id(card)) or last.get(id(card))  # the same card twice (a synthetic library): once
         if part is None or part.card is not card or part.trigger != trig:
             part = _Parts(card, trig)
         fresh[id(card)] = part
