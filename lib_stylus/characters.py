@@ -383,9 +383,10 @@ class CharacterIndex:
             prev = None
         rows = self._cut(entries, prev)
         self._names_from = None
+        self._own = None
         if prev is None or not self._update(rows, prev):
             rows = [r.copy() for r in rows]
-            self._build(rows)
+            self._build(rows)  # with the document frequencies of _update when it made them
         self._keep(rows)
         if self._names_from is not None:  # no card's names changed: the name postings are the previous ones
             for name in _NAME_POSTINGS:
@@ -426,9 +427,11 @@ class CharacterIndex:
     def _build(self, rows: list) -> None:
         self._tokens = None  # the word -> cards postings of _update, made when first needed
         self.updated = None
-        own = Counter()
-        for r in rows:
-            own.update(r.own())
+        own = self._own
+        if own is None:
+            own = Counter()
+            for r in rows:
+                own.update(r.own())
         self._own = own
         self._df = own.__getitem__
         seen1 = Counter()
@@ -555,12 +558,18 @@ class CharacterIndex:
         self._tokens = tokens
 
         def readers(keys, prefix: bool = True) -> set:
+            """Rows that may read these keys: that have the word (prefix=False), or whose words can write
+            the key ('genshinimpact': 'genshin' + 'impact')."""
             out = set()
             for k in keys:
                 if not k:
                     return set(range(len(rows)))
-                for j in range(1 if prefix else len(k), len(k) + 1):
-                    out.update(pos[id(cut)] for cut in tokens.get(k[:j], ()))
+                if not prefix:
+                    out.update(pos[id(cut)] for cut in tokens.get(k, ()))
+                    continue
+                for j in range(1, len(k) + 1):
+                    out.update(i for i in (pos[id(cut)] for cut in tokens.get(k[:j], ()))
+                               if i not in out and _written_with(k, rows[i].tokens()))
             return out
 
         def own(i: int) -> "_Row":  # a row this build may change: a copy unless it is new
@@ -955,6 +964,15 @@ def _recount(base: Counter, gone, came) -> Counter:
         if out[k] <= 0:
             del out[k]
     return out
+
+
+def _written_with(key: str, toks: set) -> bool:
+    """Whether ``key`` is some of these words written one after another."""
+    ends = {0}
+    for i in range(len(key)):
+        if i in ends:
+            ends.update(j for j in range(i + 1, len(key) + 1) if key[i:j] in toks)
+    return len(key) in ends
 
 
 def _postings(rows: list) -> dict:
