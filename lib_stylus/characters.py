@@ -226,8 +226,8 @@ MAX_UPDATE = 64
 
 
 class _Row:
-    """One card's part in a CharacterIndex, stage by stage (what a later build reuses when the card and what it
-    read of the others are unchanged). A build never changes a row it was given: it changes a copy."""
+    """One card's part in a CharacterIndex, stage by stage (what a later build reuses when the card and what
+    it read of the others are unchanged). A build never changes a row it was given: it changes a copy."""
     __slots__ = ("cut", "topic", "strong", "seen1", "split", "fv", "franchises", "head", "first",
                  "character", "cosplay", "names", "form_only", "qualifiers", "other")
 
@@ -476,12 +476,12 @@ class CharacterIndex:
         return self._vocab.seen
 
     def _franchise(self, key: str):
-        """The folded spelling of a franchise key, or None when it is none. Franchises are what character cards
-        write as a qualifier - 'Makima (Chainsaw Man)', 'Yor Forger - Spy x Family' - and also carry as a tag,
-        or a tag that titles of several characters start or end with ('Girls und Panzer Anchovy', 'Girls und
-        Panzer Kay'). Not one: a qualifier more often some character's own title ('Yor Briar (Yor Forger)'),
-        one with a word of a kind of picture, costume or person, a bare number, or an everyday word that only
-        one character's cards use as a qualifier."""
+        """The folded spelling of a franchise key, or None when it is none. Franchises are what character
+        cards write as a qualifier - 'Makima (Chainsaw Man)', 'Yor Forger - Spy x Family' - and also carry as
+        a tag, or a tag that titles of several characters start or end with ('Girls und Panzer Anchovy',
+        'Girls und Panzer Kay'). Not one: a qualifier more often some character's own title ('Yor Briar (Yor
+        Forger)'), one with a word of a kind of picture, costume or person, a bare number, or an everyday
+        word that only one character's cards use as a qualifier."""
         v = self._vocab
         n = v.seen[key]
         spelling = self._spelling[key]
@@ -533,10 +533,10 @@ class CharacterIndex:
 
     # ---- a build from the previous one -------------------------------------------------------------------
     def _update(self, rows: list, prev: "CharacterIndex") -> bool:
-        """Build from ``prev`` when few cards changed: stage by stage, the statistics are updated by the changed
-        cards' parts, and only the cards that read a changed key are computed again (the keys a card reads
-        start with one of its words: see _Row.tokens). False (nothing kept) when the franchise vocabulary
-        changes or too many cards did: the caller builds from nothing."""
+        """Build from ``prev`` when few cards changed: stage by stage, the statistics are updated by the
+        changed cards' parts, and only the cards that read a changed key are computed again (the keys a card
+        reads are written with its own words: see _Row.tokens). False (nothing kept) when the franchise
+        vocabulary changes or too many cards did: the caller builds from nothing."""
         old_rows = prev._rows
         new_ids = {id(r) for r in rows}
         old_ids = {id(r) for r in old_rows}
@@ -597,7 +597,8 @@ class CharacterIndex:
             else:
                 split_changed.add(i)
         # the franchise vocabulary: counts of the keys the changed parts hold, then their decisions
-        gone = [r.fv for r in removed if r.strong] + [old[i].fv for i in split_changed if i in old and old[i].strong]
+        gone = [r.fv for r in removed if r.strong]
+        gone += [old[i].fv for i in split_changed if i in old and old[i].strong]
         came = [rows[i].fv for i in split_changed if rows[i].strong]
         keys = {k for fv in gone + came for k in fv[0] + fv[1]}
         vocab = prev._vocab.copy()
@@ -653,7 +654,8 @@ class CharacterIndex:
             [_compact(v) for v in old[i].first] for i in redo if i in old and old[i].strong]
         came_known = [[_compact(v) for v in rows[i].first] for i in redo if rows[i].strong]
         self._known = _recount(prev._known, gone_known, came_known)
-        known_changed = {k for ks in gone_known + came_known for k in ks if (k in self._known) != (k in prev._known)}
+        known_changed = {k for ks in gone_known + came_known for k in ks
+                         if (k in self._known) != (k in prev._known)}
         names = redo | readers(known_changed)
         for i in names:
             self._name_stage(own(i))
@@ -665,7 +667,8 @@ class CharacterIndex:
                             if t in prev._common) and not changed_df & prev._other_words:
             self._names_from = prev
         # what this update computed again (for benchmarks): cards split, franchise keys, cards named
-        self.updated = {"split": len(split_changed), "keys": len(keys), "first": len(redo), "names": len(names)}
+        self.updated = {"split": len(split_changed), "keys": len(keys), "first": len(redo),
+                        "names": len(names)}
         return True
 
     # ---- what is a character -----------------------------------------------------------------------------

@@ -37,8 +37,8 @@ class Entry:
         return {"card": self.card.to_dict(), "refined": self.refined.__dict__, "text_sha": self.text_sha}
 
     def json_bytes(self) -> bytes:
-        """to_dict() as UTF-8 JSON, made once: a refresh keeps the Entry of every unchanged file, so a save after
-        a one-file edit encodes one card instead of the whole library."""
+        """to_dict() as UTF-8 JSON, made once: a refresh keeps the Entry of every unchanged file, so a save
+        after a one-file edit encodes one card instead of the whole library."""
         data = self.__dict__.get("_json")
         if data is None:
             data = self.__dict__["_json"] = json.dumps(self.to_dict(), ensure_ascii=False).encode("utf-8")
@@ -113,7 +113,8 @@ class LibraryIndex:
     def save(self) -> None:
         """Write the index atomically. Raises OSError (refresh then keeps the results unsaved)."""
         os.makedirs(self.cache_dir, exist_ok=True)
-        entries = b"[" + b", ".join(e.json_bytes() for e in self.snapshot.entries) + b"]"  # as json.dumps writes
+        # the list as json.dumps writes it
+        entries = b"[" + b", ".join(e.json_bytes() for e in self.snapshot.entries) + b"]"
         arrays = {"meta": _json_bytes({"format": INDEX_FORMAT, "key": self.key, "roots": self.roots}),
                   "entries": np.frombuffer(entries, np.uint8),
                   "faults": _json_bytes([f.__dict__ for f in self.snapshot.faults])}

@@ -149,7 +149,8 @@ class PurposeIndex:
         phrase = np.fromiter((phrase_ids.setdefault(t, len(phrase_ids)) for t in unit_toks), np.int64,
                              len(unit_toks))
         shared = np.unique(phrase * max(self.n, 1) + self.unit_doc)
-        self.unit_cards = np.bincount(shared // max(self.n, 1), minlength=len(phrase_ids)).astype(np.int32)[phrase]
+        per_phrase = np.bincount(shared // max(self.n, 1), minlength=len(phrase_ids)).astype(np.int32)
+        self.unit_cards = per_phrase[phrase]
         # A card's whole name (its title without bracketed qualifiers, and its stem): how much of it a prompt
         # asks tells a card made for what the prompt wants ("Cyberpunk Elements") from one about something
         # more ("Fiona Frost | Spy x Family" for "spy x family").
@@ -281,8 +282,8 @@ def _stem_df_lookup(state: dict | None):
 
 
 class _StemKeys:
-    """The stem() fold of each word of the library's vocabulary, as ids, kept from one index build to the next:
-    a refresh adds or drops a few words of the sorted vocabulary, and only those are folded again."""
+    """The stem() fold of each word of the library's vocabulary, as ids, kept from one index build to the
+    next: a refresh adds or drops a few words of the sorted vocabulary, and only those are folded again."""
     def __init__(self):
         self.vocab = np.empty(0, dtype="<U1")
         self.keys = np.empty(0, np.int64)
@@ -310,8 +311,8 @@ _stem_keys = _StemKeys()
 class _Parts:
     """What one card gives the index: its purpose phrases (in card_units order), their words (flat), its whole
     name's words and the names a prompt may tag it by. Depends on the card (and its main trigger) only."""
-    __slots__ = ("card", "trigger", "unit_toks", "unit_text", "unit_strength", "unit_kind", "flat", "name_toks",
-                 "names")
+    __slots__ = ("card", "trigger", "unit_toks", "unit_text", "unit_strength", "unit_kind", "flat",
+                 "name_toks", "names")
     KINDS = ("name", "stem", "tag", "trigger")
 
     def __init__(self, card, trigger):
@@ -322,13 +323,13 @@ class _Parts:
         self.unit_strength = [strength for strength, _, _ in units.values()]
         self.unit_kind = [self.KINDS.index(kind) for _, kind, _ in units.values()]
         self.flat = [tok for toks in self.unit_toks for tok in toks]
-        self.name_toks = (frozenset(w for p, q in title_pieces(card.title) if not q for w in purpose_words(p)),
-                          frozenset(purpose_words(card.stem)))
+        title = frozenset(w for p, q in title_pieces(card.title) if not q for w in purpose_words(p))
+        self.name_toks = (title, frozenset(purpose_words(card.stem)))
         self.names = tuple(dict.fromkeys((card.alias.casefold(), card.stem.casefold())))
 
 
-# The cut cards of the last index built: a refresh keeps the AdapterCard objects of unchanged files, so the next
-# build cuts only new or edited cards (one generation is kept).
+# The cut cards of the last index built: a refresh keeps the AdapterCard objects of unchanged files, so the
+# next build cuts only new or edited cards (one generation is kept).
 _LAST_PARTS: dict = {}
 
 

@@ -2,7 +2,6 @@
 characters) from the previous snapshot's, recomputing only what the changed cards touch. The result must be
 what a build from nothing makes, and compose must pick the same."""
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -16,13 +15,15 @@ from lib_stylus.purpose import PurposeIndex, purpose_index
 from lib_stylus.retriever import Retriever
 from tests.compose_fixtures import CARDS as COMPOSE_CARDS
 from tests.compose_fixtures import write_lora
+from tests.loralib import edit_info
 from tests.test_characters import CARDS as CHARACTER_CARDS
 from tests.test_characters import SCENES
 
 PROMPTS = ["raiden shogun, genshin impact, cyberpunk city", "uzumaki naruto in knight armor, watercolor",
-           "Arknights operator, pixel art", "a girl in a witch hat, ink wash", "chun-li cosplay, street fighter",
-           "megumin, konosuba, explosion", "yunyun, konosuba", "a robot mecha in a cyberpunk city",
-           "girls und panzer kay, tifa lockhart", "hu tao, twintails, porkpie hat, pokemon style"]
+           "Arknights operator, pixel art", "a girl in a witch hat, ink wash",
+           "chun-li cosplay, street fighter", "megumin, konosuba, explosion", "yunyun, konosuba",
+           "a robot mecha in a cyberpunk city", "girls und panzer kay, tifa lockhart",
+           "hu tao, twintails, porkpie hat, pokemon style"]
 
 
 @pytest.fixture()
@@ -38,16 +39,6 @@ def library(tmp_path):
     index = LibraryIndex([folder], str(tmp_path / "cache"))
     index.refresh(prepare=prepare)
     return folder, index
-
-
-def edit_info(folder: str, stem: str, change) -> None:
-    """Edit a card's .civitai.info as Civitai Helper would rewrite it."""
-    path = os.path.join(folder, stem + ".civitai.info")
-    with open(path, encoding="utf-8") as f:
-        info = json.load(f)
-    change(info)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(info, f)
 
 
 def describe(info):
@@ -82,7 +73,8 @@ EDITS = {
     # 'Tifa_meenow' is a character's LoRA only by its tag "tifa lockhart", the name of another card
     "known name gone": lambda folder: edit_info(folder, "tifa_v2", other_character),
     "added": lambda folder: write_lora(folder, "texas_alter", "Texas the Omertosa (Arknights)",
-                                       tags=["anime", "character", "arknights"], triggers=["texas the omertosa"]),
+                                       tags=["anime", "character", "arknights"],
+                                       triggers=["texas the omertosa"]),
     "removed": lambda folder: [os.remove(os.path.join(folder, "texas" + ext))
                                for ext in (".safetensors", ".civitai.info", ".json")
                                if os.path.exists(os.path.join(folder, "texas" + ext))],
@@ -99,8 +91,8 @@ def from_nothing(snap) -> tuple:
 
 def purpose_state(p: PurposeIndex) -> dict:
     out = {k: getattr(p, k) for k in ("unit_toks", "unit_text", "name_toks", "by_name", "vocab", "stems")}
-    for k in ("unit_doc", "unit_strength", "unit_kind", "unit_cards", "post_unit", "indptr", "head_df", "tok_weight",
-              "tok_idf", "unit_total"):
+    for k in ("unit_doc", "unit_strength", "unit_kind", "unit_cards", "post_unit", "indptr", "head_df",
+              "tok_weight", "tok_idf", "unit_total"):
         out[k] = getattr(p, k).tolist()
     return out
 
@@ -175,9 +167,10 @@ def test_a_card_object_the_index_keeps_is_never_changed_by_a_later_build(library
 def test_a_word_turning_everyday_changes_the_cards_that_use_it(tmp_path):
     """A name word is everyday once the library uses it on many more cards than carry it in a name: one more
     card's description can tip it, and then an unchanged card that is a character's LoRA only by that name
-    ('Gym Leader Outfit', tagged "misty") is one no more."""
+    ('Gym Leader Look', tagged "misty") is one no more."""
     folder = str(tmp_path / "lora")
-    write_lora(folder, "misty_pkmn", "Misty (Pokemon)", tags=["anime", "character", "pokemon"], triggers=["misty"])
+    write_lora(folder, "misty_pkmn", "Misty (Pokemon)", tags=["anime", "character", "pokemon"],
+               triggers=["misty"])
     write_lora(folder, "gym_look", "Gym Leader Look", tags=["misty", "pokemon"])
     for i in range(10):  # 'misty' on 2 + 5 cards: not yet everyday (that needs more than 3 x 1 + 4)
         write_lora(folder, f"scene_{i}", f"Scene {i}", tags=["scene"],

@@ -53,8 +53,8 @@ class StylusService:
             running = self._thread is not None and self._thread.is_alive()
             if not running:
                 self._ready = threading.Event()
-                self._thread = threading.Thread(target=self._refresh, args=(self._ready,), name="stylus-index",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._refresh, args=(self._ready,),
+                                                name="stylus-index", daemon=True)
                 self._thread.start()
             ready = self._ready
         if wait:  # a generation waits on it: show the progress in its status line
@@ -76,8 +76,8 @@ class StylusService:
             ready.set()
         try:
             index = self.index()
-            # the composer's indexes are built before the new snapshot is swapped in: the first compose after a
-            # refresh waits for nothing, and none composes against a half-ready snapshot
+            # the composer's indexes are built before the new snapshot is swapped in: the first compose after
+            # a refresh waits for nothing, and none composes against a half-ready snapshot
             report = index.refresh(progress=self._progress, prepare=prepare, ready=swapped_in)
             if report.faults:
                 log.info("Stylus: %d LoRA files had problems (see GET /stylus/v1/status)", len(report.faults))

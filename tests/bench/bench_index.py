@@ -31,6 +31,7 @@ from bench_realistic import find_bench  # noqa: E402
 from lib_stylus.embedding import BM25, DenseEmbedder, bundled_minilm, faiss_bytes  # noqa: E402
 from lib_stylus.index import LibraryIndex, Snapshot  # noqa: E402
 from lib_stylus.retriever import Retriever, query_text  # noqa: E402
+from tests.loralib import edit_info  # noqa: E402
 
 BENCH = find_bench()  # shared/bench beside the repository (or a folder above a worktree)
 
@@ -126,19 +127,10 @@ def synthetic(index, n: int, seed: int = 0):
 
 
 # ---- what a refresh costs the composer --------------------------------------------------------------------
-def _edit_info(lib: str, stem: str, change) -> None:
-    path = os.path.join(lib, stem + ".civitai.info")
-    with open(path, encoding="utf-8") as f:
-        info = json.load(f)
-    change(info)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(info, f)
-
-
 def edit_description(lib: str, stem: str, i: int) -> None:
     def change(info):
         info["model"]["description"] = (info["model"].get("description") or "") + f" (edited {i})"
-    _edit_info(lib, stem, change)
+    edit_info(lib, stem, change)
 
 
 def edit_tags_and_triggers(lib: str, stem: str, i: int) -> None:
@@ -147,11 +139,12 @@ def edit_tags_and_triggers(lib: str, stem: str, i: int) -> None:
         info["model"]["tags"] = list(info["model"].get("tags") or []) + ["fantasy"]
         words = list(info.get("trainedWords") or [])
         info["trainedWords"] = words[-1:] + words[:-1]
-    _edit_info(lib, stem, change)
+    edit_info(lib, stem, change)
 
 
 def edit_metadata(lib: str, stem: str, i: int) -> None:
-    """The .safetensors header rewritten with one more training tag in ss_tag_frequency (tensors unchanged)."""
+    """The .safetensors header rewritten with one more training tag in ss_tag_frequency (the tensors as they
+    were)."""
     path = os.path.join(lib, stem + ".safetensors")
     with open(path, "rb") as f:
         raw = f.read()
@@ -233,11 +226,14 @@ def composer_refresh(work: str, reps: int) -> dict:
 
 def print_composer_refresh(r: dict, reps: int) -> None:
     first, runs = r["first"], r["runs"]
-    print(f"### Refresh with the composer's indexes (`python tests/bench/bench_index.py --composer-refresh {reps}`)\n")
+    command = f"python tests/bench/bench_index.py --composer-refresh {reps}"
+    print(f"### Refresh with the composer's indexes (`{command}`)\n")
     print(f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"numpy {np.__version__}; {first['cards']:,} cards (the bench library, materialized with its faults).\n")
-    print(f"First index (scan, refine, BM25, purpose and character indexes): {first['ready']:.1f} s until ready "
-          f"(composer's indexes {first['prepare']:.1f} s of it), {first['total']:.1f} s with the save. "
+          f"numpy {np.__version__}; {first['cards']:,} cards (the bench library, materialized with its "
+          "faults).\n")
+    print("First index (scan, refine, BM25, purpose and character indexes): "
+          f"{first['ready']:.1f} s until ready (composer's indexes {first['prepare']:.1f} s of it), "
+          f"{first['total']:.1f} s with the save. "
           f"Peak RSS {first['peak']:.0f} MB after the first index, {r['peak']:.0f} MB after the refreshes. "
           f"The composer's indexes of the last snapshot built from nothing: {first['whole']:.2f} s, "
           f"{'the same' if first['same'] else 'NOT the same'} as the ones the refreshes built.\n")
@@ -247,13 +243,14 @@ def print_composer_refresh(r: dict, reps: int) -> None:
     for name in dict.fromkeys(x["kind"] for x in runs):
         rs = [x for x in runs if x["kind"] == name]
         cells = []
-        for key, scale, unit in (("ready", 1, "s"), ("prepare", 1, "s"), ("total", 1, "s"), ("compose_ms", 1, "ms")):
-            v = [x[key] * scale for x in rs]
+        for key, unit in (("ready", "s"), ("prepare", "s"), ("total", "s"), ("compose_ms", "ms")):
+            v = [x[key] for x in rs]
             cells.append(f"{np.percentile(v, 50):.2f} / {max(v):.2f} {unit}")
         inc = sum(x["incremental"] for x in rs)
         print(f"| {name} | {len(rs)} | " + " | ".join(cells) + f" | {inc} of {len(rs)} |")
     ready = [x["ready"] for x in runs]
-    print(f"\nAll {len(runs)} refreshes: until ready p50 {np.percentile(ready, 50):.2f} s, max {max(ready):.2f} s.")
+    print(f"\nAll {len(runs)} refreshes: until ready p50 {np.percentile(ready, 50):.2f} s, "
+          f"max {max(ready):.2f} s.")
 
 
 def main() -> None:
