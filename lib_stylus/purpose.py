@@ -128,7 +128,7 @@ class PurposeIndex:
         self.unit_kind = np.array([x for part in parts for x in part.unit_kind], np.int8)
         # The vocabulary in sorted order: the same ids however the library was built up (a word's id orders
         # the sum of a phrase's word weights, so ids that depend on history would change the last bit)
-        flat = [tok for part in parts for tok in part.flat]
+        flat = [tok for part in parts for toks in part.unit_toks for tok in toks]
         vocab = {tok: i for i, tok in enumerate(sorted(set(flat)))}
         self.vocab = vocab
         post_tok = np.fromiter(map(vocab.__getitem__, flat), np.int64, len(flat))
@@ -309,20 +309,19 @@ _stem_keys = _StemKeys()
 
 
 class _Parts:
-    """What one card gives the index: its purpose phrases (in card_units order), their words (flat), its whole
-    name's words and the names a prompt may tag it by. Depends on the card (and its main trigger) only."""
-    __slots__ = ("card", "trigger", "unit_toks", "unit_text", "unit_strength", "unit_kind", "flat",
-                 "name_toks", "names")
+    """What one card gives the index: its purpose phrases (in card_units order), its whole name's words and
+    the names a prompt may tag it by. Depends on the card (and its main trigger) only."""
+    __slots__ = ("card", "trigger", "unit_toks", "unit_text", "unit_strength", "unit_kind", "name_toks",
+                 "names")
     KINDS = ("name", "stem", "tag", "trigger")
 
     def __init__(self, card, trigger):
         self.card, self.trigger = card, trigger
         units = card_units(card, trigger)
-        self.unit_toks = list(units)
-        self.unit_text = [text for _, _, text in units.values()]
-        self.unit_strength = [strength for strength, _, _ in units.values()]
-        self.unit_kind = [self.KINDS.index(kind) for _, kind, _ in units.values()]
-        self.flat = [tok for toks in self.unit_toks for tok in toks]
+        self.unit_toks = tuple(units)
+        self.unit_text = tuple(text for _, _, text in units.values())
+        self.unit_strength = tuple(strength for strength, _, _ in units.values())
+        self.unit_kind = tuple(self.KINDS.index(kind) for _, kind, _ in units.values())
         title = frozenset(w for p, q in title_pieces(card.title) if not q for w in purpose_words(p))
         self.name_toks = (title, frozenset(purpose_words(card.stem)))
         self.names = tuple(dict.fromkeys((card.alias.casefold(), card.stem.casefold())))
