@@ -38,6 +38,7 @@ import re
 from collections import Counter, defaultdict
 from functools import lru_cache
 
+from .index import collections_deferred
 from .prompt import split_segments
 from .words import (BODY_ATTRIBUTES, CATEGORY, CLOTHING_KINDS, COLOURS, COSPLAY, ETHNIC, FEMALE, FUNCTION,
                     MALE, NOT_CHARACTER_KINDS, PACKAGING, PLACEHOLDERS, REAL_PERSON, SEXUAL, THING_KINDS,
@@ -948,7 +949,8 @@ def character_index(snapshot) -> CharacterIndex:
     snapshot, which gets a new one)."""
     idx = getattr(snapshot, "_stylus_characters", None)
     if idx is None:
-        idx = CharacterIndex(snapshot.entries)
+        with collections_deferred():  # see index.refresh
+            idx = CharacterIndex(snapshot.entries)
         snapshot._stylus_characters = idx
     return idx
 

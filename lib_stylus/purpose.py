@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from .embedding import tokenize
+from .index import collections_deferred
 
 # Strength of a phrase by where the card has it: the title says what the adapter is for; the stem is the title
 # with file-name noise; tags are the author's labels (noisier); the main trigger is often a made-up token.
@@ -250,7 +251,8 @@ def purpose_index(snapshot, main_trigger=None) -> PurposeIndex:
     snapshot, which gets a new one."""
     idx = getattr(snapshot, "_stylus_purpose", None)
     if idx is None:
-        idx = PurposeIndex(snapshot.entries, snapshot.states.get("bm25"), main_trigger)
+        with collections_deferred():  # see index.refresh
+            idx = PurposeIndex(snapshot.entries, snapshot.states.get("bm25"), main_trigger)
         snapshot._stylus_purpose = idx
     return idx
 
