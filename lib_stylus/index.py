@@ -146,8 +146,8 @@ class LibraryIndex:
             report = RefreshReport()
             old = {e.card.path: e for e in self.snapshot.entries}
             # What a refresh allocates sets off full collections of the process's objects (~0.5 s each with the
-            # 6.4K-card index alone; half the time of a 100K-card first index): not before the new snapshot is
-            # in use. Its garbage is freed by reference counts (no cycles), so memory does not grow meanwhile.
+            # 6.4K-card index alone, about half the time of the composer's indexes at 100K cards): not before
+            # the new snapshot is in use. Its garbage is freed by reference counts: peak memory does not grow.
             with collections_deferred():
                 entries = self._scan(old, report, progress)
                 states = {emb.id: self._fit(emb, entries, report, progress) for emb in self.embedders}
