@@ -38,6 +38,7 @@ import re
 from collections import Counter, defaultdict
 from functools import lru_cache
 
+from .index import collections_deferred
 from .prompt import split_segments
 from .words import (BODY_ATTRIBUTES, CATEGORY, CLOTHING_KINDS, COLOURS, COSPLAY, ETHNIC, FEMALE, FUNCTION,
                     MALE, NOT_CHARACTER_KINDS, PACKAGING, PLACEHOLDERS, REAL_PERSON, SEXUAL, THING_KINDS,
@@ -214,24 +215,146 @@ class _Card:
         self.not_character = bool(kinds & NOT_CHARACTER_KINDS)
 
 
-# The cut cards of the last index built: a refresh keeps the AdapterCard objects of unchanged files, so the
-# next build cuts only new or edited cards. Two generations at most are alive.
-_LAST_CARDS: dict = {}
+# The cut cards of the last index built, with what each build made of them (see _Row): a refresh keeps the
+# AdapterCard objects of unchanged files, so the next build cuts only new or edited cards and, when what they
+# change is local, recomputes only the cards that read it (CharacterIndex._update). One generation is kept.
+_LAST = None
+# What _index_names makes (a build whose cards' names are all unchanged shares them with the previous one).
+_NAME_POSTINGS = ("_name_df", "_common", "_variant_rows", "_anchor", "_compact_names", "_long_words",
+                  "_other_anchor", "_other_words", "_partial")
+# A refresh that changes more cards than this (or 1/20 of them) is built whole: cheaper than tracing it.
+MAX_UPDATE = 64
 
 
-def _cards(cards: list) -> list:
-    global _LAST_CARDS
-    out, fresh = [], {}
-    for card in cards:
-        cut = _LAST_CARDS.get(id(card))
-        if cut is None or cut.card is not card:
-            cut = _Card(card)
-        else:
-            cut.split_title({})  # as first cut: the last build split it by its own franchises
-        fresh[id(card)] = cut
-        out.append(cut)
-    _LAST_CARDS = fresh
-    return out
+class _Row:
+    """One card's part in a CharacterIndex, stage by stage (what a later build reuses when the card and what
+    it read of the others are unchanged). A build never changes a row it was given: it changes a copy."""
+    __slots__ = ("cut", "topic", "strong", "seen1", "split", "fv", "franchises", "head", "first",
+                 "character", "cosplay", "names", "form_only", "qualifiers", "other")
+
+    def __init__(self, card, topic: str):
+        cut = self.cut = _Card(card)  # as first cut: head and qualifiers from its own words only
+        self.topic = topic
+        tags = {t.casefold() for t in cut.tags}
+        self.strong = not cut.not_character and not cut.costume and (
+            bool(tags & _CHARACTER_TAGS) or topic == "character")
+        # what it tells the first franchise pass (seen as a qualifier or beside a name), as first cut
+        self.seen1 = tuple(k for k in _fv_part(cut)[1]) if self.strong else ()
+        self.split = self.fv = self.franchises = self.head = self.first = None
+        self.character = self.cosplay = False
+        self.names, self.form_only, self.qualifiers, self.other = [], set(), set(), None
+
+    def own(self) -> set:
+        """Its words for the document frequencies (word -> cards using it in their own words: name, tags,
+        trigger words and description). Not the sample prompts (nor the BM25 text that holds them): a popular
+        character ("hatsune miku") is written in the sample prompts of hundreds of other LoRAs and would pass
+        for an everyday word. Not kept (a description has many words): a build sums them, an update cuts
+        those of the changed cards again."""
+        cut = self.cut
+        said = cut.title_words | {fold(w) for t in cut.tags + cut.triggers for w in words(t)}
+        return said | {fold(w) for w in words(cut.card.description or "")}
+
+    def copy(self) -> "_Row":
+        new = object.__new__(_Row)
+        for name in _Row.__slots__:
+            setattr(new, name, getattr(self, name))
+        return new
+
+    def at_split(self) -> "_Card":
+        """The cut card as the franchise split left it (head with its franchise words)."""
+        c = self.cut
+        c.head, c.quals, c.costume, c.not_character = self.split
+        return c
+
+    def at_names(self) -> "_Card":
+        """The cut card with its head stripped of franchises, as the name stages read it."""
+        c = self.at_split()
+        c.head = self.head
+        return c
+
+    def tokens(self) -> set:
+        """Every word the row's stages read the library's statistics at: a key they look up is one of these
+        words or written with them ('genshinimpact'), so it starts with one of them."""
+        c = self.cut
+        toks = set(c.title_words) | set(c.stem) | set(c.first)
+        for group in (c.parts, c.brackets, c.texts):
+            for t in group:
+                toks.update(t)
+        for name, qual in c.forms:
+            toks.update(name)
+            toks.update(qual)
+        return toks
+
+
+def _fv_part(c) -> tuple:
+    """A strong character card's part in the franchise vocabulary (see _franchise_vocab): name keys (its
+    head, "name (series)" forms, its first trigger word unless the title starts or ends with it), qualifier
+    keys with (confirmed by a tag, spelling, owner), and tags written at an edge of the title (spelling, the
+    rest of the title)."""
+    # a name: the title head, a first trigger, a "name (series)" - not a first trigger that the title starts
+    # or ends with ('Girls und Panzer Kay': the series)
+    heads = [_compact(c.head)]
+    heads += list({_compact(name) for name, _ in c.forms})
+    first = list(c.first)
+    edge = 0 < len(first) < len(c.head) and first in (c.head[:len(first)], c.head[-len(first):])
+    if first and not edge:
+        heads.append(_compact(first))
+    quals = []
+    for q in {tuple(q) for q in c.quals}:
+        key = _compact(q)
+        if len(q) > MAX_FRANCHISE_WORDS or len(key) < 3 or set(q) & _NOT_FRANCHISE \
+                or all(is_numeral(t) or gender_of_word(t) or t in COLOURS for t in q):
+            continue
+        quals.append((key, key in c.tag_keys, " ".join(q), _compact(c.head)))
+    edges = []
+    for toks in c.tag_texts:
+        n = len(toks)
+        if 1 < n < len(c.head) and (c.head[:n] == list(toks) or c.head[-n:] == list(toks)):
+            edges.append((_compact(toks), " ".join(toks),
+                          _compact(c.head[n:] if c.head[:n] == list(toks) else c.head[:-n])))
+    return heads, [q[0] for q in quals] + [e[0] for e in edges], quals, edges
+
+
+class _Vocab:
+    """The franchise pass's counts: per key, how often it is a name (heads), a qualifier or an edge tag
+    (seen), confirmed by a tag, its spellings (in the order the cards first write them: the tie-break), the
+    names it qualifies (owners) and the names written beside it."""
+
+    def __init__(self):
+        self.seen, self.confirmed, self.heads = Counter(), Counter(), Counter()
+        self.spelled, self.owners, self.beside = defaultdict(Counter), defaultdict(set), defaultdict(set)
+
+    def add(self, fv, only: str | None = None) -> None:
+        heads, _, quals, edges = fv
+        for key in heads:
+            if only is None or key == only:
+                self.heads[key] += 1
+        for key, confirmed, spelling, owner in quals:
+            if only is None or key == only:
+                self.seen[key] += 1
+                self.confirmed[key] += confirmed
+                self.spelled[key][spelling] += 1
+                self.owners[key].add(owner)
+        for key, spelling, beside in edges:
+            if only is None or key == only:
+                self.seen[key] += 1
+                self.spelled[key][spelling] += 1
+                self.beside[key].add(beside)
+
+    def copy(self) -> "_Vocab":
+        new = _Vocab()
+        for name in ("seen", "confirmed", "heads", "spelled", "owners", "beside"):
+            mine = getattr(self, name)
+            theirs = getattr(new, name)
+            theirs.update(mine) if isinstance(mine, Counter) else theirs.update(dict(mine))
+        return new
+
+    def recount(self, key: str, fvs) -> None:
+        """The counts of one key again, from the parts of the cards that may hold it (in row order)."""
+        for table in (self.seen, self.confirmed, self.heads, self.spelled, self.owners, self.beside):
+            table.pop(key, None)
+        for fv in fvs:
+            self.add(fv, key)
 
 
 class _Segment:
@@ -249,65 +372,307 @@ class _Segment:
 
 
 class CharacterIndex:
-    def __init__(self, entries):
+    def __init__(self, entries, previous: "CharacterIndex | None" = None):
+        """``previous``: an index of an earlier snapshot to start from (default: the last one built). Its
+        rows of the cards this snapshot still has are reused, and when few cards changed only what they
+        touch is computed again; the result is the same as a build from nothing."""
+        global _LAST
         self.entries = entries
         self.n = len(entries)
-        cards = _cards([e.card for e in entries])
-        self._df = self._doc_freq(cards)
-        strong = [not c.not_character and self._strong(e, c) for e, c in zip(entries, cards)]
-        self._franchise_vocab(cards, strong)
-        for c in cards:  # a title that starts with its franchise: the name is the next part
-            c.split_title(self._support)
-        self._franchise_vocab(cards, strong)
-        self._card_franchises = [self._franchises_of(c) for c in cards]
-        self._by_franchise = None  # franchise -> rows, made on first use
-        for c in cards:  # a franchise in the head is no part of the name: "raiden shogun genshin impact"
-            c.head = self._strip_franchise(c.head)
-        # Names of the sure characters first; a costume or an uncategorized card is a character's when it
-        # carries one of those names or a "name (series)" form.
-        self._head_df = Counter(t for c, s in zip(cards, strong) if s for t in set(c.head))
-        first = {row: self._variants(c, set()) for row, (c, s) in enumerate(zip(cards, strong)) if s}
-        known = {_compact(v) for vs in first.values() for v in vs}
-        self._character = [self._decide(c, s, known) for c, s in zip(cards, strong)]
-        self._cosplay = [ch and (c.costume or bool((c.title_words | set(c.stem) | c.tag_keys) & COSPLAY))
-                         for c, ch in zip(cards, self._character)]
-        # ``known`` changes the variants of a costume or of a card with no name of its own only
-        self._names = []
-        for row, (c, ch) in enumerate(zip(cards, self._character)):
-            own = not c.costume and (c.forms or _compact(c.head) not in self.franchise_names)
-            self._names.append(first[row] if row in first and own else self._variants(c, known) if ch else [])
-        # names a card writes only as "name (series)": ambiguous without the series
-        self._form_only = []
-        for c, vs in zip(cards, self._names):
-            only = set()
-            if vs and c.forms:
-                plain = {tuple(self._strip_franchise(toks)) for t, toks in zip(c.tags + c.triggers, c.texts)
-                         if not _NAME_FORM.match(t)} | {tuple(c.head)}
-                only = {tuple(name) for name, _ in c.forms} - plain
-            self._form_only.append(only)
-        self._qualifiers = [{_compact(q) for q in c.quals if not _generic(q)} for c in cards]
-        self._cards = cards
-        self._index_names()
-        del self._cards
+        prev = _LAST if previous is None else previous
+        if prev is not None and getattr(prev, "_rows", None) is None:
+            prev = None
+        rows = self._cut(entries, prev)
+        self._names_from = None
+        self._own = None
+        if prev is None or not self._update(rows, prev):
+            rows = [r.copy() for r in rows]
+            self._build(rows)  # with the document frequencies of _update when it made them
+        self._keep(rows)
+        if self._names_from is not None:  # no card's names changed: the name postings are the previous ones
+            for name in _NAME_POSTINGS:
+                setattr(self, name, getattr(self._names_from, name))
+        else:
+            self._index_names(rows)
+        del self._names_from
+        _LAST = self
 
     @staticmethod
-    def _doc_freq(cards: list):
-        """Word -> number of cards using it in their own words: name, tags, trigger words and description.
-        Not the sample prompts (nor the BM25 text that holds them): a popular character ("hatsune miku") is
-        written in the sample prompts of hundreds of other LoRAs and would pass for an everyday word."""
-        own = Counter()
-        for c in cards:
-            said = c.title_words | {fold(w) for t in c.tags + c.triggers for w in words(t)}
-            own.update(said | {fold(w) for w in words(c.card.description or "")})
-        return lambda tok: own[tok]
+    def _cut(entries, prev) -> list:
+        """A row per entry: the previous build's when the card object and its topic are the same, else new."""
+        old = prev._by_card if prev is not None else {}
+        rows, made = [], {}
+        for e in entries:
+            card = e.card
+            topic = getattr(e.refined, "topic", "")
+            r = made.get((id(card), topic)) or old.get(id(card))
+            if r is None or r.cut.card is not card or r.topic != topic:
+                r = _Row(card, topic)
+            made[(id(card), topic)] = r  # the same card twice (a synthetic library) is cut once
+            rows.append(r)
+        return rows
+
+    def _keep(self, rows: list) -> None:
+        """The per-row answers the queries read, as lists."""
+        self._rows = rows
+        self._by_card = {id(r.cut.card): r for r in rows}
+        self._card_franchises = [r.franchises for r in rows]
+        self._character = [r.character for r in rows]
+        self._cosplay = [r.cosplay for r in rows]
+        self._names = [r.names for r in rows]
+        self._form_only = [r.form_only for r in rows]
+        self._qualifiers = [r.qualifiers for r in rows]
+        self._by_franchise = None  # franchise -> rows, made on first use
+
+    # ---- a build from nothing ----------------------------------------------------------------------------
+    def _build(self, rows: list) -> None:
+        self._tokens = None  # the word -> cards postings of _update, made when first needed
+        self.updated = None
+        own = self._own
+        if own is None:
+            own = Counter()
+            for r in rows:
+                own.update(r.own())
+        self._own = own
+        self._df = own.__getitem__
+        seen1 = Counter()
+        for r in rows:
+            seen1.update(r.seen1)
+        self._seen1 = seen1
+        for r in rows:  # a title that starts with its franchise: the name is the next part
+            self._split(r)
+        vocab = _Vocab()
+        for r in rows:
+            if r.strong:
+                vocab.add(r.fv)
+        self._vocab = vocab
+        self._spelling = {key: vocab.spelled[key].most_common(1)[0][0] for key in vocab.seen}
+        self._folded = {}
+        for key in vocab.seen:
+            spelling = self._franchise(key)
+            if spelling is not None:
+                self._folded[key] = spelling
+        tags = defaultdict(Counter)
+        for r in rows:
+            c = r.cut
+            for tag, toks in zip(c.tags, c.tag_texts):
+                if _compact(toks) in self._folded:
+                    tags[_compact(toks)][" ".join(tag.casefold().split())] += 1
+        self._tag_spelling = tags
+        self.franchise_names = {k: self._franchise_name(k) for k in self._folded}
+        self._franchise_len = max((len(v.split()) for v in self._folded.values()), default=0)
+        self._franchise_words = {t for v in self._folded.values() for t in v.split()} | set(self._folded)
+        for r in rows:
+            self._strip(r)
+        self._head_df = Counter(t for r in rows if r.strong for t in set(r.head))
+        for r in rows:
+            if r.strong:
+                r.first = self._variants(r.at_names(), set())
+        self._known = Counter(_compact(v) for r in rows if r.strong for v in r.first)
+        for r in rows:
+            self._name_stage(r)
+
+    @property
+    def _support(self) -> Counter:
+        return self._vocab.seen
+
+    def _franchise(self, key: str):
+        """The folded spelling of a franchise key, or None when it is none. Franchises are what character
+        cards write as a qualifier - 'Makima (Chainsaw Man)', 'Yor Forger - Spy x Family' - and also carry as
+        a tag, or a tag that titles of several characters start or end with ('Girls und Panzer Anchovy',
+        'Girls und Panzer Kay'). Not one: a qualifier more often some character's own title ('Yor Briar (Yor
+        Forger)'), one with a word of a kind of picture, costume or person, a bare number, or an everyday
+        word that only one character's cards use as a qualifier."""
+        v = self._vocab
+        n = v.seen[key]
+        spelling = self._spelling[key]
+        everyday = all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in spelling.split())
+        qualifier = v.confirmed[key] and (len(v.owners[key]) > 1 or not everyday)
+        if (qualifier or len(v.beside[key]) > 1) and n > NAME_USES * v.heads[key]:
+            return spelling
+        return None
+
+    def _franchise_name(self, key: str) -> str:
+        """The spelling the cards' tags use most (for people), else the folded one."""
+        tags = self._tag_spelling.get(key)
+        return tags.most_common(1)[0][0] if tags else self._folded[key]
+
+    def _split(self, r: "_Row") -> None:
+        c = r.cut
+        c.split_title(self._seen1)
+        r.split = (c.head, c.quals, c.costume, c.not_character)
+        r.fv = _fv_part(c) if r.strong else None
+
+    def _strip(self, r: "_Row") -> None:
+        c = r.at_split()
+        r.franchises = self._franchises_of(c)
+        r.head = self._strip_franchise(c.head)  # a franchise in the head is no part of the name
+
+    def _name_stage(self, r: "_Row") -> None:
+        """Names of the sure characters first; a costume or an uncategorized card is a character's when it
+        carries one of those names or a "name (series)" form."""
+        c = r.at_names()
+        known = self._known
+        r.character = self._decide(c, r.strong, known)
+        r.cosplay = r.character and (c.costume or bool((c.title_words | set(c.stem) | c.tag_keys) & COSPLAY))
+        # ``known`` changes the variants of a costume or of a card with no name of its own only
+        own = not c.costume and (c.forms or _compact(c.head) not in self.franchise_names)
+        r.names = r.first if r.strong and own else self._variants(c, known) if r.character else []
+        # names a card writes only as "name (series)": ambiguous without the series
+        only = set()
+        if r.names and c.forms:
+            plain = {tuple(self._strip_franchise(toks)) for t, toks in zip(c.tags + c.triggers, c.texts)
+                     if not _NAME_FORM.match(t)} | {tuple(c.head)}
+            only = {tuple(name) for name, _ in c.forms} - plain
+        r.form_only = only
+        r.qualifiers = {_compact(q) for q in c.quals if not _generic(q)}
+        # the name of what is no character (an artist, a place, a style) a character's name may be part of
+        r.other = None
+        if not r.character:
+            v = tuple(t for t in self._strip_franchise(c.head) if t not in _GENERIC and not is_numeral(t))
+            r.other = v if len(v) >= 2 else None
+
+    # ---- a build from the previous one -------------------------------------------------------------------
+    def _update(self, rows: list, prev: "CharacterIndex") -> bool:
+        """Build from ``prev`` when few cards changed: stage by stage, the statistics are updated by the
+        changed cards' parts, and only the cards that read a changed key are computed again (the keys a card
+        reads are written with its own words: see _Row.tokens). False (nothing kept) when the franchise
+        vocabulary changes or too many cards did: the caller builds from nothing."""
+        old_rows = prev._rows
+        new_ids = {id(r) for r in rows}
+        old_ids = {id(r) for r in old_rows}
+        added = [i for i, r in enumerate(rows) if id(r) not in old_ids]
+        removed = [r for r in old_rows if id(r) not in new_ids]
+        if len(added) + len(removed) > max(MAX_UPDATE, len(rows) // 20):
+            return False
+        pos = {id(r.cut): i for i, r in enumerate(rows)}
+        if len(pos) != len(rows) or len(new_ids) != len(rows):
+            return False  # the same card twice (a synthetic library): rows cannot be told apart by card
+        tokens = prev._tokens if prev._tokens is not None else _postings(old_rows)
+        prev._tokens = None  # this build updates them in place: the previous index never reads them again
+        for r in removed:
+            for t in r.tokens():
+                tokens[t].discard(r.cut)
+        for i in added:
+            for t in rows[i].tokens():
+                tokens.setdefault(t, set()).add(rows[i].cut)
+        self._tokens = tokens
+
+        def readers(keys, prefix: bool = True) -> set:
+            """Rows that may read these keys: that have the word (prefix=False), or whose words can write
+            the key ('genshinimpact': 'genshin' + 'impact')."""
+            out = set()
+            for k in keys:
+                if not k:
+                    return set(range(len(rows)))
+                if not prefix:
+                    out.update(pos[id(cut)] for cut in tokens.get(k, ()))
+                    continue
+                for j in range(1, len(k) + 1):
+                    out.update(i for i in (pos[id(cut)] for cut in tokens.get(k[:j], ()))
+                               if i not in out and _written_with(k, rows[i].tokens()))
+            return out
+
+        def own(i: int) -> "_Row":  # a row this build may change: a copy unless it is new
+            if id(rows[i]) in old_ids:
+                rows[i] = rows[i].copy()
+            return rows[i]
+
+        old = {i: rows[i] for i in range(len(rows)) if id(rows[i]) in old_ids}  # i -> the previous row
+        # document frequencies and the first franchise pass: counts, updated by the changed cards
+        gone_words, came_words = [r.own() for r in removed], [rows[i].own() for i in added]
+        self._own = _recount(prev._own, gone_words, came_words)
+        self._df = self._own.__getitem__
+        changed_df = {t for ws in gone_words + came_words for t in ws if self._own[t] != prev._own[t]}
+        self._seen1 = _recount(prev._seen1, [r.seen1 for r in removed], [rows[i].seen1 for i in added])
+        touched = {k for r in removed for k in r.seen1} | {k for i in added for k in rows[i].seen1}
+        touched = {k for k in touched if self._seen1[k] != prev._seen1[k]}
+        # the title split of the new cards and of those whose title parts' counts changed
+        redo = set(added) | readers(touched)
+        split_changed = set(added)
+        for i in sorted(redo):
+            r = own(i)
+            self._split(r)
+            if i in old and r.split == old[i].split:
+                rows[i] = old[i]  # nothing it made changed
+            else:
+                split_changed.add(i)
+        # the franchise vocabulary: counts of the keys the changed parts hold, then their decisions
+        gone = [r.fv for r in removed if r.strong]
+        gone += [old[i].fv for i in split_changed if i in old and old[i].strong]
+        came = [rows[i].fv for i in split_changed if rows[i].strong]
+        keys = {k for fv in gone + came for k in fv[0] + fv[1]}
+        vocab = prev._vocab.copy()
+        for k in keys:
+            vocab.recount(k, [rows[i].fv for i in sorted(readers([k])) if rows[i].strong])
+        self._vocab = vocab
+        self._spelling = dict(prev._spelling)
+        for k in keys:
+            self._spelling.pop(k, None)
+            if k in vocab.seen:
+                self._spelling[k] = vocab.spelled[k].most_common(1)[0][0]
+        decide = keys | {k for k, s in self._spelling.items() if any(t in changed_df for t in s.split())}
+        self._folded = prev._folded
+        self._tag_spelling = prev._tag_spelling
+        for k in decide:
+            if (self._franchise(k) if k in vocab.seen else None) != prev._folded.get(k):
+                return False
+        tag_keys = {_compact(t) for r in removed for t in r.cut.tag_texts} | {
+            _compact(t) for i in added for t in rows[i].cut.tag_texts}
+        tag_keys &= self._folded.keys()
+        if tag_keys:
+            self._tag_spelling = dict(prev._tag_spelling)
+            for k in tag_keys:
+                tags = Counter()
+                for i in sorted(readers([k])):
+                    c = rows[i].cut
+                    for tag, toks in zip(c.tags, c.tag_texts):
+                        if _compact(toks) == k:
+                            tags[" ".join(tag.casefold().split())] += 1
+                self._tag_spelling[k] = tags
+                if self._franchise_name(k) != prev.franchise_names[k]:
+                    return False
+        self.franchise_names = prev.franchise_names
+        self._franchise_len = prev._franchise_len
+        self._franchise_words = prev._franchise_words
+        # franchises and stripped heads of the cards whose split changed; then the name word counts
+        for i in split_changed:
+            self._strip(own(i))
+        gone_heads = [set(r.head) for r in removed if r.strong] + [
+            set(old[i].head) for i in split_changed if i in old and old[i].strong]
+        came_heads = [set(rows[i].head) for i in split_changed if rows[i].strong]
+        self._head_df = _recount(prev._head_df, gone_heads, came_heads)
+        # words whose everyday test changed: every card that has one computes its names again
+        maybe = changed_df | {t for h in gone_heads + came_heads for t in h}
+        flipped = {t for t in maybe if (prev._own[t] > COMMON_RATIO * prev._head_df[t] + COMMON_SLACK) != (
+            self._own[t] > COMMON_RATIO * self._head_df[t] + COMMON_SLACK)}
+        everyday = readers(flipped, prefix=False)
+        redo = split_changed | everyday
+        for i in redo:
+            if rows[i].strong:
+                own(i).first = self._variants(rows[i].at_names(), set())
+        gone_known = [[_compact(v) for v in r.first] for r in removed if r.strong] + [
+            [_compact(v) for v in old[i].first] for i in redo if i in old and old[i].strong]
+        came_known = [[_compact(v) for v in rows[i].first] for i in redo if rows[i].strong]
+        self._known = _recount(prev._known, gone_known, came_known)
+        known_changed = {k for ks in gone_known + came_known for k in ks
+                         if (k in self._known) != (k in prev._known)}
+        names = redo | readers(known_changed)
+        for i in names:
+            self._name_stage(own(i))
+        same = len(rows) == len(old_rows) and all(
+            a is b or (a.names == b.names and a.other == b.other and a.franchises == b.franchises)
+            for a, b in zip(rows, old_rows))
+        # ... and no word of theirs changed its everyday test, nor the order of rarity of a non-character name
+        if same and not any(prev._common[t] != self._is_common(t, prev._name_df) for t in changed_df
+                            if t in prev._common) and not changed_df & prev._other_words:
+            self._names_from = prev
+        # what this update computed again (for benchmarks): cards split, franchise keys, cards named
+        self.updated = {"split": len(split_changed), "keys": len(keys), "first": len(redo),
+                        "names": len(names)}
+        return True
 
     # ---- what is a character -----------------------------------------------------------------------------
-    @staticmethod
-    def _strong(entry, c: _Card) -> bool:
-        tags = {t.casefold() for t in c.tags}
-        topic = getattr(entry.refined, "topic", "")
-        return not c.costume and (bool(tags & _CHARACTER_TAGS) or topic == "character")
-
     def _decide(self, c: _Card, strong: bool, known: set) -> bool:
         if c.not_character:
             return False  # a style / pose / effect LoRA tagged with a character or a franchise
@@ -331,59 +696,6 @@ class CharacterIndex:
         return self._cosplay[row]
 
     # ---- franchises --------------------------------------------------------------------------------------
-    def _franchise_vocab(self, cards: list, strong: list) -> None:
-        """Franchises are what character cards write as a qualifier - 'Makima (Chainsaw Man)', 'Yor Forger -
-        Spy x Family' - and also carry as a tag, or a tag that titles of several characters start or end with
-        ('Girls und Panzer Anchovy', 'Girls und Panzer Kay'). Not one: a qualifier more often some
-        character's own title ('Yor Briar (Yor Forger)'), one with a word of a kind of picture, costume or
-        person, a bare number, or an everyday word that only one character's cards use as a qualifier."""
-        seen, confirmed, spelled, heads = Counter(), Counter(), defaultdict(Counter), Counter()
-        owners, beside = defaultdict(set), defaultdict(set)
-        for c, s in zip(cards, strong):
-            if not s:
-                continue
-            heads[_compact(c.head)] += 1  # a name: the title head, a first trigger, a "name (series)" -
-            # not a first trigger that the title starts or ends with ('Girls und Panzer Kay': the series)
-            first = list(c.first)
-            edge = 0 < len(first) < len(c.head) and first in (c.head[:len(first)], c.head[-len(first):])
-            heads.update({_compact(name) for name, _ in c.forms})
-            if first and not edge:
-                heads[_compact(first)] += 1
-            for q in {tuple(q) for q in c.quals}:
-                key = _compact(q)
-                if len(q) > MAX_FRANCHISE_WORDS or len(key) < 3 or set(q) & _NOT_FRANCHISE \
-                        or all(is_numeral(t) or gender_of_word(t) or t in COLOURS for t in q):
-                    continue
-                seen[key] += 1
-                confirmed[key] += key in c.tag_keys
-                spelled[key][" ".join(q)] += 1
-                owners[key].add(_compact(c.head))
-            for toks in c.tag_texts:  # a tag written at an edge of the title, beside a name
-                n = len(toks)
-                if 1 < n < len(c.head) and (c.head[:n] == list(toks) or c.head[-n:] == list(toks)):
-                    key = _compact(toks)
-                    seen[key] += 1
-                    spelled[key][" ".join(toks)] += 1
-                    beside[key].add(_compact(c.head[n:] if c.head[:n] == list(toks) else c.head[:-n]))
-        # folded spellings (for matching) and the spelling the cards' tags use most (for people)
-        self._folded, self._support = {}, seen
-        spelling = {key: spelled[key].most_common(1)[0][0] for key in seen}
-        self._franchise_words = {t for key in seen for t in spelling[key].split()} | set(seen)
-        for key, n in seen.items():
-            everyday = all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in spelling[key].split())
-            qualifier = confirmed[key] and (len(owners[key]) > 1 or not everyday)
-            if (qualifier or len(beside[key]) > 1) and n > NAME_USES * heads[key]:
-                self._folded[key] = spelling[key]
-        tags = defaultdict(Counter)
-        for c in cards:
-            for tag, toks in zip(c.tags, c.tag_texts):
-                if _compact(toks) in self._folded:
-                    tags[_compact(toks)][" ".join(tag.casefold().split())] += 1
-        self.franchise_names = {k: tags[k].most_common(1)[0][0] if tags[k] else v
-                                for k, v in self._folded.items()}
-        self._franchise_len = max((len(v.split()) for v in self._folded.values()), default=0)
-        self._franchise_words = {t for v in self._folded.values() for t in v.split()} | set(self._folded)
-
     def _franchises_of(self, c: _Card) -> set:
         keys = (c.tag_keys | {_compact(q) for q in c.quals}) & self.franchise_names.keys()
         keys |= {k for k, _, _ in self._franchise_runs(c.head)}
@@ -488,10 +800,14 @@ class CharacterIndex:
     def names(self, row: int) -> list:
         return list(self._names[row])
 
-    def _index_names(self) -> None:
+    def _is_common(self, t: str, name_df: Counter) -> bool:
+        return self._df(t) > COMMON_RATIO * name_df[t] + COMMON_SLACK or gender_of_word(t) != "" \
+            or t in COLOURS or t in CATEGORY or is_numeral(t) or len(t) < 2
+
+    def _index_names(self, rows: list) -> None:
         name_df = Counter(t for vs in self._names for t in {t for v in vs for t in v})
-        self._common = {t: self._df(t) > COMMON_RATIO * name_df[t] + COMMON_SLACK or gender_of_word(t) != ""
-                        or t in COLOURS or t in CATEGORY or is_numeral(t) or len(t) < 2 for t in name_df}
+        self._name_df = name_df
+        self._common = {t: self._is_common(t, name_df) for t in name_df}
         # variant id -> (tokens, rows); postings: anchor token (the variant's rarest) -> variant ids
         self._variant_rows: dict = defaultdict(list)
         for row, vs in enumerate(self._names):
@@ -511,11 +827,10 @@ class CharacterIndex:
                         self._long_words.setdefault(d, set()).add(t)
         # Names of what is no character (artists, places, styles) a character's name may be part of
         self._other_anchor = defaultdict(list)
-        for row, c in enumerate(self._cards):
-            if not self._character[row]:
-                v = tuple(t for t in self._strip_franchise(c.head) if t not in _GENERIC and not is_numeral(t))
-                if len(v) >= 2:
-                    self._other_anchor[min(v, key=lambda t: (self._df(t), t))].append(v)
+        for r in rows:
+            if r.other is not None:
+                self._other_anchor[min(r.other, key=lambda t: (self._df(t), t))].append(r.other)
+        self._other_words = {t for vs in self._other_anchor.values() for v in vs for t in v}
         # Single name words that may name a character of a franchise the prompt names ("raiden" + genshin)
         self._partial = defaultdict(set)
         for row, vs in enumerate(self._names):
@@ -642,6 +957,41 @@ def character_index(snapshot) -> CharacterIndex:
     snapshot, which gets a new one)."""
     idx = getattr(snapshot, "_stylus_characters", None)
     if idx is None:
-        idx = CharacterIndex(snapshot.entries)
+        with collections_deferred():  # see index.refresh
+            idx = CharacterIndex(snapshot.entries)
         snapshot._stylus_characters = idx
     return idx
+
+
+def _recount(base: Counter, gone, came) -> Counter:
+    """A copy of ``base`` less the keys of each of ``gone`` and plus those of ``came``; no zero counts left (a
+    key's presence is read as "some card has it")."""
+    out = Counter(base)
+    for keys in gone:
+        for k in keys:
+            out[k] -= 1
+    for keys in came:
+        for k in keys:
+            out[k] += 1
+    for k in {k for keys in list(gone) + list(came) for k in keys}:
+        if out[k] <= 0:
+            del out[k]
+    return out
+
+
+def _written_with(key: str, toks: set) -> bool:
+    """Whether ``key`` is some of these words written one after another."""
+    ends = {0}
+    for i in range(len(key)):
+        if i in ends:
+            ends.update(j for j in range(i + 1, len(key) + 1) if key[i:j] in toks)
+    return len(key) in ends
+
+
+def _postings(rows: list) -> dict:
+    """Word -> the cut cards whose stages read the library at a key starting with it (see _Row.tokens)."""
+    out: dict = {}
+    for r in rows:
+        for t in r.tokens():
+            out.setdefault(t, set()).add(r.cut)
+    return out

@@ -147,12 +147,15 @@ class Composition:
 
 
 def prepare(snapshot) -> None:
-    """Build the composer's per-snapshot indexes (purpose phrases, characters) now. The web UI's refresh thread
-    calls this after a refresh: built on the first compose instead, they would hold up a generation for
-    seconds in a large library."""
+    """Build the composer's per-snapshot indexes (purpose phrases, characters, the BM25 word lookup) now. The
+    web UI's refresh calls this before it swaps the new snapshot in: built on the first compose instead, they
+    would hold up a generation in a large library. Each is built from the previous snapshot's (purpose.py,
+    characters.py): after a one-file edit that costs about 0.2 s at 6.4K cards."""
     if snapshot.entries:
         purpose_index(snapshot)
         character_index(snapshot)
+        if "bm25" in snapshot.states:
+            BM25().scores(snapshot.states["bm25"], "")  # builds its word lookup (~25 ms at 6.4K cards) now
 
 
 # Where a sentence changes phrase: "a knight in ornate plate armor kneeling in a ruined chapel" asks for armor

@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from .embedding import tokenize
+from .index import collections_deferred
 
 # Strength of a phrase by where the card has it: the title says what the adapter is for; the stem is the title
 # with file-name noise; tags are the author's labels (noisier); the main trigger is often a made-up token.
@@ -149,63 +150,62 @@ def _halves(words: list) -> list:
 
 class PurposeIndex:
     def __init__(self, entries, full_state: dict | None = None, main_trigger=None):
-        """``main_trigger(card)``: the card's purpose-naming trigger or '' (default: its first trigger)."""
+        """``main_trigger(card)``: the card's purpose-naming trigger or '' (default: its first trigger).
+        What each card contributes is cut once per card (see _card_parts): a refresh keeps the card objects of
+        unchanged files, so after a one-file edit only that card is cut again and the rest is array work."""
         self.n = len(entries)
         self.entries = entries
         self.stems = [e.card.stem for e in entries]
         self.row = {id(e): i for i, e in enumerate(entries)}  # Entry -> document row
+        parts = _cards_parts(entries, main_trigger)
         self.by_name: dict[str, list] = {}  # case-folded alias / stem -> rows (LoRAs already tagged in a prompt)
-        for i, e in enumerate(entries):
-            for name in {e.card.alias.casefold(), e.card.stem.casefold()}:
+        for i, part in enumerate(parts):
+            for name in part.names:
                 self.by_name.setdefault(name, []).append(i)
-        vocab: dict[str, int] = {}
-        unit_doc, unit_strength, unit_kind, unit_toks, post_tok, post_unit = [], [], [], [], [], []
-        unit_text = []
-        head_df: dict[int, int] = {}
-        kinds = ("name", "stem", "tag", "trigger")
-        for doc, entry in enumerate(entries):
-            seen = set()
-            trig = main_trigger(entry.card) if main_trigger else None
-            for toks, (strength, kind, text) in card_units(entry.card, trig).items():
-                u = len(unit_doc)
-                unit_text.append(text)
-                unit_doc.append(doc)
-                unit_strength.append(strength)
-                unit_kind.append(kinds.index(kind))
-                unit_toks.append(toks)
-                for tok in toks:
-                    t = vocab.setdefault(tok, len(vocab))
-                    post_tok.append(t)
-                    post_unit.append(u)
-                    seen.add(t)
-            for t in seen:
-                head_df[t] = head_df.get(t, 0) + 1
-        self.vocab = vocab
-        # A card's whole name (its title without bracketed qualifiers, and its stem): how much of it a prompt
-        # asks tells a card made for what the prompt wants ("Cyberpunk Elements") from one about something
-        # more ("Fiona Frost | Spy x Family" for "spy x family").
-        self.name_toks = [(frozenset(w for p, q in title_pieces(e.card.title) if not q for w in purpose_words(p)),
-                           frozenset(purpose_words(e.card.stem))) for e in entries]
-        self.unit_doc = np.array(unit_doc, np.int32)
-        self.unit_strength = np.array(unit_strength, np.float32)
-        self.unit_kind = np.array(unit_kind, np.int8)
+        unit_toks = [toks for part in parts for toks in part.unit_toks]
         self.unit_toks = unit_toks
-        self.unit_text = unit_text  # the phrase as the card writes it (explanations)
-        post_tok, post_unit = np.array(post_tok, np.int64), np.array(post_unit, np.int32)
+        self.unit_text = [text for part in parts for text in part.unit_text]  # as the card writes it
+        counts = np.array([len(part.unit_toks) for part in parts], np.int64)
+        self.unit_doc = np.repeat(np.arange(self.n, dtype=np.int32), counts)
+        self.unit_strength = np.array([x for part in parts for x in part.unit_strength], np.float32)
+        self.unit_kind = np.array([x for part in parts for x in part.unit_kind], np.int8)
+        # The vocabulary in sorted order: the same ids however the library was built up (a word's id orders
+        # the sum of a phrase's word weights, so ids that depend on history would change the last bit)
+        flat = [tok for part in parts for toks in part.unit_toks for tok in toks]
+        vocab = {tok: i for i, tok in enumerate(sorted(set(flat)))}
+        self.vocab = vocab
+        post_tok = np.fromiter(map(vocab.__getitem__, flat), np.int64, len(flat))
+        sizes = np.fromiter((len(t) for t in unit_toks), np.int64, len(unit_toks))
+        post_unit = np.repeat(np.arange(len(unit_toks), dtype=np.int32), sizes)
         order = np.argsort(post_tok, kind="stable")
         self.post_unit = post_unit[order]
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(post_tok, minlength=len(vocab)))])
-        self.head_df = np.array([head_df.get(i, 0) for i in range(len(vocab))], np.float32)
+        # cards with the word in a purpose phrase: distinct (card, word) pairs
+        pairs = np.unique(self.unit_doc[post_unit].astype(np.int64) * max(len(vocab), 1) + post_tok)
+        self.head_df = np.bincount(pairs % max(len(vocab), 1), minlength=len(vocab)).astype(np.float32)
         self._full = _stem_df_lookup(full_state)
-        self.tok_weight = np.array([self.weight(t) for t in vocab], np.float32)
-        self.tok_idf = np.array([self.idf(t) for t in vocab], np.float32)
+        self.tok_weight, self.tok_idf = self._word_weights(list(vocab))
         self.unit_total = np.bincount(self.post_unit, weights=self.tok_weight[post_tok[order]],
-                                      minlength=len(unit_doc)).astype(np.float32)
+                                      minlength=len(unit_toks)).astype(np.float32)
         # How many cards share a phrase ("genshin impact": many; a character's name: few).
-        phrase_cards: dict = {}
-        for u, toks in enumerate(unit_toks):
-            phrase_cards.setdefault(toks, set()).add(int(unit_doc[u]))
-        self.unit_cards = np.array([len(phrase_cards[t]) for t in unit_toks], np.int32)
+        phrase_ids: dict = {}
+        phrase = np.fromiter((phrase_ids.setdefault(t, len(phrase_ids)) for t in unit_toks), np.int64,
+                             len(unit_toks))
+        shared = np.unique(phrase * max(self.n, 1) + self.unit_doc)
+        per_phrase = np.bincount(shared // max(self.n, 1), minlength=len(phrase_ids)).astype(np.int32)
+        self.unit_cards = per_phrase[phrase]
+        # A card's whole name (its title without bracketed qualifiers, and its stem): how much of it a prompt
+        # asks tells a card made for what the prompt wants ("Cyberpunk Elements") from one about something
+        # more ("Fiona Frost | Spy x Family" for "spy x family").
+        self.name_toks = [part.name_toks for part in parts]
+
+    def _word_weights(self, words: list) -> tuple:
+        """weight() and idf() of every vocabulary word at once (the same float64 arithmetic, then float32)."""
+        full = np.fromiter((self._full(t) for t in words), np.float64, len(words))
+        full = np.maximum(full, self.head_df.astype(np.float64))
+        idf = np.log(1 + (self.n + 0.5) / (full + 0.5))
+        focus = (self.head_df.astype(np.float64) + FOCUS_PRIOR * FOCUS_SMOOTH) / (full + FOCUS_SMOOTH)
+        return (idf * np.maximum(focus, FOCUS_FLOOR)).astype(np.float32), idf.astype(np.float32)
 
     # ---- word statistics ---------------------------------------------------------------------------------
     def _head_df(self, tok: str) -> int:
@@ -297,7 +297,8 @@ def purpose_index(snapshot, main_trigger=None) -> PurposeIndex:
     snapshot, which gets a new one."""
     idx = getattr(snapshot, "_stylus_purpose", None)
     if idx is None:
-        idx = PurposeIndex(snapshot.entries, snapshot.states.get("bm25"), main_trigger)
+        with collections_deferred():  # see index.refresh
+            idx = PurposeIndex(snapshot.entries, snapshot.states.get("bm25"), main_trigger)
         snapshot._stylus_purpose = idx
     return idx
 
@@ -319,9 +320,77 @@ def _stem_df_lookup(state: dict | None):
     if not state or "bm25_vocab" not in state:
         return lambda tok: 0
     n = int(state["bm25_n"][0])
-    counts = np.diff(state["bm25_indptr"]).tolist()
-    table: dict = {}
-    for word, c in zip(state["bm25_vocab"].tolist(), counts):
-        key = stem(word)
-        table[key] = table.get(key, 0) + c
-    return lambda tok: min(n, table.get(tok, 0))
+    keys, ids = _stem_keys(state["bm25_vocab"])
+    sums = np.bincount(keys, weights=np.diff(state["bm25_indptr"]), minlength=len(ids)).astype(np.int64)
+
+    def df(tok: str) -> int:
+        i = ids.get(tok)
+        return 0 if i is None else min(n, int(sums[i]))
+    return df
+
+
+class _StemKeys:
+    """The stem() fold of each word of the library's vocabulary, as ids, kept from one index build to the
+    next: a refresh adds or drops a few words of the sorted vocabulary, and only those are folded again."""
+    def __init__(self):
+        self.vocab = np.empty(0, dtype="<U1")
+        self.keys = np.empty(0, np.int64)
+        self.ids: dict = {}  # stem key -> id (keys of words no longer there stay: their sum is 0)
+
+    def __call__(self, vocab: np.ndarray) -> tuple:
+        if len(vocab) == len(self.vocab) and np.array_equal(vocab, self.vocab):
+            return self.keys, self.ids
+        keys = np.empty(len(vocab), np.int64)
+        known = np.zeros(len(vocab), bool)
+        if len(self.vocab):
+            at = np.minimum(np.searchsorted(self.vocab, vocab), len(self.vocab) - 1)
+            known = self.vocab[at] == vocab
+            keys[known] = self.keys[at[known]]
+        ids = dict(self.ids)
+        for i in np.flatnonzero(~known).tolist():
+            keys[i] = ids.setdefault(stem(str(vocab[i])), len(ids))
+        self.vocab, self.keys, self.ids = vocab, keys, ids
+        return keys, ids
+
+
+_stem_keys = _StemKeys()
+
+
+class _Parts:
+    """What one card gives the index: its purpose phrases (in card_units order), its whole name's words and
+    the names a prompt may tag it by. Depends on the card (and its main trigger) only."""
+    __slots__ = ("card", "trigger", "unit_toks", "unit_text", "unit_strength", "unit_kind", "name_toks",
+                 "names")
+    KINDS = ("name", "stem", "tag", "trigger")
+
+    def __init__(self, card, trigger):
+        self.card, self.trigger = card, trigger
+        units = card_units(card, trigger)
+        self.unit_toks = tuple(units)
+        self.unit_text = tuple(text for _, _, text in units.values())
+        self.unit_strength = tuple(strength for strength, _, _ in units.values())
+        self.unit_kind = tuple(self.KINDS.index(kind) for _, kind, _ in units.values())
+        title = frozenset(w for p, q in title_pieces(card.title) if not q for w in purpose_words(p))
+        self.name_toks = (title, frozenset(purpose_words(card.stem)))
+        self.names = tuple(dict.fromkeys((card.alias.casefold(), card.stem.casefold())))
+
+
+# The cut cards of the last index built: a refresh keeps the AdapterCard objects of unchanged files, so the
+# next build cuts only new or edited cards (one generation is kept).
+_LAST_PARTS: dict = {}
+
+
+def _cards_parts(entries, main_trigger) -> list:
+    global _LAST_PARTS
+    out, fresh = [], {}
+    last = _LAST_PARTS
+    for entry in entries:
+        card = entry.card
+        trig = main_trigger(card) if main_trigger else None
+        part = fresh.get(id(card)) or last.get(id(card))  # the same card twice (a synthetic library): once
+        if part is None or part.card is not card or part.trigger != trig:
+            part = _Parts(card, trig)
+        fresh[id(card)] = part
+        out.append(part)
+    _LAST_PARTS = fresh
+    return out

@@ -20,6 +20,16 @@ def make_library(folder, cards) -> str:
     return str(folder)
 
 
+def edit_info(folder: str, stem: str, change) -> None:
+    """Edit a card's .civitai.info as Civitai Helper would rewrite it: ``change(info)`` edits the JSON."""
+    path = os.path.join(folder, stem + ".civitai.info")
+    with open(path, encoding="utf-8") as f:
+        info = json.load(f)
+    change(info)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(info, f)
+
+
 def write_raw_header(path, header_len: int, payload: bytes) -> None:
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", header_len) + payload)

@@ -1,4 +1,6 @@
 """The web UI service's status, as GET /stylus/v1/status returns it."""
+import os
+
 from tests.loralib import card, make_library
 from tests.webui_env import use_stub
 
@@ -37,3 +39,34 @@ def test_the_refresh_thread_builds_the_composers_indexes(tmp_path, monkeypatch):
     built = (getattr(snap, "_stylus_purpose", None), getattr(snap, "_stylus_characters", None))
     assert all(x is not None for x in built)
     assert built == (purpose_index(snap), character_index(snap))  # the ones compose will use
+
+
+def test_a_waiting_generation_waits_for_the_new_snapshot_not_for_the_save(tmp_path, monkeypatch):
+    """A generation that finds new LoRA files waits for the refresh (issue 10: refresh after one edited file
+    <= 1 s): until the new snapshot and the composer's indexes are in use; writing the index file follows."""
+    import threading
+    use_stub()
+    from modules import shared
+    from lib_stylus.index import LibraryIndex
+    from lib_stylus.webui.service import StylusService
+    lib = make_library(tmp_path / "lora", [card("ink"), card("fox")])
+    monkeypatch.setattr(shared.cmd_opts, "lora_dir", lib, raising=False)
+    monkeypatch.setitem(shared.opts.data, "stylus_cache_dir", str(tmp_path / "cache"))
+    release, saving = threading.Event(), threading.Event()
+    save = LibraryIndex.save
+
+    def slow_save(index):
+        saving.set()
+        assert release.wait(30)
+        save(index)
+    monkeypatch.setattr(LibraryIndex, "save", slow_save)
+    service = StylusService()
+    try:
+        status = service.refresh(wait=True)
+        assert status["state"] == "ready" and status["cards"] == 2
+        assert saving.wait(30) and not os.path.exists(service.index().path)  # the save is still to come
+        assert getattr(service.index().snapshot, "_stylus_characters", None) is not None
+    finally:
+        release.set()
+    service._thread.join(30)
+    assert os.path.isfile(service.index().path)

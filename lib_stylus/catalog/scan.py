@@ -40,6 +40,7 @@ def walk(root: str, faults: list, hidden: bool = True) -> Iterable[_Entry]:
     Dot-folders are listed unless hidden=False, as the web UI's "list hidden files" setting (default on)."""
     seen_dirs: set = set()
     root = os.path.abspath(root)
+    prefix = root.rstrip(os.sep) + os.sep  # os.walk joins names onto root: a file's relative path is its tail
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=lambda e: faults.append(
             Fault(os.path.basename(getattr(e, "filename", "") or root), f"unreadable folder ({e.strerror})"))):
         real = os.path.realpath(dirpath)
@@ -55,7 +56,8 @@ def walk(root: str, faults: list, hidden: bool = True) -> Iterable[_Entry]:
             if ext.lower() not in NETWORK_EXTS or stem.endswith(".preview"):
                 continue
             path = os.path.join(dirpath, name)
-            yield _Entry(path, os.path.relpath(path, root).replace(os.sep, "/"), stem, siblings)
+            rel = path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root)
+            yield _Entry(path, rel.replace(os.sep, "/"), stem, siblings)
 
 
 def signature(entry: _Entry) -> tuple[str, os.stat_result]:

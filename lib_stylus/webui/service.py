@@ -21,6 +21,7 @@ class StylusService:
         self._lock = threading.Lock()
         self._index: LibraryIndex | None = None
         self._thread: threading.Thread | None = None
+        self._ready = threading.Event()  # set once the running refresh's snapshot is in use (or it failed)
         self._foreground = False
         self.status = {"state": "not started", "cards": 0, "faults": 0, "seconds": 0.0, "message": "", "updated": 0.0}
 
@@ -51,33 +52,41 @@ class StylusService:
         with self._lock:
             running = self._thread is not None and self._thread.is_alive()
             if not running:
-                self._thread = threading.Thread(target=self._refresh, name="stylus-index", daemon=True)
+                self._ready = threading.Event()
+                self._thread = threading.Thread(target=self._refresh, args=(self._ready,),
+                                                name="stylus-index", daemon=True)
                 self._thread.start()
-            thread = self._thread
+            ready = self._ready
         if wait:  # a generation waits on it: show the progress in its status line
             self._foreground = True
             try:
-                thread.join()
+                ready.wait()  # until the new snapshot is in use: not for the index file's save
             finally:
                 self._foreground = False
         return dict(self.status)
 
-    def _refresh(self) -> None:
+    def _refresh(self, ready: threading.Event) -> None:
         self.status.update(state="indexing", message="")
+
+        def swapped_in(report) -> None:
+            self.status.update(state="ready", cards=report.total, faults=len(report.faults),
+                               seconds=round(report.ready_seconds, 2), updated=time.time(),
+                               fault_lines=[f.line() for f in report.faults[:500]])
+            self.status.pop("progress", None)  # a finished refresh has no progress to show
+            ready.set()
         try:
             index = self.index()
-            report = index.refresh(progress=self._progress)
-            prepare(index.snapshot)  # the first compose after a refresh then waits for nothing
-            self.status.update(state="ready", cards=report.total, faults=len(report.faults),
-                               seconds=round(report.seconds, 2), updated=time.time(),
-                               fault_lines=[f.line() for f in report.faults[:500]])
+            # the composer's indexes are built before the new snapshot is swapped in: the first compose after
+            # a refresh waits for nothing, and none composes against a half-ready snapshot
+            report = index.refresh(progress=self._progress, prepare=prepare, ready=swapped_in)
             if report.faults:
                 log.info("Stylus: %d LoRA files had problems (see GET /stylus/v1/status)", len(report.faults))
         except Exception as e:  # never take the web UI down over the index
             log.exception("Stylus: indexing failed")
             self.status.update(state="error", message=f"{e.__class__.__name__}: {e}")
         finally:
-            self.status.pop("progress", None)  # a finished refresh has no progress to show
+            self.status.pop("progress", None)
+            ready.set()
 
     def _progress(self, phase: str, done: int, total: int) -> None:
         self.status.update(progress=f"{phase} {done}/{total}")

@@ -1,6 +1,12 @@
 """Benchmark the foundation: index build, incremental refresh, retrieval latency (6,431 and 100,000 cards),
 memory, and retrieval quality on the bench dev queries. Run: python tests/bench/bench_index.py [--work DIR]
-Prints a Markdown section for BENCHMARKS.md. Needs ../shared/bench (the LoRA selection benchmark)."""
+Prints a Markdown section for BENCHMARKS.md. Needs ../shared/bench (the LoRA selection benchmark).
+
+``--composer-refresh N`` measures only what a refresh costs the composer (issue 10: refresh after one edited
+file <= 1 s): the first index with the composer's indexes (purpose phrases, characters), then N refreshes
+after editing one file each (a .civitai.info description; its tags and trigger words; a .safetensors
+header's metadata), each counted until the new snapshot, with the composer's indexes built for it, is
+swapped in, and until the index file is saved too."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +15,8 @@ import os
 import platform
 import random
 import resource
+import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -18,11 +26,14 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
-BENCH = os.path.join(os.path.dirname(ROOT), "shared", "bench")
 
+from bench_realistic import find_bench  # noqa: E402
 from lib_stylus.embedding import BM25, DenseEmbedder, bundled_minilm, faiss_bytes  # noqa: E402
 from lib_stylus.index import LibraryIndex, Snapshot  # noqa: E402
 from lib_stylus.retriever import Retriever, query_text  # noqa: E402
+from tests.loralib import edit_info  # noqa: E402
+
+BENCH = find_bench()  # shared/bench beside the repository (or a folder above a worktree)
 
 
 def peak_mb() -> float:
@@ -115,12 +126,144 @@ def synthetic(index, n: int, seed: int = 0):
     return snap
 
 
+# ---- what a refresh costs the composer --------------------------------------------------------------------
+def edit_description(lib: str, stem: str, i: int) -> None:
+    def change(info):
+        info["model"]["description"] = (info["model"].get("description") or "") + f" (edited {i})"
+    edit_info(lib, stem, change)
+
+
+def edit_tags_and_triggers(lib: str, stem: str, i: int) -> None:
+    """One more tag, and the last trigger word written first (the main trigger changes)."""
+    def change(info):
+        info["model"]["tags"] = list(info["model"].get("tags") or []) + ["fantasy"]
+        words = list(info.get("trainedWords") or [])
+        info["trainedWords"] = words[-1:] + words[:-1]
+    edit_info(lib, stem, change)
+
+
+def edit_metadata(lib: str, stem: str, i: int) -> None:
+    """The .safetensors header rewritten with one more training tag in ss_tag_frequency (the tensors as they
+    were)."""
+    path = os.path.join(lib, stem + ".safetensors")
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    meta = header.setdefault("__metadata__", {})
+    freq = json.loads(meta.get("ss_tag_frequency") or "{}")
+    freq.setdefault("10_edited", {})[f"edited {i}"] = 3
+    meta["ss_tag_frequency"] = json.dumps(freq)
+    text = json.dumps(header).encode("utf-8")
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+
+
+EDITS = [("`.civitai.info` description", edit_description),
+         ("`.civitai.info` tags + trigger words", edit_tags_and_triggers),
+         ("`.safetensors` metadata", edit_metadata)]
+
+
+class Timed:
+    """composer.prepare, timed per call."""
+    def __init__(self, fn):
+        self.fn, self.last = fn, 0.0
+
+    def __call__(self, snapshot) -> None:
+        t0 = time.perf_counter()
+        self.fn(snapshot)
+        self.last = time.perf_counter() - t0
+
+
+def composer_refresh(work: str, reps: int) -> dict:
+    from lib_stylus import characters, purpose
+    from lib_stylus.composer import Composer, prepare
+    lib = materialize(work)
+    cache = os.path.join(work, "cache-composer-refresh")
+    shutil.rmtree(cache, ignore_errors=True)
+    index = LibraryIndex([lib], cache)
+    timed = Timed(prepare)
+    rss0 = peak_mb()
+    t0 = time.perf_counter()
+    rep = index.refresh(prepare=timed)
+    first = dict(total=time.perf_counter() - t0, ready=rep.ready_seconds, prepare=timed.last, cards=rep.total,
+                 peak=peak_mb(), peak_before=rss0)
+    composer = Composer(Retriever(index))
+    prompt = "masterpiece, 1girl, raiden shogun, genshin impact, cyberpunk city at night, watercolor"
+    composer.compose(prompt, "sd1")
+    rng = random.Random(0)
+    info = ".civitai.info"
+    stems = sorted(n[:-len(info)] for n in os.listdir(lib) if n.endswith(info)
+                   and os.path.isfile(os.path.join(lib, n[:-len(info)] + ".safetensors")))
+    runs = []
+    for i in range(reps):
+        name, edit = EDITS[i % len(EDITS)]
+        edit(lib, rng.choice(stems), i)
+        t0 = time.perf_counter()
+        rep = index.refresh(prepare=timed)
+        total = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        composer.compose(prompt, "sd1")
+        compose_ms = (time.perf_counter() - t1) * 1000
+        updated = index.snapshot._stylus_characters.updated
+        runs.append(dict(kind=name, ready=rep.ready_seconds, total=total, prepare=timed.last, read=rep.read,
+                         compose_ms=compose_ms, incremental=updated is not None,
+                         recomputed=(updated or {}).get("names", 0)))
+        print(json.dumps(runs[-1]), file=sys.stderr)
+    peak = peak_mb()
+    # the composer's indexes of the last snapshot built from nothing: the time, and the same indexes
+    from tests.test_refresh import character_state, purpose_state
+    snap = index.snapshot
+    whole = Snapshot(snap.entries, snap.states, snap.families, snap.faults)
+    characters._LAST, purpose._LAST_PARTS, purpose._stem_keys = None, {}, purpose._StemKeys()
+    t0 = time.perf_counter()
+    prepare(whole)
+    first["whole"] = time.perf_counter() - t0
+    first["same"] = purpose_state(whole._stylus_purpose) == purpose_state(snap._stylus_purpose) and \
+        character_state(whole._stylus_characters) == character_state(snap._stylus_characters)
+    return dict(first=first, runs=runs, peak=peak)
+
+
+def print_composer_refresh(r: dict, reps: int) -> None:
+    first, runs = r["first"], r["runs"]
+    command = f"python tests/bench/bench_index.py --composer-refresh {reps}"
+    print(f"### Refresh with the composer's indexes (`{command}`)\n")
+    print(f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"numpy {np.__version__}; {first['cards']:,} cards (the bench library, materialized with its "
+          "faults).\n")
+    print("First index (scan, refine, BM25, purpose and character indexes): "
+          f"{first['ready']:.1f} s until ready (composer's indexes {first['prepare']:.1f} s of it), "
+          f"{first['total']:.1f} s with the save. "
+          f"Peak RSS {first['peak']:.0f} MB after the first index, {r['peak']:.0f} MB after the refreshes. "
+          f"The composer's indexes of the last snapshot built from nothing: {first['whole']:.2f} s, "
+          f"{'the same' if first['same'] else 'NOT the same'} as the ones the refreshes built.\n")
+    print("| edited file | refreshes | until ready p50 / max | of it composer's indexes p50 / max "
+          "| with the save p50 / max | first compose after p50 / max | built from the previous |")
+    print("|---|---|---|---|---|---|---|")
+    for name in dict.fromkeys(x["kind"] for x in runs):
+        rs = [x for x in runs if x["kind"] == name]
+        cells = []
+        for key, unit in (("ready", "s"), ("prepare", "s"), ("total", "s"), ("compose_ms", "ms")):
+            v = [x[key] for x in rs]
+            cells.append(f"{np.percentile(v, 50):.2f} / {max(v):.2f} {unit}")
+        inc = sum(x["incremental"] for x in rs)
+        print(f"| {name} | {len(rs)} | " + " | ".join(cells) + f" | {inc} of {len(rs)} |")
+    ready = [x["ready"] for x in runs]
+    print(f"\nAll {len(runs)} refreshes: until ready p50 {np.percentile(ready, 50):.2f} s, "
+          f"max {max(ready):.2f} s.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "stylus-bench"))
     ap.add_argument("--synthetic", type=int, default=100_000)
+    ap.add_argument("--composer-refresh", type=int, default=0, metavar="N",
+                    help="only: the first index and N one-file refreshes with the composer's indexes")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
+    if a.composer_refresh:
+        print_composer_refresh(composer_refresh(a.work, a.composer_refresh), a.composer_refresh)
+        return
     lib = materialize(a.work)
     qpath = os.path.join(BENCH, "queries-dev.jsonl")
     prompts = [query_text(json.loads(l)["prompt"]) for l in open(qpath, encoding="utf-8")]
