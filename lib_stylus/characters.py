@@ -38,7 +38,7 @@ import re
 from collections import Counter, defaultdict
 from functools import lru_cache
 
-from .index import collections_deferred
+from .text import collections_deferred
 from .prompt import split_segments
 from .words import (BODY_ATTRIBUTES, CATEGORY, CLOTHING_KINDS, COLOURS, COSPLAY, ETHNIC, FEMALE, FUNCTION,
                     MALE, NOT_CHARACTER_KINDS, PACKAGING, PLACEHOLDERS, REAL_PERSON, SEXUAL, THING_KINDS,

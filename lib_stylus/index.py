@@ -3,8 +3,6 @@ per (embedders, refiner version). Refresh is incremental (unchanged files are ne
 writes are atomic (temp file + rename); loading never unpickles and a bad file means a rebuild, not a crash."""
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import json
 import logging
@@ -19,6 +17,7 @@ import numpy as np
 
 from .catalog import AdapterCard, FAMILIES, Fault, scan
 from .embedding import BM25, Embedder
+from .text import collections_deferred
 from .refiner import REFINER_VERSION, Refined, refine
 
 log = logging.getLogger("stylus")
@@ -269,19 +268,6 @@ def _check_state(state: dict, n: int) -> None:
         need(vectors.ndim == 2 and len(vectors) == n and np.all(np.isfinite(vectors)), "dense_vectors",
              f"are not {n} finite vectors")
         need("dense_faiss" in state and state["dense_faiss"].ndim == 1, "dense_faiss", "is missing")
-
-
-@contextlib.contextmanager
-def collections_deferred():
-    """No automatic garbage collection inside (if it was on): the next one runs after."""
-    was = gc.isenabled()
-    if was:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _remove_stale_tmp(folder: str) -> None:

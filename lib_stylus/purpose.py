@@ -15,7 +15,7 @@ import re
 import numpy as np
 
 from .embedding import tokenize
-from .index import collections_deferred
+from .text import collections_deferred
 
 # Strength of a phrase by where the card has it: the title says what the adapter is for; the stem is the title
 # with file-name noise; tags are the author's labels (noisier); the main trigger is often a made-up token.

@@ -1,6 +1,9 @@
-"""Plain-text helpers shared by the catalog and the refiner: model-card HTML is from strangers."""
+"""Plain-text helpers shared by the catalog and the refiner (model-card HTML is from strangers), and the
+garbage-collection pause the index builds share."""
 from __future__ import annotations
 
+import contextlib
+import gc
 import html
 import re
 from html.parser import HTMLParser
@@ -70,3 +73,16 @@ def split_words_list(values) -> list[str]:
             if word and word.lower() not in out:
                 out[word.lower()] = word
     return list(out.values())
+
+
+@contextlib.contextmanager
+def collections_deferred():
+    """No automatic garbage collection inside (if it was on): the next one runs after."""
+    was = gc.isenabled()
+    if was:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
