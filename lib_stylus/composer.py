@@ -32,6 +32,7 @@ MAX_STYLES = 2
 TIEBREAK = 1e-3  # retrieval score's share in a task's ranking: orders equal purpose matches only
 TAG_KIND = 2     # PurposeIndex.unit_kind of a tag phrase
 NAMED = -1       # a candidate's phrase when the prompt names the character
+REFUSED_SHOWN = 3  # common-word candidates the meaning check refused, reported per task (closest first)
 
 
 @dataclass
@@ -316,6 +317,7 @@ class Composer:
             return
         sims = np.array([float(meaning.vectors[d] @ meaning.vector(m.windows[int(m.loose_best[d])]))
                          for d in m.extra.tolist()], np.float32)
+        m.sims = dict(zip(m.extra.tolist(), sims.tolist()))
         keep = sims >= self.config.meaning
         close = m.extra[keep]
         m.scores[close] = m.loose[close]
@@ -330,6 +332,10 @@ class Composer:
         if meaning is not None:
             self._common_by_meaning(m, meaning)
             state.meant.update(m.meant)
+            refused = sorted((d for d in m.sims if d not in m.meant), key=lambda d: -m.sims[d])[:REFUSED_SHOWN]
+            for d in refused:
+                drops.append(Drop(_stem(pidx, d), t, float(m.loose[d]), f"its words here mean something else "
+                                  f"(meaning {m.sims[d]:.2f}, needs {cfg.meaning:.2f})"))
         words, scores, best = m.words, m.scores, m.best
         ranked = scores.copy()
         if ranked.any():
@@ -433,6 +439,7 @@ class _Match:
     extra: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     windows: dict = field(default_factory=dict)  # unit -> the task's words around it
     meant: dict = field(default_factory=dict)    # document kept by meaning (a common word's match) -> similarity
+    sims: dict = field(default_factory=dict)     # every common-word candidate checked -> similarity
 
 
 def _window(tokens: list, words: list, unit_words: frozenset, width: int) -> str:

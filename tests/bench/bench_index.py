@@ -175,19 +175,20 @@ class Timed:
         self.last = time.perf_counter() - t0
 
 
-def composer_refresh(work: str, reps: int) -> dict:
+def composer_refresh(work: str, reps: int, embedder: str = "lexical") -> dict:
     from lib_stylus import characters, purpose
     from lib_stylus.composer import Composer, prepare
     lib = materialize(work)
-    cache = os.path.join(work, "cache-composer-refresh")
+    cache = os.path.join(work, f"cache-composer-refresh-{embedder}")
     shutil.rmtree(cache, ignore_errors=True)
-    index = LibraryIndex([lib], cache)
+    embs = [BM25(), DenseEmbedder(bundled_minilm())] if embedder == "hybrid" else [BM25()]
+    index = LibraryIndex([lib], cache, embs)
     timed = Timed(prepare)
     rss0 = peak_mb()
     t0 = time.perf_counter()
     rep = index.refresh(prepare=timed)
     first = dict(total=time.perf_counter() - t0, ready=rep.ready_seconds, prepare=timed.last, cards=rep.total,
-                 peak=peak_mb(), peak_before=rss0)
+                 peak=peak_mb(), peak_before=rss0, embedder=embedder)
     composer = Composer(Retriever(index))
     prompt = "masterpiece, 1girl, raiden shogun, genshin impact, cyberpunk city at night, watercolor"
     composer.compose(prompt, "sd1")
@@ -226,7 +227,7 @@ def composer_refresh(work: str, reps: int) -> dict:
 
 def print_composer_refresh(r: dict, reps: int) -> None:
     first, runs = r["first"], r["runs"]
-    command = f"python tests/bench/bench_index.py --composer-refresh {reps}"
+    command = f"python tests/bench/bench_index.py --composer-refresh {reps} --embedder {first['embedder']}"
     print(f"### Refresh with the composer's indexes (`{command}`)\n")
     print(f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}; {first['cards']:,} cards (the bench library, materialized with its "
@@ -259,10 +260,12 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, default=100_000)
     ap.add_argument("--composer-refresh", type=int, default=0, metavar="N",
                     help="only: the first index and N one-file refreshes with the composer's indexes")
+    ap.add_argument("--embedder", choices=("lexical", "hybrid"), default="lexical",
+                    help="the index of --composer-refresh (hybrid: MiniLM purpose vectors too, the web UI default)")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     if a.composer_refresh:
-        print_composer_refresh(composer_refresh(a.work, a.composer_refresh), a.composer_refresh)
+        print_composer_refresh(composer_refresh(a.work, a.composer_refresh, a.embedder), a.composer_refresh)
         return
     lib = materialize(a.work)
     qpath = os.path.join(BENCH, "queries-dev.jsonl")

@@ -147,6 +147,8 @@ def main() -> None:
     ap.add_argument("--queue", help="write the unjudged (id, prompt, stem) pairs here")
     ap.add_argument("--collect", nargs="*", default=[], help="a reader's label files to add to the extras")
     ap.add_argument("--picks", help="write the default setting's picks here")
+    ap.add_argument("--misses", action="store_true",
+                    help="print each concept the default setting misses, with why its fitting cards were not picked")
     ap.add_argument("--embedder", choices=("lexical", "hybrid"), default="hybrid",
                     help="hybrid (default, as shipped): the composer also checks meaning with the dense encoder")
     a = ap.parse_args()
@@ -179,12 +181,33 @@ def main() -> None:
         print(line(f"cv {report}", r) + f"   (chosen on {pick}: {_diff(best[0])})")
     print("cv average: " + "  ".join(f"{k} {sum(r[k] or 0 for r in held) / 2:.4f}"
                                      for k in ("precision", "plausible", "harm", "coverage")))
+    if a.misses:
+        misses(Composer(Retriever(index), cfg), prompts, a.max_adapters)
     if a.queue:
         queue(a.queue, prompts, judged, [r[1] for r in runs])
     if a.picks:
         with open(a.picks, "w", encoding="utf-8") as f:
             for q in prompts:
                 f.write(json.dumps({"id": q["id"], "picked": preds[q["id"]]}) + "\n")
+
+
+def misses(composer: Composer, prompts: list, max_adapters: int) -> None:
+    """Each concept with fitting cards that none of the picks serves, and what became of its fitting cards: the
+    composer's drop reason, or no candidate (no purpose phrase of theirs was asked)."""
+    counts: dict = {}
+    for q in prompts:
+        comp = composer.compose(q["prompt"], "sd1", max_adapters=max_adapters)
+        drops: dict = {}
+        for d in comp.drops:
+            drops.setdefault(d.stem, d.reason)
+        for c in q["concepts"]:
+            if not c["fitting"] or set(c["fitting"]) & set(comp.stems):
+                continue
+            why = [f"{s}: {drops[s]}" for s in c["fitting"] if s in drops]
+            kind = "dropped" if why else "no candidate"
+            counts[kind] = counts.get(kind, 0) + 1
+            print(f"miss {q['id']} {c['name']!r} ({kind}): " + "; ".join(why[:3]))
+    print("misses:", json.dumps(counts))
 
 
 def _diff(cfg) -> str:
