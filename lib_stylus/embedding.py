@@ -114,9 +114,11 @@ class BM25:
 
 
 class DenseEmbedder:
-    """A transformers encoder (e.g. all-MiniLM-L6-v2) with mean pooling and L2 norm, loaded lazily."""
+    """A transformers encoder (e.g. all-MiniLM-L6-v2) with mean pooling and L2 norm, loaded lazily. It reads
+    short texts (a card's purpose text, a few prompt words): 64 tokens hold them, and large batches of similar
+    lengths keep a first index of thousands of cards within a minute on a CPU."""
 
-    def __init__(self, model_dir: str, max_tokens: int = 256, batch_size: int = 32, device: str = "cpu"):
+    def __init__(self, model_dir: str, max_tokens: int = 64, batch_size: int = 128, device: str = "cpu"):
         self.model_dir, self.max_tokens, self.batch_size, self.device = model_dir, max_tokens, batch_size, device
         self.id = "dense-" + _dir_id(model_dir)
         self._model = self._tokenizer = None
