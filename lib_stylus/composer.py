@@ -299,7 +299,8 @@ class Composer:
         # Only those that could pass _gate's name rule for a meaning match are worth encoding words for.
         least = max(cfg.min_name_share, cfg.meaning_name_share)
         franchise = CHARACTER_WORD in task.tokens
-        m.extra = np.array([d for d in extra.tolist() if d in state.named or (franchise and state.is_character(d))
+        m.extra = np.array([d for d in extra.tolist()
+                            if d in state.named or (franchise and state.is_character(d))
                             or pidx.name_share(d, everything) >= least], np.int64)
         m.loose, m.loose_best = loose, loose_best
         for doc in m.extra.tolist():
@@ -332,7 +333,8 @@ class Composer:
         if meaning is not None:
             self._common_by_meaning(m, meaning)
             state.meant.update(m.meant)
-            refused = sorted((d for d in m.sims if d not in m.meant), key=lambda d: -m.sims[d])[:REFUSED_SHOWN]
+            refused = sorted((d for d in m.sims if d not in m.meant), key=lambda d: -m.sims[d])
+            refused = refused[:REFUSED_SHOWN]
             for d in refused:
                 drops.append(Drop(_stem(pidx, d), t, float(m.loose[d]), f"its words here mean something else "
                                   f"(meaning {m.sims[d]:.2f}, needs {cfg.meaning:.2f})"))
@@ -438,7 +440,7 @@ class _Match:
     loose_best: Optional[np.ndarray] = None
     extra: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     windows: dict = field(default_factory=dict)  # unit -> the task's words around it
-    meant: dict = field(default_factory=dict)    # document kept by meaning (a common word's match) -> similarity
+    meant: dict = field(default_factory=dict)    # document kept by meaning (a common word's match) -> cosine
     sims: dict = field(default_factory=dict)     # every common-word candidate checked -> similarity
 
 

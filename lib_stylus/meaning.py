@@ -1,4 +1,4 @@
-"""What a prompt's words mean, beyond the words: the index's dense sentence encoder (all-MiniLM-L6-v2 over each
+"""What a prompt's words mean, beyond the words: the index's dense encoder (all-MiniLM-L6-v2 over each
 card's purpose text, refiner.purpose_text) compared with a prompt task. A common word matches many cards in
 many senses ("clouds" the sky, "Clouds - Style" an art style, "Neon" a character); the composer keeps a
 common-word match only when the task and the card's purpose are close in meaning. Rare words (a character's

@@ -67,7 +67,9 @@ def plain_title(name: str) -> str:
 
 def _noise(word: str) -> bool:
     core = word.strip(".,-–—~!?'\"*#").casefold()
-    return not any(c.isalnum() for c in core) or core in ADAPTER_WORDS or bool(_VERSION.match(core.replace(".", "")))
+    if not any(c.isalnum() for c in core) or core in ADAPTER_WORDS:
+        return True
+    return bool(_VERSION.match(core.replace(".", "")))
 
 
 def name_words(text: str) -> list[str]:
@@ -114,8 +116,8 @@ def title_pieces(title: str) -> list[tuple]:
     return out
 
 
-# Words that say what kind of file a card is, not what it is for: a phrase of these alone ("Style" of "Clouds -
-# Style", "Concept", "Character LoRA") names no purpose (folded as purpose phrases are).
+# Words that say what kind of file a card is, not what it is for: a phrase of these alone ("Style" of
+# "Clouds - Style", "Concept", "Character LoRA") names no purpose (folded as purpose phrases are).
 KIND_WORDS = frozenset(stem(w) for w in (
     "style styles artstyle art concept concepts character characters lora model models tool tools object "
     "objects pose poses clothing clothes background backgrounds anime").split())

