@@ -457,3 +457,19 @@ def test_callbacks_register_on_hosts_without_the_name_keyword(script):
     hooks.register_callbacks(new_host)
     assert {name for _, name in new_got} == {"stylus"}
     assert len(new_got) == 3
+
+
+def test_extra_generation_params_serialise_as_forge_classic_dumps_them(script):
+    """Forge Classic (1f95d71) answers the API with Processed.js() = json.dumps(obj) WITHOUT the web UI
+    1.10.1's `default=lambda o: None`, and obj holds p.extra_generation_params: a plain function there made
+    every txt2img with picked LoRAs an HTTP 500 after the images were made. The JSON carries the first
+    image's LoRAs; each image's infotext still carries its own."""
+    from modules.processing import create_infotext
+    p = FakeP([PROMPT] * 2, [31, 32])
+    script.process(p, *args(masking="per image"))
+    dumped = json.loads(json.dumps(p.extra_generation_params))
+    loras = [", ".join(m.group(2) for m in TAG.finditer(prompt)) for prompt in p.all_prompts]
+    assert loras[0] and dumped["Stylus LoRAs"] == loras[0]
+    for n in range(2):
+        text = create_infotext(p, p.all_prompts, p.all_seeds, [], iteration=n)
+        assert _infotext_parts(text)[1]["Stylus LoRAs"] == loras[n]

@@ -27,8 +27,8 @@ def register_callbacks(script_callbacks) -> None:
 
 
 def _register(on_event, callback) -> None:
-    """Web UI 1.10 names callbacks (its callback-order setting lists them by name); Forge Classic keeps the 1.9
-    signature `on_x(callback)` and raises TypeError on `name=`."""
+    """Web UI 1.10 names callbacks (its callback-order setting lists them by name); Forge Classic keeps the
+    1.9 signature `on_x(callback)` and raises TypeError on `name=`."""
     if "name" in inspect.signature(on_event).parameters:
         on_event(callback, name="stylus")
     else:
