@@ -478,6 +478,63 @@ def test_sdxl_content_text_is_encoded_without_any_loras(sdxl, host, lora_host):
         assert torch.allclose(conditioner.embedders[1](["its prompt"]), with_lora)  # LoRA applies again
 
 
+class ClassicClip:
+    """Forge Classic's CLIP object: a ModelPatcher over the ONE text tower every clone shares. Loading a
+    patcher (model_management.load_model_gpu, from forge_clip.move_clip_to_gpu) first undoes the clone loaded before
+    (unload_model_clones), then writes its own LoRA patches into the shared weights."""
+    loaded = None
+
+    def __init__(self, tower, delta=None):
+        self.tower, self.delta = tower, delta
+        self.own = tower.fc.weight.detach().clone()
+
+    def load(self):
+        if ClassicClip.loaded is not self:
+            with torch.no_grad():
+                self.tower.fc.weight.copy_(self.own + (self.delta if self.delta is not None else 0))
+            ClassicClip.loaded = self
+
+
+def use_classic_sdxl(host, conditioner):
+    """Forge Classic (1f95d71) keeps the web UI's sgm model with Forge's objects attached:
+    networks.load_networks puts a LoRA-patched clone of the CLIP in forge_objects.clip (the unpatched one stays in
+    forge_objects_original), and sd_models_xl.get_learned_conditioning loads forge_objects.clip's patcher
+    before the conditioner runs."""
+    model = host.shared.sd_model
+    original = ClassicClip(conditioner.embedders[1])
+    model.forge_objects = types.SimpleNamespace(unet=types.SimpleNamespace(model=model.model), clip=original)
+    model.forge_objects_original = types.SimpleNamespace(clip=original)
+
+    def get_learned_conditioning(texts):
+        model.forge_objects.clip.load()
+        return conditioner({"txt": list(texts)})
+    model.get_learned_conditioning = get_learned_conditioning
+    return model, original
+
+
+def test_forge_classic_sdxl_content_is_subtracted_without_the_last_jobs_loras(sdxl, host):
+    """Forge Classic encodes SDXL prompts through the web UI's sgm conditioner, so the content text goes
+    through the checkpoint's own second text encoder there too (not 'no ViT-bigG text tower'), with the
+    checkpoint's weights even while an earlier job's LoRA clone is the host's current CLIP (defect 13)."""
+    script, args, conditioner = sdxl
+    model, original = use_classic_sdxl(host, conditioner)
+    p = new_p()
+    script.process(p, *args)
+    assert p.extra_generation_params.get(CONTENT) == "a cat on a sofa"
+    reference = kv_of_active(host.job)
+    script.postprocess(p, None, *args)
+    with_lora = ClassicClip(conditioner.embedders[1], torch.full((24, 16), 0.5))
+    model.forge_objects.clip = with_lora  # an earlier job's networks.load_networks
+    model.get_learned_conditioning(["its prompt"])  # ... and its prompt, encoded with the LoRA
+    host.job.engine().forget()
+    p = new_p()
+    script.process(p, *args)
+    got = kv_of_active(host.job)
+    script.postprocess(p, None, *args)
+    assert all(torch.allclose(got[n], reference[n], atol=1e-6) for n in reference)
+    assert model.forge_objects.clip is with_lora  # the host's own state is left as it was
+
+
 def test_sdxl_content_text_goes_through_the_hosts_low_vram_path(sdxl, host):
     """--medvram-sdxl parks the fp16 conditioner on the CPU; a hook on the conditioner moves it before use."""
     script, args, conditioner = sdxl
