@@ -316,17 +316,24 @@ def test_the_same_p_processed_again_never_stacks_wrappers(env, host):
 
 
 def test_a_failed_copy_of_p_leaves_nothing_for_the_next_job(env, host):
-    """XYZ plot / prompts-from-file run copies of p; one fails after sampling (no postprocess, no close)."""
+    """XYZ plot / prompts-from-file run copies of p; one fails after sampling (no postprocess, no close).
+    The host computes in float32 here (--no-half on the CPU: every devices field and the UNet fp32), so the
+    copy's style installs on any version of the engine, and the only way to fail is the stale patch."""
     script, unet, args = env
+    unet.float()
+    host.devices.device, host.devices.fp8 = torch.device("cpu"), False
+    host.devices.dtype = host.devices.dtype_unet = host.devices.dtype_inference = torch.float32
     use_sd15(host, unet)
     before = forwards(unet)
     p = new_p()
     copy_ = copy.copy(p)
     script.process(copy_, *args)
-    assert forwards(unet) != before
+    assert host.errors.reported == [], "the copy's style did not install: the test would prove nothing"
+    assert forwards(unet) != before and "Stylus style strength" in copy_.extra_generation_params
     host.shared.state.time_start = 2.0  # the next request, with Stylus disabled
     script.process(new_p(), *with_args(args, enabled=False))
-    assert forwards(unet) == before and host.job.active() is None
+    assert forwards(unet) == before, "the failed copy's patch is still installed in the next, unstyled job"
+    assert host.job.active() is None
 
 
 def test_a_nested_job_of_the_same_request_keeps_the_outer_patch(env, host):
@@ -480,8 +487,8 @@ def test_sdxl_content_text_is_encoded_without_any_loras(sdxl, host, lora_host):
 
 class ClassicClip:
     """Forge Classic's CLIP object: a ModelPatcher over the ONE text tower every clone shares. Loading a
-    patcher (model_management.load_model_gpu, from forge_clip.move_clip_to_gpu) first undoes the clone loaded before
-    (unload_model_clones), then writes its own LoRA patches into the shared weights."""
+    patcher (model_management.load_model_gpu, from forge_clip.move_clip_to_gpu) first undoes the clone
+    loaded before (unload_model_clones), then writes its own LoRA patches into the shared weights."""
     loaded = None
 
     def __init__(self, tower, delta=None):
@@ -497,9 +504,9 @@ class ClassicClip:
 
 def use_classic_sdxl(host, conditioner):
     """Forge Classic (1f95d71) keeps the web UI's sgm model with Forge's objects attached:
-    networks.load_networks puts a LoRA-patched clone of the CLIP in forge_objects.clip (the unpatched one stays in
-    forge_objects_original), and sd_models_xl.get_learned_conditioning loads forge_objects.clip's patcher
-    before the conditioner runs."""
+    networks.load_networks puts a LoRA-patched clone of the CLIP in forge_objects.clip (the unpatched one
+    stays in forge_objects_original), and sd_models_xl.get_learned_conditioning loads forge_objects.clip's
+    patcher before the conditioner runs."""
     model = host.shared.sd_model
     original = ClassicClip(conditioner.embedders[1])
     model.forge_objects = types.SimpleNamespace(unet=types.SimpleNamespace(model=model.model), clip=original)
