@@ -198,6 +198,17 @@ def kv_of_active(job):
     return {n: lp.k_c.clone() for n, lp in job.active()._patches.items()}
 
 
+def style_kv(host, script, args, forget=False):
+    """One whole style job: its p and the K/V it patched (forget: no embedding remembered from before)."""
+    if forget:
+        host.job.engine().forget()
+    p = new_p()
+    script.process(p, *args)
+    kv = kv_of_active(host.job)
+    script.postprocess(p, None, *args)
+    return p, kv
+
+
 def test_lowvram_fp16_unet_parked_on_the_cpu_is_styled_in_the_hosts_dtype(env, host):
     """--medvram / --lowvram: the fp16 UNet waits on the CPU; the host computes in devices.dtype on
     devices.device (here the CPU, float32). The style must be built there, not in the parked fp16."""
@@ -464,21 +475,14 @@ def lora_host(monkeypatch):
 def test_sdxl_content_text_is_encoded_without_any_loras(sdxl, host, lora_host):
     """The same request twice after a different one gives the same style, and the host's LoRA state is kept."""
     script, args, conditioner = sdxl
-    p = new_p()
-    script.process(p, *args)  # a clean start: no LoRA ever applied
+    p, reference = style_kv(host, script, args)  # a clean start: no LoRA ever applied
     assert CONTENT in p.extra_generation_params
-    reference = kv_of_active(host.job)
-    script.postprocess(p, None, *args)
     lora = FakeLora("te_only", torch.full((24, 16), 0.5))
     lora_host.loaded_networks[:] = [lora]  # a different request activated a text-encoder LoRA ...
     with torch.no_grad():
         with_lora = conditioner.embedders[1](["its prompt"])  # ... and encoded its prompt with it
     for _ in range(2):  # the same request twice: the earlier job's LoRA is still active during process
-        host.job.engine().forget()
-        p = new_p()
-        script.process(p, *args)
-        got = kv_of_active(host.job)
-        script.postprocess(p, None, *args)
+        _, got = style_kv(host, script, args, forget=True)
         assert all(torch.allclose(got[n], reference[n], atol=1e-6) for n in reference)
         assert lora_host.loaded_networks == [lora]  # the host's own state is left as it was
     with torch.no_grad():
@@ -524,20 +528,13 @@ def test_forge_classic_sdxl_content_is_subtracted_without_the_last_jobs_loras(sd
     through the checkpoint's own second text encoder there too (not 'no ViT-bigG text tower'), with the
     checkpoint's weights even while an earlier job's LoRA clone is the host's current CLIP (defect 13)."""
     script, args, conditioner = sdxl
-    model, original = use_classic_sdxl(host, conditioner)
-    p = new_p()
-    script.process(p, *args)
+    model, _ = use_classic_sdxl(host, conditioner)
+    p, reference = style_kv(host, script, args)
     assert p.extra_generation_params.get(CONTENT) == "a cat on a sofa"
-    reference = kv_of_active(host.job)
-    script.postprocess(p, None, *args)
     with_lora = ClassicClip(conditioner.embedders[1], torch.full((24, 16), 0.5))
     model.forge_objects.clip = with_lora  # an earlier job's networks.load_networks
     model.get_learned_conditioning(["its prompt"])  # ... and its prompt, encoded with the LoRA
-    host.job.engine().forget()
-    p = new_p()
-    script.process(p, *args)
-    got = kv_of_active(host.job)
-    script.postprocess(p, None, *args)
+    _, got = style_kv(host, script, args, forget=True)
     assert all(torch.allclose(got[n], reference[n], atol=1e-6) for n in reference)
     assert model.forge_objects.clip is with_lora  # the host's own state is left as it was
 
