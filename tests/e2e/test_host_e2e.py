@@ -119,11 +119,11 @@ def fp8():
     """Settings -> FP8 weight (web UI 1.10.1: the next job reloads the checkpoint with float8 Linear/Conv
     weights); on Forge, "Diffusion in Low Bits" = float8-e4m3fn, applied when a checkpoint is loaded.
     Yields the infotext entry that proves it was in effect."""
-    flags = call("/sdapi/v1/cmd-flags")
+    forge = is_forge()
+    flags = {} if forge else call("/sdapi/v1/cmd-flags")  # Forge (dfdcbab) answers that route with HTTP 500
     if "unet_in_fp8_e4m3fn" in flags:  # Forge Classic
         yield from classic_fp8(flags["unet_in_fp8_e4m3fn"])
         return
-    forge = is_forge()
     if forge:
         key, on, off = "forge_unet_storage_dtype", "float8-e4m3fn", "Automatic"
     else:
