@@ -181,3 +181,17 @@ def test_sdxl_all_blocks_fit_the_cache_and_a_repeat_uses_it(files, tmp_path):
     again, _ = eng.build(unet, path, files["encoder"], [IMG], blocks="all")
     for n, lp in first._patches.items():
         assert lp.k_c is again._patches[n].k_c  # the remembered pair, not a new one
+
+
+@pytest.mark.parametrize("arch, width", [("sd15", 2048), ("sdxl", 96)])
+def test_any_context_width_is_styled_by_the_adapters_structure(files, tmp_path, monkeypatch, arch, width):
+    """Defect 12: SD1.5 or SDXL is decided by the adapter's cross-attention pairs (16 or 70), never by the
+    to_k_ip width. An SD1.5 UNet reading 2048-wide context (the width a "2048 = SDXL" rule takes for SDXL)
+    and an SDXL one of a tiny width (96, as the tiny SDXL's second text encoder) are patched on their own
+    layers, every one of them."""
+    monkeypatch.setattr(fx, "CTX", width)  # the tiny UNet's cross-attention and the adapter's token width
+    unet = fx.tiny_sd15() if arch == "sd15" else fx.tiny_sdxl()
+    path = str(tmp_path / ("ip-adapter_%s_%d.safetensors" % (arch, width)))
+    save_file(fx.adapter_state_dict(unet, arch), path)
+    patch, _ = StyleEngine().build(unet, path, files["encoder"], [IMG], blocks="all")
+    assert set(patch._patches) == {layer.number for layer in resolve_blocks(arch, "all")}

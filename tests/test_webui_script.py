@@ -432,3 +432,44 @@ def test_preview_thumbnail_sits_beside_the_loras_name():
     li = next(a for t, a in seen if t == "li")
     assert "display:flex" in li.get("style", "").replace(" ", "")
     assert html.index("<img") < html.index("<b>fox</b>")
+
+
+def test_callbacks_register_on_hosts_without_the_name_keyword(script):
+    """Forge Classic (Haoming02/sd-webui-forge-classic 1f95d71, modules/script_callbacks.py) has the web UI
+    1.9 signatures `on_app_started(callback)`: passing `name=` raised TypeError there and the script failed to
+    load. Web UI 1.10.1 (`on_app_started(callback, *, name=None)`) still gets the name."""
+    from lib_stylus.webui import hooks
+
+    def registry(with_name):
+        got = []
+
+        def on(kind):
+            if with_name:
+                return lambda callback, *, name=None: got.append((kind, name))
+            return lambda callback: got.append((kind, None))
+        kinds = ("on_app_started", "on_cfg_denoiser", "on_script_unloaded")
+        return got, type("ScriptCallbacks", (), {k: staticmethod(on(k)) for k in kinds})
+
+    old_got, old_host = registry(with_name=False)
+    hooks.register_callbacks(old_host)
+    assert [kind for kind, _ in old_got] == ["on_app_started", "on_cfg_denoiser", "on_script_unloaded"]
+    new_got, new_host = registry(with_name=True)
+    hooks.register_callbacks(new_host)
+    assert {name for _, name in new_got} == {"stylus"}
+    assert len(new_got) == 3
+
+
+def test_extra_generation_params_serialise_as_forge_classic_dumps_them(script):
+    """Forge Classic (1f95d71) answers the API with Processed.js() = json.dumps(obj) WITHOUT the web UI
+    1.10.1's `default=lambda o: None`, and obj holds p.extra_generation_params: a plain function there made
+    every txt2img with picked LoRAs an HTTP 500 after the images were made. The JSON carries the first
+    image's LoRAs; each image's infotext still carries its own."""
+    from modules.processing import create_infotext
+    p = FakeP([PROMPT] * 2, [31, 32])
+    script.process(p, *args(masking="per image"))
+    dumped = json.loads(json.dumps(p.extra_generation_params))
+    loras = [", ".join(m.group(2) for m in TAG.finditer(prompt)) for prompt in p.all_prompts]
+    assert loras[0] and dumped["Stylus LoRAs"] == loras[0]
+    for n in range(2):
+        text = create_infotext(p, p.all_prompts, p.all_seeds, [], iteration=n)
+        assert _infotext_parts(text)[1]["Stylus LoRAs"] == loras[n]

@@ -198,6 +198,17 @@ def kv_of_active(job):
     return {n: lp.k_c.clone() for n, lp in job.active()._patches.items()}
 
 
+def style_kv(host, script, args, forget=False):
+    """One whole style job: its p and the K/V it patched (forget: no embedding remembered from before)."""
+    if forget:
+        host.job.engine().forget()
+    p = new_p()
+    script.process(p, *args)
+    kv = kv_of_active(host.job)
+    script.postprocess(p, None, *args)
+    return p, kv
+
+
 def test_lowvram_fp16_unet_parked_on_the_cpu_is_styled_in_the_hosts_dtype(env, host):
     """--medvram / --lowvram: the fp16 UNet waits on the CPU; the host computes in devices.dtype on
     devices.device (here the CPU, float32). The style must be built there, not in the parked fp16."""
@@ -316,17 +327,24 @@ def test_the_same_p_processed_again_never_stacks_wrappers(env, host):
 
 
 def test_a_failed_copy_of_p_leaves_nothing_for_the_next_job(env, host):
-    """XYZ plot / prompts-from-file run copies of p; one fails after sampling (no postprocess, no close)."""
+    """XYZ plot / prompts-from-file run copies of p; one fails after sampling (no postprocess, no close).
+    The host computes in float32 here (--no-half on the CPU: every devices field and the UNet fp32), so the
+    copy's style installs on any version of the engine, and the only way to fail is the stale patch."""
     script, unet, args = env
+    unet.float()
+    host.devices.device, host.devices.fp8 = torch.device("cpu"), False
+    host.devices.dtype = host.devices.dtype_unet = host.devices.dtype_inference = torch.float32
     use_sd15(host, unet)
     before = forwards(unet)
     p = new_p()
     copy_ = copy.copy(p)
     script.process(copy_, *args)
-    assert forwards(unet) != before
+    assert host.errors.reported == [], "the copy's style did not install: the test would prove nothing"
+    assert forwards(unet) != before and "Stylus style strength" in copy_.extra_generation_params
     host.shared.state.time_start = 2.0  # the next request, with Stylus disabled
     script.process(new_p(), *with_args(args, enabled=False))
-    assert forwards(unet) == before and host.job.active() is None
+    assert forwards(unet) == before, "the failed copy's patch is still installed in the next, unstyled job"
+    assert host.job.active() is None
 
 
 def test_a_nested_job_of_the_same_request_keeps_the_outer_patch(env, host):
@@ -457,25 +475,68 @@ def lora_host(monkeypatch):
 def test_sdxl_content_text_is_encoded_without_any_loras(sdxl, host, lora_host):
     """The same request twice after a different one gives the same style, and the host's LoRA state is kept."""
     script, args, conditioner = sdxl
-    p = new_p()
-    script.process(p, *args)  # a clean start: no LoRA ever applied
+    p, reference = style_kv(host, script, args)  # a clean start: no LoRA ever applied
     assert CONTENT in p.extra_generation_params
-    reference = kv_of_active(host.job)
-    script.postprocess(p, None, *args)
     lora = FakeLora("te_only", torch.full((24, 16), 0.5))
     lora_host.loaded_networks[:] = [lora]  # a different request activated a text-encoder LoRA ...
     with torch.no_grad():
         with_lora = conditioner.embedders[1](["its prompt"])  # ... and encoded its prompt with it
     for _ in range(2):  # the same request twice: the earlier job's LoRA is still active during process
-        host.job.engine().forget()
-        p = new_p()
-        script.process(p, *args)
-        got = kv_of_active(host.job)
-        script.postprocess(p, None, *args)
+        _, got = style_kv(host, script, args, forget=True)
         assert all(torch.allclose(got[n], reference[n], atol=1e-6) for n in reference)
         assert lora_host.loaded_networks == [lora]  # the host's own state is left as it was
     with torch.no_grad():
         assert torch.allclose(conditioner.embedders[1](["its prompt"]), with_lora)  # LoRA applies again
+
+
+class ClassicClip:
+    """Forge Classic's CLIP object: a ModelPatcher over the ONE text tower every clone shares. Loading a
+    patcher (model_management.load_model_gpu, from forge_clip.move_clip_to_gpu) first undoes the clone
+    loaded before (unload_model_clones), then writes its own LoRA patches into the shared weights."""
+    loaded = None
+
+    def __init__(self, tower, delta=None):
+        self.tower, self.delta = tower, delta
+        self.own = tower.fc.weight.detach().clone()
+
+    def load(self):
+        if ClassicClip.loaded is not self:
+            with torch.no_grad():
+                self.tower.fc.weight.copy_(self.own + (self.delta if self.delta is not None else 0))
+            ClassicClip.loaded = self
+
+
+def use_classic_sdxl(host, conditioner):
+    """Forge Classic (1f95d71) keeps the web UI's sgm model with Forge's objects attached:
+    networks.load_networks puts a LoRA-patched clone of the CLIP in forge_objects.clip (the unpatched one
+    stays in forge_objects_original), and sd_models_xl.get_learned_conditioning loads forge_objects.clip's
+    patcher before the conditioner runs."""
+    model = host.shared.sd_model
+    original = ClassicClip(conditioner.embedders[1])
+    model.forge_objects = types.SimpleNamespace(unet=types.SimpleNamespace(model=model.model), clip=original)
+    model.forge_objects_original = types.SimpleNamespace(clip=original)
+
+    def get_learned_conditioning(texts):
+        model.forge_objects.clip.load()
+        return conditioner({"txt": list(texts)})
+    model.get_learned_conditioning = get_learned_conditioning
+    return model, original
+
+
+def test_forge_classic_sdxl_content_is_subtracted_without_the_last_jobs_loras(sdxl, host):
+    """Forge Classic encodes SDXL prompts through the web UI's sgm conditioner, so the content text goes
+    through the checkpoint's own second text encoder there too (not 'no ViT-bigG text tower'), with the
+    checkpoint's weights even while an earlier job's LoRA clone is the host's current CLIP (defect 13)."""
+    script, args, conditioner = sdxl
+    model, _ = use_classic_sdxl(host, conditioner)
+    p, reference = style_kv(host, script, args)
+    assert p.extra_generation_params.get(CONTENT) == "a cat on a sofa"
+    with_lora = ClassicClip(conditioner.embedders[1], torch.full((24, 16), 0.5))
+    model.forge_objects.clip = with_lora  # an earlier job's networks.load_networks
+    model.get_learned_conditioning(["its prompt"])  # ... and its prompt, encoded with the LoRA
+    _, got = style_kv(host, script, args, forget=True)
+    assert all(torch.allclose(got[n], reference[n], atol=1e-6) for n in reference)
+    assert model.forge_objects.clip is with_lora  # the host's own state is left as it was
 
 
 def test_sdxl_content_text_goes_through_the_hosts_low_vram_path(sdxl, host):

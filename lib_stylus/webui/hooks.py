@@ -2,6 +2,7 @@
 console and the infotext's absence, and the generation runs on without that feature."""
 from __future__ import annotations
 
+import inspect
 import logging
 
 from ..errors import is_user_error
@@ -20,9 +21,18 @@ def register_callbacks(script_callbacks) -> None:
         routes.register(app)
         SERVICE.refresh()  # background thread: adds nothing to start-up
 
-    script_callbacks.on_app_started(on_app_started, name="stylus")
-    script_callbacks.on_cfg_denoiser(style_job.on_cfg_denoiser, name="stylus")
-    script_callbacks.on_script_unloaded(lambda: style_job.restore(), name="stylus")
+    _register(script_callbacks.on_app_started, on_app_started)
+    _register(script_callbacks.on_cfg_denoiser, style_job.on_cfg_denoiser)
+    _register(script_callbacks.on_script_unloaded, lambda: style_job.restore())
+
+
+def _register(on_event, callback) -> None:
+    """Web UI 1.10 names callbacks (its callback-order setting lists them by name); Forge Classic keeps the
+    1.9 signature `on_x(callback)` and raises TypeError on `name=`."""
+    if "name" in inspect.signature(on_event).parameters:
+        on_event(callback, name="stylus")
+    else:
+        on_event(callback)
 
 
 def process(p, args: StylusArgs) -> None:

@@ -16,6 +16,13 @@ def is_forge() -> bool:
     return hasattr(shared.sd_model, "forge_objects")
 
 
+def encodes_with_sgm_conditioner(model) -> bool:
+    """An SDXL prompt goes through sgm's GeneralConditioner (get_learned_conditioning: 'vector' led by the
+    second text encoder's pooled projection) on A1111 and on Forge Classic, which keeps the web UI's sgm model
+    and loads its own text encoders' weights into it. Forge 2 encodes in its own engine: no conditioner."""
+    return hasattr(model, "get_learned_conditioning") and (not is_forge() or hasattr(model, "conditioner"))
+
+
 def unet():
     """The UNet module tree: ldm/sgm on A1111, Forge's own (same block and attn2 names) on Forge."""
     model = shared.sd_model

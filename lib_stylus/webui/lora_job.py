@@ -83,9 +83,17 @@ def write_infotext(p, args: StylusArgs, applied: list) -> None:
     if not any(applied):
         return
     p.stylus_applied = applied  # per image of the job
-    p.extra_generation_params[APPLIED_KEY] = applied_infotext
+    p.extra_generation_params[APPLIED_KEY] = PerImageLoras(applied[0] or "")
     for name in ("max_adapters", "weight_multiplier", "masking", "composer", "add_triggers"):
         p.extra_generation_params[KEYS[name]] = getattr(args, name)
+
+
+class PerImageLoras(str):
+    """The "Stylus LoRAs" entry: the host's create_infotext calls it for each image's own text; as a plain
+    string (the first image's) it is what the API's JSON carries. A bare function is not enough: Forge
+    Classic's Processed.js() is json.dumps without a `default`, so a function there fails the API answer."""
+    def __call__(self, **host_locals):
+        return applied_infotext(**host_locals)
 
 
 def applied_infotext(p, index: int = 0, use_main_prompt: bool = False, all_prompts=None, **_):

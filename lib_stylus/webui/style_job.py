@@ -183,10 +183,10 @@ def _text_encoder(space: str, arch: str, width: int, device, dtype):
     downloaded folder)."""
     if space == "vit-bigG":
         model = host.shared.sd_model
-        if arch == "sdxl" and not host.is_forge() and hasattr(model, "get_learned_conditioning"):
+        if arch == "sdxl" and host.encodes_with_sgm_conditioner(model):
             return CheckpointText(model, width)
-        log.warning("Stylus: no ViT-bigG text tower here (only an SDXL checkpoint's own is used, on A1111): "
-                    "content not subtracted, the style is applied as it is")
+        log.warning("Stylus: no ViT-bigG text tower here (only an SDXL checkpoint's own is used, on A1111 "
+                    "and Forge Classic): content not subtracted, the style is applied as it is")
         return None
     try:
         return vit_h_text_encoder(device, dtype)
@@ -214,7 +214,7 @@ class CheckpointText:
             autocast = devices.autocast()
         except ImportError:
             autocast = contextlib.nullcontext()
-        with without_loras(), autocast:
+        with without_loras(), checkpoint_clip(self.model), autocast:
             cond = self.model.get_learned_conditioning(list(texts))
         vector = cond["vector"] if isinstance(cond, dict) else cond
         return vector[:, :self.width].float()
@@ -241,6 +241,25 @@ def without_loras():
         yield
     finally:
         loaded[:] = saved
+
+
+@contextlib.contextmanager
+def checkpoint_clip(sd_model):
+    """Forge Classic applies text-encoder LoRAs to a clone of its CLIP (networks.load_networks puts it in
+    forge_objects.clip); the conditioner loads that clone's patcher (forge_clip.move_clip_to_gpu), which
+    writes its patches into the weights all clones share. With the unpatched original in its place for this call the
+    weights are the checkpoint's own; the host's next encode loads its clone, and so its LoRAs, again."""
+    objects = getattr(sd_model, "forge_objects", None)
+    original = getattr(sd_model, "forge_objects_original", None)
+    if objects is None or original is None:
+        yield
+        return
+    current = objects.clip
+    objects.clip = original.clip
+    try:
+        yield
+    finally:
+        objects.clip = current
 
 
 class _LazyText:

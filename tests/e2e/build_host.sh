@@ -14,7 +14,14 @@
 #   forge-venv    OUT                OUT/venv: torch 2.3.1 / torchvision 0.18.1 + Forge's requirements
 #   forge-register OUT               register the tiny models in this LOCAL copy (tests/e2e/forge_register.py);
 #                                    run `models` and `stylus` first, as for the web UI
-#   forge-start   OUT CKPT PORT      start Forge's API server in the background, log OUT/webui-PORT.log
+#   forge-start   OUT CKPT PORT [FLAG...]  start Forge (or Forge Classic) in the background, log
+#                                    OUT/webui-PORT.log (Classic: --unet-in-fp8-e4m3fn for its FP8 test)
+#   classic-sources OUT CLASSIC_GIT  Forge Classic 1f95d71, + stablediffusion / generative-models under
+#                                    repositories/ copied from a web UI built here (its folder: $WEBUI)
+#   classic-venv  OUT                OUT/venv: a copy of $WEBUI/venv (torch 2.1.2, Classic's expected version)
+#                                    + Forge Classic's requirements.txt
+#   classic-tiled OUT CLASSIC_GIT    Classic's own "MultiDiffusion Integrated" as it was before its removal
+#                                    (8b3e71373), made to load on 1f95d71 (see README)
 #   start   OUT CKPT PORT            start the API server in the background, log OUT/webui-PORT.log
 #
 # The tiny-model generators are in tests/e2e/tiny_models (copies of the project's generators, byte-identical
@@ -28,6 +35,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 BENCH=${BENCH:-$repo/../shared/bench}
 PYTHON=${PYTHON:-python3.11}
+WEBUI=${WEBUI:-}  # a web UI built by this script (classic-sources / classic-venv reuse its parts)
 
 unpack() {  # git_dir commit dest [pathspec...]
     local git_dir=$1 commit=$2 dest=$3
@@ -93,11 +101,37 @@ forge-venv)
 forge-register)
     "$out/venv/bin/python" "$here/forge_register.py" "$out" "$out/models"
     ;;
+classic-sources)
+    unpack "$1" 1f95d7170189cf93952aca122c1ee2f306a07e4c "$out"
+    mkdir -p "$out/repositories"
+    cp -a "$WEBUI/repositories/stable-diffusion-stability-ai" "$WEBUI/repositories/generative-models" \
+        "$out/repositories/"
+    ;;
+classic-venv)
+    cp -a "$WEBUI/venv" "$out/venv"
+    grep -v '^torch$' "$out/requirements.txt" > "$out/venv/requirements-e2e.txt"
+    "$out/venv/bin/python" -m pip install -q -r "$out/venv/requirements-e2e.txt"
+    ;;
+classic-tiled)
+    # Classic force-disables the multidiffusion-upscaler extension (modules_forge/config.py) and removed its
+    # integrated one in da6a4a2; that one's last version needs two edits to load and run on 1f95d71
+    dest="$out/extensions/sd_forge_multidiffusion"
+    unpack "$1" 8b3e71373 "$dest.tmp" extensions-builtin/sd_forge_multidiffusion
+    rm -rf "$dest"
+    mv "$dest.tmp/extensions-builtin/sd_forge_multidiffusion" "$dest"
+    rm -rf "$dest.tmp"
+    lib="$dest/lib_multidiffusion/tiled_diffusion.py"
+    # ldm_patched.contrib is gone; ImageScale was created and never used
+    sed -i -e 's/^from ldm_patched.contrib.external import ImageScale$//' \
+        -e 's/^        self.imagescale = ImageScale()$//' "$lib"
+    # model_management.processing_interrupted is gone: the tile loop no longer checks for an interrupt
+    sed -i 's/ldm_patched.modules.model_management.processing_interrupted()/False/' "$lib"
+    ;;
 forge-start)
     cd "$out"
     nohup "$out/venv/bin/python" launch.py --skip-prepare-environment --nowebui --api --always-cpu --all-in-fp32 \
         --skip-version-check --no-hashing --no-download-sd-model --ckpt "models/Stable-diffusion/$1" \
-        --port "$2" > "$out/webui-$2.log" 2>&1 &
+        --port "$2" "${@:3}" > "$out/webui-$2.log" 2>&1 &
     echo "pid $! port $2 log $out/webui-$2.log"
     ;;
 start)

@@ -120,6 +120,10 @@ def fp8():
     weights); on Forge, "Diffusion in Low Bits" = float8-e4m3fn, applied when a checkpoint is loaded.
     Yields the infotext entry that proves it was in effect."""
     forge = is_forge()
+    flags = {} if forge else call("/sdapi/v1/cmd-flags")  # Forge (dfdcbab) answers that route with HTTP 500
+    if "unet_in_fp8_e4m3fn" in flags:  # Forge Classic
+        yield from classic_fp8(flags["unet_in_fp8_e4m3fn"])
+        return
     if forge:
         key, on, off = "forge_unet_storage_dtype", "float8-e4m3fn", "Automatic"
     else:
@@ -132,6 +136,22 @@ def fp8():
     finally:
         call("/sdapi/v1/options", {key: off})
         load_afresh()
+
+
+def classic_fp8(started_in_fp8: bool):
+    """Forge Classic stores the UNet in float8 from a start flag; its Settings option ("Store UNet Weights in
+    fp8", fp8_storage) counts only with CUDA (ldm_patched/modules/model_management.py, prefer_fp8: `if not
+    torch.cuda.is_available(): return False`), so on a CPU host the flag is the only way to FP8. The infotext
+    shows the option's value whenever the UNet is float8 (processing.py: "FP8 weight": opts.fp8_storage if
+    devices.fp8)."""
+    if not started_in_fp8:
+        pytest.skip("Forge Classic applies its FP8 setting only with CUDA (model_management.prefer_fp8); "
+                    "on a CPU host start it with --unet-in-fp8-e4m3fn to run this test")
+    call("/sdapi/v1/options", {"fp8_storage": True})
+    try:
+        yield "FP8 weight: True"
+    finally:
+        call("/sdapi/v1/options", {"fp8_storage": False})
 
 
 def test_fp8_weight_styles_on_cpu(files, plain_before, fp8):
