@@ -142,12 +142,17 @@ def card_units(card, main_trigger: str | None = None) -> dict:
     return units
 
 
-def _halves(words: list) -> list:
+def _halves(words) -> list:
     """A bilingual phrase ("Cinematic 背景画风增强器") as its Latin and its CJK half, each a phrase of its own:
-    a prompt asks in one language."""
-    latin = frozenset(w for w in words if not _CJK.search(w))
-    other = frozenset(words) - latin
+    a prompt asks in one language. A word that mixes both ("light柔和光線") gives each half its part."""
+    latin = frozenset(latin_words(words))
+    other = frozenset(p for w in words for p in _CJK_RUN.findall(w))
     return [latin, other] if latin and other else [frozenset(words)]
+
+
+def latin_words(words) -> list:
+    """The Latin-script part of each word, the words without one left out: ['light柔和光線', '神社'] -> ['light']."""
+    return [p for p in (_CJK_RUN.sub("", w) for w in words) if p]
 
 
 class PurposeIndex:
@@ -283,8 +288,7 @@ class PurposeIndex:
         for words in self.name_toks[doc]:
             # A bilingual name ("Cinematic 背景画风增强器", "Idol costume | アイドル衣装") says its purpose twice; an
             # English prompt holds the Latin half at most.
-            latin = [w for w in words if not _CJK.search(w)]
-            words = latin or words
+            words = latin_words(words) or list(words)
             total = sum(self.weights(list(words)))
             if total > 0:
                 best = max(best, sum(self.weights([t for t in words if t in tokens])) / total)

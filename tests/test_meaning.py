@@ -102,3 +102,9 @@ def test_a_segment_naming_only_the_series_of_a_named_character_asks_for_nothing(
     assert "genshin_style" in Composer(retriever).compose("1girl, genshin impact style", "sd1").stems
     assert "genshin_style" in Composer(retriever, skip_series=False).compose(
         "1girl, raiden shogun, genshin impact", "sd1").stems
+
+
+def test_a_word_mixing_latin_and_cjk_gives_each_half_its_part(tmp_path):
+    retriever = build_library(str(tmp_path), extra=[dict(stem="softlight", title="SoftLight柔和光線", tags=[])])
+    assert "softlight" not in Composer(retriever).compose("1girl, soft colors", "sd1").stems  # not "soft" alone
+    assert "softlight" in Composer(retriever).compose("1girl, soft light", "sd1").stems
