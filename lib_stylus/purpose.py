@@ -151,7 +151,7 @@ def _halves(words) -> list:
 
 
 def latin_words(words) -> list:
-    """The Latin-script part of each word, the words without one left out: ['light柔和光線', '神社'] -> ['light']."""
+    """The Latin-script part of each word, words without one left out: ['light柔和光線', '神社'] -> ['light']."""
     return [p for p in (_CJK_RUN.sub("", w) for w in words) if p]
 
 

@@ -25,8 +25,9 @@ _GENERIC_TAGS = {"lora", "character", "style", "concept", "anime", "girl", "girl
                  "man", "sexy", "cute", "beautiful", "photorealistic", "realistic", "art style", "artstyle", "clothing"}
 
 PURPOSE_TAGS = 6  # tags in the purpose text: the first ones are the author's main labels
-_PURPOSE_GENERIC = _GENERIC_TAGS | {"character", "characters", "concept", "concepts", "style", "styles",
-                                    "anime", "clothing", "clothes", "poses", "pose", "lora", "objects", "tool"}
+_PURPOSE_GENERIC = _GENERIC_TAGS | {
+    "character", "characters", "concept", "concepts", "style", "styles", "anime", "clothing", "clothes", "poses",
+    "pose", "lora", "objects", "tool"}
 
 # Topic rules: tag/name words -> topic; first match in priority order wins (a "cyberpunk car" is a vehicle).
 _TOPIC_WORDS = [

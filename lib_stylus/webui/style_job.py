@@ -247,8 +247,8 @@ def without_loras():
 def checkpoint_clip(sd_model):
     """Forge Classic applies text-encoder LoRAs to a clone of its CLIP (networks.load_networks puts it in
     forge_objects.clip); the conditioner loads that clone's patcher (forge_clip.move_clip_to_gpu), which
-    writes its patches into the weights all clones share. With the unpatched original in its place for this call the
-    weights are the checkpoint's own; the host's next encode loads its clone, and so its LoRAs, again."""
+    writes its patches into the weights all clones share. With the unpatched original in its place for this call
+    the weights are the checkpoint's own; the host's next encode loads its clone, and so its LoRAs, again."""
     objects = getattr(sd_model, "forge_objects", None)
     original = getattr(sd_model, "forge_objects_original", None)
     if objects is None or original is None:
