@@ -7,6 +7,7 @@ character adapter unless the prompt names that character; at most 2 style adapte
 LoRAs already tagged in the prompt count as chosen and are never written twice."""
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field, replace
 from typing import Optional
@@ -18,12 +19,13 @@ from .embedding import BM25, tokenize
 from .prompt import Pick, chunk_index, rewrite, split_segments, tagged_names
 from .characters import character_index
 from .content import card_profile, conflict, profile_prompt
-from .meaning import meaning_of
+from .meaning import EncoderUnavailable, meaning_of
 from .purpose import NAME, STEM, TAG, TRIGGER, prompt_words, purpose_index
 from .refiner import BOILERPLATE
 from .triggers import clean_triggers
 from .retriever import allowed_families
 
+log = logging.getLogger("stylus")
 MAX_PER_TASK = 3
 ALREADY_TAGGED = "already in the prompt"
 CHARACTER_WORD = "character"  # tokenize() folds "characters"
@@ -259,7 +261,12 @@ class Composer:
         meaning = meaning_of(snap, self.retriever.index)
         matches = [self._match(pidx, task, meaning, state, everything) for task in tasks]
         if meaning is not None:  # one encoder pass for the whole prompt
-            meaning.prefetch([w for m in matches for w in m.windows.values()])
+            try:
+                meaning.prefetch([w for m in matches for w in m.windows.values()])
+            except EncoderUnavailable as e:  # a broken model folder costs the meaning check, never the picks
+                log.warning("Stylus: %s: composing by words only", e)
+                meaning = None
+                matches = [self._match(pidx, task, None, state, everything) for task in tasks]
         queues = [self._task_candidates(snap, t, task, pidx, allowed, comp.drops, everything, state, meaning,
                                         matches[t]) for t, task in enumerate(tasks)]
         _add_named(state, pidx, tasks, queues, allowed)

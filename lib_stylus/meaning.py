@@ -7,11 +7,17 @@ name, "qipao") need no such check.
 Task vectors are cached: a prompt is composed again for every batch and seed, and its segments repeat."""
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 
 import numpy as np
 
 CACHE = 4096  # task texts kept (a vector is 1.5 KB)
+log = logging.getLogger("stylus")
+
+
+class EncoderUnavailable(Exception):
+    """The sentence encoder could not be loaded or run (a model folder deleted, truncated, of another shape)."""
 
 
 class Meaning:
@@ -26,7 +32,13 @@ class Meaning:
         """Encode the texts not cached yet in one batch (one forward pass for a whole prompt's tasks)."""
         todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if todo:
-            for text, v in zip(todo, self.embedder.embed(todo)):
+            try:
+                vectors = self.embedder.embed(todo)
+            except (OSError, ValueError, RuntimeError) as e:  # what transformers raises for a bad model folder
+                where = getattr(self.embedder, "model_dir", "?")
+                raise EncoderUnavailable(f"the sentence encoder in {where} cannot be used "
+                                         f"({e.__class__.__name__}: {str(e).splitlines()[0][:200]})") from None
+            for text, v in zip(todo, vectors):
                 self._cache[text] = v
             while len(self._cache) > CACHE:
                 self._cache.popitem(last=False)

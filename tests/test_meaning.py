@@ -108,3 +108,12 @@ def test_a_word_mixing_latin_and_cjk_gives_each_half_its_part(tmp_path):
     retriever = build_library(str(tmp_path), extra=[dict(stem="softlight", title="SoftLight柔和光線", tags=[])])
     assert "softlight" not in Composer(retriever).compose("1girl, soft colors", "sd1").stems  # not "soft" alone
     assert "softlight" in Composer(retriever).compose("1girl, soft light", "sd1").stems
+
+
+def test_an_encoder_that_cannot_load_costs_the_meaning_check_not_the_picks(tmp_path, caplog):
+    encoder = CountingEncoder(bundled_minilm())
+    retriever = build_library(str(tmp_path), CARDS, [BM25(), encoder], COMMON)
+    encoder.model_dir, encoder._model = str(tmp_path / "gone"), None  # the model folder deleted since
+    comp = Composer(retriever).compose("a humpback whale swimming, chun-li", "sd1")
+    assert comp.stems == ["chun_li"]  # words alone: the rare name still picks, the whale needs meaning
+    assert any("cannot be used" in r.getMessage() and "gone" in r.getMessage() for r in caplog.records)
