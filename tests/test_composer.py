@@ -320,3 +320,9 @@ def test_named_characters_are_queued_in_the_same_order_whatever_the_dict_order()
         _add_named(SimpleNamespace(prompt_names=names), None, tasks, queues, np.ones(4, bool))
         orders.append([item[3] for item in queues[0]])
     assert orders[0] == orders[1] == [2, 1, 3]  # the one that matched first, then by row
+
+
+def test_a_long_segment_may_be_split_into_its_phrases():
+    plain = [t.plain for t in split_tasks("a knight in ornate plate armor kneeling in a ruined chapel, fog", 4)]
+    assert plain == ["a knight", "ornate plate armor kneeling", "a ruined chapel", "fog"]
+    assert [t.plain for t in split_tasks("a knight in plate armor, fog")] == ["a knight in plate armor", "fog"]
