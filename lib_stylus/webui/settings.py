@@ -27,7 +27,7 @@ def options() -> dict:
     return {
         "stylus_embedder": o("hybrid", "Embedder", gr.Radio, {"choices": ["lexical", "hybrid"]}).info(
             "hybrid: BM25 + all-MiniLM-L6-v2 (90 MB, downloaded on first use), which also checks what common "
-            "words mean: more right picks; lexical: BM25, no model (used meanwhile, and when offline)"),
+            "words mean: more right picks; lexical: BM25, no model (used instead when offline)"),
         "stylus_top_k": o(150, "Candidates retrieved per prompt for the LLM composer (the paper's top-K)", gr.Slider, {"minimum": 10, "maximum": 500, "step": 10}),
         "stylus_allow_unknown_base": o(False, "Also offer LoRAs whose base model is unknown"),
         "stylus_add_negative": o(True, "Add the chosen LoRAs' negative text (web UI metadata) to the negative prompt"),
