@@ -32,12 +32,16 @@ class Meaning:
         """Encode the texts not cached yet in one batch (one forward pass for a whole prompt's tasks)."""
         todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if todo:
+            failed = getattr(self.embedder, "_stylus_failed", None)
+            if failed:  # remembered: a broken model folder is not loaded again on every compose
+                raise EncoderUnavailable(failed)
             try:
                 vectors = self.embedder.embed(todo)
             except (OSError, ValueError, RuntimeError) as e:  # what transformers raises for a bad model folder
                 where = getattr(self.embedder, "model_dir", "?")
-                raise EncoderUnavailable(f"the sentence encoder in {where} cannot be used "
-                                         f"({e.__class__.__name__}: {str(e).splitlines()[0][:200]})") from None
+                self.embedder._stylus_failed = (f"the sentence encoder in {where} cannot be used "
+                                                f"({e.__class__.__name__}: {str(e).splitlines()[0][:200]})")
+                raise EncoderUnavailable(self.embedder._stylus_failed) from None
             for text, v in zip(todo, vectors):
                 self._cache[text] = v
             while len(self._cache) > CACHE:

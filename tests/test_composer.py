@@ -179,9 +179,13 @@ ISSUE_CARDS = [
 ]
 
 
+def composer_with(tmp_path_factory, name: str, cards: list) -> Composer:
+    return Composer(build_library(str(tmp_path_factory.mktemp(name)), extra=cards))
+
+
 @pytest.fixture(scope="module")
 def issue_composer(tmp_path_factory):
-    return Composer(build_library(str(tmp_path_factory.mktemp("issue10")), extra=ISSUE_CARDS))
+    return composer_with(tmp_path_factory, "issue10", ISSUE_CARDS)
 
 
 def test_attribute_triggers_are_not_a_purpose(issue_composer):
@@ -287,7 +291,7 @@ CONTENT_CARDS = [
 
 @pytest.fixture(scope="module")
 def content_composer(tmp_path_factory):
-    return Composer(build_library(str(tmp_path_factory.mktemp("content")), extra=CONTENT_CARDS))
+    return composer_with(tmp_path_factory, "content", CONTENT_CARDS)
 
 
 def test_an_adapter_of_another_gender_is_refused(content_composer):
