@@ -3,6 +3,7 @@ Lexical BM25 needs no model at all; dense uses any transformers encoder with mea
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from typing import Callable, Protocol, Sequence
@@ -13,6 +14,10 @@ _STOP = set("a an the of in on at to and or with for by from as is are be this t
             "very his her their your my our".split())
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 MAX_TOKEN = 40  # longer "words" are hashes and URLs; they would also widen every fixed-width vocabulary string
+# Up to this many texts (a prompt's windows, a query, a refreshed card) are encoded by the numpy forward
+# (bert.py): the same vectors without PyTorch's per-op cost or padding. A library's batches keep transformers.
+NUMPY_TEXTS = 32
+log = logging.getLogger("stylus")
 
 
 def tokenize(text: str) -> list[str]:
@@ -122,6 +127,7 @@ class DenseEmbedder:
         self.model_dir, self.max_tokens, self.batch_size, self.device = model_dir, max_tokens, batch_size, device
         self.id = "dense-" + _dir_id(model_dir)
         self._model = self._tokenizer = None
+        self._numpy = self._numpy_of = None  # bert.py's forward (False: it cannot compute the model), its model
 
     def _load(self):
         if self._model is None:
@@ -130,9 +136,31 @@ class DenseEmbedder:
             self._model = AutoModel.from_pretrained(self.model_dir).to(self.device).eval()
         return self._model, self._tokenizer
 
+    def _numpy_forward(self, model):
+        """bert.py's forward of the loaded model, built once per loaded model; None where it cannot compute
+        it (said once: transformers encodes then, with the same vectors, only slower)."""
+        if self._numpy_of is not model:
+            from .bert import BertForward
+            forward, why = BertForward.of(model) if self.device == "cpu" else (None, "")
+            if why:
+                log.warning("Stylus: the sentence encoder in %s is %s: transformers encodes the prompts "
+                            "(the same vectors, slower on a CPU)", self.model_dir, why)
+            self._numpy, self._numpy_of = forward or False, model
+        return self._numpy or None
+
     def embed(self, texts: Sequence[str], progress: Callable | None = None) -> np.ndarray:
-        import torch
         model, tok = self._load()
+        forward = self._numpy_forward(model) if 0 < len(texts) <= NUMPY_TEXTS else None
+        if forward is None:
+            return self._embed_torch(model, tok, texts, progress)
+        batch = tok(list(texts), truncation=True, max_length=self.max_tokens)
+        out = forward(batch["input_ids"], batch.get("token_type_ids"))
+        if progress:
+            progress(len(texts), len(texts))
+        return out
+
+    def _embed_torch(self, model, tok, texts: Sequence[str], progress: Callable | None) -> np.ndarray:
+        import torch
         order = np.argsort([len(t) for t in texts])  # similar lengths together: less padding
         out = np.zeros((len(texts), model.config.hidden_size), np.float32)
         for start in range(0, len(texts), self.batch_size):

@@ -68,6 +68,20 @@ def test_the_prompt_is_encoded_once_per_compose_and_cached(hybrid):
     assert len(encoder.calls) == 1  # the same prompt again (next batch, next seed): nothing encoded
 
 
+def test_the_prompt_is_encoded_by_the_numpy_forward_not_transformers(tmp_path, monkeypatch):
+    comp = composer(str(tmp_path), True)
+    encoder = comp.retriever.index.embedders[1]
+    model, _ = encoder._load()
+
+    def transformers_forward(*args, **kwargs):
+        raise AssertionError("a prompt's few windows went through the transformers forward")
+
+    monkeypatch.setattr(model, "forward", transformers_forward)
+    encoder.calls.clear()
+    assert comp.compose("a humpback whale", "sd1").stems == ["whale_animal"]  # the meaning check ran
+    assert len(encoder.calls) == 1
+
+
 def test_without_a_dense_index_nothing_is_encoded(lexical):
     comp = lexical.compose("a humpback whale, purple kimono", "sd1")
     assert comp.stems == []
