@@ -297,12 +297,14 @@ class Composer:
         matches (to be checked by meaning) and the words around each (the window its meaning is judged on)."""
         cfg = self.config
         words = prompt_words(task.tokens)
-        scores, best = pidx.match(words, pidx.idf_of(cfg.rare_share), cfg.min_cover, cfg.strengths)
-        m = _Match(words, scores, best)
+        rare = pidx.idf_of(cfg.rare_share)
         if meaning is None:
-            return m
-        loose, loose_best = pidx.match(words, 0.0, cfg.min_cover, cfg.strengths)
-        extra = np.flatnonzero((loose > scores) & (loose >= cfg.threshold))
+            return _Match(words, *pidx.match(words, rare, cfg.min_cover, cfg.strengths))
+        # The rare-word match and the loose one (common words too) in one pass over the phrases asked
+        pair, asked = pidx.matches(words, (rare, 0.0), cfg.min_cover, cfg.strengths)
+        (scores, best), (loose, loose_best) = pair
+        m = _Match(words, scores, best)
+        extra = asked[(loose[asked] > scores[asked]) & (loose[asked] >= cfg.threshold)]
         # Only those that could pass _gate's name rule for a meaning match are worth encoding words for.
         least = max(cfg.min_name_share, cfg.meaning_name_share)
         franchise = CHARACTER_WORD in task.tokens

@@ -265,22 +265,33 @@ class PurposeIndex:
         words asked are rare (idf sum >= ``min_rarity``: "spaceship" in a sentence, not "glass"). ``strengths``
         overrides the field strengths (name, stem, tag, trigger). Returns (scores, best unit per document or
         -1)."""
-        out = np.zeros(self.n, np.float32)
-        best = np.full(self.n, -1, np.int64)
+        return self.matches(tokens, (min_rarity,), min_cover, strengths)[0][0]
+
+    def matches(self, tokens: list[str], rarities, min_cover: float = 0.0, strengths=None) -> tuple:
+        """match() for each ``min_rarity`` of ``rarities``, the phrases asked worked out once, and the documents
+        any phrase asked belongs to (sorted): ([(scores, best), ...], documents). Outside them every score is 0
+        and every best -1: a caller looks at those few, not at every card of a large library."""
         uniq, rarity, share, got = self.asked(tokens)
-        segment = sum(self.weights(list(dict.fromkeys(tokens))))
         if not len(uniq):
-            return out, best
+            empty = [(np.zeros(self.n, np.float32), np.full(self.n, -1, np.int64)) for _ in rarities]
+            return empty, np.empty(0, np.int64)
+        segment = sum(self.weights(list(dict.fromkeys(tokens))))
         strength = self.unit_strength[uniq] if strengths is None else \
             np.asarray(strengths, np.float32)[self.unit_kind[uniq]]
-        ok = (rarity >= min_rarity) | (got >= min_cover * segment)
-        s = np.where(ok, strength * share, 0.0).astype(np.float32)
-        order = np.argsort(s, kind="stable")  # ascending: the best unit of a document is written last
-        docs = self.unit_doc[uniq][order]
-        out[docs] = s[order]
-        best[docs] = uniq[order]
-        best[docs[out[docs] <= 0]] = -1  # only these were written: the rest are -1 already
-        return out, best
+        owners = self.unit_doc[uniq]
+        out = []
+        for min_rarity in rarities:
+            ok = (rarity >= min_rarity) | (got >= min_cover * segment)
+            s = np.where(ok, strength * share, 0.0).astype(np.float32)
+            order = np.argsort(s, kind="stable")  # ascending: the best unit of a document is written last
+            docs = owners[order]
+            scores = np.zeros(self.n, np.float32)
+            best = np.full(self.n, -1, np.int64)
+            scores[docs] = s[order]
+            best[docs] = uniq[order]
+            best[docs[scores[docs] <= 0]] = -1  # only these were written: the rest are -1 already
+            out.append((scores, best))
+        return out, np.unique(owners).astype(np.int64)
 
     def name_share(self, doc: int, tokens) -> float:
         """Share of the card's whole name (by word weight; the better of its title and its stem) found in
