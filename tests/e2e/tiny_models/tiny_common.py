@@ -1,12 +1,13 @@
-"""What make_tiny_sd15.py and make_tiny_sdxl.py share: module classes, tokenizer files, checkpoint and LoRA writing.
+"""What make_tiny_sd15.py and make_tiny_sdxl.py share: module classes, tokenizer, checkpoint and LoRA writing.
 
-The scripts run as `python .../make_tiny_x.py OUT`, so this folder is on sys.path and they `import tiny_common`.
+The scripts run as `python .../make_tiny_x.py OUT`, which puts this folder on sys.path, and import it.
 
 * UNet building blocks and UNetModel with the attribute NAMES and parameter SHAPES of ldm's and sgm's
   openaimodel / attention modules (sgm is a fork of ldm; both name them alike). They have no forward pass.
   Keep the order in which they create their layers: the seeded default init draws from the global RNG in that
   order, so a reordering changes every weight (and every written file's sha256).
 * The VAE (ldm's and sgm's Encoder/Decoder/AutoencoderKL key layout) and its sizes, the same for both models.
+* The yaml lines both configs spell alike (the UNet's shape arguments, the VAE's ddconfig).
 * The CLIP tokenizer files + tiny CLIPTextConfig, written from open_clip's bundled BPE (no download).
 * Seeded random models with non-trivial norm affines, and the checkpoint's state dict under its prefixes.
 * safetensors files with deterministic bytes, kohya's precalculated hashes, and kohya-format LoRAs with the
@@ -25,7 +26,16 @@ from safetensors.torch import load_file, save as st_save
 # The VAE is the same for both models: 4 levels, so the latent is image/8 as the web UI assumes.
 VAE = dict(embed_dim=4, z_channels=4, ch=32, ch_mult=[1, 1, 2, 2], num_res_blocks=1, in_channels=3, out_ch=3)
 
-# The VAE's ddconfig, shared by both yamls; {placeholders} are filled by vae_yaml_fields().
+# Yaml fragments both configs hold, in yaml_fields() as {unet_shape} and {vae_ddconfig}. Their placeholders
+# are UNetModel's / AutoencoderKL's arguments, which ldm and sgm take with the same meaning.
+UNET_SHAPE_YAML = """\
+        in_channels: {in_channels}
+        out_channels: {out_channels}
+        model_channels: {model_channels}
+        attention_resolutions: {attention_resolutions}
+        num_res_blocks: {num_res_blocks}
+        channel_mult: {channel_mult}
+"""
 VAE_DDCONFIG_YAML = """\
           double_z: true
           z_channels: {z_channels}
@@ -42,9 +52,9 @@ VAE_DDCONFIG_YAML = """\
 """
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # UNet: same attribute names as {ldm,sgm}.modules.diffusionmodules.openaimodel / {ldm,sgm}.modules.attention
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 class ResBlock(nn.Module):
     def __init__(self, ch, emb_ch, out_ch):
         super().__init__()
@@ -114,11 +124,12 @@ class Upsample(nn.Module):
 
 
 class UNetModel(nn.Module):
-    """openaimodel.UNetModel with use_spatial_transformer True and legacy False, the way SD1.5 and SDXL set it.
+    """openaimodel.UNetModel with use_spatial_transformer True and legacy False, as SD1.5 and SDXL set it.
 
-    The arguments that tell the two apart keep ldm's / sgm's meaning: the heads come from num_heads (SD1.5) or
-    num_head_channels (SDXL); transformer_depth is one number (SD1.5) or one per level, the middle block taking the
-    last (SDXL); adm_in_channels adds sgm's label_emb (num_classes "sequential"); use_linear_in_transformer (SDXL)."""
+    The arguments that tell the two apart keep ldm's / sgm's meaning: the heads come from num_heads (SD1.5)
+    or num_head_channels (SDXL); transformer_depth is one number (SD1.5) or one per level, the middle block
+    taking the last (SDXL); adm_in_channels adds sgm's label_emb (num_classes "sequential", SDXL);
+    use_linear_in_transformer (SDXL)."""
 
     def __init__(self, in_channels, out_channels, model_channels, attention_resolutions, num_res_blocks,
                  channel_mult, transformer_depth, context_dim, num_heads=-1, num_head_channels=-1,
@@ -159,7 +170,8 @@ class UNetModel(nn.Module):
                 chans.append(ch)
                 ds *= 2
         # transformer_depth_middle defaults to transformer_depth[-1]
-        self.middle_block = nn.Sequential(ResBlock(ch, temb, ch), attn(ch, depths[-1]), ResBlock(ch, temb, ch))
+        self.middle_block = nn.Sequential(ResBlock(ch, temb, ch), attn(ch, depths[-1]),
+                                          ResBlock(ch, temb, ch))
         self.output_blocks = nn.ModuleList()
         for level, mult in list(enumerate(channel_mult))[::-1]:
             for i in range(num_res_blocks + 1):
@@ -174,9 +186,9 @@ class UNetModel(nn.Module):
         self.out = nn.Sequential(nn.GroupNorm(32, ch), nn.SiLU(), nn.Conv2d(mc, out_channels, 3, padding=1))
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# VAE: same attribute names as {ldm,sgm}.modules.diffusionmodules.model (Encoder/Decoder) and .models.autoencoder
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
+# VAE: same attribute names as {ldm,sgm}.modules.diffusionmodules.model (Encoder/Decoder), .models.autoencoder
+# ------------------------------------------------------------------------------------------------------------
 class ResnetBlock(nn.Module):
     def __init__(self, cin, cout):
         super().__init__()
@@ -231,7 +243,8 @@ class Encoder(nn.Module):
         super().__init__()
         self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
         in_mult = (1,) + tuple(ch_mult)
-        self.down = nn.ModuleList([VaeDown(ch * in_mult[i], ch * ch_mult[i], num_res_blocks, i == len(ch_mult) - 1)
+        last = len(ch_mult) - 1
+        self.down = nn.ModuleList([VaeDown(ch * in_mult[i], ch * ch_mult[i], num_res_blocks, i == last)
                                    for i in range(len(ch_mult))])
         top = ch * ch_mult[-1]
         self.mid = Mid(top)
@@ -264,21 +277,23 @@ class AutoencoderKL(nn.Module):
         self.post_quant_conv = nn.Conv2d(embed_dim, z_channels, 1)
 
 
-def vae_yaml_fields():
-    """The yaml template's VAE placeholders, VAE_DDCONFIG_YAML's included (their names as in both yamls)."""
-    fields = dict(embed_dim=VAE["embed_dim"], z_channels=VAE["z_channels"], vae_in=VAE["in_channels"],
+def yaml_fields(unet):
+    """The placeholders both yaml templates have: the UNet's arguments (`unet`), the VAE's sizes, and the
+    fragments {unet_shape} and {vae_ddconfig} filled with them."""
+    fields = dict(unet, embed_dim=VAE["embed_dim"], z_channels=VAE["z_channels"], vae_in=VAE["in_channels"],
                   out_ch=VAE["out_ch"], ch=VAE["ch"], ch_mult=VAE["ch_mult"], vae_res=VAE["num_res_blocks"])
+    fields["unet_shape"] = UNET_SHAPE_YAML.format(**fields)
     fields["vae_ddconfig"] = VAE_DDCONFIG_YAML.format(**fields)
     return fields
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # tokenizer + CLIP text model config
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def write_clip_tokenizer(dirname, clip):
-    """HF CLIPTokenizer files built from open_clip's bundled BPE (same ids as openai/clip-vit-large-patch14 and as
-    open_clip's own tokenizer) and the tiny CLIPTextConfig made of `clip` (its keyword arguments) as config.json.
-    Returns that config."""
+    """HF CLIPTokenizer files built from open_clip's bundled BPE (same ids as openai/clip-vit-large-patch14
+    and as open_clip's own tokenizer), and config.json: the tiny CLIPTextConfig made of the keyword arguments
+    `clip`. Returns that config."""
     from open_clip.tokenizer import bytes_to_unicode, default_bpe
     from transformers import CLIPTextConfig
 
@@ -308,11 +323,11 @@ def write_clip_tokenizer(dirname, clip):
     return cfg
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # random weights and the checkpoint's state dict
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def perturb_norms(model, gen):
-    """Give every GroupNorm/LayerNorm a non-trivial affine (weight 1+0.1*N, bias 0.1*N), as a trained model has.
+    """Give every GroupNorm/LayerNorm a non-trivial affine (weight 1+0.1*N, bias 0.1*N), as trained ones have.
 
     With the default weight=1, bias=0 a normalised text embedding has mean exactly ~0, and the web UI's
     prompt-emphasis step (z * original_mean / new_mean) then divides 0 by 0 and the UNet sees NaNs."""
@@ -324,8 +339,8 @@ def perturb_norms(model, gen):
 
 
 def random_model(make, seed):
-    """make() after torch.manual_seed(seed) (its default init draws from the global RNG), then perturb_norms with a
-    generator of the same seed: each part's weights depend on its seed only, not on what was built before."""
+    """make() after torch.manual_seed(seed) (default inits draw from the global RNG), then perturb_norms with
+    a generator of the same seed: a part's weights depend on its seed only, not on what was built before."""
     torch.manual_seed(seed)
     model = make()
     perturb_norms(model, torch.Generator().manual_seed(seed))
@@ -337,16 +352,16 @@ def checkpoint_state_dict(parts, dtype):
     sd = {}
     for prefix, part in parts:
         for k, v in part.items():
-            sd[prefix + k] = v
-    return {k: v.detach().to(dtype).contiguous() if v.is_floating_point() else v.contiguous() for k, v in sd.items()}
+            sd[prefix + k] = v.detach().to(dtype).contiguous() if v.is_floating_point() else v.contiguous()
+    return sd
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # safetensors with deterministic bytes
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def save_deterministic(tensors, path, metadata):
-    """safetensors' save_file, but with the JSON header's keys sorted: safetensors writes __metadata__ in hash-map
-    order, so two runs would give files with equal tensors but different bytes (and different sha256)."""
+    """safetensors' save_file, but with the JSON header's keys sorted: safetensors writes __metadata__ in
+    hash-map order, so two runs would give files with equal tensors but different bytes (and sha256)."""
     data = st_save(tensors, metadata)
     n = int.from_bytes(data[:8], "little")
     header = json.loads(data[8:8 + n])
@@ -361,7 +376,8 @@ def save_deterministic(tensors, path, metadata):
 
 
 def save_checkpoint(out, name, ckpt, note):
-    """OUT/Stable-diffusion/<name>.safetensors with deterministic bytes; prints its size. Returns its folder."""
+    """Write OUT/Stable-diffusion/<name>.safetensors with deterministic bytes, print its size.
+    Returns that folder."""
     sd_dir = os.path.join(out, "Stable-diffusion")
     os.makedirs(sd_dir, exist_ok=True)
     ckpt_path = os.path.join(sd_dir, name + ".safetensors")
@@ -373,26 +389,32 @@ def save_checkpoint(out, name, ckpt, note):
 
 
 def addnet_hashes(tensors, metadata):
-    """kohya sd-scripts' precalculated hashes (sshs_model_hash = sha256 of the tensor bytes after the header)."""
+    """kohya sd-scripts' precalculated hashes of the file saved with the ss_* metadata: sshs_model_hash
+    (sha256 of the tensor bytes after the header) and sshs_legacy_hash (sha256 of its 64 KiB at 1 MiB, first
+    8 hex digits)."""
     data = st_save(tensors, {k: v for k, v in metadata.items() if k.startswith("ss_")})
     n = int.from_bytes(data[:8], "little")
-    return hashlib.sha256(data[8 + n:]).hexdigest(), hashlib.sha256(data[0x100000:0x100000 + 0x10000]).hexdigest()[:8]
+    model_hash = hashlib.sha256(data[8 + n:]).hexdigest()
+    legacy_hash = hashlib.sha256(data[0x100000:0x100000 + 0x10000]).hexdigest()[:8]
+    return model_hash, legacy_hash
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # kohya-format LoRAs
-# ---------------------------------------------------------------------------------------------------------------
-# What a LoRA's files say about the model family it is for: kohya's ss_base_model_version and ss_resolution, the
-# checkpoint file it names, and the "sd version" of the web UI's sidecar.
+# ------------------------------------------------------------------------------------------------------------
+# What a LoRA's files say about the model it is for: kohya's ss_base_model_version and ss_resolution, the
+# checkpoint file it names (ss_sd_model_name), and the "sd version" of the web UI's sidecar.
 LoraBase = collections.namedtuple("LoraBase", "base_model_version resolution ckpt_file sd_version")
 
 
-def write_lora(lora_dir, base, name, seed, words, desc, modules, extra_meta=None, rank=4, alpha=4.0, scale=0.6):
-    """LORA_DIR/<name>.safetensors in kohya sd-scripts' format, with kohya's metadata and hashes, + <name>.json.
+def write_lora(lora_dir, base, name, seed, words, desc, modules, extra_meta=None,
+               rank=4, alpha=4.0, scale=0.6):
+    """LORA_DIR/<name>.safetensors in kohya sd-scripts' format, with kohya's metadata and hashes; <name>.json.
 
-    modules: (kohya module prefix, (out_features, in_features)) in the order their random fp16 down/up weights are
-    drawn from one generator seeded with `seed`. words: trigger words, the first two are the activation text.
-    extra_meta: more metadata keys (modelspec.*). Returns (path, number of tensors, sshs_model_hash[:12])."""
+    base: a LoraBase. modules: (kohya module prefix, (out_features, in_features)), in the order their random
+    fp16 down/up weights are drawn from one generator seeded with `seed`. words: trigger words, the first two
+    are the activation text. extra_meta: more metadata keys (modelspec.*).
+    Returns (path, number of tensors, sshs_model_hash[:12])."""
     g = torch.Generator().manual_seed(seed)
     tensors = {}
     for prefix, (out_f, in_f) in modules:
@@ -425,6 +447,7 @@ def write_lora(lora_dir, base, name, seed, words, desc, modules, extra_meta=None
     save_deterministic(tensors, path, meta)
     # the web UI's per-LoRA user metadata sidecar (Extra Networks card: activation text etc.)
     with open(os.path.join(lora_dir, name + ".json"), "w") as f:
-        json.dump({"description": desc, "sd version": base.sd_version, "activation text": ", ".join(words[:2]),
-                   "preferred weight": 0.8, "notes": "random weights for tests"}, f, indent=1)
+        json.dump({"description": desc, "sd version": base.sd_version,
+                   "activation text": ", ".join(words[:2]), "preferred weight": 0.8,
+                   "notes": "random weights for tests"}, f, indent=1)
     return path, len(tensors), meta["sshs_model_hash"][:12]
