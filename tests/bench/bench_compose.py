@@ -65,6 +65,7 @@ def main() -> None:
     print(f"mean picks {sum(len(preds[q['id']]) for q in concept) / len(concept):.2f}, "
           f"mean concepts {sum(len(q['concepts']) for q in concept) / len(concept):.2f}")
     report(f"{len(index.snapshot.entries)} cards", times)
+    retrieval(index, queries, work, a.bench)
     cross_validate(index, concept, a.grid)
     if a.big:
         big = synthetic(index, a.big)
@@ -76,6 +77,20 @@ def main() -> None:
               f"{time.perf_counter() - t1:.1f} s (once per index snapshot)")
         _, times = run(Composer(Retriever(big)), queries)
         report(f"{a.big} cards", times)
+
+
+def retrieval(index, queries: list, work: str, bench: str) -> None:
+    """The retriever's top 50 (what Preview lists as candidates), scored by score.py: the sample queries'
+    recall@k is a retriever figure (the composer picks a few adapters, not a ranking)."""
+    retriever = Retriever(index)
+    out = os.path.join(work, "retrieve-dev.jsonl")
+    with open(out, "w", encoding="utf-8") as f:
+        for q in queries:
+            stems = [c.card.stem for c in retriever.retrieve(q["prompt"], "sd1", 50)]
+            f.write(json.dumps({"id": q["id"], "picked": stems}) + "\n")
+    print("retriever, top 50:")
+    subprocess.run([sys.executable, os.path.join(bench, "score.py"), os.path.join(bench, "queries-dev.jsonl"),
+                    out], check=True)
 
 
 def concept_scores(preds: dict, queries: list) -> tuple:

@@ -24,9 +24,10 @@
 #                                    (8b3e71373), made to load on 1f95d71 (see README)
 #   start   OUT CKPT PORT            start the API server in the background, log OUT/webui-PORT.log
 #
-# The tiny-model generators are in tests/e2e/tiny_models (copies of the project's generators, byte-identical
-# output). The host copy itself is never modified: only models/ and extensions/ receive files. The `library`
-# stage needs the project's benchmark library (BENCH: a folder with materialize.py and library.jsonl).
+# The tiny-model generators are in tests/e2e/tiny_models (the project's generators, which share tiny_common.py
+# there; byte-identical output). The host copy itself is never modified: only models/ and extensions/ receive
+# files. The `library` stage needs the project's benchmark library (BENCH: a folder with materialize.py and
+# library.jsonl).
 set -euo pipefail
 stage=$1
 out=$(realpath -m "$2")
