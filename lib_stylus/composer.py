@@ -308,9 +308,12 @@ class Composer:
         # Only those that could pass _gate's name rule for a meaning match are worth encoding words for.
         least = max(cfg.min_name_share, cfg.meaning_name_share)
         franchise = CHARACTER_WORD in task.tokens
+        shares = state.name_shares  # the whole prompt's words: the same share for every task that asks
+        todo = [d for d in extra.tolist() if d not in shares]
+        shares.update(zip(todo, pidx.name_shares(todo, everything)))
         m.extra = np.array([d for d in extra.tolist()
                             if d in state.named or (franchise and state.is_character(d))
-                            or pidx.name_share(d, everything) >= least], np.int64)
+                            or shares[d] >= least], np.int64)
         m.loose, m.loose_best = loose, loose_best
         for doc in m.extra.tolist():
             unit = int(loose_best[doc])
@@ -479,6 +482,7 @@ class Selection:
         self.franchises_asked = self.chars.franchise_asked(prompt, self.prompt_names)
         self.profile = profile_prompt(prompt, self.prompt_names)  # gender, NSFW, ethnicity, real person asked
         self.meant: dict = {}  # row -> meaning similarity, for candidates a common word matched
+        self.name_shares: dict = {}  # row -> PurposeIndex.name_share of the prompt's words (Composer._match)
 
     def is_character(self, doc: int) -> bool:
         return self.chars.is_character(doc)

@@ -123,6 +123,8 @@ def cross_validate(index, concept: list, specs: list) -> None:
 
 
 def run(composer, queries):
+    for emb in composer.retriever.index.embedders:  # each run encodes its prompts (meaning.py caches by text)
+        getattr(emb, "_stylus_task_vectors", {}).clear()
     composer.compose("warm up", "sd1")
     preds, times = {}, []
     for q in queries:
