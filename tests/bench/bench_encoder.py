@@ -1,0 +1,70 @@
+"""The prompt side of the hybrid compose: the batches of prompt windows the composer encodes for the dev
+queries (meaning.py), each encoded by the numpy forward (bert.py, what embed() uses for a few texts) and by the
+transformers forward, in turns, on the same batches. Prints each one's p50 / p95 / mean per batch and the
+largest difference between their vectors.
+
+usage: python tests/bench/bench_encoder.py [--work DIR (bench_compose's, index reused)] [--bench ../shared/bench]"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_realistic import embedders, find_bench  # noqa: E402
+from lib_stylus.composer import Composer  # noqa: E402
+from lib_stylus.index import LibraryIndex  # noqa: E402
+from lib_stylus.retriever import Retriever  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default=None, help="folder for the LoRA library + index (reused if present)")
+    ap.add_argument("--bench", default=find_bench())
+    a = ap.parse_args()
+    work = a.work or tempfile.mkdtemp(prefix="stylus-bench-")
+    lib = os.path.join(work, "lib")
+    if not os.path.isdir(lib):
+        subprocess.run([sys.executable, os.path.join(a.bench, "materialize.py"),
+                        os.path.join(a.bench, "library.jsonl"), lib], check=True)
+    index = LibraryIndex([lib], os.path.join(work, "cache"), embedders("hybrid"))
+    index.load()
+    index.refresh(save=True)
+    encoder = index.embedders[1]
+    batches = []
+    embed = encoder.embed
+    encoder.embed = lambda texts, progress=None: batches.append(list(texts)) or embed(texts, progress)
+    composer = Composer(Retriever(index))
+    for line in open(os.path.join(a.bench, "queries-dev.jsonl"), encoding="utf-8"):
+        composer.compose(json.loads(line)["prompt"], "sd1")
+    encoder.embed = embed
+    model, tok = encoder._load()
+    times = {"numpy": [], "transformers": []}
+    diff = 0.0
+    for i, batch in enumerate(batches):
+        out = {}
+        for name in (("numpy", "transformers") if i % 2 else ("transformers", "numpy")):
+            t0 = time.perf_counter()
+            out[name] = embed(batch) if name == "numpy" else encoder._embed_torch(model, tok, batch, None)
+            times[name].append(time.perf_counter() - t0)
+        diff = max(diff, float(np.abs(out["numpy"] - out["transformers"]).max()))
+    sizes = [len(b) for b in batches]
+    print(f"{len(batches)} batches of prompt windows (mean {np.mean(sizes):.1f} texts, max {max(sizes)})")
+    for name, ts in times.items():
+        ms = np.array(ts[1:]) * 1000  # the first of each pays its one-off set-up
+        print(f"{name:>12}: p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, "
+              f"mean {ms.mean():.1f} ms per batch")
+    print(f"largest |difference| between their vectors: {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()
