@@ -1,6 +1,6 @@
 """The prompt side of the hybrid compose: the batches of prompt windows the composer encodes for the dev
 queries (meaning.py), each encoded by the numpy forward (bert.py, what embed() uses for a few texts) and by the
-transformers forward, in turns, on the same batches. Prints each one's p50 / p95 / mean per batch and the
+transformers forward, in whole passes over the same batches. Prints each one's p50 / p95 / mean per batch and the
 largest difference between their vectors.
 
 usage: python tests/bench/bench_encoder.py [--work DIR (bench_compose's, index reused)] [--bench ../shared/bench]"""
@@ -48,19 +48,22 @@ def main() -> None:
         composer.compose(json.loads(line)["prompt"], "sd1")
     encoder.embed = embed
     model, tok = encoder._load()
+    forwards = {"numpy": embed, "transformers": lambda texts: encoder._embed_torch(model, tok, texts, None)}
     times = {"numpy": [], "transformers": []}
-    diff = 0.0
-    for i, batch in enumerate(batches):
-        out = {}
-        for name in (("numpy", "transformers") if i % 2 else ("transformers", "numpy")):
+    vectors = {}
+    # Whole passes over the batches, in the order numpy, transformers, transformers, numpy: each library's
+    # threads spin a while after its call, which would slow the other one's next call if they alternated.
+    for name in ("numpy", "transformers", "transformers", "numpy"):
+        forwards[name](batches[0])
+        for i, batch in enumerate(batches):
             t0 = time.perf_counter()
-            out[name] = embed(batch) if name == "numpy" else encoder._embed_torch(model, tok, batch, None)
+            vectors[name, i] = forwards[name](batch)
             times[name].append(time.perf_counter() - t0)
-        diff = max(diff, float(np.abs(out["numpy"] - out["transformers"]).max()))
+    diff = max(float(np.abs(vectors["numpy", i] - vectors["transformers", i]).max()) for i in range(len(batches)))
     sizes = [len(b) for b in batches]
     print(f"{len(batches)} batches of prompt windows (mean {np.mean(sizes):.1f} texts, max {max(sizes)})")
     for name, ts in times.items():
-        ms = np.array(ts[1:]) * 1000  # the first of each pays its one-off set-up
+        ms = np.array(ts) * 1000
         print(f"{name:>12}: p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, "
               f"mean {ms.mean():.1f} ms per batch")
     print(f"largest |difference| between their vectors: {diff:.2e}")
