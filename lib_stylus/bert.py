@@ -78,7 +78,7 @@ class BertForward:
             return None, f"the activation {act!r}"
         try:
             return cls(model, ACTIVATIONS[act]), ""
-        except (AttributeError, TypeError, IndexError, RuntimeError) as e:  # modules not where BertModel has them
+        except (AttributeError, TypeError, IndexError, RuntimeError) as e:  # not BertModel's modules
             return None, f"an unexpected layout ({e.__class__.__name__}: {str(e)[:120]})"
 
     def __init__(self, model, activation):
@@ -92,14 +92,17 @@ class BertForward:
         self.types = _array(emb.token_type_embeddings.weight)
         self.norm = self._norm(emb.LayerNorm)
         # nn.Linear keeps weight as (out, in): x @ weight.T is a transposed view, which BLAS reads as it is
-        self.layers = [dict(q=self._linear(layer.attention.self.query), k=self._linear(layer.attention.self.key),
-                            v=self._linear(layer.attention.self.value), o=self._linear(layer.attention.output.dense),
-                            norm1=self._norm(layer.attention.output.LayerNorm),
-                            up=self._linear(layer.intermediate.dense), down=self._linear(layer.output.dense),
-                            norm2=self._norm(layer.output.LayerNorm))
-                       for layer in model.encoder.layer]
+        self.layers = [self._layer(layer) for layer in model.encoder.layer]
         if not self.layers or self.width % self.heads:
             raise TypeError("no layers, or a width the heads do not divide")
+
+    def _layer(self, layer) -> dict:
+        attention = layer.attention
+        return dict(q=self._linear(attention.self.query), k=self._linear(attention.self.key),
+                    v=self._linear(attention.self.value), o=self._linear(attention.output.dense),
+                    norm1=self._norm(attention.output.LayerNorm),
+                    up=self._linear(layer.intermediate.dense), down=self._linear(layer.output.dense),
+                    norm2=self._norm(layer.output.LayerNorm))
 
     @staticmethod
     def _linear(module) -> tuple:

