@@ -10,36 +10,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_realistic as br  # noqa: E402  (it puts the project on the path)
 
-from bench_realistic import embedders, find_bench  # noqa: E402
 from lib_stylus.composer import Composer  # noqa: E402
-from lib_stylus.index import LibraryIndex  # noqa: E402
 from lib_stylus.retriever import Retriever  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default=None, help="folder for the LoRA library + index (reused if present)")
-    ap.add_argument("--bench", default=find_bench())
+    ap.add_argument("--bench", default=br.find_bench())
+    ap.add_argument("--work", default=None, help="the LoRA library and its index (bench_compose's is reused)")
     a = ap.parse_args()
-    work = a.work or tempfile.mkdtemp(prefix="stylus-bench-")
-    lib = os.path.join(work, "lib")
-    if not os.path.isdir(lib):
-        subprocess.run([sys.executable, os.path.join(a.bench, "materialize.py"),
-                        os.path.join(a.bench, "library.jsonl"), lib], check=True)
-    index = LibraryIndex([lib], os.path.join(work, "cache"), embedders("hybrid"))
-    index.load()
-    index.refresh(save=True)
+    index = br.open_library(a.bench, a.work or tempfile.mkdtemp(prefix="stylus-bench-"), "hybrid")
     encoder = index.embedders[1]
     batches = []
     embed = encoder.embed
