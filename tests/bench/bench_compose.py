@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--grid", action="append", default=[])
     ap.add_argument("--embedder", choices=("lexical", "hybrid"), default="hybrid",
                     help="hybrid (default, as shipped): the composer also checks meaning with the encoder")
+    ap.add_argument("--compositions", help="write every dev prompt's whole composition (tasks, picks, reasons, "
+                    "drops; SD1 and SDXL) here, and the big library's to the same name + '.big'")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="stylus-bench-")
     lib = os.path.join(work, "lib")
@@ -65,6 +67,8 @@ def main() -> None:
     print(f"mean picks {sum(len(preds[q['id']]) for q in concept) / len(concept):.2f}, "
           f"mean concepts {sum(len(q['concepts']) for q in concept) / len(concept):.2f}")
     report(f"{len(index.snapshot.entries)} cards", times)
+    if a.compositions:
+        write_compositions(composer, queries, a.compositions)
     retrieval(index, queries, work, a.bench)
     cross_validate(index, concept, a.grid)
     if a.big:
@@ -77,6 +81,8 @@ def main() -> None:
               f"{time.perf_counter() - t1:.1f} s (once per index snapshot)")
         _, times = run(Composer(Retriever(big)), queries)
         report(f"{a.big} cards", times)
+        if a.compositions:
+            write_compositions(Composer(Retriever(big)), queries, a.compositions + ".big")
 
 
 def retrieval(index, queries: list, work: str, bench: str) -> None:
@@ -91,6 +97,15 @@ def retrieval(index, queries: list, work: str, bench: str) -> None:
     print("retriever, top 50:")
     subprocess.run([sys.executable, os.path.join(bench, "score.py"), os.path.join(bench, "queries-dev.jsonl"),
                     out], check=True)
+
+
+def write_compositions(composer, queries: list, path: str) -> None:
+    """Two versions of the composer give the same compositions when these files are the same, byte for byte."""
+    with open(path, "w", encoding="utf-8") as f:
+        for q in queries:
+            for base in ("sd1", "sdxl"):
+                data = composer.compose(q["prompt"], base, max_adapters=4).to_dict()
+                f.write(json.dumps(data, sort_keys=True) + "\n")
 
 
 def concept_scores(preds: dict, queries: list) -> tuple:
