@@ -70,3 +70,37 @@ def test_a_waiting_generation_waits_for_the_new_snapshot_not_for_the_save(tmp_pa
         release.set()
     service._thread.join(30)
     assert os.path.isfile(service.index().path)
+
+
+def test_a_refresh_asked_while_the_last_one_saves_runs_after_it(tmp_path, monkeypatch):
+    """A refresh asked for while the last one only writes its file (a generation finding new LoRA files,
+    the user's POST /stylus/v1/refresh, an encoder put in place) runs after it: it was dropped, the files
+    unseen."""
+    import threading
+    use_stub()
+    from modules import shared
+    from lib_stylus.index import LibraryIndex
+    from lib_stylus.webui.service import StylusService
+    lib = make_library(tmp_path / "lora", [card("ink"), card("fox")])
+    monkeypatch.setattr(shared.cmd_opts, "lora_dir", lib, raising=False)
+    monkeypatch.setitem(shared.opts.data, "stylus_cache_dir", str(tmp_path / "cache"))
+    release, saving = threading.Event(), threading.Event()
+    save = LibraryIndex.save
+
+    def slow_save(index):
+        saving.set()
+        assert release.wait(30)
+        save(index)
+    monkeypatch.setattr(LibraryIndex, "save", slow_save)
+    service = StylusService()
+    done = {}
+    try:
+        assert service.refresh(wait=True)["cards"] == 2
+        assert saving.wait(30)
+        make_library(tmp_path / "lora", [card("rain")])
+        second = threading.Thread(target=lambda: done.update(status=service.refresh(wait=True)), daemon=True)
+        second.start()
+    finally:
+        release.set()
+    second.join(30)
+    assert done["status"]["cards"] == 3
