@@ -148,6 +148,9 @@ def test_once_downloaded_the_hybrid_index_is_built_in_the_background_and_then_us
         assert release.wait(WAIT)
         return fit(*args, **kw)
     monkeypatch.setattr(index_module, "_fit_dense_incremental", held)
+    refined = []  # the switch starts from the lexical index's cards: it reads and refines no LoRA file again
+    refine = index_module.refine
+    monkeypatch.setattr(index_module, "refine", lambda *a, **k: refined.append(a) or refine(*a, **k))
     try:
         hub.go.set()
         assert embedding_cards.wait(WAIT)  # downloaded: a background refresh builds the hybrid index
@@ -163,6 +166,7 @@ def test_once_downloaded_the_hybrid_index_is_built_in_the_background_and_then_us
     assert comp.stems == HYBRID
     assert "close in meaning" in comp.picks[0].reason
     assert len(hub.calls) == len(models.MINILM[1])  # each file once
+    assert refined == []
 
 
 def stylus_lines(caplog) -> list:
