@@ -71,8 +71,9 @@ def _download(repo: str, files: list, local_dir: str, what: str, folder: str = "
         where = ", ".join(f"https://huggingface.co/{repo}/blob/main/{f}" for f in missing)
         return ModelUnavailable(f"Stylus needs {what} but {reason}. Download {where} and put "
                                 f"{'it' if len(missing) == 1 else 'them'} in {folder}", folder, names)
-    if offline():
-        raise unavailable(f"the web UI is offline ({offline()})")
+    variable = offline()
+    if variable:
+        raise unavailable(f"the web UI is offline ({variable})")
     earlier = next((_FAILED[(repo, f)] for f in missing if (repo, f) in _FAILED), None)
     if earlier:
         raise unavailable(f"its download failed earlier in this session ({earlier})")

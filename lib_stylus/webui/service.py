@@ -99,15 +99,20 @@ class StylusService:
 
     def _refreshes(self) -> None:
         """The refresh thread: one refresh, and one more for each asked for while the last one was saving."""
-        while True:
+        try:
+            while True:
+                with self._lock:
+                    ready = self._ready
+                self._refresh(ready)
+                with self._lock:
+                    if not self._again:
+                        self._running = False
+                        return
+                    self._again = False
+        except BaseException:  # e.g. the interpreter shutting down: a later refresh must still start
             with self._lock:
-                ready = self._ready
-            self._refresh(ready)
-            with self._lock:
-                if not self._again:
-                    self._running = False
-                    return
-                self._again = False
+                self._running = False
+            raise
 
     def _refresh(self, ready: threading.Event) -> None:
         self.status.update(state="indexing", message="")
