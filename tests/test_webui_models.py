@@ -35,21 +35,6 @@ def test_controlnet_files_are_found_and_reused(monkeypatch, tmp_path):
     assert adapter in models.list_ip_adapters()
 
 
-def test_hybrid_embedder_offline_without_the_model_falls_back_to_lexical(monkeypatch, tmp_path):
-    from modules import shared
-    from lib_stylus import embedding
-    from lib_stylus.webui.service import StylusService
-    monkeypatch.setattr(embedding, "bundled_minilm", lambda: None)
-    shared.opts.data.update(stylus_embedder="hybrid", stylus_models_dir=str(tmp_path / "stylus"))
-    try:
-        service = StylusService()
-        embedders = service._embedders()
-    finally:
-        shared.opts.data.pop("stylus_embedder")
-    assert [e.id for e in embedders] == ["bm25"]
-    assert "all-MiniLM-L6-v2" in service.status["message"] and str(tmp_path / "stylus") in service.status["message"]
-
-
 # ------------------------------------------------------------------------------------------------ offline (issue 11.7)
 @pytest.fixture
 def fresh(monkeypatch, tmp_path):
@@ -79,7 +64,8 @@ def test_offline_never_calls_the_hub(monkeypatch, fresh):
 
 
 def test_a_failed_download_is_remembered_for_the_session(monkeypatch, fresh):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for var in models.OFFLINE_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
     for _ in range(3):
         with pytest.raises(models.ModelUnavailable):
             models.ip_adapter("sdxl")

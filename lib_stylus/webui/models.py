@@ -3,9 +3,9 @@ sd-webui-controlnet's models/ControlNet and clip_vision downloads, ComfyUI-style
 models/clip_vision), else downloaded on first use into models/stylus via huggingface_hub (console progress
 bars).
 
-Offline (``HF_HUB_OFFLINE``), or after a download failed once in this session, the hub is not called again: a
-:class:`ModelUnavailable` names the file, its size and a folder where Stylus WILL find it once put there. The
-caller goes on without the feature."""
+Offline (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``), or after a download failed once in this session,
+the hub is not called again: a :class:`ModelUnavailable` names the file, its size and a folder where Stylus
+WILL find it once put there. The caller goes on without the feature."""
 from __future__ import annotations
 
 import glob
@@ -47,14 +47,20 @@ class ModelUnavailable(StylusUserError, RuntimeError):
         self.folder, self.files = folder, list(files)
 
 
-def offline() -> bool:
-    """The web UI runs offline: HF_HUB_OFFLINE in the environment (as huggingface_hub itself reads it)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
-def _download(repo: str, files: list, local_dir: str, what: str, folder: str = "") -> str:
+def offline() -> str:
+    """The variable that makes the web UI offline ("" when online). The web UI 1.10.1 has no offline flag of
+    its own; huggingface_hub reads either variable as offline."""
+    on = ("1", "true", "yes", "on")
+    return next((v for v in OFFLINE_VARIABLES if os.environ.get(v, "").strip().lower() in on), "")
+
+
+def _download(repo: str, files: list, local_dir: str, what: str, folder: str = "", progress=None) -> str:
     """Fetch files from the hub into local_dir (skipping present ones). Offline, or when one of them already
-    failed this session, the hub is not called; the error names the folder where the files will be found."""
+    failed this session, the hub is not called; the error names the folder where the files will be found.
+    ``progress(file, number, count)`` is told of each file; without it, the generation's status line is."""
     missing = [f for f in files if not os.path.isfile(os.path.join(local_dir, f))]
     if not missing:
         return local_dir
@@ -65,15 +71,19 @@ def _download(repo: str, files: list, local_dir: str, what: str, folder: str = "
         where = ", ".join(f"https://huggingface.co/{repo}/blob/main/{f}" for f in missing)
         return ModelUnavailable(f"Stylus needs {what} but {reason}. Download {where} and put "
                                 f"{'it' if len(missing) == 1 else 'them'} in {folder}", folder, names)
-    if offline():
-        raise unavailable("the web UI is offline (HF_HUB_OFFLINE)")
+    variable = offline()
+    if variable:
+        raise unavailable(f"the web UI is offline ({variable})")
     earlier = next((_FAILED[(repo, f)] for f in missing if (repo, f) in _FAILED), None)
     if earlier:
         raise unavailable(f"its download failed earlier in this session ({earlier})")
     from huggingface_hub import hf_hub_download
-    for name in missing:
+    for number, name in enumerate(missing, 1):
         log.info("Stylus: downloading %s/%s (%s) into %s", repo, name, what, local_dir)
-        host.state().textinfo = f"Stylus: downloading {what}"
+        if progress is not None:
+            progress(name, number, len(missing))
+        else:
+            host.state().textinfo = f"Stylus: downloading {what}"
         try:
             hf_hub_download(repo, name, local_dir=local_dir)
         except Exception as e:  # any failure: remembered, so later jobs do not wait on the hub again
@@ -82,13 +92,33 @@ def _download(repo: str, files: list, local_dir: str, what: str, folder: str = "
     return local_dir
 
 
-def sentence_encoder() -> str:
+def sentence_encoder_dir() -> str:
+    """Where Stylus downloads all-MiniLM-L6-v2 to, and finds it put there by hand."""
+    return os.path.join(host.models_dir(), "all-MiniLM-L6-v2")
+
+
+def sentence_encoder_on_disk() -> str | None:
+    """The all-MiniLM-L6-v2 folder when it is on this machine (the offline package, or a whole download), else
+    None. Never calls the hub: cheap enough to ask before every compose."""
     from ..embedding import bundled_minilm
     bundled = bundled_minilm()
     if bundled:
         return bundled
-    return _download(MINILM[0], MINILM[1], os.path.join(host.models_dir(), "all-MiniLM-L6-v2"),
-                     "the all-MiniLM-L6-v2 sentence encoder (90 MB)")
+    folder = sentence_encoder_dir()
+    return folder if all(os.path.isfile(os.path.join(folder, f)) for f in MINILM[1]) else None
+
+
+def sentence_encoder(progress=None, retry: bool = False) -> str:
+    """all-MiniLM-L6-v2's folder, downloaded when it is not on disk (90 MB: a caller that must not wait runs
+    this in a thread of its own). ``retry``: call the hub again even though it failed earlier this session."""
+    found = sentence_encoder_on_disk()
+    if found:
+        return found
+    if retry:
+        for name in MINILM[1]:
+            _FAILED.pop((MINILM[0], name), None)
+    what = "the all-MiniLM-L6-v2 sentence encoder (90 MB)"
+    return _download(MINILM[0], MINILM[1], sentence_encoder_dir(), what, progress=progress)
 
 
 def ip_dir() -> str:

