@@ -2,6 +2,7 @@
 Lexical BM25 needs no model at all; dense uses any transformers encoder with mean pooling + L2 norm."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -123,8 +124,12 @@ class DenseEmbedder:
     short texts (a card's purpose text, a few prompt words): 64 tokens hold them, and large batches of similar
     lengths keep a first index of thousands of cards within a minute on a CPU."""
 
-    def __init__(self, model_dir: str, max_tokens: int = 64, batch_size: int = 128, device: str = "cpu"):
+    def __init__(self, model_dir: str, max_tokens: int = 64, batch_size: int = 128, device: str = "cpu",
+                 guard=contextlib.nullcontext):
+        """``guard()``: a context the model is built in. A host that builds its own models with torch's module
+        functions replaced for every thread (the web UI) passes the lock it holds meanwhile."""
         self.model_dir, self.max_tokens, self.batch_size, self.device = model_dir, max_tokens, batch_size, device
+        self.guard = guard
         self.id = "dense-" + _dir_id(model_dir)
         self._model = self._tokenizer = None
         self._numpy = self._numpy_of = None  # bert.py's forward (False: it cannot compute the model), its model
@@ -132,8 +137,15 @@ class DenseEmbedder:
     def _load(self):
         if self._model is None:
             from transformers import AutoModel, AutoTokenizer  # heavy: only when dense embedding is used
-            self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-            self._model = AutoModel.from_pretrained(self.model_dir).to(self.device).eval()
+            with self.guard():
+                tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+                model = AutoModel.from_pretrained(self.model_dir).to(self.device)
+            if model is None or any(p.device.type == "meta" for p in model.parameters()):
+                # built while another thread had torch's module functions replaced (Module.to returning None,
+                # layers on the meta device): unusable, and said as a model that cannot be loaded
+                raise RuntimeError("it was built while the host was loading a model of its own")
+            self._tokenizer = tokenizer
+            self._model = model.eval()
         return self._model, self._tokenizer
 
     def _numpy_forward(self, model):

@@ -234,3 +234,108 @@ def test_the_lexical_setting_downloads_nothing(webui, monkeypatch):
     promptly(lambda: service.refresh(wait=True))
     assert picks(service) == LEXICAL and hub.calls == []
     assert encoder(service)["state"] == "not used" and service.status["embedder"] == "lexical"
+
+
+class WebUILoading:
+    """The web UI loading its first checkpoint (modules/sd_models.py of 1.10.1: SdModelData.get_sd_model holds
+    model_data.lock; sd_disable_initialization.InitializeOnMeta meanwhile makes torch.nn.Module.to return None
+    for every thread). Records whether anyone waited for the lock, and every encoder built meanwhile."""
+
+    def __init__(self, monkeypatch):
+        import torch
+        from modules import sd_models
+        self.monkeypatch = monkeypatch
+        self.torch = torch
+        self.to = torch.nn.Module.to
+        self.lock = sd_models.model_data.lock
+        self.waited = threading.Event()
+        self.built_meanwhile = []
+        self.active = False
+        lock = self
+
+        class Recording:  # model_data.lock as it is, and who waits for it
+            def acquire(self, blocking=True, timeout=-1):
+                if not lock.lock.acquire(False):
+                    lock.waited.set()
+                    return lock.lock.acquire(blocking, timeout)
+                return True
+
+            def release(self):
+                lock.lock.release()
+            __enter__ = acquire
+
+            def __exit__(self, *exc):
+                self.release()
+        monkeypatch.setattr(sd_models.model_data, "lock", Recording())
+        from transformers import AutoModel
+        built = AutoModel.from_pretrained.__func__
+
+        def from_pretrained(cls, *args, **kwargs):
+            if self.active:
+                self.built_meanwhile.append(args[0])
+            return built(cls, *args, **kwargs)
+        monkeypatch.setattr(AutoModel, "from_pretrained", classmethod(from_pretrained))
+
+    def __enter__(self):
+        self.lock.acquire()
+        self.active = True
+        self.torch.nn.Module.to = lambda *args, **kwargs: None
+        return self
+
+    def __exit__(self, *exc):
+        self.torch.nn.Module.to = self.to
+        self.active = False
+        self.lock.release()
+
+
+@pytest.fixture
+def encoder_on_disk(tmp_path, monkeypatch):
+    """A web UI with the offline encoder package: the encoder is loaded, never downloaded."""
+    from modules import shared
+    monkeypatch.setattr(shared.cmd_opts, "lora_dir", write_library(str(tmp_path / "Lora"), MEANING_CARDS,
+                                                                   MEANING_COMMON), raising=False)
+    monkeypatch.setitem(shared.opts.data, "stylus_models_dir", str(tmp_path / "stylus"))
+    monkeypatch.setitem(shared.opts.data, "stylus_cache_dir", str(tmp_path / "cache"))
+    monkeypatch.setitem(shared.opts.data, "stylus_embedder", "hybrid")
+    service = StylusService()
+    yield service
+    if service._thread is not None:
+        service._thread.join(WAIT)
+
+
+def test_the_encoder_is_never_built_while_the_web_ui_loads_a_checkpoint(encoder_on_disk, monkeypatch):
+    """At start-up Stylus's first refresh and the web UI's first checkpoint load run at the same time. Built
+    inside the web UI's patches, the encoder came out broken ('NoneType' object has no attribute 'eval') and
+    the whole index failed: no picks for the session."""
+    service = encoder_on_disk
+    loading = WebUILoading(monkeypatch)
+    with loading:
+        service.refresh()
+        deadline = time.time() + WAIT
+        while not loading.waited.is_set() and not loading.built_meanwhile and service.status["state"] != "error":
+            assert time.time() < deadline, "the refresh neither waited for the web UI's load nor built the encoder"
+            time.sleep(0.02)
+    status = promptly(lambda: service.refresh(wait=True))
+    assert loading.built_meanwhile == []
+    assert status["state"] == "ready" and status["embedder"] == "hybrid", status.get("message")
+    assert picks(service) == HYBRID
+
+
+def test_an_encoder_broken_by_the_hosts_patches_costs_the_meaning_never_the_index(encoder_on_disk, monkeypatch,
+                                                                                 caplog):
+    """A host that loads a model under those patches without model_data.lock (a fork, an extension): the
+    encoder comes out broken; one line says so, and the index is built lexically."""
+    from modules import sd_models
+    service = encoder_on_disk
+    monkeypatch.setattr(sd_models, "model_data", None)
+    import torch
+    monkeypatch.setattr(torch.nn.Module, "to", lambda *args, **kwargs: None)
+    with caplog.at_level(logging.INFO, logger="stylus"):
+        status = promptly(lambda: service.refresh(wait=True))
+    monkeypatch.undo()
+    assert status["state"] == "ready" and status["cards"] == 40 + 11 + len(MEANING_CARDS)
+    assert status["embedder"] == "lexical" and encoder(service)["state"] == "unavailable"
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "\n" not in line and service.index().embedders[0].id == "bm25"
+    assert "sentence encoder" in line and "loading a model of its own" in line
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback: not a Stylus bug

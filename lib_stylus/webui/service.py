@@ -63,7 +63,8 @@ class StylusService:
         """The index for ``wanted``, as saved; without a saved one it starts from ``current``'s cards and
         their lexical index, so a switch to the hybrid index reads no LoRA file again and only embeds."""
         roots, cache, encoder = wanted
-        embedders = [embedding.BM25()] + ([embedding.DenseEmbedder(encoder)] if encoder else [])
+        dense = [embedding.DenseEmbedder(encoder, guard=host.model_loading)] if encoder else []
+        embedders = [embedding.BM25()] + dense
         index = LibraryIndex(list(roots), cache, embedders, hidden=host.list_hidden_files())
         index._stylus_key = wanted
         if not index.load() and current is not None and current.roots == index.roots:

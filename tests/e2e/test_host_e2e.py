@@ -25,12 +25,15 @@ def files():
 
 
 @pytest.fixture()
-def plain_before():
-    """A plain request's pixels before the test; the test's teardown asks for them again."""
+def plain_before(request):
+    """A plain request's pixels before the test; the test's teardown asks for them again. A test whose host
+    changed its own weights without Stylus (``request.node.host_changed``: why) has nothing to compare."""
     before, _ = gen(**PLAIN)
     yield before
     after, info = gen(**PLAIN)
     assert "Stylus" not in info
+    if getattr(request.node, "host_changed", ""):
+        return
     assert after == before, "a plain request after the test differs from the same request before it"
 
 
@@ -154,11 +157,14 @@ def classic_fp8(started_in_fp8: bool):
         call("/sdapi/v1/options", {"fp8_storage": False})
 
 
-def test_fp8_weight_styles_on_cpu(files, plain_before, fp8):
+def test_fp8_weight_styles_on_cpu(request, files, plain_before, fp8):
     try:
         plain8, info = gen()
     except HTTPError as e:
         if e.code == 500 and is_sdxl():  # not Stylus: the request has no Stylus args
+            # and the failed job leaves the host's own weights changed: with no Stylus installed, a plain
+            # SDXL job after FP8 "Enable" (HTTP 500) and "Disable" differs from the same job before
+            request.node.host_changed = "the web UI's failed FP8 job changed its weights"
             pytest.skip("the web UI 1.10.1 cannot run FP8 weight with SDXL on CPU even without Stylus: its "
                         "CPU autocast (bfloat16) meets the float attn_mask of open_clip's text encoder in "
                         "F.multi_head_attention_forward (Expected attn_mask dtype to be bool ...)")
