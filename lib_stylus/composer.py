@@ -299,12 +299,13 @@ class Composer:
         words = prompt_words(task.tokens)
         rare = pidx.idf_of(cfg.rare_share)
         if meaning is None:
-            return _Match(words, *pidx.match(words, rare, cfg.min_cover, cfg.strengths))
+            docs, ((scores, best),) = pidx.matches_at(words, (rare,), cfg.min_cover, cfg.strengths)
+            return _Match(words, docs, scores, best)
         # The rare-word match and the loose one (common words too) in one pass over the phrases asked
-        pair, asked = pidx.matches(words, (rare, 0.0), cfg.min_cover, cfg.strengths)
-        (scores, best), (loose, loose_best) = pair
-        m = _Match(words, scores, best)
-        extra = asked[(loose[asked] > scores[asked]) & (loose[asked] >= cfg.threshold)]
+        docs, ((scores, best), (loose, loose_best)) = pidx.matches_at(words, (rare, 0.0), cfg.min_cover,
+                                                                      cfg.strengths)
+        m = _Match(words, docs, scores, best)
+        extra = docs[(loose > scores) & (loose >= cfg.threshold)]
         # Only those that could pass _gate's name rule for a meaning match are worth encoding words for.
         least = max(cfg.min_name_share, cfg.meaning_name_share)
         franchise = CHARACTER_WORD in task.tokens
@@ -315,8 +316,7 @@ class Composer:
                             if d in state.named or (franchise and state.is_character(d))
                             or shares[d] >= least], np.int64)
         m.loose, m.loose_best = loose, loose_best
-        for doc in m.extra.tolist():
-            unit = int(loose_best[doc])
+        for unit in loose_best[m.at(m.extra)].tolist():
             if unit not in m.windows:
                 m.windows[unit] = _window(task.tokens, words, pidx.unit_words(unit), cfg.window)
         return m
@@ -328,14 +328,15 @@ class Composer:
         is compared)."""
         if not len(m.extra):
             return
-        sims = np.array([float(meaning.vectors[d] @ meaning.vector(m.windows[int(m.loose_best[d])]))
-                         for d in m.extra.tolist()], np.float32)
+        at = m.at(m.extra)
+        sims = np.array([float(meaning.vectors[d] @ meaning.vector(m.windows[unit]))
+                         for d, unit in zip(m.extra.tolist(), m.loose_best[at].tolist())], np.float32)
         m.sims = dict(zip(m.extra.tolist(), sims.tolist()))
         keep = sims >= self.config.meaning
-        close = m.extra[keep]
+        close = at[keep]
         m.scores[close] = m.loose[close]
         m.best[close] = m.loose_best[close]
-        m.meant.update(zip(close.tolist(), sims[keep].tolist()))
+        m.meant.update(zip(m.extra[keep].tolist(), sims[keep].tolist()))
 
     def _task_candidates(self, snap, t: int, task: Task, pidx, allowed: np.ndarray, drops: list,
                          everything: set, state: "Selection", meaning, m: "_Match") -> list:
@@ -348,18 +349,23 @@ class Composer:
             refused = sorted((d for d in m.sims if d not in m.meant), key=lambda d: -m.sims[d])
             refused = refused[:REFUSED_SHOWN]
             for d in refused:
-                drops.append(Drop(_stem(pidx, d), t, float(m.loose[d]), f"its words here mean something else "
+                drops.append(Drop(_stem(pidx, d), t, float(m.loose[m.at(d)]), f"its words here mean something else "
                                   f"(meaning {m.sims[d]:.2f}, needs {cfg.meaning:.2f})"))
-        words, scores, best = m.words, m.scores, m.best
-        ranked = scores.copy()
-        if ranked.any():
-            ranked += TIEBREAK * self._lexical(snap, task, pidx.n) * (ranked > 0)
-        top = _top(ranked, cfg.pool)
+        words = m.words
+        # m's arrays hold the documents asked only (m.docs); a document's score, rank, best phrase by its row
+        hit = m.scores > 0
+        ranked = m.scores.copy()
+        if hit.any():
+            ranked += TIEBREAK * self._lexical(snap, task, pidx.n)[m.docs] * hit
+        top = _top_at(m.docs, ranked, pidx.n, cfg.pool)
         if not len(top):
             task.note = "no adapter is made for these words"
             return []
-        rank = {int(d): float(ranked[d]) * (1 - cfg.name_weight + cfg.name_weight *
-                                            pidx.name_share(int(d), set(words))) for d in top}
+        at = m.at(top)
+        scores = dict(zip(top.tolist(), m.scores[at].tolist()))
+        best = dict(zip(top.tolist(), m.best[at].tolist()))
+        rank = {d: r * (1 - cfg.name_weight + cfg.name_weight * pidx.name_share(d, set(words)))
+                for d, r in zip(top.tolist(), ranked[at].tolist())}
         top = np.array(sorted(rank, key=lambda d: -rank[d]), np.int64)
         _note_wrong_base(t, top, scores, allowed, pidx, cfg.threshold, drops)
         top = [d for d in top if allowed[d]]
@@ -443,9 +449,11 @@ class Composer:
 
 @dataclass
 class _Match:
-    """One task's purpose matches (Composer._match): per document its score and best phrase; with a meaning
-    encoder, the common-word matches still to be checked and the window of words each is judged on."""
+    """One task's purpose matches (Composer._match): per document asked (``docs``, sorted; every other scores
+    0) its score and best phrase; with a meaning encoder, the common-word matches still to be checked and the
+    window of words each is judged on."""
     words: list
+    docs: np.ndarray
     scores: np.ndarray
     best: np.ndarray
     loose: Optional[np.ndarray] = None
@@ -454,6 +462,10 @@ class _Match:
     windows: dict = field(default_factory=dict)  # unit -> the task's words around it
     meant: dict = field(default_factory=dict)    # document kept by meaning (a common word's match) -> cosine
     sims: dict = field(default_factory=dict)     # every common-word candidate checked -> similarity
+
+    def at(self, docs):
+        """Where documents of ``docs`` (all asked) are in the arrays."""
+        return np.searchsorted(self.docs, docs)
 
 
 def _window(tokens: list, words: list, unit_words: frozenset, width: int) -> str:
@@ -567,6 +579,19 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
         return np.empty(0, np.int64)
     idx = np.argpartition(-scores, k - 1)[:k]
     return idx[np.argsort(-scores[idx], kind="stable")]
+
+
+def _top_at(docs: np.ndarray, values: np.ndarray, n: int, k: int) -> np.ndarray:
+    """_top of the n scores that are ``values`` at ``docs`` and 0 elsewhere. Without equal scores the order is
+    the scores' own, found among the few; with them (copies of a card) it is np.argpartition's over all n,
+    which no shorter array reproduces, and picks depend on it."""
+    nonzero = values != 0
+    ones, vals = docs[nonzero], values[nonzero]
+    if len(np.unique(vals)) == len(vals):
+        return ones[np.argsort(-vals, kind="stable")[:k]]
+    dense = np.zeros(n, values.dtype)
+    dense[docs] = values
+    return _top(dense, k)
 
 
 def _stem(pidx, doc: int) -> str:

@@ -330,3 +330,52 @@ def test_a_long_segment_may_be_split_into_its_phrases():
     plain = [t.plain for t in split_tasks("a knight in ornate plate armor kneeling in a ruined chapel, fog", 4)]
     assert plain == ["a knight", "ornate plate armor kneeling", "a ruined chapel", "fog"]
     assert [t.plain for t in split_tasks("a knight in plate armor, fog")] == ["a knight in plate armor", "fog"]
+
+
+# ------------------------------------------------------------------------ sparse matches, the same picks
+
+def test_top_at_orders_equal_scores_as_top_over_every_card():
+    """_top_at keeps _top's order of the dense scores exactly, ties included (copies of a card tie, and the
+    order among them decides picks)."""
+    import numpy as np
+    from lib_stylus.composer import _top, _top_at
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(1, 3000))
+        docs = np.unique(rng.integers(0, n, int(rng.integers(0, 200))))
+        levels = int(rng.integers(1, 6)) if trial % 2 else 10 ** 6  # few levels: many ties; else none
+        values = (rng.integers(0, levels, len(docs)) / levels).astype(np.float32)
+        dense = np.zeros(n, np.float32)
+        dense[docs] = values
+        for k in (1, 5, 30):
+            assert _top_at(docs, values, n, k).tolist() == _top(dense, k).tolist()
+
+
+def test_matches_at_is_matches_at_the_cards_asked(composer):
+    import numpy as np
+    from lib_stylus.purpose import prompt_words, purpose_index
+    from lib_stylus.embedding import tokenize
+    pidx = purpose_index(composer.retriever.index.snapshot)
+    for text in ("a knight in plate armor", "cyberpunk city at night", "red dress, smile", "nothing here"):
+        words = prompt_words(tokenize(text))
+        dense, asked = pidx.matches(words, (3.0, 0.0), 1.01)
+        docs, local = pidx.matches_at(words, (3.0, 0.0), 1.01)
+        assert docs.tolist() == asked.tolist()
+        for (scores, best), (at_scores, at_best) in zip(dense, local):
+            assert scores[docs].tolist() == at_scores.tolist() and best[docs].tolist() == at_best.tolist()
+            outside = np.setdiff1d(np.arange(pidx.n), docs)
+            assert not scores[outside].any() and (best[outside] == -1).all()
+
+
+def test_name_shares_of_many_cards_equal_each_cards_own(composer):
+    """Over 32 cards, name_shares skips those with no name word in the prompt: each share is still the
+    card's own name_share."""
+    from lib_stylus.purpose import prompt_words, purpose_index
+    from lib_stylus.embedding import tokenize
+    pidx = purpose_index(composer.retriever.index.snapshot)
+    assert pidx.n > 32
+    docs = list(range(pidx.n))
+    for text in ("a knight in plate armor", "cyberpunk city at night, neon", "nothing here"):
+        words = set(prompt_words(tokenize(text)))
+        assert pidx.name_shares(docs, words) == [pidx.name_share(d, words) for d in docs]
+        assert any(pidx.name_shares(docs, words)) or text == "nothing here"
