@@ -269,32 +269,15 @@ class PurposeIndex:
         share = np.minimum(got / np.maximum(self.unit_total[uniq], 1e-6), 1.0)
         return uniq, rarity, share, got
 
-    def match(self, tokens: list[str], min_rarity: float = 0.0, min_cover: float = 0.0, strengths=None) -> tuple:
-        """Per document: its best phrase's strength x share asked. A phrase counts when it is most of what the
-        segment says (its asked word weight >= ``min_cover`` of the segment's: a tag-list entry) or when the
-        words asked are rare (idf sum >= ``min_rarity``: "spaceship" in a sentence, not "glass"). ``strengths``
-        overrides the field strengths (name, stem, tag, trigger). Returns (scores, best unit per document or
-        -1)."""
-        return self.matches(tokens, (min_rarity,), min_cover, strengths)[0][0]
-
-    def matches(self, tokens: list[str], rarities, min_cover: float = 0.0, strengths=None) -> tuple:
-        """match() for each ``min_rarity`` of ``rarities``, the phrases asked worked out once, and the
-        documents any phrase asked belongs to (sorted): ([(scores, best), ...], documents). Outside them every
-        score is 0 and every best -1: a caller looks at those few, not at every card of a large library."""
-        docs, local = self.matches_at(tokens, rarities, min_cover, strengths)
-        out = []
-        for scores_at, best_at in local:
-            scores = np.zeros(self.n, np.float32)
-            best = np.full(self.n, -1, np.int64)
-            scores[docs] = scores_at
-            best[docs] = best_at
-            out.append((scores, best))
-        return out, docs
-
     def matches_at(self, tokens: list[str], rarities, min_cover: float = 0.0, strengths=None) -> tuple:
-        """matches() at the documents asked only: (documents (sorted), [(scores, best), ...] aligned with them).
-        At 100,000 cards a task asks a few hundred: arrays of every card, four per task, cost a compose more
-        than its matching (this VM reads memory at ~3 GB/s)."""
+        """Per document a phrase of the task belongs to: its best phrase's strength x share asked, for each
+        ``min_rarity`` of ``rarities`` (the phrases asked worked out once). A phrase counts when it is most of
+        what the segment says (its asked word weight >= ``min_cover`` of the segment's: a tag-list entry) or
+        when the words asked are rare (idf sum >= ``min_rarity``: "spaceship" in a sentence, not "glass").
+        ``strengths`` overrides the field strengths (name, stem, tag, trigger). Returns (documents (sorted),
+        [(scores, best unit or -1), ...] aligned with them): every other card scores 0. At 100,000 cards a task
+        asks a few hundred: arrays of every card, four per task, cost a compose more than its matching (this
+        VM reads memory at ~3 GB/s)."""
         uniq, rarity, share, got = self.asked(tokens)
         if not len(uniq):
             return np.empty(0, np.int64), [(np.empty(0, np.float32), np.empty(0, np.int64)) for _ in rarities]

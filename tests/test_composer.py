@@ -351,20 +351,30 @@ def test_top_at_orders_equal_scores_as_top_over_every_card():
             assert _top_at(docs, values, n, k).tolist() == _top(dense, k).tolist()
 
 
-def test_matches_at_is_matches_at_the_cards_asked(composer):
+def test_matches_at_scores_each_card_by_its_best_phrase_asked(composer):
+    """matches_at against a card-by-card reading of asked(): a card scores its best phrase's strength x share
+    among the phrases that count (rare enough, or most of the segment); a card no phrase asked is not listed."""
     import numpy as np
     from lib_stylus.purpose import prompt_words, purpose_index
     from lib_stylus.embedding import tokenize
     pidx = purpose_index(composer.retriever.index.snapshot)
     for text in ("a knight in plate armor", "cyberpunk city at night", "red dress, smile", "nothing here"):
         words = prompt_words(tokenize(text))
-        dense, asked = pidx.matches(words, (3.0, 0.0), 1.01)
+        units, rarity, share, got = pidx.asked(words)
+        segment = sum(pidx.weights(list(dict.fromkeys(words))))
         docs, local = pidx.matches_at(words, (3.0, 0.0), 1.01)
-        assert docs.tolist() == asked.tolist()
-        for (scores, best), (at_scores, at_best) in zip(dense, local):
-            assert scores[docs].tolist() == at_scores.tolist() and best[docs].tolist() == at_best.tolist()
-            outside = np.setdiff1d(np.arange(pidx.n), docs)
-            assert not scores[outside].any() and (best[outside] == -1).all()
+        for (scores, best), min_rarity in zip(local, (3.0, 0.0)):
+            expected: dict = {}
+            for u, r, sh, g in zip(units.tolist(), rarity.tolist(), share.tolist(), got.tolist()):
+                counts = r >= min_rarity or g >= 1.01 * segment
+                value = float(np.float32(pidx.unit_strength[u]) * np.float32(sh)) if counts else 0.0
+                doc = int(pidx.unit_doc[u])
+                expected[doc] = max(expected.get(doc, 0.0), value)
+            assert docs.tolist() == sorted(expected)
+            assert scores.tolist() == pytest.approx([expected[d] for d in docs.tolist()])
+            for doc, unit, score in zip(docs.tolist(), best.tolist(), scores.tolist()):
+                assert (unit == -1) == (score <= 0)
+                assert unit == -1 or int(pidx.unit_doc[unit]) == doc
 
 
 def test_name_shares_of_many_cards_equal_each_cards_own(composer):
