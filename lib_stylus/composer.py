@@ -349,8 +349,8 @@ class Composer:
             refused = sorted((d for d in m.sims if d not in m.meant), key=lambda d: -m.sims[d])
             refused = refused[:REFUSED_SHOWN]
             for d in refused:
-                drops.append(Drop(_stem(pidx, d), t, float(m.loose[m.at(d)]), f"its words here mean something else "
-                                  f"(meaning {m.sims[d]:.2f}, needs {cfg.meaning:.2f})"))
+                why = f"its words here mean something else (meaning {m.sims[d]:.2f}, needs {cfg.meaning:.2f})"
+                drops.append(Drop(_stem(pidx, d), t, float(m.loose[m.at(d)]), why))
         words = m.words
         # m's arrays hold the documents asked only (m.docs); a document's score, rank, best phrase by its row
         hit = m.scores > 0

@@ -132,7 +132,8 @@ class DenseEmbedder:
         self.guard = guard
         self.id = "dense-" + _dir_id(model_dir)
         self._model = self._tokenizer = None
-        self._numpy = self._numpy_of = None  # bert.py's forward (False: it cannot compute the model), its model
+        # bert.py's forward (False: it cannot compute the model), and the model it was built for
+        self._numpy = self._numpy_of = None
 
     def _load(self):
         if self._model is None:

@@ -17,7 +17,7 @@ log = logging.getLogger("stylus")
 
 
 class EncoderUnavailable(Exception):
-    """The sentence encoder could not be loaded or run (a model folder deleted, truncated, of another shape)."""
+    """The sentence encoder could not be loaded or run (its folder deleted, truncated, of another shape)."""
 
 
 class Meaning:
@@ -37,7 +37,7 @@ class Meaning:
                 raise EncoderUnavailable(failed)
             try:
                 vectors = self.embedder.embed(todo)
-            except (OSError, ValueError, RuntimeError) as e:  # what transformers raises for a bad model folder
+            except (OSError, ValueError, RuntimeError) as e:  # transformers on a bad model folder
                 where = getattr(self.embedder, "model_dir", "?")
                 self.embedder._stylus_failed = (f"the sentence encoder in {where} cannot be used "
                                                 f"({e.__class__.__name__}: {str(e).splitlines()[0][:200]})")

@@ -210,7 +210,8 @@ class PurposeIndex:
         # matches thousands of cards at 100,000, and most share no word of their name with it.
         flat = [word for part in parts for word in part.name_set]
         name_vocab: dict = {}
-        post_word = np.fromiter((name_vocab.setdefault(w, len(name_vocab)) for w in flat), np.int64, len(flat))
+        ids = (name_vocab.setdefault(w, len(name_vocab)) for w in flat)
+        post_word = np.fromiter(ids, np.int64, len(flat))
         sizes = np.fromiter((len(part.name_set) for part in parts), np.int64, len(parts))
         post_doc = np.repeat(np.arange(self.n, dtype=np.int64), sizes)
         self.name_vocab = name_vocab

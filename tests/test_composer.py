@@ -353,7 +353,8 @@ def test_top_at_orders_equal_scores_as_top_over_every_card():
 
 def test_matches_at_scores_each_card_by_its_best_phrase_asked(composer):
     """matches_at against a card-by-card reading of asked(): a card scores its best phrase's strength x share
-    among the phrases that count (rare enough, or most of the segment); a card no phrase asked is not listed."""
+    among the phrases that count (rare enough, or most of the segment); a card no phrase asked is not
+    listed."""
     import numpy as np
     from lib_stylus.purpose import prompt_words, purpose_index
     from lib_stylus.embedding import tokenize

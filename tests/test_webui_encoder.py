@@ -312,8 +312,8 @@ def test_the_encoder_is_never_built_while_the_web_ui_loads_a_checkpoint(encoder_
     with loading:
         service.refresh()
         deadline = time.time() + WAIT
-        while not loading.waited.is_set() and not loading.built_meanwhile and service.status["state"] != "error":
-            assert time.time() < deadline, "the refresh neither waited for the web UI's load nor built the encoder"
+        while not (loading.waited.is_set() or loading.built_meanwhile or service.status["state"] == "error"):
+            assert time.time() < deadline, "the refresh neither waited for the web UI's load nor built it"
             time.sleep(0.02)
     status = promptly(lambda: service.refresh(wait=True))
     assert loading.built_meanwhile == []
@@ -321,8 +321,8 @@ def test_the_encoder_is_never_built_while_the_web_ui_loads_a_checkpoint(encoder_
     assert picks(service) == HYBRID
 
 
-def test_an_encoder_broken_by_the_hosts_patches_costs_the_meaning_never_the_index(encoder_on_disk, monkeypatch,
-                                                                                 caplog):
+def test_an_encoder_broken_by_the_hosts_patches_costs_the_meaning_never_the_index(
+        encoder_on_disk, monkeypatch, caplog):
     """A host that loads a model under those patches without model_data.lock (a fork, an extension): the
     encoder comes out broken; one line says so, and the index is built lexically."""
     from modules import sd_models

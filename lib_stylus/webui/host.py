@@ -94,10 +94,10 @@ def _listed(networks, name: str) -> dict:
 
 
 def model_loading():
-    """The web UI's model-loading lock (sd_models.model_data.lock, held while its first checkpoint loads, at
-    start-up in a thread of its own). Meanwhile sd_disable_initialization replaces torch's module functions for
-    every thread (InitializeOnMeta: Module.to returns None, layers are built on the meta device): a model of
-    ours built then comes out broken. A host without that lock: nothing to wait for."""
+    """The web UI's model-loading lock (sd_models.model_data.lock, held while its first checkpoint loads,
+    at start-up in a thread of its own). Meanwhile sd_disable_initialization replaces torch's module functions
+    for every thread (InitializeOnMeta: Module.to returns None, layers are built on the meta device): a model
+    of ours built then comes out broken. A host without that lock: nothing to wait for."""
     from modules import sd_models
     lock = getattr(getattr(sd_models, "model_data", None), "lock", None)
     return lock if lock is not None else contextlib.nullcontext()

@@ -44,7 +44,8 @@ def index_ready():
 
 def test_the_start_up_index_is_built_beside_the_hosts_own_checkpoint_load():
     """The host loads its first checkpoint while Stylus's first refresh runs: the refresh must not fail (an
-    encoder built inside the host's load came out broken, and the whole index failed until a manual refresh)."""
+    encoder built inside the host's load came out broken, and the whole index failed until a manual
+    refresh)."""
     assert BEFORE["state"] == "ready", BEFORE.get("message")
     assert BEFORE["cards"] >= 3
 
