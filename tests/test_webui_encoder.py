@@ -169,6 +169,45 @@ def test_once_downloaded_the_hybrid_index_is_built_in_the_background_and_then_us
     assert refined == []
 
 
+def test_a_generation_with_new_lora_files_does_not_wait_for_the_switch_to_hybrid(webui, monkeypatch, tmp_path):
+    """The switch to the hybrid index embeds every card (~47 s at 6.4K cards). A generation that finds new LoRA
+    files meanwhile composes with the index in use at once; the new files are indexed right after the switch."""
+    from modules import shared
+    from lib_stylus.webui import lora_job
+    from tests.loralib import card, make_library
+    hub, make = webui
+    service = make()
+    promptly(lambda: service.refresh(wait=True))
+    lexical = service.index()
+    cards = service.status["cards"]
+    from lib_stylus import index as index_module
+    embedding_cards, release = threading.Event(), threading.Event()
+    fit = index_module._fit_dense_incremental
+
+    def held(*args, **kw):
+        embedding_cards.set()
+        assert release.wait(WAIT)
+        return fit(*args, **kw)
+    monkeypatch.setattr(index_module, "_fit_dense_incremental", held)
+    try:
+        hub.go.set()
+        assert embedding_cards.wait(WAIT)  # the switch is under way, and held
+        make_library(shared.cmd_opts.lora_dir, [card("brand_new_rain")])
+        listed = {e.card.stem for e in lexical.snapshot.entries} | {"brand_new_rain"}
+        monkeypatch.setattr(lora_job.host, "registry", lambda: (listed, None))  # the web UI lists it
+        monkeypatch.setattr(lora_job, "SERVICE", service)
+        monkeypatch.setattr(lora_job, "_last_unseen", set())
+        started = time.time()
+        promptly(lora_job._ensure_fresh)  # a generation's first step
+        assert time.time() - started < WAIT / 2
+        assert service.index() is lexical and service.status["embedder"] == "lexical"
+    finally:
+        release.set()
+    until(lambda: service.status["embedder"] == "hybrid" and service.status["cards"] == cards + 1
+          and not service._running)
+    assert "brand_new_rain" in {e.card.stem for e in service.index().snapshot.entries}
+
+
 def stylus_lines(caplog) -> list:
     return [r.getMessage() for r in caplog.records if "all-MiniLM-L6-v2" in r.getMessage()
             and r.levelno >= logging.WARNING]

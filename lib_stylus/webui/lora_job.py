@@ -59,7 +59,7 @@ def _ensure_fresh() -> None:
     unseen = (host.registry()[0] or set()) - seen
     if not snap.entries or (unseen and unseen != _last_unseen):
         _last_unseen = unseen
-        SERVICE.refresh(wait=True)
+        SERVICE.refresh(wait=True, generation=True)
 
 
 def drop_unknown(comp, known: set | None = None):

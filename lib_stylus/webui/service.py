@@ -73,22 +73,33 @@ class StylusService:
             index.snapshot = Snapshot(old.entries, states, old.families, old.faults)
         return index
 
-    def refresh(self, wait: bool = False, retry: bool = False) -> dict:
+    def refresh(self, wait: bool = False, retry: bool = False, generation: bool = False) -> dict:
         """Start a background refresh (one at a time); with wait=True, block until its snapshot is in use.
         ``retry`` (the user's own refresh, POST /stylus/v1/refresh): try again what failed this session, the
-        encoder's download included."""
+        encoder's download included. ``generation``: asked by a generation that found new LoRA files, which
+        waits for an incremental refresh but not for a switch of index."""
         with self._lock:
             if retry:
                 self._failed = None
                 self._wanted(retry=True)
             if not self._running:
                 self._running = True
+                self._attempt = None  # until the new refresh has chosen its target
                 self._ready = threading.Event()
                 self._thread = threading.Thread(target=self._refreshes, name="stylus-index", daemon=True)
                 self._thread.start()
             elif self._ready.is_set():  # the running one is in use and only saving: another one follows it
                 self._again = True
                 self._ready = threading.Event()
+            elif generation and self._switching():
+                # A switch of index (the encoder arrived, a folder setting changed) embeds every card: a
+                # generation does not wait a minute for it. The index in use serves; what the switch's scan
+                # may have missed is indexed right after it.
+                self._again = True
+                wait = False
+                log.info("Stylus: the %s index is being built; the index in use (%d cards) serves until it "
+                         "is ready, and new LoRA files are indexed right after it", _kind_of(self._attempt),
+                         len(self._index.snapshot.entries))
             ready = self._ready
         if wait:  # a generation waits on it: show the progress in its status line
             self._foreground = True
@@ -110,6 +121,9 @@ class StylusService:
                         self._running = False
                         return
                     self._again = False
+                    self._attempt = None
+                    if self._ready.is_set():  # asked for during a switch, by a caller that did not wait
+                        self._ready = threading.Event()
         except BaseException:  # e.g. the interpreter shutting down: a later refresh must still start
             with self._lock:
                 self._running = False
@@ -133,6 +147,13 @@ class StylusService:
         finally:
             self.status.pop("progress", None)
             ready.set()
+
+    def _switching(self) -> bool:
+        """The running refresh builds another index than the one in use, and that one has cards to serve.
+        Under self._lock."""
+        current = self._index
+        return (self._attempt is not None and current is not None and bool(current.snapshot.entries)
+                and self._attempt != current._stylus_key)
 
     def _target(self) -> LibraryIndex:
         """The index this refresh brings up to date: the one in use, or a new one when the settings or the
@@ -277,6 +298,11 @@ class StylusService:
 
 def _kind(index: LibraryIndex) -> str:
     return "hybrid" if len(index.embedders) > 1 else "lexical"
+
+
+def _kind_of(wanted: tuple) -> str:
+    """The kind of index a _wanted() key asks for (its last item: the encoder's folder, or None)."""
+    return "hybrid" if wanted[2] else "lexical"
 
 
 SERVICE = StylusService()
