@@ -133,12 +133,9 @@ def test_refreshes_composes_and_preview_do_not_wait_for_the_encoders_download(we
     assert "all-MiniLM-L6-v2" in html and "downloading" in html and "cyberpunk_style" in html
 
 
-def test_once_downloaded_the_hybrid_index_is_built_in_the_background_and_then_used(webui, monkeypatch):
-    hub, make = webui
-    service = make()
-    promptly(lambda: service.refresh(wait=True))
-    lexical = service.index()
-    # hold the hybrid refresh while it embeds the cards, to see what composes use meanwhile
+def hold_the_embedding(monkeypatch) -> tuple:
+    """Hold a hybrid refresh while it embeds the cards, to see what serves meanwhile: (embedding_cards, set
+    once it is held there; release, to be set to let it go on)."""
     from lib_stylus import index as index_module
     embedding_cards, release = threading.Event(), threading.Event()
     fit = index_module._fit_dense_incremental
@@ -148,6 +145,16 @@ def test_once_downloaded_the_hybrid_index_is_built_in_the_background_and_then_us
         assert release.wait(WAIT)
         return fit(*args, **kw)
     monkeypatch.setattr(index_module, "_fit_dense_incremental", held)
+    return embedding_cards, release
+
+
+def test_once_downloaded_the_hybrid_index_is_built_in_the_background_and_then_used(webui, monkeypatch):
+    hub, make = webui
+    service = make()
+    promptly(lambda: service.refresh(wait=True))
+    lexical = service.index()
+    embedding_cards, release = hold_the_embedding(monkeypatch)
+    from lib_stylus import index as index_module
     refined = []  # the switch starts from the lexical index's cards: it reads and refines no LoRA file again
     refine = index_module.refine
     monkeypatch.setattr(index_module, "refine", lambda *a, **k: refined.append(a) or refine(*a, **k))
@@ -180,15 +187,7 @@ def test_a_generation_with_new_lora_files_does_not_wait_for_the_switch_to_hybrid
     promptly(lambda: service.refresh(wait=True))
     lexical = service.index()
     cards = service.status["cards"]
-    from lib_stylus import index as index_module
-    embedding_cards, release = threading.Event(), threading.Event()
-    fit = index_module._fit_dense_incremental
-
-    def held(*args, **kw):
-        embedding_cards.set()
-        assert release.wait(WAIT)
-        return fit(*args, **kw)
-    monkeypatch.setattr(index_module, "_fit_dense_incremental", held)
+    embedding_cards, release = hold_the_embedding(monkeypatch)
     try:
         hub.go.set()
         assert embedding_cards.wait(WAIT)  # the switch is under way, and held
