@@ -111,6 +111,15 @@ def _unescape(text: str) -> str:
     return text.replace("\\(", "(").replace("\\)", ")").replace("\\[", "[").replace("\\]", "]")
 
 
+def _unpackaged(title: str) -> str:
+    """A title without the packaging words after its last bracket: 'Neon (Valorant) LoRA' -> 'Neon
+    (Valorant)', the "name (series)" form of most character titles on Civitai."""
+    head, bracket, tail = title.rpartition(")")
+    if bracket and all(w.casefold() in PACKAGING or is_version(w.casefold()) for w in tail.split()):
+        return head + bracket
+    return title
+
+
 def _generic(toks) -> bool:
     """Only category, gender, colour or body-attribute words: such a phrase names nobody."""
     return all(t in _GENERIC or gender_of_word(t) or len(t) < 2 for t in toks)
@@ -172,10 +181,13 @@ class _Card:
         self.said = {t for toks in self.tag_texts + [self.first] for t in toks if not t.isdigit()} - CATEGORY
         self._texts = None
         self.forms = []  # (name tokens, qualifier tokens) from "name (qualifier)" tags / triggers / title
-        for text in self.tags + self.triggers + ([title] if title.count("(") == 1 else []):
+        titled = _unpackaged(title) if title.count("(") == 1 else ""
+        for text in self.tags + self.triggers + ([titled] if titled else []):
             m = _NAME_FORM.match(text)
             if m:
                 name, qual = _clean_tokens(m.group(1), keep_digits=True), _clean_tokens(m.group(2))
+                if text is titled and titled != title and _compact(name) in self.tag_keys:
+                    continue  # 'Product Design (minimalism) LoRA' tagged 'product design': a concept
                 thing = all(t in THING_KINDS for t in qual)  # "pom pom (clothes)": a thing, not a name
                 if name and qual and not thing and len(name) <= MAX_NAME_WORDS and not _generic(name):
                     self.forms.append((name, qual))

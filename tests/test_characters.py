@@ -64,6 +64,9 @@ CARDS = [
     dict(stem="kuvshinov", title="Ilya Kuvshinov Style", tags=["style", "artist"], triggers=["kuvshinov"]),
     dict(stem="knight_armor", title="Knight Armor", tags=["armor", "clothing"], triggers=["knight armor"]),
     dict(stem="witch_hat", title="Witch Hat", tags=["concept", "hat"], triggers=["witch hat"]),
+    # filed under no category, "name (series)" only in a title that ends in packaging words
+    dict(stem="neon-10", title="Neon (Valorant) Lora", tags=["anime"], triggers=["neonfx, neon_valorant"]),
+    dict(stem="product_design", title="Product Design (minimalism) LoRA", tags=["objects", "product design"]),
 ]
 # Everyday scenes in the filler cards' text, so the library's word statistics know 'black', 'misty',
 # 'twilight' and 'lightning' as ordinary words.
@@ -98,6 +101,9 @@ def test_character_loras_are_told_from_styles_costumes_and_concepts(lib):
     for stem in ("genshin_style", "arknights_style", "kuvshinov", "knight_armor", "witch_hat", "filler_0",
                  "makima_style", "takada"):  # a style named after a character or tagged with a known name
         assert not ci.is_character(rows[stem]), stem
+    # "Neon (Valorant) Lora": the packaging word after the series hid the "name (series)" form; a title
+    # that names one of the card's own tags is a concept ('Product Design')
+    assert ci.is_character(rows["neon-10"]) and not ci.is_character(rows["product_design"])
     # Civitai filed it under no category: a known character's name among its tags makes it hers
     assert ci.is_character(rows["tifa_meenow"]) and ("tifa", "lockhart") in ci.names(rows["tifa_meenow"])
     assert ci.is_cosplay(rows["chunli_cos"]) and not ci.is_cosplay(rows["megumin"])
