@@ -224,6 +224,8 @@ class ComposerConfig:
     meaning: float = 0.6
     window: int = 2
     meaning_name_share: float = 0.5
+    short: int = 2
+    meaning_alone: float = 0.8
     phrases: int = 0
     skip_series: bool = True
 
@@ -251,18 +253,19 @@ class Composer:
             return comp
         pidx = purpose_index(snap)
         allowed = snap.allowed(allowed_families(base, allow_unknown))
-        state = Selection(snap, prompt, cfg, max_adapters)
+        meaning = meaning_of(snap, self.retriever.index)
+        state = Selection(snap, prompt, cfg, max_adapters, meaning.everyday() if meaning else frozenset())
         comp.existing = sorted(state.existing_names)
         comp.tasks = tasks = _without_trigger_tasks(tasks, [snap.entries[i] for i in state.used])
         if cfg.skip_series:
             tasks = [t for t in tasks if not state.names_series_of_named(t)]
             comp.tasks = tasks
         everything = set(prompt_words(tokenize(" ".join(t.plain for t in split_tasks(prompt)))))
-        meaning = meaning_of(snap, self.retriever.index)
-        matches = [self._match(pidx, task, meaning, state, everything) for task in tasks]
+        matches = [self._match(pidx, task, meaning, state, everything, _around(tasks, t))
+                   for t, task in enumerate(tasks)]
         if meaning is not None:  # one encoder pass for the whole prompt
             try:
-                meaning.prefetch([w for m in matches for w in m.windows.values()])
+                meaning.prefetch([w for m in matches for w in (*m.windows.values(), *m.alone.values())])
             except EncoderUnavailable as e:  # a broken model folder costs the meaning check, never the picks
                 log.warning("Stylus: %s: composing by words only", e)
                 meaning = None
@@ -292,7 +295,8 @@ class Composer:
         top = float(lex.max()) if len(lex) else 0.0
         return lex / top if top > 0 else lex
 
-    def _match(self, pidx, task: Task, meaning, state: "Selection", everything: set) -> "_Match":
+    def _match(self, pidx, task: Task, meaning, state: "Selection", everything: set,
+               around: tuple = ((), ())) -> "_Match":
         """The task's purpose matches: rare words as they are; with a meaning encoder, also the common-word
         matches (to be checked by meaning) and the words around each (the window its meaning is judged on)."""
         cfg = self.config
@@ -316,9 +320,16 @@ class Composer:
                             if d in state.named or (franchise and state.is_character(d))
                             or shares[d] >= least], np.int64)
         m.loose, m.loose_best = loose, loose_best
+        tokens, lo = list(task.tokens), 0
+        if len(tokens) <= cfg.short:
+            before = list(around[0])[-cfg.window:] if cfg.window else []
+            after = list(around[1])[:cfg.window]
+            tokens, lo = before + tokens + after, len(before)
         for unit in loose_best[m.at(m.extra)].tolist():
             if unit not in m.windows:
-                m.windows[unit] = _window(task.tokens, words, pidx.unit_words(unit), cfg.window)
+                m.windows[unit] = _window(tokens, words, pidx.unit_words(unit), cfg.window, lo)
+                if lo or len(tokens) > len(task.tokens):
+                    m.alone[unit] = _window(task.tokens, words, pidx.unit_words(unit), cfg.window)
         return m
 
     def _common_by_meaning(self, m: "_Match", meaning) -> None:
@@ -329,8 +340,15 @@ class Composer:
         if not len(m.extra):
             return
         at = m.at(m.extra)
-        sims = np.array([float(meaning.vectors[d] @ meaning.vector(m.windows[unit]))
-                         for d, unit in zip(m.extra.tolist(), m.loose_best[at].tolist())], np.float32)
+        sims = []
+        for d, unit in zip(m.extra.tolist(), m.loose_best[at].tolist()):
+            sim = float(meaning.vectors[d] @ meaning.vector(m.windows[unit]))
+            if unit in m.alone:
+                alone = float(meaning.vectors[d] @ meaning.vector(m.alone[unit]))
+                if alone >= self.config.meaning_alone:
+                    sim = alone
+            sims.append(sim)
+        sims = np.array(sims, np.float32)
         m.sims = dict(zip(m.extra.tolist(), sims.tolist()))
         keep = sims >= self.config.meaning
         close = at[keep]
@@ -460,6 +478,7 @@ class _Match:
     loose_best: Optional[np.ndarray] = None
     extra: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     windows: dict = field(default_factory=dict)  # unit -> the task's words around it
+    alone: dict = field(default_factory=dict)    # unit -> the task's own words, when windows borrowed some
     meant: dict = field(default_factory=dict)    # document kept by meaning (a common word's match) -> cosine
     sims: dict = field(default_factory=dict)     # every common-word candidate checked -> similarity
 
@@ -468,9 +487,31 @@ class _Match:
         return np.searchsorted(self.docs, docs)
 
 
-def _window(tokens: list, words: list, unit_words: frozenset, width: int) -> str:
-    """The task's tokens around the words of a purpose phrase (``width`` words each side)."""
-    at = [i for i, w in enumerate(words) if w in unit_words]
+def _not_everyday(chars, prompt: str, names: dict, everyday: frozenset) -> dict:
+    """The characters a prompt names, without those named by one common word of the language alone ('misty
+    mountains', 'sage mode', 'neon', 'noir'): such a word names a character only next to its franchise
+    ('misty, pokemon'). The library's own statistics miss it when few cards use the word otherwise."""
+    asked = chars.franchises_in(prompt)
+    out = {}
+    for row, name in names.items():
+        words = name.casefold().split()
+        if len(words) == 1 and words[0] in everyday and not chars.franchises(row) & asked:
+            continue
+        out[row] = name
+    return out
+
+
+def _around(tasks: list, t: int) -> tuple:
+    """The tokens of the tasks before and after task t (the prompt's neighbouring segments)."""
+    before = tasks[t - 1].tokens if t > 0 else ()
+    after = tasks[t + 1].tokens if t + 1 < len(tasks) else ()
+    return before, after
+
+
+def _window(tokens: list, words: list, unit_words: frozenset, width: int, lo: int = 0) -> str:
+    """The task's tokens around the words of a purpose phrase (``width`` words each side); the task's words
+    start at ``lo`` of ``tokens`` (the words before are a neighbouring segment's)."""
+    at = [lo + i for i, w in enumerate(words) if w in unit_words]
     if not at:
         return " ".join(tokens)
     return " ".join(tokens[max(0, min(at) - width):max(at) + width + 1])
@@ -479,7 +520,8 @@ def _window(tokens: list, words: list, unit_words: frozenset, width: int) -> str
 class Selection:
     """What is chosen so far across tasks, and the global rules checked against it."""
 
-    def __init__(self, snap, prompt: str, config: ComposerConfig, max_adapters: int):
+    def __init__(self, snap, prompt: str, config: ComposerConfig, max_adapters: int,
+                 everyday: frozenset = frozenset()):
         self.snap, self.prompt, self.config = snap, prompt, config
         self.max_styles, self.max_adapters = config.max_styles, max_adapters
         self.existing_names = tagged_names(prompt)
@@ -490,6 +532,8 @@ class Selection:
         self.count = 0
         self.chars = character_index(snap)
         self.prompt_names = self.chars.named_in(prompt)  # row -> the name as the prompt writes it
+        if everyday:
+            self.prompt_names = _not_everyday(self.chars, prompt, self.prompt_names, everyday)
         self.named = set(self.prompt_names)
         self.franchises_asked = self.chars.franchise_asked(prompt, self.prompt_names)
         self.profile = profile_prompt(prompt, self.prompt_names)  # gender, NSFW, ethnicity, real person asked

@@ -149,6 +149,16 @@ class DenseEmbedder:
             self._model = model.eval()
         return self._model, self._tokenizer
 
+    def words(self) -> frozenset:
+        """The whole words of the encoder's vocabulary (a WordPiece vocabulary holds the language's common
+        words whole, and splits rare names: 'misty', 'sage' are words, 'megumin' is 'me ##gum ##in')."""
+        found = getattr(self, "_words", None)
+        if found is None:
+            _, tokenizer = self._load()
+            vocab = tokenizer.get_vocab()
+            found = self._words = frozenset(t for t in vocab if t.isalpha() and not t.startswith("##"))
+        return found
+
     def _numpy_forward(self, model):
         """bert.py's forward of the loaded model, built once per loaded model; None where it cannot compute
         it (said once: transformers encodes then, with the same vectors, only slower)."""

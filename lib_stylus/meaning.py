@@ -53,6 +53,16 @@ class Meaning:
         self._cache.move_to_end(text)
         return self._cache[text]
 
+    def everyday(self) -> frozenset:
+        """The language's common words, as the encoder's vocabulary holds them whole (empty when it cannot
+        say)."""
+        if getattr(self.embedder, "_stylus_failed", None):
+            return frozenset()
+        try:
+            return self.embedder.words()
+        except (AttributeError, OSError, ValueError, RuntimeError):
+            return frozenset()
+
     def similarity(self, text: str, docs: np.ndarray) -> np.ndarray:
         """Cosine similarity of ``text`` to the purpose of each card row in ``docs``."""
         return self.vectors[docs] @ self.vector(text)

@@ -7,7 +7,13 @@ from compose_fixtures import MEANING_CARDS, MEANING_COMMON, build_library
 from lib_stylus.composer import Composer
 from lib_stylus.embedding import BM25, DenseEmbedder, bundled_minilm
 
-CARDS, COMMON = MEANING_CARDS, MEANING_COMMON
+# a concept a lone common word may mean or not, and a character whose name is a common word of the language
+CARDS = MEANING_CARDS + [
+    dict(stem="smoking", title="Smoking", tags=["smoking", "cigarette", "woman"]),
+    dict(stem="sage_dq", title="Sage (Dragon Quest)", tags=["anime", "character", "dragon quest"],
+         triggers=["sage"]),
+]
+COMMON = MEANING_COMMON + ", smoke, smoking, cigarette"
 
 
 class CountingEncoder(DenseEmbedder):
@@ -122,3 +128,19 @@ def test_an_encoder_that_cannot_load_costs_the_meaning_check_not_the_picks(tmp_p
     comp = Composer(retriever).compose("a humpback whale swimming, chun-li", "sd1")
     assert comp.stems == ["chun_li"]  # words alone: the rare name still picks, the whale needs meaning
     assert any("cannot be used" in r.getMessage() and "gone" in r.getMessage() for r in caplog.records)
+
+
+def test_a_lone_word_is_judged_with_the_tags_around_it(hybrid):
+    """'smoke' alone is close to a woman smoking a cigarette; among 'titan, giant, smoke, dust' it is not
+    (issue 10: smoke of a battle -> a smoking LoRA, judged wrong on prompts never seen in development)."""
+    comp = hybrid.compose("1boy, titan, giant, smoke, dust, wind", "sd1")
+    assert "smoking" not in comp.stems
+    assert any(d.stem == "smoking" and "mean something else" in d.reason for d in comp.drops)
+    assert "smoking" in hybrid.compose("1girl, smoking, cigarette, night", "sd1").stems
+
+
+def test_a_common_word_names_a_character_only_with_its_franchise(hybrid):
+    """'sage mode' names nobody; 'sage, dragon quest' names the Sage (issue 10, prompts never seen in
+    development: Sage for 'sage mode', Misty for misty hills, Pieck for the painter Anton Pieck)."""
+    assert "sage_dq" not in hybrid.compose("1boy, sage mode, orange eyes, toad", "sd1").stems
+    assert "sage_dq" in hybrid.compose("1girl, sage, dragon quest, staff", "sd1").stems

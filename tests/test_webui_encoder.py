@@ -21,7 +21,8 @@ from lib_stylus import embedding  # noqa: E402
 from lib_stylus.webui import models  # noqa: E402
 from lib_stylus.webui.service import StylusService  # noqa: E402
 
-PROMPT = "a humpback whale, purple kimono, cyberpunk style"
+# segments of three words or more: a shorter one is judged with its neighbours' words (ComposerConfig.short)
+PROMPT = "a humpback whale swimming, a purple silk kimono, cyberpunk style"
 LEXICAL = ["cyberpunk_style"]  # "whale" and "kimono" are common words here: words alone cannot tell
 HYBRID = ["whale_animal", "kimono", "cyberpunk_style"]  # the meaning check tells
 WAIT = 60  # seconds before a step that should take a moment is called stuck
