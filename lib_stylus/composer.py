@@ -487,18 +487,24 @@ class _Match:
         return np.searchsorted(self.docs, docs)
 
 
-def _not_everyday(chars, prompt: str, names: dict, everyday: frozenset) -> dict:
-    """The characters a prompt names, without those named by one common word of the language alone ('misty
-    mountains', 'sage mode', 'neon', 'noir'): such a word names a character only next to its franchise
-    ('misty, pokemon'). The library's own statistics miss it when few cards use the word otherwise."""
+def _clear_names(chars, prompt: str, names: dict, everyday: frozenset) -> dict:
+    """The characters a prompt names, without those named by one word alone, unless their franchise is named
+    too ('misty, pokemon'), when that word is a common word of the language ('misty mountains', 'sage mode',
+    'neon', 'noir': the library's own statistics miss it when few cards use the word otherwise; ``everyday``,
+    the encoder's vocabulary, says which words are common) or is shared by characters with other given names
+    ('Uzumaki' of Naruto, Kushina and Himawari: the manga 'Uzumaki')."""
     asked = chars.franchises_in(prompt)
-    out = {}
+    alone: dict = {}  # word -> rows it names alone
     for row, name in names.items():
         words = name.casefold().split()
-        if len(words) == 1 and words[0] in everyday and not chars.franchises(row) & asked:
-            continue
-        out[row] = name
-    return out
+        if len(words) == 1 and not chars.franchises(row) & asked:
+            alone.setdefault(words[0], []).append(row)
+    dropped = set()
+    for word, rows in alone.items():
+        given = {frozenset(n[0] for n in chars.names(r) if len(n) == 1 and n[0] != word) for r in rows}
+        if word in everyday or len(given - {frozenset()}) > 1:
+            dropped.update(rows)
+    return {row: name for row, name in names.items() if row not in dropped}
 
 
 def _around(tasks: list, t: int) -> tuple:
@@ -532,8 +538,7 @@ class Selection:
         self.count = 0
         self.chars = character_index(snap)
         self.prompt_names = self.chars.named_in(prompt)  # row -> the name as the prompt writes it
-        if everyday:
-            self.prompt_names = _not_everyday(self.chars, prompt, self.prompt_names, everyday)
+        self.prompt_names = _clear_names(self.chars, prompt, self.prompt_names, everyday)
         self.named = set(self.prompt_names)
         self.franchises_asked = self.chars.franchise_asked(prompt, self.prompt_names)
         self.profile = profile_prompt(prompt, self.prompt_names)  # gender, NSFW, ethnicity, real person asked

@@ -151,6 +151,22 @@ def test_an_outfit_trigger_does_not_name_a_character(tmp_path):
     assert "knight_girl" in Composer(retriever).compose("aria knight girl in light armor", "sd1").stems
 
 
+def test_a_surname_several_characters_share_names_none_of_them_alone(tmp_path):
+    """'Uzumaki' (Junji Ito's manga, in a prompt never seen in development) named Naruto and Kushina Uzumaki;
+    with a given name or the franchise it still names the one meant."""
+    clan = [dict(stem="naruto_uz", title="Naruto Uzumaki (Naruto)", tags=["character", "naruto", "uzumaki"],
+                 triggers=["uzumaki naruto"]),
+            dict(stem="kushina_uz", title="Kushina Uzumaki (Naruto)",
+                 tags=["character", "naruto", "uzumaki", "kushina"], triggers=["kushina"]),
+            dict(stem="himawari_uz", title="Himawari Uzumaki (Boruto)",
+                 tags=["character", "boruto", "uzumaki", "himawari"], triggers=["himawari"])]
+    composer = Composer(build_library(str(tmp_path), extra=clan))
+    assert not {"naruto_uz", "kushina_uz", "himawari_uz"} & set(
+        composer.compose("a spiral town, junji ito style, uzumaki, horror manga", "sd1").stems)
+    assert "kushina_uz" in composer.compose("1girl, kushina uzumaki, red hair", "sd1").stems
+    assert "himawari_uz" in composer.compose("uzumaki, boruto, 1girl", "sd1").stems
+
+
 # ------------------------------------------------------------------ issue 10: the failure classes, each pinned
 # Each test builds a small library where the wrong pick exists next to the right one (or alone), so the test
 # fails if the composer's old behaviour comes back.
