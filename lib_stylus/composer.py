@@ -34,6 +34,7 @@ MAX_STYLES = 2
 TIEBREAK = 1e-3  # retrieval score's share in a task's ranking: orders equal purpose matches only
 TAG_KIND = 2     # PurposeIndex.unit_kind of a tag phrase
 NAMED = -1       # a candidate's phrase when the prompt names the character
+MODIFIER_ONLY = "asks only what qualifies its purpose"
 REFUSED_SHOWN = 3  # common-word candidates the meaning check refused, reported per task (closest first)
 
 
@@ -205,6 +206,9 @@ class ComposerConfig:
     meaning: with a dense index (meaning.py), a match on common words (under rare_share) still counts when the
     cosine similarity of the task's words around it (``window`` words each side) to the card's purpose text
     reaches this; such a match must also hold ``meaning_name_share`` of the card's whole name, tags included;
+    short: a task of this many words or fewer (a lone tag: 'smoke') is judged with ``window`` words of the
+    tasks before and after it ('titan, giant, smoke, dust'), unless alone it reaches ``meaning_alone``;
+    heads: a phrase asked in part must have its head asked ('linen curtains' asks no 'Linen dress');
     phrases: split a segment of more than this many words into its phrases (0: never);
     skip_series: a segment naming only the series of a character the prompt names asks for nothing."""
     threshold: float = 0.75
@@ -226,6 +230,7 @@ class ComposerConfig:
     meaning_name_share: float = 0.5
     short: int = 2
     meaning_alone: float = 0.8
+    heads: bool = True
     phrases: int = 0
     skip_series: bool = True
 
@@ -413,6 +418,10 @@ class Composer:
         if score < cfg.threshold:
             return (f"no candidate above threshold (asks {score:.0%} of its purpose '{words}', "
                     f"needs {cfg.threshold:.0%})")
+        head = pidx.unit_head(unit) if cfg.heads else ""
+        if head and head not in prompt_words(task.tokens):
+            # "linen curtains" asks for no 'Linen dress', "wool jumper" for no 'Jumper Dress'
+            return f"{MODIFIER_ONLY} '{words}' (not '{head}')"
         # A tag names one thing an adapter does, and its name rarely repeats it ("Seasons" for "autumn");
         # a name phrase or a character's card that the prompt asks only in part is about something more.
         # A common word's match ("dress" of "Flower dress") must hold more of the card's name: the word alone

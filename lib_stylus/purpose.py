@@ -206,6 +206,7 @@ class PurposeIndex:
         # more ("Fiona Frost | Spy x Family" for "spy x family").
         self.name_toks = [part.name_toks for part in parts]
         self._name_forms: dict = {}  # doc -> _names(doc), filled as composes ask
+        self._heads: dict = {}  # unit -> unit_head(unit), filled as composes ask
         # The cards each word of a whole name belongs to (the words _names() checks): a prompt's common word
         # matches thousands of cards at 100,000, and most share no word of their name with it.
         flat = [word for part in parts for word in part.name_set]
@@ -348,6 +349,16 @@ class PurposeIndex:
 
     def unit_words(self, u: int) -> frozenset:
         return self.unit_toks[u]
+
+    def unit_head(self, u: int) -> str:
+        """The head of a purpose phrase: its last word that says what the thing is ('dress' of 'Linen
+        dress', 'girl' of 'Hong Kong Girl'; kind words such as 'style' left out); '' for a one-word phrase."""
+        head = self._heads.get(u)
+        if head is None:
+            toks = self.unit_toks[u]
+            words = [w for w in purpose_words(self.unit_text[u]) if w in toks and w not in KIND_WORDS]
+            head = self._heads[u] = words[-1] if len(toks) > 1 and words else ""
+        return head
 
 
 def purpose_index(snapshot, main_trigger=None) -> PurposeIndex:

@@ -167,6 +167,19 @@ def test_a_surname_several_characters_share_names_none_of_them_alone(tmp_path):
     assert "himawari_uz" in composer.compose("uzumaki, boruto, 1girl", "sd1").stems
 
 
+def test_a_phrase_asked_without_its_head_is_not_asked(tmp_path):
+    """'linen curtains' asked for a 'Linen dress' LoRA (share 84%: 'dress' is a common word), 'a wool jumper'
+    for a 'Jumper Dress' (prompts never seen in development): the modifier alone asks for no dress."""
+    cards = [dict(stem="linen_dress", title="Linen dress", tags=["clothing"], triggers=["linen dress"]),
+             dict(stem="jumper_dress", title="Jumper Dress", tags=["clothing"], triggers=["jumper dress"])]
+    # 'dress' a common word, as in a real library
+    composer = Composer(build_library(str(tmp_path), extra=cards, common="dress"))
+    comp = composer.compose("a sunny room, linen curtains, a man in a wool jumper", "sd1")
+    assert not {"linen_dress", "jumper_dress"} & set(comp.stems)
+    assert any(d.stem == "linen_dress" and "qualifies its purpose" in d.reason for d in comp.drops)
+    assert composer.compose("a woman in a linen dress, sunny room", "sd1").stems == ["linen_dress"]
+
+
 # ------------------------------------------------------------------ issue 10: the failure classes, each pinned
 # Each test builds a small library where the wrong pick exists next to the right one (or alone), so the test
 # fails if the composer's old behaviour comes back.
