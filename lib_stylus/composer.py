@@ -207,7 +207,8 @@ class ComposerConfig:
     cosine similarity of the task's words around it (``window`` words each side) to the card's purpose text
     reaches this; such a match must also hold ``meaning_name_share`` of the card's whole name, tags included;
     short: a task of this many words or fewer (a lone tag: 'smoke') is judged with ``window`` words of the
-    tasks before and after it ('titan, giant, smoke, dust'), unless alone it reaches ``meaning_alone``;
+    tasks before and after it ('titan, giant, smoke, dust') when alone it reaches ``meaning`` but not
+    ``meaning_alone``: the words around may veto a lone word's match, never make one;
     heads: a phrase asked in part must have its head asked ('linen curtains' asks no 'Linen dress');
     phrases: split a segment of more than this many words into its phrases (0: never);
     skip_series: a segment naming only the series of a character the prompt names asks for nothing."""
@@ -270,7 +271,8 @@ class Composer:
                    for t, task in enumerate(tasks)]
         if meaning is not None:  # one encoder pass for the whole prompt
             try:
-                meaning.prefetch([w for m in matches for w in (*m.windows.values(), *m.alone.values())])
+                texts = [m.alone.get(u, w) for m in matches for u, w in m.windows.items()]
+                meaning.prefetch(texts + [w for m in matches for w in self._contexts_needed(m, meaning)])
             except EncoderUnavailable as e:  # a broken model folder costs the meaning check, never the picks
                 log.warning("Stylus: %s: composing by words only", e)
                 meaning = None
@@ -337,6 +339,30 @@ class Composer:
                     m.alone[unit] = _window(task.tokens, words, pidx.unit_words(unit), cfg.window)
         return m
 
+    def _alone(self, m: "_Match", meaning, d: int, unit: int) -> float | None:
+        """A short task's candidate judged on the task's own words: that similarity when it decides (it
+        reaches meaning_alone, or falls short of meaning: the words around may veto a match, never make
+        one), else None (the words around decide)."""
+        if unit not in m.alone:
+            return None
+        alone = float(meaning.vectors[d] @ meaning.vector(m.alone[unit]))
+        if alone >= self.config.meaning_alone or alone < self.config.meaning:
+            return alone
+        return None
+
+    def _contexts_needed(self, m: "_Match", meaning) -> list:
+        """The windows with the neighbouring tasks' words that some candidate's decision may need: those
+        whose own words are not encoded yet, and those whose own words leave the decision to them (a lone tag
+        seen before - most are - costs the encoder nothing unless its context decides)."""
+        at = m.at(m.extra)
+        out = []
+        for d, unit in zip(m.extra.tolist(), m.loose_best[at].tolist()):
+            if unit not in m.alone:
+                continue
+            if not meaning.has(m.alone[unit]) or self._alone(m, meaning, d, unit) is None:
+                out.append(m.windows[unit])
+        return out
+
     def _common_by_meaning(self, m: "_Match", meaning) -> None:
         """A common word asks for an adapter only when the words around it mean what the adapter is for:
         "storm clouds" asks for a clouds LoRA, not for "Clouds - Style", an art style (their purpose vectors
@@ -347,11 +373,9 @@ class Composer:
         at = m.at(m.extra)
         sims = []
         for d, unit in zip(m.extra.tolist(), m.loose_best[at].tolist()):
-            sim = float(meaning.vectors[d] @ meaning.vector(m.windows[unit]))
-            if unit in m.alone:
-                alone = float(meaning.vectors[d] @ meaning.vector(m.alone[unit]))
-                if alone >= self.config.meaning_alone:
-                    sim = alone
+            sim = self._alone(m, meaning, d, unit)
+            if sim is None:
+                sim = float(meaning.vectors[d] @ meaning.vector(m.windows[unit]))
             sims.append(sim)
         sims = np.array(sims, np.float32)
         m.sims = dict(zip(m.extra.tolist(), sims.tolist()))

@@ -47,6 +47,10 @@ class Meaning:
             while len(self._cache) > CACHE:
                 self._cache.popitem(last=False)
 
+    def has(self, text: str) -> bool:
+        """Whether the text's vector is at hand (no encoder pass for it)."""
+        return text in self._cache
+
     def vector(self, text: str) -> np.ndarray:
         if text not in self._cache:
             self.prefetch([text])
