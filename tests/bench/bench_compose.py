@@ -5,7 +5,7 @@ purpose and character indexes built before - on the 6,431-card library and on a 
 (bench cards copied with renamed stems and shuffled tags, in memory).
 
 usage: python tests/bench/bench_compose.py [--work DIR] [--bench ../shared/bench] [--big 100000]
-         [--grid field=v1,v2 ...]"""
+         [--grid field=v1,v2 ...] [--versus field=value ...]"""
 from __future__ import annotations
 
 import argparse
@@ -41,6 +41,9 @@ def main() -> None:
     ap.add_argument("--grid", action="append", default=[])
     ap.add_argument("--embedder", choices=("lexical", "hybrid"), default="hybrid",
                     help="hybrid (default, as shipped): the composer also checks meaning with the encoder")
+    ap.add_argument("--versus", action="append", default=[],
+                    help="field=value of ComposerConfig: also time this setting against the shipped one, "
+                    "prompt by prompt in one run (each with its own encoder cache), and print the ratio")
     ap.add_argument("--compositions", help="write every dev prompt's whole composition (tasks, picks, reasons, "
                     "drops; SD1 and SDXL) here, and the big library's to the same name + '.big'")
     a = ap.parse_args()
@@ -67,6 +70,11 @@ def main() -> None:
     print(f"mean picks {sum(len(preds[q['id']]) for q in concept) / len(concept):.2f}, "
           f"mean concepts {sum(len(q['concepts']) for q in concept) / len(concept):.2f}")
     report(f"{len(index.snapshot.entries)} cards", times)
+    if a.versus:
+        twin = LibraryIndex([lib], os.path.join(work, "cache"), embedders(a.embedder))
+        twin.load()
+        twin.refresh(save=False)
+        versus(index, twin, a.versus, queries, f"{len(index.snapshot.entries)} cards")
     if a.compositions:
         write_compositions(composer, queries, a.compositions)
     retrieval(index, queries, work, a.bench)
@@ -81,6 +89,8 @@ def main() -> None:
               f"{time.perf_counter() - t1:.1f} s (once per index snapshot)")
         _, times = run(Composer(Retriever(big)), queries)
         report(f"{a.big} cards", times)
+        if a.versus:
+            versus(big, synthetic(twin, a.big), a.versus, queries, f"{a.big} cards")
         if a.compositions:
             write_compositions(Composer(Retriever(big)), queries, a.compositions + ".big")
 
@@ -147,6 +157,27 @@ def run(composer, queries):
         preds[q["id"]] = composer.compose(q["prompt"], "sd1").stems
         times.append(time.perf_counter() - t0)
     return preds, times
+
+
+def versus(index, twin, specs: list, queries: list, label: str) -> None:
+    """The shipped composer on ``index`` and the ``specs`` setting on ``twin`` (the same library with encoders
+    of its own: meaning.py's task-vector cache is the encoder's), timed in turn on each prompt."""
+    other = grid(specs)[-1]
+    pair = [Composer(Retriever(index)), Composer(Retriever(twin), other)]
+    for composer in pair:
+        for emb in composer.retriever.index.embedders:
+            getattr(emb, "_stylus_task_vectors", {}).clear()
+        composer.compose("warm up", "sd1")
+    times = [[], []]
+    for q in queries:
+        for composer, ts in zip(pair, times):
+            t0 = time.perf_counter()
+            composer.compose(q["prompt"], "sd1")
+            ts.append(time.perf_counter() - t0)
+    report(f"{label}, shipped, side by side", times[0])
+    report(f"{label}, {_diff(other)}, side by side", times[1])
+    p95 = [sorted(ts)[int(0.95 * len(ts))] for ts in times]
+    print(f"p95 ratio shipped / {_diff(other)}: {p95[0] / p95[1]:.2f}")
 
 
 def report(label, times) -> None:
