@@ -335,7 +335,7 @@ class Composer:
         for unit in loose_best[m.at(m.extra)].tolist():
             if unit not in m.windows:
                 m.windows[unit] = _window(tokens, words, pidx.unit_words(unit), cfg.window, lo)
-                if lo or len(tokens) > len(task.tokens):
+                if len(tokens) > len(task.tokens):  # it borrowed words: its own are judged first
                     m.alone[unit] = _window(task.tokens, words, pidx.unit_words(unit), cfg.window)
         return m
 
