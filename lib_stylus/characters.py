@@ -21,6 +21,8 @@ Interface (stable; the composer uses it - extend, do not rename). A *row* is an 
   long-vowel romanizations (ou/oh/uu/oo), with one edit on long words in a name that has another exact word,
   and a single name word counts when the row's franchise is named too ("raiden ei, genshin impact"). A name
   made only of everyday words counts only with its franchise. Never from "1girl", colours or outfits.
+* ``.unambiguous(prompt, names, everyday=frozenset()) -> dict``: ``names`` (``named_in``) without the rows
+  named by one common word, or by one word characters with other given names share, without their franchise.
 * ``.franchises_in(prompt) -> set[str]``: every known franchise the prompt names.
 * ``.franchise_rows(name) -> list[int]``: the rows carrying a franchise (characters and franchise styles
   alike: filter with ``is_character``), to find "genshin impact style" LoRAs for a franchise asked alone.
@@ -181,12 +183,15 @@ class _Card:
         self.said = {t for toks in self.tag_texts + [self.first] for t in toks if not t.isdigit()} - CATEGORY
         self._texts = None
         self.forms = []  # (name tokens, qualifier tokens) from "name (qualifier)" tags / triggers / title
-        titled = _unpackaged(title) if title.count("(") == 1 else ""
-        for text in self.tags + self.triggers + ([titled] if titled else []):
+        texts = [(t, False) for t in self.tags + self.triggers]
+        if title.count("(") == 1:
+            titled = _unpackaged(title)
+            texts.append((titled, titled != title))  # True: packaging words were cut after the bracket
+        for text, cut in texts:
             m = _NAME_FORM.match(text)
             if m:
                 name, qual = _clean_tokens(m.group(1), keep_digits=True), _clean_tokens(m.group(2))
-                if text is titled and titled != title and _compact(name) in self.tag_keys:
+                if cut and _compact(name) in self.tag_keys:
                     continue  # 'Product Design (minimalism) LoRA' tagged 'product design': a concept
                 thing = all(t in THING_KINDS for t in qual)  # "pom pom (clothes)": a thing, not a name
                 if name and qual and not thing and len(name) <= MAX_NAME_WORDS and not _generic(name):
@@ -892,6 +897,25 @@ class CharacterIndex:
                 if any(exact) and all(e or w in fuzzy for e, w in zip(exact, v)):
                     matched.add(v)
         return matched
+
+    def unambiguous(self, prompt: str, names: dict, everyday: frozenset = frozenset()) -> dict:
+        """``names`` (named_in(prompt)) without the rows named by one word alone, unless their franchise is
+        named too ('misty, pokemon'), when that word is a common word of the language ('misty mountains',
+        'sage mode', 'neon', 'noir': the library's own statistics miss it when few cards use the word
+        otherwise; ``everyday``, a sentence encoder's vocabulary, says which words are common) or is shared by
+        characters with other given names ('Uzumaki' of Naruto, Kushina and Himawari: the manga 'Uzumaki')."""
+        asked = self.franchises_in(prompt)
+        alone: dict = {}  # word -> rows it names alone
+        for row, name in names.items():
+            words = name.casefold().split()
+            if len(words) == 1 and not self.franchises(row) & asked:
+                alone.setdefault(words[0], []).append(row)
+        dropped = set()
+        for word, rows in alone.items():
+            given = {frozenset(n[0] for n in self.names(r) if len(n) == 1 and n[0] != word) for r in rows}
+            if word in everyday or len(given - {frozenset()}) > 1:
+                dropped.update(rows)
+        return {row: name for row, name in names.items() if row not in dropped}
 
     def named_in(self, prompt: str) -> dict:
         segs = self._segments(prompt)

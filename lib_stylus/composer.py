@@ -520,26 +520,6 @@ class _Match:
         return np.searchsorted(self.docs, docs)
 
 
-def _clear_names(chars, prompt: str, names: dict, everyday: frozenset) -> dict:
-    """The characters a prompt names, without those named by one word alone, unless their franchise is named
-    too ('misty, pokemon'), when that word is a common word of the language ('misty mountains', 'sage mode',
-    'neon', 'noir': the library's own statistics miss it when few cards use the word otherwise; ``everyday``,
-    the encoder's vocabulary, says which words are common) or is shared by characters with other given names
-    ('Uzumaki' of Naruto, Kushina and Himawari: the manga 'Uzumaki')."""
-    asked = chars.franchises_in(prompt)
-    alone: dict = {}  # word -> rows it names alone
-    for row, name in names.items():
-        words = name.casefold().split()
-        if len(words) == 1 and not chars.franchises(row) & asked:
-            alone.setdefault(words[0], []).append(row)
-    dropped = set()
-    for word, rows in alone.items():
-        given = {frozenset(n[0] for n in chars.names(r) if len(n) == 1 and n[0] != word) for r in rows}
-        if word in everyday or len(given - {frozenset()}) > 1:
-            dropped.update(rows)
-    return {row: name for row, name in names.items() if row not in dropped}
-
-
 def _around(tasks: list, t: int) -> tuple:
     """The tokens of the tasks before and after task t (the prompt's neighbouring segments)."""
     before = tasks[t - 1].tokens if t > 0 else ()
@@ -571,7 +551,7 @@ class Selection:
         self.count = 0
         self.chars = character_index(snap)
         self.prompt_names = self.chars.named_in(prompt)  # row -> the name as the prompt writes it
-        self.prompt_names = _clear_names(self.chars, prompt, self.prompt_names, everyday)
+        self.prompt_names = self.chars.unambiguous(prompt, self.prompt_names, everyday)
         self.named = set(self.prompt_names)
         self.franchises_asked = self.chars.franchise_asked(prompt, self.prompt_names)
         self.profile = profile_prompt(prompt, self.prompt_names)  # gender, NSFW, ethnicity, real person asked

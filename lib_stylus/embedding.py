@@ -132,6 +132,7 @@ class DenseEmbedder:
         self.guard = guard
         self.id = "dense-" + _dir_id(model_dir)
         self._model = self._tokenizer = None
+        self._words: frozenset | None = None  # words(), read from the tokenizer once
         # bert.py's forward (False: it cannot compute the model), and the model it was built for
         self._numpy = self._numpy_of = None
 
@@ -152,12 +153,11 @@ class DenseEmbedder:
     def words(self) -> frozenset:
         """The whole words of the encoder's vocabulary (a WordPiece vocabulary holds the language's common
         words whole, and splits rare names: 'misty', 'sage' are words, 'megumin' is 'me ##gum ##in')."""
-        found = getattr(self, "_words", None)
-        if found is None:
+        if self._words is None:
             _, tokenizer = self._load()
             vocab = tokenizer.get_vocab()
-            found = self._words = frozenset(t for t in vocab if t.isalpha() and not t.startswith("##"))
-        return found
+            self._words = frozenset(t for t in vocab if t.isalpha() and not t.startswith("##"))
+        return self._words
 
     def _numpy_forward(self, model):
         """bert.py's forward of the loaded model, built once per loaded model; None where it cannot compute
