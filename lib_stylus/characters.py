@@ -183,11 +183,12 @@ class _Card:
         self.said = {t for toks in self.tag_texts + [self.first] for t in toks if not t.isdigit()} - CATEGORY
         self._texts = None
         self.forms = []  # (name tokens, qualifier tokens) from "name (qualifier)" tags / triggers / title
-        texts = [(t, False) for t in self.tags + self.triggers]
+        self.title_form = None  # where the title's own "X (Y)" is in forms, when it may be "series (name)"
+        texts = [(t, False, False) for t in self.tags + self.triggers]
         if title.count("(") == 1:
             titled = _unpackaged(title)
-            texts.append((titled, titled != title))  # True: packaging words were cut after the bracket
-        for text, cut in texts:
+            texts.append((titled, titled != title, True))  # True: packaging words were cut after the bracket
+        for text, cut, titled in texts:
             m = _NAME_FORM.match(text)
             if m:
                 name, qual = _clean_tokens(m.group(1), keep_digits=True), _clean_tokens(m.group(2))
@@ -195,8 +196,19 @@ class _Card:
                     continue  # 'Product Design (minimalism) LoRA' tagged 'product design': a concept
                 thing = all(t in THING_KINDS for t in qual)  # "pom pom (clothes)": a thing, not a name
                 if name and qual and not thing and len(name) <= MAX_NAME_WORDS and not _generic(name):
-                    self.forms.append((name, qual))
+                    if not titled or not self._reversible(name, qual):
+                        self.forms.append((name, qual))
+                    elif (name, qual) not in self.forms:
+                        self.title_form = len(self.forms)
+                        self.forms.append((name, qual))
+        self.as_cut = list(self.forms)
         self.split_title({})
+
+    def _reversible(self, name: list, qual: list) -> bool:
+        """Whether the title "X (Y)" may be written series first ('Elden Ring (Malenia)'): X is the whole
+        title part and the card itself says Y (a tag, or words of its main trigger), so Y may be the name."""
+        said = _compact(qual) in self.tag_keys or bool(qual) and set(qual) <= set(self.first)
+        return said and self.parts == [name] and self.brackets == [qual] and not _generic(qual)
 
     @property
     def texts(self) -> list:
@@ -205,11 +217,23 @@ class _Card:
             self._texts = self.tag_texts + [_clean_cached(t, True, False) for t in self.triggers]
         return self._texts
 
-    def split_title(self, franchises: dict) -> None:
+    def split_title(self, franchises: dict, own=()) -> None:
         """Head = the first title part (digits out) that is not a franchise, else the least known one
-        ('Pokemon - Serena (Game)': franchises = {key: cards using it as a series}); qualifiers = the other
-        parts, the bracketed ones and those of "name (series)" forms. The head (or the stem) also says the
-        kind of LoRA: a costume, or a style / pose / effect."""
+        ('Pokemon - Serena (Game)': franchises = {key: cards using it as a series}, ``own``: this card's part
+        of those counts); qualifiers = the other parts, the bracketed ones and those of "name (series)"
+        forms. A title "X (Y)" is "series (name)" when other cards use X as a series more often than Y
+        ('Elden Ring (Malenia)'). The head (or the stem) also says the kind of LoRA: a costume, or a style /
+        pose / effect."""
+        self.forms = list(self.as_cut)
+        if self.title_form is not None:
+            name, qual = self.forms[self.title_form]
+            used = {key: franchises.get(key, 0) - own.count(key) for key in (_compact(name), _compact(qual))}
+            if used[_compact(name)] > used[_compact(qual)]:
+                self.forms[self.title_form] = (qual, name)
+                self.head = list(qual)
+                self.quals = [list(name)] + [q for _, q in self.forms]
+                self._kinds()
+                return
         parts = [p for p in self.parts if any(not t.isdigit() for t in p)]
         # the part least used as a series by other cards ('Pokemon - Serena (Game)', 'Goto Hitori - Bocchi
         # the Rock'), then the one its main trigger word says ('Ghibli - Kiki's Delivery Service - Kiki and
@@ -227,6 +251,9 @@ class _Card:
         self.head = head
         self.quals = list(self.brackets) + [p for p in self.parts if not parts or p is not parts[best]]
         self.quals += [q for _, q in self.forms]
+        self._kinds()
+
+    def _kinds(self) -> None:
         kinds = set(self.head) or set(self.stem)
         self.costume = bool(kinds & CLOTHING_KINDS)
         self.not_character = bool(kinds & NOT_CHARACTER_KINDS)
@@ -280,7 +307,7 @@ class _Row:
     def at_split(self) -> "_Card":
         """The cut card as the franchise split left it (head with its franchise words)."""
         c = self.cut
-        c.head, c.quals, c.costume, c.not_character = self.split
+        c.head, c.quals, c.costume, c.not_character, c.forms = self.split
         return c
 
     def at_names(self) -> "_Card":
@@ -516,8 +543,8 @@ class CharacterIndex:
 
     def _split(self, r: "_Row") -> None:
         c = r.cut
-        c.split_title(self._seen1)
-        r.split = (c.head, c.quals, c.costume, c.not_character)
+        c.split_title(self._seen1, r.seen1)
+        r.split = (c.head, c.quals, c.costume, c.not_character, c.forms)
         r.fv = _fv_part(c) if r.strong else None
 
     def _strip(self, r: "_Row") -> None:
