@@ -58,6 +58,9 @@ MAX_FRANCHISE_WORDS = 5
 # A qualifier that is also written as a name (a title head, a first trigger word) is a franchise only when
 # this many times more cards use it as a qualifier: "naruto", not "yorha no. 2 type b".
 NAME_USES = 3
+# A tag that character cards of this many other names carry (names without its words) is a franchise, though
+# no title writes it as one: 'super mario' on Peach, Rosalina and Daisy.
+SPREAD = 3
 # A name word is an everyday word when the library uses it on many more cards than carry it in a name.
 COMMON_RATIO, COMMON_SLACK = 3.0, 4
 
@@ -346,17 +349,33 @@ def _fv_part(c) -> tuple:
     quals = []
     for q in {tuple(q) for q in c.quals}:
         key = _compact(q)
-        if len(q) > MAX_FRANCHISE_WORDS or len(key) < 3 or set(q) & _NOT_FRANCHISE \
-                or all(is_numeral(t) or gender_of_word(t) or t in COLOURS for t in q):
-            continue
-        quals.append((key, key in c.tag_keys, " ".join(q), _compact(c.head)))
+        if _series_like(q):
+            quals.append((key, key in c.tag_keys, " ".join(q), _compact(c.head)))
     edges = []
     for toks in c.tag_texts:
         n = len(toks)
         if 1 < n < len(c.head) and (c.head[:n] == list(toks) or c.head[-n:] == list(toks)):
             edges.append((_compact(toks), " ".join(toks),
                           _compact(c.head[n:] if c.head[:n] == list(toks) else c.head[:-n])))
-    return heads, [q[0] for q in quals] + [e[0] for e in edges], quals, edges
+    # tags beside a name that has none of their words (the character's series, group, game - or an
+    # attribute, which the library's word counts tell apart: see CharacterIndex._franchise)
+    carried = []
+    owner = _compact(c.head)
+    names = [c.head] + [name for name, _ in c.forms]
+    for toks in {tuple(t) for t in c.tag_texts}:
+        key = _compact(toks)
+        if owner and _series_like(toks) and not found(SEXUAL, list(toks)) and not any(
+                set(toks) & set(name) or key in _compact(name) or _compact(name) in key for name in names):
+            carried.append((key, " ".join(toks), owner))
+    keys = [q[0] for q in quals] + [e[0] for e in edges]
+    return heads, keys, quals, edges, sorted(carried)
+
+
+def _series_like(toks) -> bool:
+    """Words that may be a series' name: not too many, no kind of picture, costume or person, not only a
+    number, a gender or a colour."""
+    return len(toks) <= MAX_FRANCHISE_WORDS and len(_compact(toks)) >= 3 and not set(toks) & _NOT_FRANCHISE \
+        and not all(is_numeral(t) or gender_of_word(t) or t in COLOURS for t in toks)
 
 
 class _Vocab:
@@ -367,9 +386,27 @@ class _Vocab:
     def __init__(self):
         self.seen, self.confirmed, self.heads = Counter(), Counter(), Counter()
         self.spelled, self.owners, self.beside = defaultdict(Counter), defaultdict(set), defaultdict(set)
+        # tags carried beside other names: key -> cards, the names they carry it beside, their spellings
+        self.carried, self.carriers, self.tag_spelled = Counter(), defaultdict(set), defaultdict(Counter)
+
+    TABLES = ("seen", "confirmed", "heads", "spelled", "owners", "beside", "carried", "carriers", "tag_spelled")
+
+    def keys(self) -> set:
+        """Every key the franchise decision is made for."""
+        return set(self.seen) | set(self.carried)
+
+    def spelling(self, key: str) -> str:
+        """The spelling of a key its cards write most often as a series (the first one written: the tie-break),
+        else as a tag."""
+        return (self.spelled[key] if key in self.seen else self.tag_spelled[key]).most_common(1)[0][0]
 
     def add(self, fv, only: str | None = None) -> None:
-        heads, _, quals, edges = fv
+        heads, _, quals, edges, carried = fv
+        for key, spelling, owner in carried:
+            if only is None or key == only:
+                self.carried[key] += 1
+                self.carriers[key].add(owner)
+                self.tag_spelled[key][spelling] += 1
         for key in heads:
             if only is None or key == only:
                 self.heads[key] += 1
@@ -387,7 +424,7 @@ class _Vocab:
 
     def copy(self) -> "_Vocab":
         new = _Vocab()
-        for name in ("seen", "confirmed", "heads", "spelled", "owners", "beside"):
+        for name in _Vocab.TABLES:
             mine = getattr(self, name)
             theirs = getattr(new, name)
             theirs.update(mine) if isinstance(mine, Counter) else theirs.update(dict(mine))
@@ -395,8 +432,8 @@ class _Vocab:
 
     def recount(self, key: str, fvs) -> None:
         """The counts of one key again, from the parts of the cards that may hold it (in row order)."""
-        for table in (self.seen, self.confirmed, self.heads, self.spelled, self.owners, self.beside):
-            table.pop(key, None)
+        for name in _Vocab.TABLES:
+            getattr(self, name).pop(key, None)
         for fv in fvs:
             self.add(fv, key)
 
@@ -490,9 +527,9 @@ class CharacterIndex:
             if r.strong:
                 vocab.add(r.fv)
         self._vocab = vocab
-        self._spelling = {key: vocab.spelled[key].most_common(1)[0][0] for key in vocab.seen}
+        self._spelling = {key: vocab.spelling(key) for key in vocab.keys()}
         self._folded = {}
-        for key in vocab.seen:
+        for key in self._spelling:
             spelling = self._franchise(key)
             if spelling is not None:
                 self._folded[key] = spelling
@@ -533,6 +570,12 @@ class CharacterIndex:
         everyday = all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in spelling.split())
         qualifier = v.confirmed[key] and (len(v.owners[key]) > 1 or not everyday)
         if (qualifier or len(v.beside[key]) > 1) and n > NAME_USES * v.heads[key]:
+            return spelling
+        # a tag carried beside several other names, that the library does not use far more often elsewhere
+        # ('super mario' on Peach, Rosalina, Daisy; not 'horror' or 'monster')
+        n += v.carried[key]
+        spread = len(v.carriers[key]) >= SPREAD and n > NAME_USES * v.heads[key]
+        if spread and not all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in spelling.split()):
             return spelling
         return None
 
@@ -645,21 +688,22 @@ class CharacterIndex:
         gone = [r.fv for r in removed if r.strong]
         gone += [old[i].fv for i in split_changed if i in old and old[i].strong]
         came = [rows[i].fv for i in split_changed if rows[i].strong]
-        keys = {k for fv in gone + came for k in fv[0] + fv[1]}
+        keys = {k for fv in gone + came for k in fv[0] + fv[1] + [t[0] for t in fv[4]]}
         vocab = prev._vocab.copy()
         for k in keys:
             vocab.recount(k, [rows[i].fv for i in sorted(readers([k])) if rows[i].strong])
         self._vocab = vocab
         self._spelling = dict(prev._spelling)
+        known = vocab.keys()
         for k in keys:
             self._spelling.pop(k, None)
-            if k in vocab.seen:
-                self._spelling[k] = vocab.spelled[k].most_common(1)[0][0]
+            if k in known:
+                self._spelling[k] = vocab.spelling(k)
         decide = keys | {k for k, s in self._spelling.items() if any(t in changed_df for t in s.split())}
         self._folded = prev._folded
         self._tag_spelling = prev._tag_spelling
         for k in decide:
-            if (self._franchise(k) if k in vocab.seen else None) != prev._folded.get(k):
+            if (self._franchise(k) if k in self._spelling else None) != prev._folded.get(k):
                 return False
         tag_keys = {_compact(t) for r in removed for t in r.cut.tag_texts} | {
             _compact(t) for i in added for t in rows[i].cut.tag_texts}
