@@ -209,9 +209,15 @@ class _Card:
 
     def _reversible(self, name: list, qual: list) -> bool:
         """Whether the title "X (Y)" may be written series first ('Elden Ring (Malenia)'): X is the whole
-        title part and the card itself says Y (a tag, or words of its main trigger), so Y may be the name."""
-        said = _compact(qual) in self.tag_keys or bool(qual) and set(qual) <= set(self.first)
-        return said and self.parts == [name] and self.brackets == [qual] and not _generic(qual)
+        title part and one of the card's tags (as series are), the card itself says Y (a tag, or words of
+        its main trigger) and its main trigger does not say X ('faye valentine' of 'Faye Valentine (Cowboy
+        Bebop)'), so Y may be the name."""
+        first = set(self.first)
+        said = _compact(qual) in self.tag_keys or set(qual) <= first
+        named = set(name) <= first or _compact(name) in _compact(self.first)
+        tagged = _compact(name) in self.tag_keys
+        return said and tagged and not named and self.parts == [name] and self.brackets == [qual] \
+            and not _generic(qual)
 
     @property
     def texts(self) -> list:
@@ -362,12 +368,12 @@ def _fv_part(c) -> tuple:
     carried = []
     owner = _compact(c.head)
     names = [c.head] + [name for name, _ in c.forms]
+    keys = [q[0] for q in quals] + [e[0] for e in edges]
     for toks in {tuple(t) for t in c.tag_texts}:
         key = _compact(toks)
         if owner and _series_like(toks) and not found(SEXUAL, list(toks)) and not any(
                 set(toks) & set(name) or key in _compact(name) or _compact(name) in key for name in names):
-            carried.append((key, " ".join(toks), owner))
-    keys = [q[0] for q in quals] + [e[0] for e in edges]
+            carried.append((key, " ".join(toks), owner, tuple(sorted(set(keys) - {key}))))
     return heads, keys, quals, edges, sorted(carried)
 
 
@@ -388,8 +394,10 @@ class _Vocab:
         self.spelled, self.owners, self.beside = defaultdict(Counter), defaultdict(set), defaultdict(set)
         # tags carried beside other names: key -> cards, the names they carry it beside, their spellings
         self.carried, self.carriers, self.tag_spelled = Counter(), defaultdict(set), defaultdict(Counter)
+        self.carrier_series = defaultdict(set)  # key -> what its carriers' titles write as their series
 
-    TABLES = ("seen", "confirmed", "heads", "spelled", "owners", "beside", "carried", "carriers", "tag_spelled")
+    TABLES = ("seen", "confirmed", "heads", "spelled", "owners", "beside", "carried", "carriers", "tag_spelled",
+              "carrier_series")
 
     def keys(self) -> set:
         """Every key the franchise decision is made for."""
@@ -402,11 +410,12 @@ class _Vocab:
 
     def add(self, fv, only: str | None = None) -> None:
         heads, _, quals, edges, carried = fv
-        for key, spelling, owner in carried:
+        for key, spelling, owner, series in carried:
             if only is None or key == only:
                 self.carried[key] += 1
                 self.carriers[key].add(owner)
                 self.tag_spelled[key][spelling] += 1
+                self.carrier_series[key].update(series)
         for key in heads:
             if only is None or key == only:
                 self.heads[key] += 1
@@ -533,6 +542,7 @@ class CharacterIndex:
             spelling = self._franchise(key)
             if spelling is not None:
                 self._folded[key] = spelling
+        self._titled = {key for key in self._folded if self._series(key)}  # decides carried tags' series
         tags = defaultdict(Counter)
         for r in rows:
             c = r.cut
@@ -564,20 +574,30 @@ class CharacterIndex:
         'Girls und Panzer Kay'). Not one: a qualifier more often some character's own title ('Yor Briar (Yor
         Forger)'), one with a word of a kind of picture, costume or person, a bare number, or an everyday
         word that only one character's cards use as a qualifier."""
+        if self._series(key):
+            return self._spelling[key]
+        # A tag carried beside several other names that the library does not use far more often elsewhere
+        # ('super mario' on Peach, Rosalina, Daisy; not 'horror' or 'monster'), and whose characters belong
+        # to no two other series: 'vampire' or 'villain' beside characters of several series is a kind.
+        v = self._vocab
+        n = v.seen[key] + v.carried[key]
+        spelling = self._spelling[key]
+        if len(v.carriers[key]) < SPREAD or n <= NAME_USES * v.heads[key]:
+            return None
+        if all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in spelling.split()):
+            return None
+        other = {q for q in v.carrier_series[key] if q not in key and key not in q and self._series(q)}
+        return spelling if len(other) < 2 else None
+
+    def _series(self, key: str) -> bool:
+        """Whether the key is a franchise by the way titles write it (see _franchise)."""
         v = self._vocab
         n = v.seen[key]
-        spelling = self._spelling[key]
-        everyday = all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in spelling.split())
+        if not n:
+            return False
+        everyday = all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in self._spelling[key].split())
         qualifier = v.confirmed[key] and (len(v.owners[key]) > 1 or not everyday)
-        if (qualifier or len(v.beside[key]) > 1) and n > NAME_USES * v.heads[key]:
-            return spelling
-        # a tag carried beside several other names, that the library does not use far more often elsewhere
-        # ('super mario' on Peach, Rosalina, Daisy; not 'horror' or 'monster')
-        n += v.carried[key]
-        spread = len(v.carriers[key]) >= SPREAD and n > NAME_USES * v.heads[key]
-        if spread and not all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in spelling.split()):
-            return spelling
-        return None
+        return bool(qualifier or len(v.beside[key]) > 1) and n > NAME_USES * v.heads[key]
 
     def _franchise_name(self, key: str) -> str:
         """The spelling the cards' tags use most (for people), else the folded one."""
@@ -702,8 +722,11 @@ class CharacterIndex:
         decide = keys | {k for k, s in self._spelling.items() if any(t in changed_df for t in s.split())}
         self._folded = prev._folded
         self._tag_spelling = prev._tag_spelling
+        self._titled = prev._titled
         for k in decide:
             if (self._franchise(k) if k in self._spelling else None) != prev._folded.get(k):
+                return False
+            if (k in self._spelling and self._series(k)) != (k in prev._titled):
                 return False
         tag_keys = {_compact(t) for r in removed for t in r.cut.tag_texts} | {
             _compact(t) for i in added for t in rows[i].cut.tag_texts}
