@@ -847,10 +847,11 @@ class CharacterIndex:
     def franchises(self, row: int) -> set:
         return set(self._card_franchises[row])
 
-    def only_franchises(self, text: str) -> set:
+    def only_franchises(self, text: str, card: bool = False) -> set:
         """The franchises a prompt segment names when it names nothing else ("genshin impact", "spy x
-        family"), else an empty set."""
-        words = _Segment(text).words
+        family"), else an empty set. ``card``: the text is a card's phrase, whose packaging and version words
+        say nothing ('Super Mario LoRA')."""
+        words = _clean_tokens(text) if card else _Segment(text).words
         if not words or self.without_franchises(words):
             return set()
         return {self.franchise_names[k] for k, _, _ in self._franchise_runs(words)}

@@ -35,6 +35,7 @@ TIEBREAK = 1e-3  # retrieval score's share in a task's ranking: orders equal pur
 TAG_KIND = 2     # PurposeIndex.unit_kind of a tag phrase
 NAMED = -1       # a candidate's phrase when the prompt names the character
 MODIFIER_ONLY = "asks only what qualifies its purpose"
+NAMED_SERIES = "asked only by the series of a character the prompt names"
 REFUSED_SHOWN = 3  # common-word candidates the meaning check refused, reported per task (closest first)
 
 
@@ -439,6 +440,10 @@ class Composer:
             return ""  # the prompt names this character: its own rules (Selection.refusal) decide
         character = state.is_character(doc)
         words = pidx.unit_text[unit]
+        if not character and state.series_of_named(words, card=True):
+            # 'Super Mario LoRA' (it shows Mario) for "princess peach, super mario bros": the words that
+            # asked for it say whose Peach she is, as a task of the series alone does (names_series_of_named)
+            return f"{NAMED_SERIES} ('{words}')"
         if score < cfg.threshold:
             return (f"no candidate above threshold (asks {score:.0%} of its purpose '{words}', "
                     f"needs {cfg.threshold:.0%})")
@@ -565,9 +570,13 @@ class Selection:
         """The task only names the series of a character the prompt names ("raiden ei, genshin impact"): it
         tells who the character is and asks for no adapter of its own (a series style would take a slot from
         what the prompt does ask)."""
+        return self.series_of_named(task.plain)
+
+    def series_of_named(self, text: str, card: bool = False) -> bool:
+        """The text (``card``: a card's phrase) names only franchises of characters the prompt names."""
         if not self.prompt_names:
             return False
-        series = self.chars.only_franchises(task.plain)
+        series = self.chars.only_franchises(text, card)
         covered = set().union(*(self.chars.franchises(r) for r in self.prompt_names))
         return bool(series) and series <= covered
 
