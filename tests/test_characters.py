@@ -294,6 +294,19 @@ FRANCHISE_FIRST = [
     dict(stem="super_mario", title="Super Mario LoRA", tags=["nintendo", "mario", "super mario", "cartoon"],
          triggers=["supermario"]),
     dict(stem="hood_witch", title="Witch Hood Outfit", tags=["clothing", "witch"], triggers=["witch hood"]),
+    # a tag characters of several series carry is a kind of character, not their franchise
+    dict(stem="alucard", title="Alucard (Hellsing)", tags=CHARACTER + ["hellsing", "vampire"],
+         triggers=["alucard"]),
+    dict(stem="remilia", title="Remilia Scarlet (Touhou)", tags=CHARACTER + ["touhou", "vampire"],
+         triggers=["remilia scarlet"]),
+    dict(stem="dracula", title="Dracula (Castlevania)", tags=CHARACTER + ["castlevania", "vampire"],
+         triggers=["dracula"]),
+    # "name (series)" though another card writes the name as if it were a series ('Esthetic' + her name)
+    dict(stem="faye_v3", title="Faye Valentine (Cowboy Bebop)",
+         tags=CHARACTER + ["cowboy bebop", "faye valentine"],
+         triggers=["faye valentine"]),
+    dict(stem="faye_esthetic", title="Esthetic Faye Valentine",
+         tags=CHARACTER + ["cowboy bebop", "faye valentine"], triggers=["faye valentine"]),
 ]
 
 
@@ -340,3 +353,19 @@ def test_a_tag_several_characters_with_other_names_carry_is_a_franchise(first_li
     assert named(first_lib, "princess peach, super mario bros., castle") == {"peach_1499"}
     # tags several characters carry that are no franchise: attributes, kinds of person
     assert not {"woman", "anime", "character"} & set(ci.franchise_names.values())
+
+
+def test_a_tag_characters_of_several_series_carry_is_a_kind_not_a_franchise(first_lib):
+    snap, ci, rows = first_lib
+    assert "vampire" not in ci.franchise_names.values()
+    assert ci.franchises(rows["alucard"]) == {"hellsing"}
+    assert named(first_lib, "a vampire in a castle, night") == set()
+
+
+def test_a_name_written_first_stays_the_name(first_lib):
+    """'Faye Valentine (Cowboy Bebop)' is in the usual order: her main trigger says her name."""
+    snap, ci, rows = first_lib
+    for stem in ("faye_v3", "faye_esthetic"):
+        assert ci.franchises(rows[stem]) == {"cowboy bebop"}, stem
+        assert ("faye", "valentine") in ci.names(rows[stem]), stem
+    assert named(first_lib, "faye valentine, spaceship") == {"faye_v3", "faye_esthetic"}
