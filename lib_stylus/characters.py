@@ -396,16 +396,16 @@ class _Vocab:
         self.carried, self.carriers, self.tag_spelled = Counter(), defaultdict(set), defaultdict(Counter)
         self.carrier_series = defaultdict(set)  # key -> what its carriers' titles write as their series
 
-    TABLES = ("seen", "confirmed", "heads", "spelled", "owners", "beside", "carried", "carriers", "tag_spelled",
-              "carrier_series")
+    TABLES = ("seen", "confirmed", "heads", "spelled", "owners", "beside", "carried", "carriers",
+              "tag_spelled", "carrier_series")
 
     def keys(self) -> set:
         """Every key the franchise decision is made for."""
         return set(self.seen) | set(self.carried)
 
     def spelling(self, key: str) -> str:
-        """The spelling of a key its cards write most often as a series (the first one written: the tie-break),
-        else as a tag."""
+        """The spelling its cards write most often as a series (the first one written: the tie-break), else
+        as a tag."""
         return (self.spelled[key] if key in self.seen else self.tag_spelled[key]).most_common(1)[0][0]
 
     def add(self, fv, only: str | None = None) -> None:

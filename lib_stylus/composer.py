@@ -440,9 +440,11 @@ class Composer:
             return ""  # the prompt names this character: its own rules (Selection.refusal) decide
         character = state.is_character(doc)
         words = pidx.unit_text[unit]
-        if not character and state.series_of_named(words, card=True):
+        series_only = not character and state.series_of_named(words, card=True)
+        if series_only and not _asks_more(state.snap.entries[doc].card, pidx.unit_words(unit), task):
             # 'Super Mario LoRA' (it shows Mario) for "princess peach, super mario bros": the words that
-            # asked for it say whose Peach she is, as a task of the series alone does (names_series_of_named)
+            # asked for it say whose Peach she is, as a task of the series alone does (names_series_of_named);
+            # "blue archive official art" still asks a 'Blue Archive | Style' tagged 'style art' for its art
             return f"{NAMED_SERIES} ('{words}')"
         if score < cfg.threshold:
             return (f"no candidate above threshold (asks {score:.0%} of its purpose '{words}', "
@@ -523,6 +525,14 @@ class _Match:
     def at(self, docs):
         """Where documents of ``docs`` (all asked) are in the arrays."""
         return np.searchsorted(self.docs, docs)
+
+
+def _asks_more(card, unit_words: frozenset, task: Task) -> bool:
+    """Whether the task asks words the card says of itself (title, tags, trigger words) besides those of the
+    phrase that matched."""
+    texts = [card.title] + list(card.tags or ()) + list(card.trigger_words or ())
+    said = " ".join(t for t in texts if isinstance(t, str))
+    return bool((set(prompt_words(task.tokens)) & set(prompt_words(tokenize(said)))) - unit_words)
 
 
 def _around(tasks: list, t: int) -> tuple:

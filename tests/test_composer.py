@@ -1,6 +1,6 @@
 import pytest
 
-from lib_stylus.composer import Composer, split_tasks
+from lib_stylus.composer import NAMED_SERIES, Composer, split_tasks
 from lib_stylus.prompt import TAG_RE, parse_tags
 from compose_fixtures import build_library
 
@@ -435,6 +435,7 @@ FRANCHISE_CARDS = [
          tags=["character", "mario", "super mario"]),
     dict(stem="super_mario", title="Super Mario LoRA", tags=["nintendo", "mario", "super mario", "cartoon"],
          triggers=["supermario"]),
+    dict(stem="mario_style", title="Super Mario | Style", tags=["style", "super mario", "style art"]),
 ]
 
 
@@ -460,7 +461,16 @@ def test_a_lora_asked_only_by_the_named_characters_series_is_not_picked(franchis
     and asks for no LoRA of its own."""
     comp = franchise_composer.compose(prompt, "sd1")
     assert "peach_1499" in comp.stems
-    assert not {"super_mario", "rosalina_1077", "daisy_1179"} & set(comp.stems)
+    assert not {"super_mario", "mario_style", "rosalina_1077", "daisy_1179"} & set(comp.stems)
+    if "bros" in prompt:  # "super mario" alone is a task names_series_of_named drops before any match
+        assert any(d.stem == "super_mario" and d.reason.startswith(NAMED_SERIES) for d in comp.drops)
+
+
+def test_the_named_characters_series_asked_for_more_than_who_she_is_may_get_its_lora(franchise_composer):
+    """"super mario official art" asks the series' art: 'Super Mario | Style' (tagged 'style art') serves it;
+    'Super Mario LoRA' holds nothing of it but the series."""
+    comp = franchise_composer.compose("princess peach, super mario official art, castle", "sd1")
+    assert {"peach_1499", "mario_style"} <= set(comp.stems) and "super_mario" not in comp.stems
 
 
 def test_a_franchise_lora_is_still_picked_when_the_franchise_is_asked(franchise_composer):
