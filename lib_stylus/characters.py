@@ -15,7 +15,9 @@ Interface (stable; the composer uses it - extend, do not rename). A *row* is an 
 * ``.is_cosplay(row) -> bool``: a cosplay / costume LoRA of a character.
 * ``.names(row) -> list[tuple[str, ...]]``: the character's name variants as folded word tuples (title, tags,
   trigger words, file stem: franchise qualifiers, version numbers, base-model and packaging words removed).
-* ``.franchises(row) -> set[str]``: the franchises (series, games, groups) the card belongs to.
+* ``.franchises(row) -> set[str]``: the franchises (series, games, groups) the card belongs to: what titles
+  write as a qualifier or at their edge (in either order: 'Makima (Chainsaw Man)', 'Elden Ring (Malenia)'),
+  or a tag characters of several other names carry ('super mario' on Peach, Rosalina and Daisy).
 * ``.named_in(prompt) -> dict[int, str]``: rows whose character the prompt names -> the name as found. Names
   match in any word order, with or without spaces/underscores, through web-UI emphasis and escapes, across
   long-vowel romanizations (ou/oh/uu/oo), with one edit on long words in a name that has another exact word,
@@ -342,8 +344,9 @@ class _Row:
 def _fv_part(c) -> tuple:
     """A strong character card's part in the franchise vocabulary (see _franchise_vocab): name keys (its
     head, "name (series)" forms, its first trigger word unless the title starts or ends with it), qualifier
-    keys with (confirmed by a tag, spelling, owner), and tags written at an edge of the title (spelling, the
-    rest of the title)."""
+    keys with (confirmed by a tag, spelling, owner), tags written at an edge of the title (spelling, the
+    rest of the title), and tags carried beside a name without their words (spelling, the name, the card's
+    qualifier keys)."""
     # a name: the title head, a first trigger, a "name (series)" - not a first trigger that the title starts
     # or ends with ('Girls und Panzer Kay': the series)
     heads = [_compact(c.head)]
@@ -573,7 +576,8 @@ class CharacterIndex:
         a tag, or a tag that titles of several characters start or end with ('Girls und Panzer Anchovy',
         'Girls und Panzer Kay'). Not one: a qualifier more often some character's own title ('Yor Briar (Yor
         Forger)'), one with a word of a kind of picture, costume or person, a bare number, or an everyday
-        word that only one character's cards use as a qualifier."""
+        word that only one character's cards use as a qualifier. Also one: a tag that characters of several
+        other names carry, though no title writes it (see below)."""
         if self._series(key):
             return self._spelling[key]
         # A tag carried beside several other names that the library does not use far more often elsewhere
