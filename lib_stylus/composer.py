@@ -212,7 +212,8 @@ class ComposerConfig:
     ``meaning_alone``: the words around may veto a lone word's match, never make one;
     heads: a phrase asked in part must have its head asked ('linen curtains' asks no 'Linen dress');
     phrases: split a segment of more than this many words into its phrases (0: never);
-    skip_series: a segment naming only the series of a character the prompt names asks for nothing."""
+    skip_series: a segment naming only the series of a character the prompt names asks for nothing, nor do
+    the words of a segment that match only such a series in a card."""
     threshold: float = 0.75
     rare_share: float = 0.0005
     min_cover: float = 1.01
@@ -440,7 +441,7 @@ class Composer:
             return ""  # the prompt names this character: its own rules (Selection.refusal) decide
         character = state.is_character(doc)
         words = pidx.unit_text[unit]
-        series_only = not character and state.series_of_named(words, card=True)
+        series_only = cfg.skip_series and not character and state.series_of_named(words, card=True)
         if series_only and not _asks_more(state.snap.entries[doc].card, pidx.unit_words(unit), task):
             # 'Super Mario LoRA' (it shows Mario) for "princess peach, super mario bros": the words that
             # asked for it say whose Peach she is, as a task of the series alone does (names_series_of_named);

@@ -464,6 +464,9 @@ def test_a_lora_asked_only_by_the_named_characters_series_is_not_picked(franchis
     assert not {"super_mario", "mario_style", "rosalina_1077", "daisy_1179"} & set(comp.stems)
     if "bros" in prompt:  # "super mario" alone is a task names_series_of_named drops before any match
         assert any(d.stem == "super_mario" and d.reason.startswith(NAMED_SERIES) for d in comp.drops)
+        # the setting that keeps a segment of the named character's series keeps its matches too
+        every = Composer(franchise_composer.retriever, skip_series=False)
+        assert "super_mario" in every.compose(prompt, "sd1").stems
 
 
 def test_the_named_characters_series_asked_for_more_than_who_she_is_may_get_its_lora(franchise_composer):
