@@ -19,7 +19,7 @@ from .embedding import BM25, tokenize
 from .prompt import Pick, chunk_index, rewrite, split_segments, tagged_names
 from .characters import character_index
 from .content import card_profile, conflict, profile_prompt
-from .shown import ShownCheck
+from .shown import ShownCheck, prepare as prepare_shown
 from .meaning import EncoderUnavailable, meaning_of
 from .purpose import NAME, STEM, TAG, TRIGGER, prompt_words, purpose_index
 from .refiner import BOILERPLATE
@@ -159,6 +159,7 @@ def prepare(snapshot) -> None:
     if snapshot.entries:
         purpose_index(snapshot)
         character_index(snapshot)
+        prepare_shown(snapshot)  # what each card's sample images show
         if "bm25" in snapshot.states:
             BM25().scores(snapshot.states["bm25"], "")  # builds its word lookup (~25 ms at 6.4K cards) now
 

@@ -16,8 +16,8 @@ EXTRA = [
          triggers=["still_life"], prompts=STILL),
     # the same card without samples, and with junk samples: nothing to go by, so no refusal
     dict(stem="fresco_bare", title="still life, Fresco murals", tags=["background"], triggers=["still_life"]),
-    dict(stem="gouache_junk", title="still life, Gouache sketches", tags=["background"], triggers=["still_life"],
-         prompts=["<lora:gouache_junk:0.7>", "masterpiece, best quality"]),
+    dict(stem="gouache_junk", title="still life, Gouache sketches", tags=["background"],
+         triggers=["still_life"], prompts=["<lora:gouache_junk:0.7>", "masterpiece, best quality"]),
     # a clothing LoRA tagged "elephant": its images show a girl in elephant-print trousers
     dict(stem="elephant_pants", title="Thai Harem Pants", tags=["clothing", "elephant", "pants"],
          triggers=["harem pants"], prompts=PANTS),
@@ -80,3 +80,24 @@ def test_shown_of_odd_sample_prompts():
     shown = shown_of(SimpleNamespace(sample_prompts=["1girl, red dress", "a woman in a garden"]))
     assert shown.person and len(shown.samples) == 2
     assert not shown_of(SimpleNamespace(sample_prompts=["1girl, red dress", "no humans, vase"])).person
+
+
+def test_prepare_works_out_every_card_once_and_a_refresh_only_the_edited_one(monkeypatch):
+    from types import SimpleNamespace
+    from lib_stylus import shown as shown_mod
+
+    def snapshot(cards):
+        return SimpleNamespace(entries=[SimpleNamespace(card=c) for c in cards])
+    cards = [SimpleNamespace(sample_prompts=[f"1girl, scene {i}"]) for i in range(3)]
+    seen = []
+    real = shown_mod.shown_of
+    monkeypatch.setattr(shown_mod, "shown_of", lambda card: seen.append(card) or real(card))
+    first = snapshot(cards)
+    shown_mod.prepare(first)
+    assert seen == cards and sorted(first._stylus_shown) == [0, 1, 2]
+    edited = SimpleNamespace(sample_prompts=["no humans, vase"])
+    seen.clear()
+    second = snapshot([cards[0], edited, cards[2]])
+    shown_mod.prepare(second)
+    assert seen == [edited]  # the unchanged cards' Shown are the previous snapshot's
+    assert card_shown(second, 0) is card_shown(first, 0) and not card_shown(second, 1).person
