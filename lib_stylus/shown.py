@@ -17,11 +17,12 @@ composer's) and kept for the card: the next snapshot reuses it for the cards of 
 refresh works out only edited cards; a compose only looks up the few candidates that reach the rules."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from .content import _PERSON_TOPICS
+from .content import PERSON_TOPICS
 from .purpose import purpose_index, purpose_words
 from .refiner import clean_prompt
 from .words import BODY_ATTRIBUTES, PERSON, folded, found, gender_of_word
@@ -54,13 +55,15 @@ def shown_of(card) -> Shown:
         if not words:
             continue  # empty, or only a <lora:> tag and boilerplate: says nothing
         samples.append(words)
+        if _NOBODY.search(prompt):
+            people.append(False)
+            continue
         toks = folded(prompt)  # the raw prompt: cleaning drops '1girl' with the boilerplate
-        nobody = bool(found(_NOBODY, toks))
-        people.append(not nobody and any(gender_of_word(t) or t in PERSON for t in toks))
+        people.append(any(gender_of_word(t) or t in PERSON for t in toks))
     return Shown(tuple(samples), bool(people) and all(people))
 
 
-_NOBODY = frozenset({"no human", "no humans"})
+_NOBODY = re.compile(r"(?i)\bno[\s_]+humans?\b")  # Danbooru's tag for a picture of no one
 
 
 def card_shown(snapshot, row: int) -> Shown:
@@ -132,7 +135,7 @@ class ShownCheck:
                 return f"{SHOWN_NOT_ASKED} '{piece}', which the prompt does not ask for (not '{asked}')"
         topic = self.snap.entries[doc].refined.topic
         partial = int(pidx.unit_kind[unit]) == TAG_KIND or not matched <= self.words
-        if shown.person and not self.someone and topic in _PERSON_TOPICS and partial:
+        if shown.person and not self.someone and topic in PERSON_TOPICS and partial:
             return f"{SOMEONE_NOT_ASKED} (a {topic} LoRA), and the prompt pictures no one"
         return ""
 
