@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .characters import character_index
 from .content import PERSON_TOPICS
 from .purpose import purpose_index, purpose_words
 from .refiner import clean_prompt
-from .words import BODY_ATTRIBUTES, PERSON, folded, found, gender_of_word
+from .words import BODY_ATTRIBUTES, PERSON, fold, folded, found, gender_of_word
 
 SHOWN_NOT_ASKED = "its sample images show"
 SOMEONE_NOT_ASKED = "its sample images all show a person"
@@ -102,11 +103,15 @@ _LAST: dict = {}  # id(card) -> (card, Shown) of the last snapshot prepared
 
 def pictures_someone(prompt: str, profile) -> bool:
     """The prompt pictures a person: a gender or person word ('1girl', 'a woman', 'people'), a named
-    character, or a body attribute ('long hair', 'blue eyes')."""
+    character, a body attribute ('long hair', 'blue eyes') or someone wearing something ('wearing a chinese
+    dress': the wearer may be a knight or a mechanic, words no class lists)."""
     if profile.genders or profile.named:
         return True
     toks = folded(prompt or "")
-    return any(t in PERSON for t in toks) or bool(found(BODY_ATTRIBUTES, toks))
+    return any(t in PERSON or t in _WEARING for t in toks) or bool(found(BODY_ATTRIBUTES, toks))
+
+
+_WEARING = frozenset(fold(w) for w in "wearing wear wears worn dressed clad".split())
 
 
 class ShownCheck:
@@ -121,8 +126,8 @@ class ShownCheck:
     def conflict(self, doc: int, unit: int, named: bool = False) -> str:
         """Why the card's images add what the prompt does not ask for ('' if they do not, or cannot say).
         ``unit``: the purpose phrase matched (< 0: the prompt names the card's character: never refused)."""
-        if named or unit < 0:
-            return ""
+        if named or unit < 0 or character_index(self.snap).is_character(doc):
+            return ""  # who a character LoRA shows is the character rules' (characters.py) to judge
         shown = card_shown(self.snap, doc)
         if not shown.samples:
             return ""

@@ -21,12 +21,16 @@ EXTRA = [
     # a clothing LoRA tagged "elephant": its images show a girl in elephant-print trousers
     dict(stem="elephant_pants", title="Thai Harem Pants", tags=["clothing", "elephant", "pants"],
          triggers=["harem pants"], prompts=PANTS),
+    # a character: its samples show the character, whom a "<franchise> character" prompt asks for
+    # (named by an everyday word, as Power of Chainsaw Man is)
+    dict(stem="power", title="Power | Street Fighter", tags=["character", "street fighter"],
+         triggers=["power"], prompts=["1girl, power, sharp teeth, grin", "1girl, power, horns, blue jacket"]),
     # a style named by a made-up word its samples repeat: that word is the style, not other content
     dict(stem="zyd_ink", title="Zydink", tags=["sumi-e", "style"], triggers=["zydink"],
          prompts=["zydink, 1girl, mountains, mist", "zydink, 1girl, river, boat"]),
 ]
-# "still" and "life" are everyday words: the fillers' descriptions use them (a made-up word is on one card)
-COMMON = "a still morning, city life"
+# "still", "life" and "power" are everyday words: the fillers' descriptions use them (a made-up word is on one card)
+COMMON = "a still morning, city life, power lines"
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +70,12 @@ def test_a_clothing_lora_whose_images_all_show_a_person_is_refused_for_a_scene_w
     assert drops["elephant_pants"].startswith(SOMEONE_NOT_ASKED)
     # asked with its wearer, or by its own name, it is picked
     assert "elephant_pants" in picks_and_drops(composer, "1girl, elephant pattern harem pants")[0]
+    assert "elephant_pants" in picks_and_drops(composer, "a mechanic wearing an elephant print")[0]
+
+
+def test_who_a_character_lora_shows_is_left_to_the_character_rules(composer):
+    stems, drops = picks_and_drops(composer, "street fighter character in a city at night")
+    assert "power" in stems, drops.get("power")
 
 
 def test_a_made_up_trigger_the_samples_repeat_is_the_style_itself(composer):
