@@ -26,7 +26,7 @@ from .characters import character_index
 from .content import PERSON_TOPICS
 from .purpose import purpose_index, purpose_words
 from .refiner import clean_prompt
-from .words import BODY_ATTRIBUTES, PERSON, fold, folded, found, gender_of_word
+from .words import BODY_ATTRIBUTES, CLOTHING_KINDS, PERSON, fold, folded, found, gender_of_word
 
 SHOWN_NOT_ASKED = "its sample images show"
 SOMEONE_NOT_ASKED = "its sample images all show a person"
@@ -103,15 +103,16 @@ _LAST: dict = {}  # id(card) -> (card, Shown) of the last snapshot prepared
 
 def pictures_someone(prompt: str, profile) -> bool:
     """The prompt pictures a person: a gender or person word ('1girl', 'a woman', 'people'), a named
-    character, a body attribute ('long hair', 'blue eyes') or someone wearing something ('wearing a chinese
-    dress': the wearer may be a knight or a mechanic, words no class lists)."""
+    character, a body attribute ('long hair', 'blue eyes'), or a garment or someone wearing one ('pilot
+    suit', 'wearing a chinese dress': the wearer may be a knight or a mechanic, words no class lists)."""
     if profile.genders or profile.named:
         return True
     toks = folded(prompt or "")
-    return any(t in PERSON or t in _WEARING for t in toks) or bool(found(BODY_ATTRIBUTES, toks))
+    return any(t in PERSON or t in _WEARING for t in toks) or bool(found(_WORN, toks))
 
 
 _WEARING = frozenset(fold(w) for w in "wearing wear wears worn dressed clad".split())
+_WORN = BODY_ATTRIBUTES | CLOTHING_KINDS
 
 
 class ShownCheck:

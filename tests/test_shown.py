@@ -29,7 +29,8 @@ EXTRA = [
     dict(stem="zyd_ink", title="Zydink", tags=["sumi-e", "style"], triggers=["zydink"],
          prompts=["zydink, 1girl, mountains, mist", "zydink, 1girl, river, boat"]),
 ]
-# "still", "life" and "power" are everyday words: the fillers' descriptions use them (a made-up word is on one card)
+# "still", "life" and "power" are everyday words: the fillers' descriptions use them (a made-up word is on one
+# card)
 COMMON = "a still morning, city life, power lines"
 
 
@@ -71,6 +72,7 @@ def test_a_clothing_lora_whose_images_all_show_a_person_is_refused_for_a_scene_w
     # asked with its wearer, or by its own name, it is picked
     assert "elephant_pants" in picks_and_drops(composer, "1girl, elephant pattern harem pants")[0]
     assert "elephant_pants" in picks_and_drops(composer, "a mechanic wearing an elephant print")[0]
+    assert "elephant_pants" in picks_and_drops(composer, "elephant print, white dress, outdoors")[0]
 
 
 def test_who_a_character_lora_shows_is_left_to_the_character_rules(composer):
