@@ -19,6 +19,7 @@ from .embedding import BM25, tokenize
 from .prompt import Pick, chunk_index, rewrite, split_segments, tagged_names
 from .characters import character_index
 from .content import card_profile, conflict, profile_prompt
+from .shown import ShownCheck, prepare as prepare_shown
 from .meaning import EncoderUnavailable, meaning_of
 from .purpose import NAME, STEM, TAG, TRIGGER, prompt_words, purpose_index
 from .refiner import BOILERPLATE
@@ -159,6 +160,7 @@ def prepare(snapshot) -> None:
     if snapshot.entries:
         purpose_index(snapshot)
         character_index(snapshot)
+        prepare_shown(snapshot)  # what each card's sample images show
         if "bm25" in snapshot.states:
             BM25().scores(snapshot.states["bm25"], "")  # builds its word lookup (~25 ms at 6.4K cards) now
 
@@ -483,7 +485,7 @@ class Composer:
                                        "weaker than the task's first adapter"))
                 continue
             entry = state.snap.entries[doc]
-            reason = state.refusal(doc, entry, len(task.adapters), task.tokens)
+            reason = state.refusal(doc, entry, len(task.adapters), task.tokens, unit)
             if reason:
                 comp.drops.append(Drop(entry.card.stem, t, cov, reason))
                 if reason == ALREADY_TAGGED and not task.adapters:
@@ -571,6 +573,7 @@ class Selection:
         self.named = set(self.prompt_names)
         self.franchises_asked = self.chars.franchise_asked(prompt, self.prompt_names)
         self.profile = profile_prompt(prompt, self.prompt_names)  # gender, NSFW, ethnicity, real person asked
+        self.shown = ShownCheck(snap, prompt, self.profile)  # what the candidates' sample images show
         self.meant: dict = {}  # row -> meaning similarity, for candidates a common word matched
         self.name_shares: dict = {}  # row -> PurposeIndex.name_share of the prompt's words (Composer._match)
 
@@ -591,7 +594,7 @@ class Selection:
         covered = set().union(*(self.chars.franchises(r) for r in self.prompt_names))
         return bool(series) and series <= covered
 
-    def refusal(self, doc: int, entry, in_task: int, task_words: list = ()) -> str:
+    def refusal(self, doc: int, entry, in_task: int, task_words: list = (), unit: int = NAMED) -> str:
         if not entry.card.alias:
             return "no <lora:> name reaches this file (another file has its name)"
         if doc in self.used:
@@ -602,7 +605,8 @@ class Selection:
             reason = self.chars.refusal(doc, self.prompt_names)
             if reason:
                 return reason
-        reason = conflict(card_profile(self.snap, doc), self.profile)
+        reason = conflict(card_profile(self.snap, doc), self.profile) or \
+            self.shown.conflict(doc, unit, doc in self.named)
         if reason:
             return reason
         if entry.refined.weight < 0:
