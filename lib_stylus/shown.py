@@ -6,7 +6,8 @@ in elephant-print trousers, not elephants. The images are what the LoRA puts int
 
 Two checks, each saying nothing when the card has no usable sample prompt:
 
-* ``SHOWN_NOT_ASKED``: every sample shows one of the card's own name pieces (a phrase of everyday words,
+* ``SHOWN_NOT_ASKED``: every sample (two different sample prompts at least: one image posted twice says
+  nothing of what the LoRA always shows) shows one of the card's own name pieces (a phrase of everyday words,
   not a made-up trigger token), the piece the prompt matched appears in no sample, and the prompt does not
   ask for what is shown: the images show the shown piece, not the matched one.
 * ``SOMEONE_NOT_ASKED``: a clothing or character LoRA (content.py's person topics) whose every sample
@@ -40,8 +41,8 @@ COMMON_MIN = 3
 
 @dataclass(frozen=True)
 class Shown:
-    """``samples``: each usable sample prompt's words (folded like purpose phrases); ``person``: every sample
-    pictures someone and none says 'no humans'."""
+    """``samples``: the words (folded like purpose phrases) of each different usable sample prompt;
+    ``person``: every sample pictures someone and none says 'no humans'."""
     samples: tuple = ()
     person: bool = False
 
@@ -55,7 +56,8 @@ def shown_of(card) -> Shown:
         words = frozenset(purpose_words(text))
         if not words:
             continue  # empty, or only a <lora:> tag and boilerplate: says nothing
-        samples.append(words)
+        if words not in samples:
+            samples.append(words)
         if _NOBODY.search(prompt):
             people.append(False)
             continue
@@ -134,7 +136,7 @@ class ShownCheck:
             return ""
         pidx = self._pidx = self._pidx or purpose_index(self.snap)
         matched = pidx.unit_words(unit)
-        if not any(matched & words for words in shown.samples):
+        if len(shown.samples) > 1 and not any(matched & words for words in shown.samples):
             piece = self._shown_piece(pidx, doc, matched, shown)
             if piece:
                 asked = pidx.unit_text[unit]

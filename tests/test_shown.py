@@ -18,6 +18,9 @@ EXTRA = [
     dict(stem="fresco_bare", title="still life, Fresco murals", tags=["background"], triggers=["still_life"]),
     dict(stem="gouache_junk", title="still life, Gouache sketches", tags=["background"],
          triggers=["still_life"], prompts=["<lora:gouache_junk:0.7>", "masterpiece, best quality"]),
+    # one sample prompt, posted twice: what one image shows is no evidence of what they all show
+    dict(stem="tempera_once", title="still life, Tempera panels", tags=["background"],
+         triggers=["still_life"], prompts=["still life, vase <lora:tempera_once:1>"] * 2),
     # a clothing LoRA tagged "elephant": its images show a girl in elephant-print trousers
     dict(stem="elephant_pants", title="Thai Harem Pants", tags=["clothing", "elephant", "pants"],
          triggers=["harem pants"], prompts=PANTS),
@@ -54,6 +57,11 @@ def test_a_card_whose_images_show_other_content_than_its_matched_name_is_refused
 def test_the_same_card_is_picked_when_the_prompt_asks_what_its_images_show(composer):
     stems, _ = picks_and_drops(composer, "oil painting of a still life with a vase")
     assert "still_oil" in stems
+
+
+def test_one_sample_prompt_however_often_posted_says_nothing_of_what_the_images_show(composer):
+    stems, drops = picks_and_drops(composer, "tempera panels of a harbor at dawn")
+    assert "tempera_once" in stems, drops.get("tempera_once")
 
 
 def test_no_or_junk_sample_prompts_say_nothing(composer):
