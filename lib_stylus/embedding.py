@@ -11,8 +11,9 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+# Not 'very': a 'Very Long Hair' LoRA asks more than a 'long hair' tag (issue 10, both ways).
 _STOP = set("a an the of in on at to and or with for by from as is are be this that it its into over under near "
-            "very his her their your my our".split())
+            "his her their your my our".split())
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 MAX_TOKEN = 40  # longer "words" are hashes and URLs; they would also widen every fixed-width vocabulary string
 # Up to this many texts (a prompt's windows, a query, a refreshed card) are encoded by the numpy forward

@@ -180,6 +180,15 @@ def test_a_phrase_asked_without_its_head_is_not_asked(tmp_path):
     assert composer.compose("a woman in a linen dress, sunny room", "sd1").stems == ["linen_dress"]
 
 
+def test_a_degree_word_in_a_purpose_is_part_of_it(tmp_path):
+    """'Very Long Hair' shows more hair than 'long hair' asks: 'very' is part of its purpose, not a stop word
+    (a very-long-hair LoRA was picked for every 'long hair' tag, judged only plausible)."""
+    cards = [dict(stem="very_long_hair", title="Very Long Hair", tags=["hair"], triggers=["very long hair"])]
+    composer = Composer(build_library(str(tmp_path), extra=cards, common="hair"))
+    assert "very_long_hair" not in composer.compose("1girl, long hair, ponytail, classroom", "sd1").stems
+    assert "very_long_hair" in composer.compose("1girl, very long hair, classroom", "sd1").stems
+
+
 # ------------------------------------------------------------------ issue 10: the failure classes, each pinned
 # Each test builds a small library where the wrong pick exists next to the right one (or alone), so the test
 # fails if the composer's old behaviour comes back.
