@@ -209,6 +209,10 @@ class ComposerConfig:
     short: a task of this many words or fewer (a lone tag: 'smoke') is judged with ``window`` words of the
     tasks before and after it ('titan, giant, smoke, dust') when alone it reaches ``meaning`` but not
     ``meaning_alone``: the words around may veto a lone word's match, never make one;
+    context_weight: how much the similarity with those words around counts against the lone task's own in
+    that judgment (1: theirs alone decides). Words around that are about other things lower the similarity
+    of any window (a tag list's 'a fox in a forest, watercolor'), so only a context that pulls far from the
+    card (another sense: 'smoke' of a battle for a cigarette LoRA) should outweigh the word's own meaning;
     heads: a phrase asked in part must have its head asked ('linen curtains' asks no 'Linen dress');
     phrases: split a segment of more than this many words into its phrases (0: never);
     skip_series: a segment naming only the series of a character the prompt names asks for nothing."""
@@ -231,6 +235,7 @@ class ComposerConfig:
     meaning_name_share: float = 0.5
     short: int = 2
     meaning_alone: float = 0.8
+    context_weight: float = 0.6
     heads: bool = True
     phrases: int = 0
     skip_series: bool = True
@@ -372,10 +377,14 @@ class Composer:
             return
         at = m.at(m.extra)
         sims = []
+        weight = self.config.context_weight
         for d, unit in zip(m.extra.tolist(), m.loose_best[at].tolist()):
             sim = self._alone(m, meaning, d, unit)
             if sim is None:
                 sim = float(meaning.vectors[d] @ meaning.vector(m.windows[unit]))
+                if unit in m.alone:  # a lone task's own words undecided: they and the words around weigh in
+                    alone = float(meaning.vectors[d] @ meaning.vector(m.alone[unit]))
+                    sim = (1 - weight) * alone + weight * sim
             sims.append(sim)
         sims = np.array(sims, np.float32)
         m.sims = dict(zip(m.extra.tolist(), sims.tolist()))

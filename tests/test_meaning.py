@@ -139,6 +139,18 @@ def test_a_lone_word_is_judged_with_the_tags_around_it(hybrid):
     assert "smoking" in hybrid.compose("1girl, smoking, cigarette, night", "sd1").stems
 
 
+def test_tags_about_other_things_around_a_lone_tag_do_not_veto_it(hybrid):
+    """Tags around a lone tag that are about other things only dilute its window's meaning: 'purple kimono'
+    between 'holding polearm' and a ponytail still asks for a kimono LoRA (issue 10: the context check
+    vetoed realistic-dev's 'purple kimono' and most concept phrases of the formulaic queries: a window
+    with tags about other things falls under the threshold whatever the lone tag means)."""
+    for prompt in ("1girl, ponytail, purple kimono, holding polearm", "1girl, purple kimono, holding polearm, "
+                   "storm clouds"):
+        assert "kimono" in hybrid.compose(prompt, "sd1").stems, prompt
+    # the context still vetoes a word its neighbours pull into another sense (smoke of a battle)
+    assert "smoking" not in hybrid.compose("1boy, titan, giant, smoke, dust, wind", "sd1").stems
+
+
 def test_a_common_word_names_a_character_only_with_its_franchise(hybrid):
     """'sage mode' names nobody; 'sage, dragon quest' names the Sage (issue 10, prompts never seen in
     development: Sage for 'sage mode', Misty for misty hills, Pieck for the painter Anton Pieck)."""
