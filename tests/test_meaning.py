@@ -143,10 +143,12 @@ def test_context_weight_lets_a_two_word_tag_keep_its_own_sense(hybrid):
     """With context_weight < 1 a two-word task's own words count in the context check, so tags about other
     things around it only dilute: 'purple kimono' between a ponytail and 'holding polearm' asks for a kimono
     LoRA (issue 10: the check vetoed realistic-dev's 'purple kimono' and most concept phrases of the
-    formulaic queries). One word has no sense of its own: its neighbours still decide ('smoke' of a battle)."""
+    formulaic queries). One word has no sense of its own: its neighbours still decide ('smoke' of a
+    battle)."""
     weighted = Composer(hybrid.retriever, context_weight=0.6)
-    for prompt in ("1girl, ponytail, purple kimono, holding polearm", "1girl, purple kimono, holding polearm, "
-                   "storm clouds"):
+    prompts = ("1girl, ponytail, purple kimono, holding polearm",
+               "1girl, purple kimono, holding polearm, storm clouds")
+    for prompt in prompts:
         assert "kimono" in weighted.compose(prompt, "sd1").stems, prompt
         assert any(d.stem == "kimono" and "mean something else" in d.reason
                    for d in hybrid.compose(prompt, "sd1").drops)  # shipped (1): the words around decide

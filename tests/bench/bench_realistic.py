@@ -232,8 +232,8 @@ def _stage(composer: "_Tracing", comp, pidx, meaning, doc: int) -> int:
             stage = 2
         else:
             unit = int(m.loose_best[at])
-            alone = unit in m.alone and float(meaning.vectors[doc] @ meaning.vector(m.alone[unit])) >= cfg.meaning
-            stage = 4 if alone else 3
+            own = unit in m.alone and float(meaning.vectors[doc] @ meaning.vector(m.alone[unit]))
+            stage = 4 if own and own >= cfg.meaning else 3
         best = max(best, stage)
     return best
 
@@ -265,7 +265,8 @@ def misses(composer: Composer, prompts: list, max_adapters: int) -> None:
             why = [f"{s}: {drops[s]}" for s in fitting if s in drops]
             kind = "dropped" if why else "no candidate"
             counts[kind] = counts.get(kind, 0) + 1
-            stage = max((_stage(tracer, comp, pidx, meaning, rows[s]) for s in fitting if s in rows), default=0)
+            reached = [_stage(tracer, comp, pidx, meaning, rows[s]) for s in fitting if s in rows]
+            stage = max(reached, default=0)
             stages[stage] += 1
             print(f"miss {q['id']} {c['name']!r} ({kind}; {STAGES[stage]}): " + "; ".join(why[:3]))
     print("misses:", json.dumps(counts))
