@@ -15,7 +15,9 @@ Interface (stable; the composer uses it - extend, do not rename). A *row* is an 
 * ``.is_cosplay(row) -> bool``: a cosplay / costume LoRA of a character.
 * ``.names(row) -> list[tuple[str, ...]]``: the character's name variants as folded word tuples (title, tags,
   trigger words, file stem: franchise qualifiers, version numbers, base-model and packaging words removed).
-* ``.franchises(row) -> set[str]``: the franchises (series, games, groups) the card belongs to.
+* ``.franchises(row) -> set[str]``: the franchises (series, games, groups) the card belongs to: what titles
+  write as a qualifier or at their edge (in either order: 'Makima (Chainsaw Man)', 'Elden Ring (Malenia)'),
+  or a tag characters of several other names carry ('super mario' on Peach, Rosalina and Daisy).
 * ``.named_in(prompt) -> dict[int, str]``: rows whose character the prompt names -> the name as found. Names
   match in any word order, with or without spaces/underscores, through web-UI emphasis and escapes, across
   long-vowel romanizations (ou/oh/uu/oo), with one edit on long words in a name that has another exact word,
@@ -58,6 +60,9 @@ MAX_FRANCHISE_WORDS = 5
 # A qualifier that is also written as a name (a title head, a first trigger word) is a franchise only when
 # this many times more cards use it as a qualifier: "naruto", not "yorha no. 2 type b".
 NAME_USES = 3
+# A tag that character cards of this many other names carry (names without its words) is a franchise, though
+# no title writes it as one: 'super mario' on Peach, Rosalina and Daisy.
+SPREAD = 3
 # A name word is an everyday word when the library uses it on many more cards than carry it in a name.
 COMMON_RATIO, COMMON_SLACK = 3.0, 4
 
@@ -183,11 +188,12 @@ class _Card:
         self.said = {t for toks in self.tag_texts + [self.first] for t in toks if not t.isdigit()} - CATEGORY
         self._texts = None
         self.forms = []  # (name tokens, qualifier tokens) from "name (qualifier)" tags / triggers / title
-        texts = [(t, False) for t in self.tags + self.triggers]
+        self.title_form = None  # where the title's own "X (Y)" is in forms, when it may be "series (name)"
+        texts = [(t, False, False) for t in self.tags + self.triggers]
         if title.count("(") == 1:
             titled = _unpackaged(title)
-            texts.append((titled, titled != title))  # True: packaging words were cut after the bracket
-        for text, cut in texts:
+            texts.append((titled, titled != title, True))  # True: packaging words were cut after the bracket
+        for text, cut, titled in texts:
             m = _NAME_FORM.match(text)
             if m:
                 name, qual = _clean_tokens(m.group(1), keep_digits=True), _clean_tokens(m.group(2))
@@ -195,8 +201,25 @@ class _Card:
                     continue  # 'Product Design (minimalism) LoRA' tagged 'product design': a concept
                 thing = all(t in THING_KINDS for t in qual)  # "pom pom (clothes)": a thing, not a name
                 if name and qual and not thing and len(name) <= MAX_NAME_WORDS and not _generic(name):
-                    self.forms.append((name, qual))
+                    if not titled or not self._reversible(name, qual):
+                        self.forms.append((name, qual))
+                    elif (name, qual) not in self.forms:
+                        self.title_form = len(self.forms)
+                        self.forms.append((name, qual))
+        self.as_cut = list(self.forms)
         self.split_title({})
+
+    def _reversible(self, name: list, qual: list) -> bool:
+        """Whether the title "X (Y)" may be written series first ('Elden Ring (Malenia)'): X is the whole
+        title part and one of the card's tags (as series are), the card itself says Y (a tag, or words of
+        its main trigger) and its main trigger does not say X ('faye valentine' of 'Faye Valentine (Cowboy
+        Bebop)'), so Y may be the name."""
+        first = set(self.first)
+        said = _compact(qual) in self.tag_keys or set(qual) <= first
+        named = set(name) <= first or _compact(name) in _compact(self.first)
+        tagged = _compact(name) in self.tag_keys
+        return said and tagged and not named and self.parts == [name] and self.brackets == [qual] \
+            and not _generic(qual)
 
     @property
     def texts(self) -> list:
@@ -205,11 +228,23 @@ class _Card:
             self._texts = self.tag_texts + [_clean_cached(t, True, False) for t in self.triggers]
         return self._texts
 
-    def split_title(self, franchises: dict) -> None:
+    def split_title(self, franchises: dict, own=()) -> None:
         """Head = the first title part (digits out) that is not a franchise, else the least known one
-        ('Pokemon - Serena (Game)': franchises = {key: cards using it as a series}); qualifiers = the other
-        parts, the bracketed ones and those of "name (series)" forms. The head (or the stem) also says the
-        kind of LoRA: a costume, or a style / pose / effect."""
+        ('Pokemon - Serena (Game)': franchises = {key: cards using it as a series}, ``own``: this card's part
+        of those counts); qualifiers = the other parts, the bracketed ones and those of "name (series)"
+        forms. A title "X (Y)" is "series (name)" when other cards use X as a series more often than Y
+        ('Elden Ring (Malenia)'). The head (or the stem) also says the kind of LoRA: a costume, or a style /
+        pose / effect."""
+        self.forms = list(self.as_cut)
+        if self.title_form is not None:
+            name, qual = self.forms[self.title_form]
+            used = {key: franchises.get(key, 0) - own.count(key) for key in (_compact(name), _compact(qual))}
+            if used[_compact(name)] > used[_compact(qual)]:
+                self.forms[self.title_form] = (qual, name)
+                self.head = list(qual)
+                self.quals = [list(name)] + [q for _, q in self.forms]
+                self._kinds()
+                return
         parts = [p for p in self.parts if any(not t.isdigit() for t in p)]
         # the part least used as a series by other cards ('Pokemon - Serena (Game)', 'Goto Hitori - Bocchi
         # the Rock'), then the one its main trigger word says ('Ghibli - Kiki's Delivery Service - Kiki and
@@ -227,6 +262,9 @@ class _Card:
         self.head = head
         self.quals = list(self.brackets) + [p for p in self.parts if not parts or p is not parts[best]]
         self.quals += [q for _, q in self.forms]
+        self._kinds()
+
+    def _kinds(self) -> None:
         kinds = set(self.head) or set(self.stem)
         self.costume = bool(kinds & CLOTHING_KINDS)
         self.not_character = bool(kinds & NOT_CHARACTER_KINDS)
@@ -280,7 +318,7 @@ class _Row:
     def at_split(self) -> "_Card":
         """The cut card as the franchise split left it (head with its franchise words)."""
         c = self.cut
-        c.head, c.quals, c.costume, c.not_character = self.split
+        c.head, c.quals, c.costume, c.not_character, c.forms = self.split
         return c
 
     def at_names(self) -> "_Card":
@@ -306,8 +344,9 @@ class _Row:
 def _fv_part(c) -> tuple:
     """A strong character card's part in the franchise vocabulary (see _franchise_vocab): name keys (its
     head, "name (series)" forms, its first trigger word unless the title starts or ends with it), qualifier
-    keys with (confirmed by a tag, spelling, owner), and tags written at an edge of the title (spelling, the
-    rest of the title)."""
+    keys with (confirmed by a tag, spelling, owner), tags written at an edge of the title (spelling, the
+    rest of the title), and tags carried beside a name without their words (spelling, the name, the card's
+    qualifier keys)."""
     # a name: the title head, a first trigger, a "name (series)" - not a first trigger that the title starts
     # or ends with ('Girls und Panzer Kay': the series)
     heads = [_compact(c.head)]
@@ -319,17 +358,33 @@ def _fv_part(c) -> tuple:
     quals = []
     for q in {tuple(q) for q in c.quals}:
         key = _compact(q)
-        if len(q) > MAX_FRANCHISE_WORDS or len(key) < 3 or set(q) & _NOT_FRANCHISE \
-                or all(is_numeral(t) or gender_of_word(t) or t in COLOURS for t in q):
-            continue
-        quals.append((key, key in c.tag_keys, " ".join(q), _compact(c.head)))
+        if _series_like(q):
+            quals.append((key, key in c.tag_keys, " ".join(q), _compact(c.head)))
     edges = []
     for toks in c.tag_texts:
         n = len(toks)
         if 1 < n < len(c.head) and (c.head[:n] == list(toks) or c.head[-n:] == list(toks)):
             edges.append((_compact(toks), " ".join(toks),
                           _compact(c.head[n:] if c.head[:n] == list(toks) else c.head[:-n])))
-    return heads, [q[0] for q in quals] + [e[0] for e in edges], quals, edges
+    # tags beside a name that has none of their words (the character's series, group, game - or an
+    # attribute, which the library's word counts tell apart: see CharacterIndex._franchise)
+    carried = []
+    owner = _compact(c.head)
+    names = [c.head] + [name for name, _ in c.forms]
+    keys = [q[0] for q in quals] + [e[0] for e in edges]
+    for toks in {tuple(t) for t in c.tag_texts}:
+        key = _compact(toks)
+        if owner and _series_like(toks) and not found(SEXUAL, list(toks)) and not any(
+                set(toks) & set(name) or key in _compact(name) or _compact(name) in key for name in names):
+            carried.append((key, " ".join(toks), owner, tuple(sorted(set(keys) - {key}))))
+    return heads, keys, quals, edges, sorted(carried)
+
+
+def _series_like(toks) -> bool:
+    """Words that may be a series' name: not too many, no kind of picture, costume or person, not only a
+    number, a gender or a colour."""
+    return len(toks) <= MAX_FRANCHISE_WORDS and len(_compact(toks)) >= 3 and not set(toks) & _NOT_FRANCHISE \
+        and not all(is_numeral(t) or gender_of_word(t) or t in COLOURS for t in toks)
 
 
 class _Vocab:
@@ -340,9 +395,30 @@ class _Vocab:
     def __init__(self):
         self.seen, self.confirmed, self.heads = Counter(), Counter(), Counter()
         self.spelled, self.owners, self.beside = defaultdict(Counter), defaultdict(set), defaultdict(set)
+        # tags carried beside other names: key -> cards, the names they carry it beside, their spellings
+        self.carried, self.carriers, self.tag_spelled = Counter(), defaultdict(set), defaultdict(Counter)
+        self.carrier_series = defaultdict(set)  # key -> what its carriers' titles write as their series
+
+    TABLES = ("seen", "confirmed", "heads", "spelled", "owners", "beside", "carried", "carriers",
+              "tag_spelled", "carrier_series")
+
+    def keys(self) -> set:
+        """Every key the franchise decision is made for."""
+        return set(self.seen) | set(self.carried)
+
+    def spelling(self, key: str) -> str:
+        """The spelling its cards write most often as a series (the first one written: the tie-break), else
+        as a tag."""
+        return (self.spelled[key] if key in self.seen else self.tag_spelled[key]).most_common(1)[0][0]
 
     def add(self, fv, only: str | None = None) -> None:
-        heads, _, quals, edges = fv
+        heads, _, quals, edges, carried = fv
+        for key, spelling, owner, series in carried:
+            if only is None or key == only:
+                self.carried[key] += 1
+                self.carriers[key].add(owner)
+                self.tag_spelled[key][spelling] += 1
+                self.carrier_series[key].update(series)
         for key in heads:
             if only is None or key == only:
                 self.heads[key] += 1
@@ -360,7 +436,7 @@ class _Vocab:
 
     def copy(self) -> "_Vocab":
         new = _Vocab()
-        for name in ("seen", "confirmed", "heads", "spelled", "owners", "beside"):
+        for name in _Vocab.TABLES:
             mine = getattr(self, name)
             theirs = getattr(new, name)
             theirs.update(mine) if isinstance(mine, Counter) else theirs.update(dict(mine))
@@ -368,8 +444,8 @@ class _Vocab:
 
     def recount(self, key: str, fvs) -> None:
         """The counts of one key again, from the parts of the cards that may hold it (in row order)."""
-        for table in (self.seen, self.confirmed, self.heads, self.spelled, self.owners, self.beside):
-            table.pop(key, None)
+        for name in _Vocab.TABLES:
+            getattr(self, name).pop(key, None)
         for fv in fvs:
             self.add(fv, key)
 
@@ -463,12 +539,13 @@ class CharacterIndex:
             if r.strong:
                 vocab.add(r.fv)
         self._vocab = vocab
-        self._spelling = {key: vocab.spelled[key].most_common(1)[0][0] for key in vocab.seen}
+        self._spelling = {key: vocab.spelling(key) for key in vocab.keys()}
         self._folded = {}
-        for key in vocab.seen:
+        for key in self._spelling:
             spelling = self._franchise(key)
             if spelling is not None:
                 self._folded[key] = spelling
+        self._titled = {key for key in self._folded if self._series(key)}  # decides carried tags' series
         tags = defaultdict(Counter)
         for r in rows:
             c = r.cut
@@ -499,15 +576,32 @@ class CharacterIndex:
         a tag, or a tag that titles of several characters start or end with ('Girls und Panzer Anchovy',
         'Girls und Panzer Kay'). Not one: a qualifier more often some character's own title ('Yor Briar (Yor
         Forger)'), one with a word of a kind of picture, costume or person, a bare number, or an everyday
-        word that only one character's cards use as a qualifier."""
+        word that only one character's cards use as a qualifier. Also one: a tag that characters of several
+        other names carry, though no title writes it (see below)."""
+        if self._series(key):
+            return self._spelling[key]
+        # A tag carried beside several other names that the library does not use far more often elsewhere
+        # ('super mario' on Peach, Rosalina, Daisy; not 'horror' or 'monster'), and whose characters belong
+        # to no two other series: 'vampire' or 'villain' beside characters of several series is a kind.
+        v = self._vocab
+        n = v.seen[key] + v.carried[key]
+        spelling = self._spelling[key]
+        if len(v.carriers[key]) < SPREAD or n <= NAME_USES * v.heads[key]:
+            return None
+        if all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in spelling.split()):
+            return None
+        other = {q for q in v.carrier_series[key] if q not in key and key not in q and self._series(q)}
+        return spelling if len(other) < 2 else None
+
+    def _series(self, key: str) -> bool:
+        """Whether the key is a franchise by the way titles write it (see _franchise)."""
         v = self._vocab
         n = v.seen[key]
-        spelling = self._spelling[key]
-        everyday = all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in spelling.split())
+        if not n:
+            return False
+        everyday = all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in self._spelling[key].split())
         qualifier = v.confirmed[key] and (len(v.owners[key]) > 1 or not everyday)
-        if (qualifier or len(v.beside[key]) > 1) and n > NAME_USES * v.heads[key]:
-            return spelling
-        return None
+        return bool(qualifier or len(v.beside[key]) > 1) and n > NAME_USES * v.heads[key]
 
     def _franchise_name(self, key: str) -> str:
         """The spelling the cards' tags use most (for people), else the folded one."""
@@ -516,8 +610,8 @@ class CharacterIndex:
 
     def _split(self, r: "_Row") -> None:
         c = r.cut
-        c.split_title(self._seen1)
-        r.split = (c.head, c.quals, c.costume, c.not_character)
+        c.split_title(self._seen1, r.seen1)
+        r.split = (c.head, c.quals, c.costume, c.not_character, c.forms)
         r.fv = _fv_part(c) if r.strong else None
 
     def _strip(self, r: "_Row") -> None:
@@ -618,21 +712,25 @@ class CharacterIndex:
         gone = [r.fv for r in removed if r.strong]
         gone += [old[i].fv for i in split_changed if i in old and old[i].strong]
         came = [rows[i].fv for i in split_changed if rows[i].strong]
-        keys = {k for fv in gone + came for k in fv[0] + fv[1]}
+        keys = {k for fv in gone + came for k in fv[0] + fv[1] + [t[0] for t in fv[4]]}
         vocab = prev._vocab.copy()
         for k in keys:
             vocab.recount(k, [rows[i].fv for i in sorted(readers([k])) if rows[i].strong])
         self._vocab = vocab
         self._spelling = dict(prev._spelling)
+        known = vocab.keys()
         for k in keys:
             self._spelling.pop(k, None)
-            if k in vocab.seen:
-                self._spelling[k] = vocab.spelled[k].most_common(1)[0][0]
+            if k in known:
+                self._spelling[k] = vocab.spelling(k)
         decide = keys | {k for k, s in self._spelling.items() if any(t in changed_df for t in s.split())}
         self._folded = prev._folded
         self._tag_spelling = prev._tag_spelling
+        self._titled = prev._titled
         for k in decide:
-            if (self._franchise(k) if k in vocab.seen else None) != prev._folded.get(k):
+            if (self._franchise(k) if k in self._spelling else None) != prev._folded.get(k):
+                return False
+            if (k in self._spelling and self._series(k)) != (k in prev._titled):
                 return False
         tag_keys = {_compact(t) for r in removed for t in r.cut.tag_texts} | {
             _compact(t) for i in added for t in rows[i].cut.tag_texts}
@@ -753,10 +851,11 @@ class CharacterIndex:
     def franchises(self, row: int) -> set:
         return set(self._card_franchises[row])
 
-    def only_franchises(self, text: str) -> set:
+    def only_franchises(self, text: str, card: bool = False) -> set:
         """The franchises a prompt segment names when it names nothing else ("genshin impact", "spy x
-        family"), else an empty set."""
-        words = _Segment(text).words
+        family"), else an empty set. ``card``: the text is a card's phrase, whose packaging and version words
+        say nothing ('Super Mario LoRA')."""
+        words = _clean_tokens(text) if card else _Segment(text).words
         if not words or self.without_franchises(words):
             return set()
         return {self.franchise_names[k] for k, _, _ in self._franchise_runs(words)}

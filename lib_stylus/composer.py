@@ -19,6 +19,7 @@ from .embedding import BM25, tokenize
 from .prompt import Pick, chunk_index, rewrite, split_segments, tagged_names
 from .characters import character_index
 from .content import card_profile, conflict, profile_prompt
+from .shown import ShownCheck, prepare as prepare_shown
 from .meaning import EncoderUnavailable, meaning_of
 from .purpose import NAME, STEM, TAG, TRIGGER, prompt_words, purpose_index
 from .refiner import BOILERPLATE
@@ -35,6 +36,7 @@ TIEBREAK = 1e-3  # retrieval score's share in a task's ranking: orders equal pur
 TAG_KIND = 2     # PurposeIndex.unit_kind of a tag phrase
 NAMED = -1       # a candidate's phrase when the prompt names the character
 MODIFIER_ONLY = "asks only what qualifies its purpose"
+NAMED_SERIES = "asked only by the series of a character the prompt names"
 REFUSED_SHOWN = 3  # common-word candidates the meaning check refused, reported per task (closest first)
 
 
@@ -158,6 +160,7 @@ def prepare(snapshot) -> None:
     if snapshot.entries:
         purpose_index(snapshot)
         character_index(snapshot)
+        prepare_shown(snapshot)  # what each card's sample images show
         if "bm25" in snapshot.states:
             BM25().scores(snapshot.states["bm25"], "")  # builds its word lookup (~25 ms at 6.4K cards) now
 
@@ -218,7 +221,8 @@ class ComposerConfig:
     prompts written after the composer lose relevant picks (BENCHMARKS.md, session 6);
     heads: a phrase asked in part must have its head asked ('linen curtains' asks no 'Linen dress');
     phrases: split a segment of more than this many words into its phrases (0: never);
-    skip_series: a segment naming only the series of a character the prompt names asks for nothing."""
+    skip_series: a segment naming only the series of a character the prompt names asks for nothing, nor do
+    the words of a segment that match only such a series in a card."""
     threshold: float = 0.75
     rare_share: float = 0.0005
     min_cover: float = 1.01
@@ -451,6 +455,12 @@ class Composer:
             return ""  # the prompt names this character: its own rules (Selection.refusal) decide
         character = state.is_character(doc)
         words = pidx.unit_text[unit]
+        series_only = cfg.skip_series and not character and state.series_of_named(words, card=True)
+        if series_only and not _asks_more(state.snap.entries[doc].card, pidx.unit_words(unit), task):
+            # 'Super Mario LoRA' (it shows Mario) for "princess peach, super mario bros": the words that
+            # asked for it say whose Peach she is, as a task of the series alone does (names_series_of_named);
+            # "blue archive official art" still asks a 'Blue Archive | Style' tagged 'style art' for its art
+            return f"{NAMED_SERIES} ('{words}')"
         if score < cfg.threshold:
             return (f"no candidate above threshold (asks {score:.0%} of its purpose '{words}', "
                     f"needs {cfg.threshold:.0%})")
@@ -487,7 +497,7 @@ class Composer:
                                        "weaker than the task's first adapter"))
                 continue
             entry = state.snap.entries[doc]
-            reason = state.refusal(doc, entry, len(task.adapters), task.tokens)
+            reason = state.refusal(doc, entry, len(task.adapters), task.tokens, unit)
             if reason:
                 comp.drops.append(Drop(entry.card.stem, t, cov, reason))
                 if reason == ALREADY_TAGGED and not task.adapters:
@@ -532,6 +542,14 @@ class _Match:
         return np.searchsorted(self.docs, docs)
 
 
+def _asks_more(card, unit_words: frozenset, task: Task) -> bool:
+    """Whether the task asks words the card says of itself (title, tags, trigger words) besides those of the
+    phrase that matched."""
+    texts = [card.title] + list(card.tags or ()) + list(card.trigger_words or ())
+    said = " ".join(t for t in texts if isinstance(t, str))
+    return bool((set(prompt_words(task.tokens)) & set(prompt_words(tokenize(said)))) - unit_words)
+
+
 def _around(tasks: list, t: int) -> tuple:
     """The tokens of the tasks before and after task t (the prompt's neighbouring segments)."""
     before = tasks[t - 1].tokens if t > 0 else ()
@@ -567,6 +585,7 @@ class Selection:
         self.named = set(self.prompt_names)
         self.franchises_asked = self.chars.franchise_asked(prompt, self.prompt_names)
         self.profile = profile_prompt(prompt, self.prompt_names)  # gender, NSFW, ethnicity, real person asked
+        self.shown = ShownCheck(snap, prompt, self.profile)  # what the candidates' sample images show
         self.meant: dict = {}  # row -> meaning similarity, for candidates a common word matched
         self.name_shares: dict = {}  # row -> PurposeIndex.name_share of the prompt's words (Composer._match)
 
@@ -577,13 +596,17 @@ class Selection:
         """The task only names the series of a character the prompt names ("raiden ei, genshin impact"): it
         tells who the character is and asks for no adapter of its own (a series style would take a slot from
         what the prompt does ask)."""
+        return self.series_of_named(task.plain)
+
+    def series_of_named(self, text: str, card: bool = False) -> bool:
+        """The text (``card``: a card's phrase) names only franchises of characters the prompt names."""
         if not self.prompt_names:
             return False
-        series = self.chars.only_franchises(task.plain)
+        series = self.chars.only_franchises(text, card)
         covered = set().union(*(self.chars.franchises(r) for r in self.prompt_names))
         return bool(series) and series <= covered
 
-    def refusal(self, doc: int, entry, in_task: int, task_words: list = ()) -> str:
+    def refusal(self, doc: int, entry, in_task: int, task_words: list = (), unit: int = NAMED) -> str:
         if not entry.card.alias:
             return "no <lora:> name reaches this file (another file has its name)"
         if doc in self.used:
@@ -594,7 +617,8 @@ class Selection:
             reason = self.chars.refusal(doc, self.prompt_names)
             if reason:
                 return reason
-        reason = conflict(card_profile(self.snap, doc), self.profile)
+        reason = conflict(card_profile(self.snap, doc), self.profile) or \
+            self.shown.conflict(doc, unit, doc in self.named)
         if reason:
             return reason
         if entry.refined.weight < 0:

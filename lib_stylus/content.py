@@ -39,7 +39,7 @@ UNASKED_ETHNICITY = "an ethnicity the prompt does not ask for"
 REAL_LIKENESS = "a real person's likeness for a generic subject"
 
 # Topics whose tags say who is pictured (a style or pose LoRA is tagged "woman" for its sample images).
-_PERSON_TOPICS = {"character", "clothing"}
+PERSON_TOPICS = {"character", "clothing"}
 # Topics whose LoRAs show no one in particular: a gender word in their name is a series' or a sample's.
 _NO_PERSON_TOPICS = {"style", "background", "building", "vehicle", "animal"}
 # "asian" is asked by any of these, and asks for them.
@@ -119,7 +119,7 @@ def profile_card(entry, row: int = -1, characters=None) -> Profile:
     revealing = [w for w in found(REVEALING, [t for toks in purpose for t in toks]) + found(REVEALING, [
         t for toks in tags for t in toks]) if w != "sexy" or any(w in toks for toks in purpose)]
     who = [] if topic in _NO_PERSON_TOPICS else purpose
-    who += [toks for toks in tags if _who_tag(toks)] if topic in _PERSON_TOPICS else []
+    who += [toks for toks in tags if _who_tag(toks)] if topic in PERSON_TOPICS else []
     genders = _genders([t for toks in who for t in toks])
     return Profile(genders=frozenset(genders if len(genders) == 1 else ()),
                    explicit=bool(explicit) or bool(card.nsfw), revealing=bool(revealing),

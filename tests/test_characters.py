@@ -276,3 +276,96 @@ def test_a_popular_character_in_other_cards_sample_prompts_is_still_a_name(tmp_p
     ci = character_index(snap)
     for prompt in ("hatsune miku, concert", "Hatsune Miku singing at a concert", "1girl, miku hatsune, smile"):
         assert {snap.entries[r].card.stem for r in ci.named_in(prompt)} == {"miku_v4"}, prompt
+
+
+# A small franchise whose cards write it first ('Elden Ring (Malenia)', 'Elden Ring Ranni The Witch'), and
+# one that character cards carry only as a tag (no title writes "Name (Super Mario)"), next to a LoRA whose
+# title is the franchise's name.
+FRANCHISE_FIRST = [
+    dict(stem="malenia_v3", title="Elden Ring (Malenia)", tags=CHARACTER + ["elden ring", "malenia"],
+         triggers=["malenia blade of miquella"]),
+    dict(stem="ranni_v1", title="Elden Ring Ranni The Witch", tags=CHARACTER + ["elden ring", "woman"],
+         triggers=["ranni the witch", "witch hat", "fur cloak"]),
+    dict(stem="peach_1499", title="Princess Peach | Character Lora 1499",
+         tags=CHARACTER + ["mario", "super mario", "woman"]),
+    dict(stem="rosalina_1077", title="Rosalina | Character Lora 1077", tags=CHARACTER + ["super mario"]),
+    dict(stem="daisy_1179", title="Princess Daisy | Character Lora 1179",
+         tags=CHARACTER + ["mario", "super mario"]),
+    dict(stem="super_mario", title="Super Mario LoRA", tags=["nintendo", "mario", "super mario", "cartoon"],
+         triggers=["supermario"]),
+    dict(stem="hood_witch", title="Witch Hood Outfit", tags=["clothing", "witch"], triggers=["witch hood"]),
+    # a tag characters of several series carry is a kind of character, not their franchise
+    dict(stem="alucard", title="Alucard (Hellsing)", tags=CHARACTER + ["hellsing", "vampire"],
+         triggers=["alucard"]),
+    dict(stem="remilia", title="Remilia Scarlet (Touhou)", tags=CHARACTER + ["touhou", "vampire"],
+         triggers=["remilia scarlet"]),
+    dict(stem="dracula", title="Dracula (Castlevania)", tags=CHARACTER + ["castlevania", "vampire"],
+         triggers=["dracula"]),
+    # "name (series)" though another card writes the name as if it were a series ('Esthetic' + her name)
+    dict(stem="faye_v3", title="Faye Valentine (Cowboy Bebop)",
+         tags=CHARACTER + ["cowboy bebop", "faye valentine"],
+         triggers=["faye valentine"]),
+    dict(stem="faye_esthetic", title="Esthetic Faye Valentine",
+         tags=CHARACTER + ["cowboy bebop", "faye valentine"], triggers=["faye valentine"]),
+]
+
+
+def franchise_first_library(folder: str, cards=FRANCHISE_FIRST):
+    for card in cards:
+        write_lora(folder, **card)
+    for i in range(24):
+        write_lora(folder, f"filler_{i}", f"Landscape Helper {i}", tags=["landscape"],
+                   description=SCENES[i % 4] + ", a gold ring, a super moon", prompts=[SCENES[(i + 1) % 4]])
+    index = LibraryIndex([folder], os.path.join(folder, ".stylus"))
+    index.refresh(save=False)
+    return index
+
+
+@pytest.fixture(scope="module")
+def first_lib(tmp_path_factory):
+    index = franchise_first_library(str(tmp_path_factory.mktemp("first")))
+    snap = index.snapshot
+    return snap, character_index(snap), {e.card.stem: i for i, e in enumerate(snap.entries)}
+
+
+def test_a_franchise_written_first_in_titles_is_the_franchise(first_lib):
+    """'Elden Ring (Malenia)' writes the franchise where other titles write the name: the library says which
+    is which (several characters carry 'elden ring'; only Malenia's cards say 'malenia')."""
+    snap, ci, rows = first_lib
+    assert ci.franchises(rows["malenia_v3"]) == {"elden ring"}
+    assert ci.franchises(rows["ranni_v1"]) == {"elden ring"}
+    assert ("malenia",) in ci.names(rows["malenia_v3"])
+    assert ("ranni", "witch") in ci.names(rows["ranni_v1"])
+    for stem in ("malenia_v3", "ranni_v1"):
+        assert not {w for name in ci.names(rows[stem]) for w in name} & {"elden", "ring"}, stem
+    assert named(first_lib, "ranni the witch, elden ring, moonlight") == {"ranni_v1"}
+    assert named(first_lib, "malenia, elden ring, red hair") == {"malenia_v3"}
+    # the franchise alone names no single character: it is a franchise phrasing
+    assert named(first_lib, "elden ring, castle, night") == set()
+    assert ci.franchise_asked("elden ring, castle, night") == {"elden ring"}
+
+
+def test_a_tag_several_characters_with_other_names_carry_is_a_franchise(first_lib):
+    snap, ci, rows = first_lib
+    for stem in ("peach_1499", "rosalina_1077", "daisy_1179"):
+        assert "super mario" in ci.franchises(rows[stem]), stem
+    assert "super mario" in ci.franchises(rows["super_mario"])
+    assert named(first_lib, "princess peach, super mario bros., castle") == {"peach_1499"}
+    # tags several characters carry that are no franchise: attributes, kinds of person
+    assert not {"woman", "anime", "character"} & set(ci.franchise_names.values())
+
+
+def test_a_tag_characters_of_several_series_carry_is_a_kind_not_a_franchise(first_lib):
+    snap, ci, rows = first_lib
+    assert "vampire" not in ci.franchise_names.values()
+    assert ci.franchises(rows["alucard"]) == {"hellsing"}
+    assert named(first_lib, "a vampire in a castle, night") == set()
+
+
+def test_a_name_written_first_stays_the_name(first_lib):
+    """'Faye Valentine (Cowboy Bebop)' is in the usual order: her main trigger says her name."""
+    snap, ci, rows = first_lib
+    for stem in ("faye_v3", "faye_esthetic"):
+        assert ci.franchises(rows[stem]) == {"cowboy bebop"}, stem
+        assert ("faye", "valentine") in ci.names(rows[stem]), stem
+    assert named(first_lib, "faye valentine, spaceship") == {"faye_v3", "faye_esthetic"}

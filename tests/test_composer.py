@@ -1,6 +1,6 @@
 import pytest
 
-from lib_stylus.composer import Composer, split_tasks
+from lib_stylus.composer import NAMED_SERIES, Composer, split_tasks
 from lib_stylus.prompt import TAG_RE, parse_tags
 from compose_fixtures import build_library
 
@@ -419,3 +419,62 @@ def test_name_shares_of_many_cards_equal_each_cards_own(composer):
         words = set(prompt_words(tokenize(text)))
         assert pidx.name_shares(docs, words) == [pidx.name_share(d, words) for d in docs]
         assert any(pidx.name_shares(docs, words)) or text == "nothing here"
+
+
+# A small franchise written first in its titles, one carried only in tags, and a LoRA titled with the
+# franchise's name (it shows Mario) - issue 10 item 2, "another character of the named one's franchise".
+FRANCHISE_CARDS = [
+    dict(stem="malenia_v3", title="Elden Ring (Malenia)", tags=["character", "elden ring", "malenia"],
+         triggers=["malenia blade of miquella"]),
+    dict(stem="ranni_v1", title="Elden Ring Ranni The Witch", tags=["character", "elden ring", "woman"],
+         triggers=["ranni the witch", "witch hat", "fur cloak"]),
+    dict(stem="peach_1499", title="Princess Peach | Character Lora 1499",
+         tags=["character", "mario", "super mario", "woman"]),
+    dict(stem="rosalina_1077", title="Rosalina | Character Lora 1077", tags=["character", "super mario"]),
+    dict(stem="daisy_1179", title="Princess Daisy | Character Lora 1179",
+         tags=["character", "mario", "super mario"]),
+    dict(stem="super_mario", title="Super Mario LoRA", tags=["nintendo", "mario", "super mario", "cartoon"],
+         triggers=["supermario"]),
+    dict(stem="mario_style", title="Super Mario | Style", tags=["style", "super mario", "style art"]),
+]
+
+
+@pytest.fixture(scope="module")
+def franchise_composer(tmp_path_factory):
+    return Composer(build_library(str(tmp_path_factory.mktemp("franchise")), extra=FRANCHISE_CARDS))
+
+
+def test_another_character_of_the_named_ones_franchise_is_not_picked(franchise_composer):
+    """'Elden Ring (Malenia)' made 'elden ring' a name of Malenia: a prompt naming Ranni of Elden Ring got
+    Malenia too. The franchise alone names nobody; with the franchise, Ranni is Ranni."""
+    comp = franchise_composer.compose("ranni the witch, elden ring, moonlight", "sd1")
+    assert "ranni_v1" in comp.stems and "malenia_v3" not in comp.stems
+    comp = franchise_composer.compose("malenia, elden ring, red hair", "sd1")
+    assert "malenia_v3" in comp.stems and "ranni_v1" not in comp.stems
+    assert not {"malenia_v3", "ranni_v1"} & set(franchise_composer.compose("elden ring, castle", "sd1").stems)
+
+
+@pytest.mark.parametrize("prompt", ["princess peach, super mario, castle", "princess peach, super mario bros",
+                                    "princess peach from super mario bros. in a castle"])
+def test_a_lora_asked_only_by_the_named_characters_series_is_not_picked(franchise_composer, prompt):
+    """'Super Mario LoRA' shows Mario: for a prompt naming Peach, 'super mario (bros)' says whose Peach she is
+    and asks for no LoRA of its own."""
+    comp = franchise_composer.compose(prompt, "sd1")
+    assert "peach_1499" in comp.stems
+    assert not {"super_mario", "mario_style", "rosalina_1077", "daisy_1179"} & set(comp.stems)
+    if "bros" in prompt:  # "super mario" alone is a task names_series_of_named drops before any match
+        assert any(d.stem == "super_mario" and d.reason.startswith(NAMED_SERIES) for d in comp.drops)
+        # the setting that keeps a segment of the named character's series keeps its matches too
+        every = Composer(franchise_composer.retriever, skip_series=False)
+        assert "super_mario" in every.compose(prompt, "sd1").stems
+
+
+def test_the_named_characters_series_asked_for_more_than_who_she_is_may_get_its_lora(franchise_composer):
+    """"super mario official art" asks the series' art: 'Super Mario | Style' (tagged 'style art') serves it;
+    'Super Mario LoRA' holds nothing of it but the series."""
+    comp = franchise_composer.compose("princess peach, super mario official art, castle", "sd1")
+    assert {"peach_1499", "mario_style"} <= set(comp.stems) and "super_mario" not in comp.stems
+
+
+def test_a_franchise_lora_is_still_picked_when_the_franchise_is_asked(franchise_composer):
+    assert "super_mario" in franchise_composer.compose("super mario, castle, night", "sd1").stems

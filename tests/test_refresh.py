@@ -207,3 +207,50 @@ def test_no_automatic_garbage_collection_until_the_new_snapshot_is_in_use(librar
     with pytest.raises(RuntimeError):
         index.refresh(prepare=broken)
     assert gc.isenabled()
+
+
+FIRST_EDITS = {
+    # Ranni no longer says 'elden ring': no other card uses it as a series, so 'Elden Ring (Malenia)' reads
+    # as her name again
+    "series tag gone": lambda folder: edit_info(
+        folder, "ranni_v1", lambda info: info["model"].update(tags=["anime", "character", "woman"])),
+    "series card added": lambda folder: write_lora(folder, "melina", "Melina (Elden Ring) LoRA",
+                                                   tags=["character", "elden ring"],
+                                                   triggers=["melina \\(elden ring\\)"]),
+    # 'super mario' beside two names only: no franchise
+    "carrier gone": lambda folder: [os.remove(os.path.join(folder, "daisy_1179" + ext))
+                                    for ext in (".safetensors", ".civitai.info", ".json")
+                                    if os.path.exists(os.path.join(folder, "daisy_1179" + ext))],
+    "carrier added": lambda folder: write_lora(folder, "king_boo", "Princess King Boo | Character Lora",
+                                               tags=["anime", "character", "super mario"]),
+    "description": lambda folder: edit_info(
+        folder, "rosalina_1077", lambda info: info["model"].update(description="a super moon, a ring")),
+}
+
+
+@pytest.mark.parametrize("edit", list(FIRST_EDITS))
+def test_franchises_written_first_or_only_in_tags_refresh_as_built_from_nothing(tmp_path, edit):
+    """The title order ('Elden Ring (Malenia)') and the franchises that tags spread over several names
+    ('super mario') depend on other cards: a refresh after one edited file must find what a build from
+    nothing finds."""
+    from tests.test_characters import franchise_first_library
+    folder = str(tmp_path / "lora")
+    os.makedirs(folder)
+    index = franchise_first_library(folder)
+    index.refresh(prepare=prepare)
+    FIRST_EDITS[edit](folder)
+    index.refresh(prepare=prepare)
+    snap = index.snapshot
+    built = snap._stylus_characters
+    # a franchise that comes or goes changes what every card reads: built anew; the others are updated
+    assert (built._tokens is not None) == (edit not in ("series tag gone", "carrier gone"))
+    fresh = Snapshot(snap.entries, snap.states, snap.families, snap.faults)
+    fresh._stylus_purpose, fresh._stylus_characters = from_nothing(fresh)
+    assert character_state(built) == character_state(fresh._stylus_characters)
+    prompts = ["ranni the witch, elden ring", "malenia, elden ring", "elden ring, castle",
+               "princess peach, super mario, castle", "rosalina, super mario"]
+    assert picks(snap, prompts) == picks(fresh, prompts)
+    rows = {e.card.stem: i for i, e in enumerate(snap.entries)}
+    malenia = built.names(rows["malenia_v3"])
+    assert (("malenia",) in malenia) == (edit != "series tag gone"), malenia
+    assert ("super mario" in built.franchises(rows["peach_1499"])) == (edit != "carrier gone")
