@@ -10,7 +10,8 @@ half; then the halves swap. Unjudged picks count as wrong while choosing (pessim
 picked; --collect FILE... appends such a reader's labels to the extras file.
 
 usage: python tests/bench/bench_realistic.py [--work DIR] [--bench ../shared/bench] [--max-adapters 4]
-         [--grid field=v1,v2 ...] [--queue FILE] [--collect DONE.jsonl ...] [--picks OUT.jsonl]"""
+         [--grid field=v1,v2 ...] [--queue FILE] [--collect DONE.jsonl ...] [--picks OUT.jsonl]
+         [--misses [--prompts FILE]]"""
 from __future__ import annotations
 
 import argparse
@@ -149,6 +150,8 @@ def main() -> None:
     ap.add_argument("--picks", help="write the default setting's picks here")
     ap.add_argument("--misses", action="store_true",
                     help="print each concept the default setting misses, and why its fitting cards were not")
+    ap.add_argument("--prompts", help="judge these prompts instead of realistic-dev's (--misses only: e.g. "
+                    "queries-dev.jsonl's concept queries)")
     ap.add_argument("--embedder", choices=("lexical", "hybrid"), default="hybrid",
                     help="hybrid (default, as shipped): the composer also checks meaning with the encoder")
     a = ap.parse_args()
@@ -182,7 +185,8 @@ def main() -> None:
     print("cv average: " + "  ".join(f"{k} {sum(r[k] or 0 for r in held) / 2:.4f}"
                                      for k in ("precision", "plausible", "harm", "coverage")))
     if a.misses:
-        misses(Composer(Retriever(index), cfg), prompts, a.max_adapters)
+        chosen = prompts if not a.prompts else [q for q in load(a.prompts) if q.get("kind") != "sample"]
+        misses(Composer(Retriever(index), cfg), chosen, a.max_adapters)
     if a.queue:
         queue(a.queue, prompts, judged, [r[1] for r in runs])
     if a.picks:
@@ -191,23 +195,83 @@ def main() -> None:
                 f.write(json.dumps({"id": q["id"], "picked": preds[q["id"]]}) + "\n")
 
 
+class _Tracing(Composer):
+    """The composer, keeping each task's purpose matches of the last compose (to trace the misses)."""
+    def compose(self, *args, **kwargs):
+        self.matches = []
+        return super().compose(*args, **kwargs)
+
+    def _match(self, pidx, task, *args, **kwargs):
+        m = super()._match(pidx, task, *args, **kwargs)
+        self.matches.append(m)
+        return m
+
+
+# The stages of a fitting card's way to a pick, furthest last: a miss is put down to the furthest one that one
+# of its fitting cards reached.
+STAGES = ("no purpose-phrase word in the prompt", "phrase asked in part (under the threshold)",
+          "common word, under meaning_name_share of its whole name in the prompt",
+          "meaning on its own window under the threshold", "context veto (its own words pass, with the "
+          "neighbours' it does not)", "refused after matching")
+
+
+def _stage(composer: "_Tracing", comp, pidx, meaning, doc: int) -> int:
+    """How far a card got in the last compose (an index of STAGES)."""
+    cfg = composer.config
+    best = 0
+    for m in composer.matches[-len(comp.tasks):] if comp.tasks else []:
+        at = int(m.at(doc)) if len(m.docs) else 0
+        if at >= len(m.docs) or m.docs[at] != doc:
+            continue
+        loose = float(m.loose[at]) if m.loose is not None else float(m.scores[at])
+        if loose < cfg.threshold:
+            stage = 1
+        elif float(m.scores[at]) >= cfg.threshold:
+            stage = 5  # matched (rare words, or kept by meaning): a later rule refused it
+        elif doc not in set(m.extra.tolist()):
+            stage = 2
+        else:
+            unit = int(m.loose_best[at])
+            own = unit in m.alone and float(meaning.vectors[doc] @ meaning.vector(m.alone[unit]))
+            stage = 4 if own and own >= cfg.meaning else 3
+        best = max(best, stage)
+    return best
+
+
 def misses(composer: Composer, prompts: list, max_adapters: int) -> None:
     """Each concept with fitting cards that none of the picks serves, and what became of its fitting cards:
-    the composer's drop reason, or no candidate (no purpose phrase of theirs was asked)."""
+    the composer's drop reason, or no candidate (no purpose phrase of theirs was asked); then each miss put
+    down to the furthest stage one of its fitting cards reached (STAGES), with counts."""
+    from lib_stylus.meaning import meaning_of
+    from lib_stylus.purpose import purpose_index
+    tracer = _Tracing(composer.retriever, composer.config)
+    snap = composer.retriever.index.snapshot
+    pidx = purpose_index(snap)
+    meaning = meaning_of(snap, composer.retriever.index)
+    rows = {}
+    for i, stem in enumerate(pidx.stems):
+        rows.setdefault(stem, i)
     counts: dict = {}
+    stages = [0] * len(STAGES)
     for q in prompts:
-        comp = composer.compose(q["prompt"], "sd1", max_adapters=max_adapters)
+        comp = tracer.compose(q["prompt"], "sd1", max_adapters=max_adapters)
         drops: dict = {}
         for d in comp.drops:
             drops.setdefault(d.stem, d.reason)
         for c in q["concepts"]:
-            if not c["fitting"] or set(c["fitting"]) & set(comp.stems):
+            fitting = c.get("fitting") or c.get("relevant") or []  # queries-dev names them "relevant"
+            if not fitting or set(fitting) & set(comp.stems):
                 continue
-            why = [f"{s}: {drops[s]}" for s in c["fitting"] if s in drops]
+            why = [f"{s}: {drops[s]}" for s in fitting if s in drops]
             kind = "dropped" if why else "no candidate"
             counts[kind] = counts.get(kind, 0) + 1
-            print(f"miss {q['id']} {c['name']!r} ({kind}): " + "; ".join(why[:3]))
+            reached = [_stage(tracer, comp, pidx, meaning, rows[s]) for s in fitting if s in rows]
+            stage = max(reached, default=0)
+            stages[stage] += 1
+            print(f"miss {q['id']} {c['name']!r} ({kind}; {STAGES[stage]}): " + "; ".join(why[:3]))
     print("misses:", json.dumps(counts))
+    for name, n in zip(STAGES, stages):
+        print(f"  {n:4d}  {name}")
 
 
 def _diff(cfg) -> str:

@@ -5,7 +5,8 @@ and wrong share of the picks, and negative controls that got any pick. The sets 
 LoRAs, so there is no coverage here. A pick nobody judged yet is counted apart ("unjudged") and written to
 --queue for a reader who does not know why it was picked.
 
-usage: python tests/bench/bench_unseen.py [--work DIR] [--bench ../shared/bench] [--queue FILE]"""
+usage: python tests/bench/bench_unseen.py [--work DIR] [--bench ../shared/bench] [--queue FILE]
+         [--set field=value ...] (a ComposerConfig setting other than the shipped one)"""
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,12 @@ def main() -> None:
     ap.add_argument("--bench", default=br.find_bench())
     ap.add_argument("--max-adapters", type=int, default=4)
     ap.add_argument("--queue", help="write the unjudged (prompt, LoRA) pairs here")
+    ap.add_argument("--set", action="append", default=[], help="field=value of ComposerConfig")
     a = ap.parse_args()
     rd = os.path.join(a.bench, "realistic-dev")
     index = br.open_library(a.bench, a.work, "hybrid")
-    composer = Composer(Retriever(index))
+    composer = Composer(Retriever(index), br.grid(a.set)[-1])
+    print("setting:", br._diff(composer.config))
     judged = {(r["id"], r["stem"]): r["label"] for r in br.load(os.path.join(HERE, "judgments.jsonl"))}
     todo = []
     for path in sorted(glob.glob(os.path.join(HERE, "prompts-*.jsonl"))):
