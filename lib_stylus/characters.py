@@ -945,9 +945,10 @@ class CharacterIndex:
                 if v in own or _compact(v) not in self._labels:
                     self._variant_rows[v].append(row)
         # one-word names characters of several known franchises have ('yui' of Sword Art Online and of
-        # Princess Connect): a franchise named in the prompt says which one it means
-        self._shared = {v[0] for v, vrows in self._variant_rows.items() if len(v) == 1 and len(
-            {frozenset(self._card_franchises[r]) for r in vrows if self._card_franchises[r]}) > 1}
+        # Princess Connect; not 'ahri', whose cards say 'league of legends', some also 'star guardian'): a
+        # franchise named in the prompt says which one it means
+        self._shared = {v[0] for v, vrows in self._variant_rows.items() if len(v) == 1 and _apart(
+            [self._card_franchises[r] for r in vrows]) > 1}
         self._anchor = defaultdict(list)
         self._compact_names = defaultdict(list)
         self._long_words = {}
@@ -1147,6 +1148,19 @@ def _labels(rows: list) -> set:
                 if len(toks) > 1 and not head & set(toks) and _series_like(toks):
                     owners[_compact(toks)].add(head)
     return {key for key, heads in owners.items() if len({h for h in heads if not any(h < o for o in heads)}) > 1}
+
+
+def _apart(groups) -> int:
+    """How many groups of franchises remain when the sets that share a franchise are merged."""
+    merged = []
+    for group in groups:
+        group = set(group)
+        for other in [m for m in merged if m & group]:
+            group |= other
+            merged.remove(other)
+        if group:
+            merged.append(group)
+    return len(merged)
 
 
 def _recount(base: Counter, gone, came) -> Counter:

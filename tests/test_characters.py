@@ -442,3 +442,20 @@ def test_a_name_inside_the_franchise_title_the_prompt_writes_names_nobody(shared
     # her own name still does, with the series or without
     assert {"madoka_uniform", "madoka_one"} <= named(shared_lib, "kaname madoka, mahou shoujo madoka magica")
     assert "madoka_one" in named(shared_lib, "madoka, pink hair")
+
+
+def test_a_given_name_of_one_character_whose_cards_name_several_franchises_is_hers(tmp_path):
+    """Ahri's cards say 'league of legends', some also 'star guardian': one character, whatever style the
+    prompt names ('Ahri cosplay, K-On anime style')."""
+    cards = [dict(stem="ahri_sg", title="Ahri (League of Legends) Star Guardian",
+                  tags=CHARACTER + ["league of legends", "star guardian"], triggers=["ahri"]),
+             dict(stem="ahri_v1", title="Ahri (League of Legends)", tags=CHARACTER + ["league of legends"],
+                  triggers=["ahri"]),
+             dict(stem="jinx", title="Jinx (League of Legends)", tags=CHARACTER + ["league of legends"],
+                  triggers=["jinx"]),
+             dict(stem="lux_sg", title="Lux (Star Guardian)", tags=CHARACTER + ["star guardian"], triggers=["lux"])]
+    index = franchise_first_library(str(tmp_path), cards + [c for c in SHARED if c["stem"].endswith("_kon")])
+    snap = index.snapshot
+    ci = character_index(snap)
+    prompt = "ahri cosplay, k-on anime style, a park"
+    assert {snap.entries[r].card.stem for r in ci.named_in(prompt)} == {"ahri_sg", "ahri_v1"}
