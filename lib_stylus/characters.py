@@ -22,7 +22,10 @@ Interface (stable; the composer uses it - extend, do not rename). A *row* is an 
   match in any word order, with or without spaces/underscores, through web-UI emphasis and escapes, across
   long-vowel romanizations (ou/oh/uu/oo), with one edit on long words in a name that has another exact word,
   and a single name word counts when the row's franchise is named too ("raiden ei, genshin impact"). A name
-  made only of everyday words counts only with its franchise. Never from "1girl", colours or outfits.
+  made only of everyday words counts only with its franchise. Never from "1girl", colours or outfits, nor
+  from words of a franchise's title the prompt writes ('madoka' of "mahou shoujo madoka magica"). A given
+  name that characters of several franchises share names only those of the franchise the prompt says
+  ("yui \\(k-on!\\)", "yui, k-on") and those whose franchise is unknown.
 * ``.unambiguous(prompt, names, everyday=frozenset()) -> dict``: ``names`` (``named_in``) without the rows
   named by one common word, or by one word characters with other given names share, without their franchise.
 * ``.franchises_in(prompt) -> set[str]``: every known franchise the prompt names.
@@ -471,7 +474,8 @@ class _Segment:
         self.described = {b for a, b in pairs if a in COLOURS or a in BODY_ATTRIBUTES}
         # "yui (k-on!)": the words of the series the name is said to belong to (Danbooru's form)
         form = _NAME_FORM.match(plain)
-        self.qualifier = [fold(t) for t in words(_names_text(form.group(2))) if t not in FUNCTION] if form else []
+        said = words(_names_text(form.group(2))) if form else []
+        self.qualifier = [fold(t) for t in said if t not in FUNCTION]
 
 
 class CharacterIndex:
@@ -787,7 +791,8 @@ class CharacterIndex:
             self._name_stage(own(i))
         same = len(rows) == len(old_rows) and all(
             a is b or (a.names == b.names and a.other == b.other and a.franchises == b.franchises
-                       and a.head == b.head and a.character == b.character and a.cut.tag_keys == b.cut.tag_keys)
+                       and a.head == b.head and a.character == b.character  # what _labels reads
+                       and a.cut.tag_keys == b.cut.tag_keys)
             for a, b in zip(rows, old_rows))
         # ... and no word of theirs changed its everyday test, nor the order of rarity of a non-character name
         if same and not any(prev._common[t] != self._is_common(t, prev._name_df) for t in changed_df
@@ -1076,7 +1081,8 @@ class CharacterIndex:
                 # the one the prompt says (the card's franchise known and not named; crossovers name both).
                 mine = said or asked if len(v) == 1 and v[0] in self._shared else said
                 if mine:
-                    rows = [r for r in rows if self._card_franchises[r] & mine or not self._card_franchises[r]]
+                    rows = [r for r in rows if self._card_franchises[r] & mine
+                            or not self._card_franchises[r]]
                 # "serena (pokemon)": not the Serena of another series
                 for series_named in (here, asked):
                     if series_named and any(self._card_franchises[r] & series_named for r in rows):
@@ -1147,7 +1153,8 @@ def _labels(rows: list) -> set:
             for toks in r.cut.tag_texts:
                 if len(toks) > 1 and not head & set(toks) and _series_like(toks):
                     owners[_compact(toks)].add(head)
-    return {key for key, heads in owners.items() if len({h for h in heads if not any(h < o for o in heads)}) > 1}
+    # 'homura' and 'homura akemi' are one character
+    return {key for key, heads in owners.items() if sum(not any(h < o for o in heads) for h in heads) > 1}
 
 
 def _apart(groups) -> int:

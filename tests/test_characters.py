@@ -375,7 +375,8 @@ def test_a_name_written_first_stays_the_name(first_lib):
 # and a franchise whose title holds a character's name ('Mahou Shoujo Madoka Magica'), tagged on cards of
 # its other characters that no Civitai category files as characters (as on Civitai).
 SHARED = [
-    dict(stem="yui_sao", title="Yui (Sword Art Online)", tags=CHARACTER + ["sword art online"], triggers=["yui"]),
+    dict(stem="yui_sao", title="Yui (Sword Art Online)", tags=CHARACTER + ["sword art online"],
+         triggers=["yui"]),
     dict(stem="asuna_sao", title="Asuna (Sword Art Online)", tags=CHARACTER + ["sword art online"],
          triggers=["asuna"]),
     dict(stem="yui_pcr", title="Yui (Princess Connect!) Ceremonial", tags=CHARACTER + ["princess connect"],
@@ -453,7 +454,8 @@ def test_a_given_name_of_one_character_whose_cards_name_several_franchises_is_he
                   triggers=["ahri"]),
              dict(stem="jinx", title="Jinx (League of Legends)", tags=CHARACTER + ["league of legends"],
                   triggers=["jinx"]),
-             dict(stem="lux_sg", title="Lux (Star Guardian)", tags=CHARACTER + ["star guardian"], triggers=["lux"])]
+             dict(stem="lux_sg", title="Lux (Star Guardian)", tags=CHARACTER + ["star guardian"],
+                  triggers=["lux"])]
     index = franchise_first_library(str(tmp_path), cards + [c for c in SHARED if c["stem"].endswith("_kon")])
     snap = index.snapshot
     ci = character_index(snap)
