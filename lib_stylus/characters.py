@@ -469,13 +469,14 @@ class _Segment:
         raw = words(_names_text(plain))
         self.words = [fold(t) for t in raw if t not in FUNCTION and not is_cjk(t)]
         self.capitalized = {fold(t.lower()) for t in _CAPITALIZED.findall(plain)}
-        self.sentence = len(raw) >= self.SENTENCE
-        pairs = zip(self.words, self.words[1:])
-        self.described = {b for a, b in pairs if a in COLOURS or a in BODY_ATTRIBUTES}
-        # "yui (k-on!)": the words of the series the name is said to belong to (Danbooru's form)
+        # "yui (k-on!)": the words of the series the name is said to belong to (Danbooru's form), which make
+        # no sentence of it ("saber (fate/stay night)")
         form = _NAME_FORM.match(plain)
         said = words(_names_text(form.group(2))) if form else []
         self.qualifier = [fold(t) for t in said if t not in FUNCTION]
+        self.sentence = len(raw) - len(said) >= self.SENTENCE
+        pairs = zip(self.words, self.words[1:])
+        self.described = {b for a, b in pairs if a in COLOURS or a in BODY_ATTRIBUTES}
 
 
 class CharacterIndex:
@@ -1078,10 +1079,11 @@ class CharacterIndex:
             for v in sorted(matched, key=lambda v: (-len(v), v)):  # never set order: it varies by process
                 rows = [r for r in self._variant_rows[v] if self._allowed(v, r, seg, quals, asked)]
                 # A given name characters of several franchises share names none of another franchise than
-                # the one the prompt says (the card's franchise known and not named; crossovers name both).
-                mine = said or asked if len(v) == 1 and v[0] in self._shared else said
+                # the one the prompt says (the card's franchise known and not named; crossovers name both;
+                # a series of the same family, 'fate/grand order' for 'fate/stay night', is no other one).
+                mine = said or asked if len(v) == 1 and v[0] in self._shared else set()
                 if mine:
-                    rows = [r for r in rows if self._card_franchises[r] & mine
+                    rows = [r for r in rows if _related(self._card_franchises[r], mine)
                             or not self._card_franchises[r]]
                 # "serena (pokemon)": not the Serena of another series
                 for series_named in (here, asked):
@@ -1155,6 +1157,12 @@ def _labels(rows: list) -> set:
                     owners[_compact(toks)].add(head)
     # 'homura' and 'homura akemi' are one character
     return {key for key, heads in owners.items() if sum(not any(h < o for o in heads) for h in heads) > 1}
+
+
+def _related(franchises: set, others: set) -> bool:
+    """Whether two sets of franchises share a word ('fate/grand order', 'fate/stay night')."""
+    mine = {t for f in franchises for t in _clean_cached(f, True, False)}
+    return any(t in mine for f in others for t in _clean_cached(f, True, False))
 
 
 def _apart(groups) -> int:

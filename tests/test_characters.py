@@ -461,3 +461,32 @@ def test_a_given_name_of_one_character_whose_cards_name_several_franchises_is_he
     ci = character_index(snap)
     prompt = "ahri cosplay, k-on anime style, a park"
     assert {snap.entries[r].card.stem for r in ci.named_in(prompt)} == {"ahri_sg", "ahri_v1"}
+
+
+def test_a_given_name_said_of_a_related_series_still_names_its_character(tmp_path):
+    """Series of one family ('Fate/Grand Order', 'Fate/stay night') are not another franchise; a full name
+    with a '(series)' qualifier is no shared given name; a name and its qualifier make no sentence (where a
+    one-word name would need a capital)."""
+    cards = [dict(stem="saber_fgo", title="Saber (Fate/Grand Order)", tags=CHARACTER + ["fate/grand order"],
+                  triggers=["saber"]),
+             dict(stem="jeanne_fgo", title="Jeanne d'Arc (Fate/Grand Order)",
+                  tags=CHARACTER + ["fate/grand order"],
+                  triggers=["jeanne"]),
+             dict(stem="rin_fsn", title="Tohsaka Rin (Fate/stay night)", tags=CHARACTER + ["fate/stay night"],
+                  triggers=["tohsaka rin"]),
+             dict(stem="shirou_fsn", title="Emiya Shirou (Fate/stay night)",
+                  tags=CHARACTER + ["fate/stay night"],
+                  triggers=["emiya shirou"]),
+             dict(stem="saber_sw", title="Saber (Senran Wars)", tags=CHARACTER + ["senran wars"],
+                  triggers=["saber"]),
+             dict(stem="asuka_sw", title="Asuka (Senran Wars)", tags=CHARACTER + ["senran wars"],
+                  triggers=["asuka"])]
+    index = franchise_first_library(str(tmp_path), cards + [c for c in SHARED if c["stem"].endswith("_kon")])
+    snap = index.snapshot
+    ci = character_index(snap)
+
+    def stems(prompt):
+        return {snap.entries[r].card.stem for r in ci.named_in(prompt)}
+    assert stems("saber, tohsaka rin, fate/stay night") == {"saber_fgo", "rin_fsn"}
+    assert stems("saber \\(fate/stay night\\), sword") == {"saber_fgo"}
+    assert stems("tohsaka rin \\(k-on!\\), guitar") == {"rin_fsn"}
