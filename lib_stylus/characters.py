@@ -1073,7 +1073,9 @@ class CharacterIndex:
             # shoujo madoka magica' (a franchise named after its hero, 'naruto', is one word: still his name).
             titles = [set(toks[a:b]) for a, b in self._series_runs(toks) if b - a > 1]
             matched = {v for v in matched if not any(set(v) < t for t in titles)}
-            used = set().union(*titles)
+            # so are those of a "(series)" qualifier, known or not: 'rin' of "(kaoru hana wa rin to saku)"
+            matched = {v for v in matched if not set(v) <= set(seg.qualifier)}
+            used = set(seg.qualifier).union(*titles)
             # "yui (k-on!)": the series the name is said to belong to
             said = {self.franchise_names[k] for k, _, _ in self._franchise_runs(seg.qualifier)}
             for v in sorted(matched, key=lambda v: (-len(v), v)):  # never set order: it varies by process

@@ -480,7 +480,9 @@ def test_a_given_name_said_of_a_related_series_still_names_its_character(tmp_pat
              dict(stem="saber_sw", title="Saber (Senran Wars)", tags=CHARACTER + ["senran wars"],
                   triggers=["saber"]),
              dict(stem="asuka_sw", title="Asuka (Senran Wars)", tags=CHARACTER + ["senran wars"],
-                  triggers=["asuka"])]
+                  triggers=["asuka"]),
+             dict(stem="rin_ba", title="Rin (Blue Archive)", tags=CHARACTER + ["blue archive"],
+                  triggers=["rin"])]
     index = franchise_first_library(str(tmp_path), cards + [c for c in SHARED if c["stem"].endswith("_kon")])
     snap = index.snapshot
     ci = character_index(snap)
@@ -490,3 +492,6 @@ def test_a_given_name_said_of_a_related_series_still_names_its_character(tmp_pat
     assert stems("saber, tohsaka rin, fate/stay night") == {"saber_fgo", "rin_fsn"}
     assert stems("saber \\(fate/stay night\\), sword") == {"saber_fgo"}
     assert stems("tohsaka rin \\(k-on!\\), guitar") == {"rin_fsn"}
+    # the qualifier's words are the series, never a name: no Rin of 'kaoru hana wa rin to saku'
+    assert stems("kaoruko waguri \\(kaoru hana wa rin to saku\\), smile") == set()
+    assert stems("emiya shirou \\(fate/stay night\\), sword") == {"shirou_fsn"}
