@@ -445,50 +445,41 @@ def test_a_name_inside_the_franchise_title_the_prompt_writes_names_nobody(shared
     assert "madoka_one" in named(shared_lib, "madoka, pink hair")
 
 
+def _of(stem: str, name: str, series: str, trigger: str, *more: str) -> dict:
+    """A character card titled 'Name (Series)', tagged with its series (and ``more`` series)."""
+    return dict(stem=stem, title=f"{name} ({series})", tags=CHARACTER + [series.casefold(), *more],
+                triggers=[trigger])
+
+
+def _naming(folder, cards):
+    """prompt -> the stems it names, in a library of these cards and K-ON!'s."""
+    index = franchise_first_library(str(folder), cards + [c for c in SHARED if c["stem"].endswith("_kon")])
+    snap = index.snapshot
+    ci = character_index(snap)
+    return lambda prompt: {snap.entries[r].card.stem for r in ci.named_in(prompt)}
+
+
 def test_a_given_name_of_one_character_whose_cards_name_several_franchises_is_hers(tmp_path):
     """Ahri's cards say 'league of legends', some also 'star guardian': one character, whatever style the
     prompt names ('Ahri cosplay, K-On anime style')."""
-    cards = [dict(stem="ahri_sg", title="Ahri (League of Legends) Star Guardian",
-                  tags=CHARACTER + ["league of legends", "star guardian"], triggers=["ahri"]),
-             dict(stem="ahri_v1", title="Ahri (League of Legends)", tags=CHARACTER + ["league of legends"],
-                  triggers=["ahri"]),
-             dict(stem="jinx", title="Jinx (League of Legends)", tags=CHARACTER + ["league of legends"],
-                  triggers=["jinx"]),
-             dict(stem="lux_sg", title="Lux (Star Guardian)", tags=CHARACTER + ["star guardian"],
-                  triggers=["lux"])]
-    index = franchise_first_library(str(tmp_path), cards + [c for c in SHARED if c["stem"].endswith("_kon")])
-    snap = index.snapshot
-    ci = character_index(snap)
-    prompt = "ahri cosplay, k-on anime style, a park"
-    assert {snap.entries[r].card.stem for r in ci.named_in(prompt)} == {"ahri_sg", "ahri_v1"}
+    stems = _naming(tmp_path, [_of("ahri_sg", "Ahri", "League of Legends", "ahri", "star guardian"),
+                               _of("ahri_v1", "Ahri", "League of Legends", "ahri"),
+                               _of("jinx", "Jinx", "League of Legends", "jinx"),
+                               _of("lux_sg", "Lux", "Star Guardian", "lux")])
+    assert stems("ahri cosplay, k-on anime style, a park") == {"ahri_sg", "ahri_v1"}
 
 
 def test_a_given_name_said_of_a_related_series_still_names_its_character(tmp_path):
     """Series of one family ('Fate/Grand Order', 'Fate/stay night') are not another franchise; a full name
     with a '(series)' qualifier is no shared given name; a name and its qualifier make no sentence (where a
     one-word name would need a capital)."""
-    cards = [dict(stem="saber_fgo", title="Saber (Fate/Grand Order)", tags=CHARACTER + ["fate/grand order"],
-                  triggers=["saber"]),
-             dict(stem="jeanne_fgo", title="Jeanne d'Arc (Fate/Grand Order)",
-                  tags=CHARACTER + ["fate/grand order"],
-                  triggers=["jeanne"]),
-             dict(stem="rin_fsn", title="Tohsaka Rin (Fate/stay night)", tags=CHARACTER + ["fate/stay night"],
-                  triggers=["tohsaka rin"]),
-             dict(stem="shirou_fsn", title="Emiya Shirou (Fate/stay night)",
-                  tags=CHARACTER + ["fate/stay night"],
-                  triggers=["emiya shirou"]),
-             dict(stem="saber_sw", title="Saber (Senran Wars)", tags=CHARACTER + ["senran wars"],
-                  triggers=["saber"]),
-             dict(stem="asuka_sw", title="Asuka (Senran Wars)", tags=CHARACTER + ["senran wars"],
-                  triggers=["asuka"]),
-             dict(stem="rin_ba", title="Rin (Blue Archive)", tags=CHARACTER + ["blue archive"],
-                  triggers=["rin"])]
-    index = franchise_first_library(str(tmp_path), cards + [c for c in SHARED if c["stem"].endswith("_kon")])
-    snap = index.snapshot
-    ci = character_index(snap)
-
-    def stems(prompt):
-        return {snap.entries[r].card.stem for r in ci.named_in(prompt)}
+    stems = _naming(tmp_path, [_of("saber_fgo", "Saber", "Fate/Grand Order", "saber"),
+                               _of("jeanne_fgo", "Jeanne d'Arc", "Fate/Grand Order", "jeanne"),
+                               _of("rin_fsn", "Tohsaka Rin", "Fate/stay night", "tohsaka rin"),
+                               _of("shirou_fsn", "Emiya Shirou", "Fate/stay night", "emiya shirou"),
+                               _of("saber_sw", "Saber", "Senran Wars", "saber"),
+                               _of("asuka_sw", "Asuka", "Senran Wars", "asuka"),
+                               _of("rin_ba", "Rin", "Blue Archive", "rin")])
     assert stems("saber, tohsaka rin, fate/stay night") == {"saber_fgo", "rin_fsn"}
     assert stems("saber \\(fate/stay night\\), sword") == {"saber_fgo"}
     assert stems("tohsaka rin \\(k-on!\\), guitar") == {"rin_fsn"}
