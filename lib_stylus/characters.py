@@ -22,7 +22,10 @@ Interface (stable; the composer uses it - extend, do not rename). A *row* is an 
   match in any word order, with or without spaces/underscores, through web-UI emphasis and escapes, across
   long-vowel romanizations (ou/oh/uu/oo), with one edit on long words in a name that has another exact word,
   and a single name word counts when the row's franchise is named too ("raiden ei, genshin impact"). A name
-  made only of everyday words counts only with its franchise. Never from "1girl", colours or outfits.
+  made only of everyday words counts only with its franchise. Never from "1girl", colours or outfits, nor
+  from words of a franchise's title the prompt writes ('madoka' of "mahou shoujo madoka magica"). A given
+  name that characters of several franchises share names only those of the franchise the prompt says
+  ("yui \\(k-on!\\)", "yui, k-on") and those whose franchise is unknown.
 * ``.unambiguous(prompt, names, everyday=frozenset()) -> dict``: ``names`` (``named_in``) without the rows
   named by one common word, or by one word characters with other given names share, without their franchise.
 * ``.franchises_in(prompt) -> set[str]``: every known franchise the prompt names.
@@ -72,6 +75,13 @@ _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _TRAILING_DIGITS = re.compile(r"^([a-z]{3,}?)\d+$")
 _CAPITALIZED = re.compile(r"\b[A-Z][^\W_]*")
 _NAME_FORM = re.compile(r"^\s*([^()]+?)\s*\(([^()]+)\)\s*$")  # "makima (chainsaw man)"
+# A lone letter hyphenated to a word is one word with it: 'K-ON!' is 'kon' (else 'on' goes as a joining word
+# and 'k' is too short to name anything), 'X-Men' is 'xmen'.
+_INITIAL = re.compile(r"(?<![^\W_])([^\W\d_])-(?=[^\W\d_]{2})")
+
+
+def _names_text(text: str) -> str:
+    return _INITIAL.sub(r"\1", text)
 
 
 def title_head(title: str) -> str:
@@ -94,7 +104,7 @@ def _clean_tokens(text: str, keep_digits: bool = False, camel: bool = False) -> 
 def _clean_cached(text: str, keep_digits: bool, camel: bool) -> tuple:
     """Card texts repeat across a library ('anime', 'genshin impact'): each is cut once."""
     out = []
-    for raw in words(_CAMEL.sub(" ", text) if camel else text):
+    for raw in words(_names_text(_CAMEL.sub(" ", text) if camel else text)):
         if raw.isalpha() and raw.isascii():  # the common case: no digits, no CJK
             if raw not in FUNCTION and raw not in PACKAGING:
                 out.append(fold(raw))
@@ -276,7 +286,7 @@ class _Card:
 _LAST = None
 # What _index_names makes (a build whose cards' names are all unchanged shares them with the previous one).
 _NAME_POSTINGS = ("_name_df", "_common", "_variant_rows", "_anchor", "_compact_names", "_long_words",
-                  "_other_anchor", "_other_words", "_partial")
+                  "_other_anchor", "_other_words", "_partial", "_labels", "_shared")
 # A refresh that changes more cards than this (or 1/20 of them) is built whole: cheaper than tracing it.
 MAX_UPDATE = 64
 
@@ -306,7 +316,7 @@ class _Row:
         for an everyday word. Not kept (a description has many words): a build sums them, an update cuts
         those of the changed cards again."""
         cut = self.cut
-        said = cut.title_words | {fold(w) for t in cut.tags + cut.triggers for w in words(t)}
+        said = cut.title_words | {fold(w) for t in cut.tags + cut.triggers for w in words(_names_text(t))}
         return said | {fold(w) for w in words(cut.card.description or "")}
 
     def copy(self) -> "_Row":
@@ -456,10 +466,15 @@ class _Segment:
     SENTENCE = 4
 
     def __init__(self, plain: str):
-        raw = words(plain)
+        raw = words(_names_text(plain))
         self.words = [fold(t) for t in raw if t not in FUNCTION and not is_cjk(t)]
         self.capitalized = {fold(t.lower()) for t in _CAPITALIZED.findall(plain)}
-        self.sentence = len(raw) >= self.SENTENCE
+        # "yui (k-on!)": the words of the series the name is said to belong to (Danbooru's form), which make
+        # no sentence of it ("saber (fate/stay night)")
+        form = _NAME_FORM.match(plain)
+        said = words(_names_text(form.group(2))) if form else []
+        self.qualifier = [fold(t) for t in said if t not in FUNCTION]
+        self.sentence = len(raw) - len(said) >= self.SENTENCE
         pairs = zip(self.words, self.words[1:])
         self.described = {b for a, b in pairs if a in COLOURS or a in BODY_ATTRIBUTES}
 
@@ -776,7 +791,9 @@ class CharacterIndex:
         for i in names:
             self._name_stage(own(i))
         same = len(rows) == len(old_rows) and all(
-            a is b or (a.names == b.names and a.other == b.other and a.franchises == b.franchises)
+            a is b or (a.names == b.names and a.other == b.other and a.franchises == b.franchises
+                       and a.head == b.head and a.character == b.character  # what _labels reads
+                       and a.cut.tag_keys == b.cut.tag_keys)
             for a, b in zip(rows, old_rows))
         # ... and no word of theirs changed its everyday test, nor the order of rarity of a non-character name
         if same and not any(prev._common[t] != self._is_common(t, prev._name_df) for t in changed_df
@@ -924,11 +941,20 @@ class CharacterIndex:
         name_df = Counter(t for vs in self._names for t in {t for v in vs for t in v})
         self._name_df = name_df
         self._common = {t: self._is_common(t, name_df) for t in name_df}
-        # variant id -> (tokens, rows); postings: anchor token (the variant's rarest) -> variant ids
+        self._labels = _labels(rows)
+        # variant id -> (tokens, rows); postings: anchor token (the variant's rarest) -> variant ids. A label
+        # is no name, unless the card says it is its own (its title head or a "name (series)" form).
         self._variant_rows: dict = defaultdict(list)
         for row, vs in enumerate(self._names):
+            own = {tuple(rows[row].head)} | {tuple(name) for name, _ in rows[row].cut.forms}
             for v in vs:
-                self._variant_rows[v].append(row)
+                if v in own or _compact(v) not in self._labels:
+                    self._variant_rows[v].append(row)
+        # one-word names characters of several known franchises have ('yui' of Sword Art Online and of
+        # Princess Connect; not 'ahri', whose cards say 'league of legends', some also 'star guardian'): a
+        # franchise named in the prompt says which one it means
+        self._shared = {v[0] for v, vrows in self._variant_rows.items() if len(v) == 1 and _apart(
+            [self._card_franchises[r] for r in vrows]) > 1}
         self._anchor = defaultdict(list)
         self._compact_names = defaultdict(list)
         self._long_words = {}
@@ -1016,6 +1042,13 @@ class CharacterIndex:
                 dropped.update(rows)
         return {row: name for row, name in names.items() if row not in dropped}
 
+    def _series_runs(self, toks: list) -> list:
+        """(start, end) of the franchises and labels ('mahou shoujo madoka magica') written in the words."""
+        out = [(a, b) for _, a, b in self._franchise_runs(toks)]
+        for n in range(2, min(MAX_FRANCHISE_WORDS, len(toks)) + 1):
+            out += [(i, i + n) for i in range(len(toks) - n + 1) if _compact(toks[i:i + n]) in self._labels]
+        return out
+
     def named_in(self, prompt: str) -> dict:
         segs = self._segments(prompt)
         asked = {self.franchise_names[k] for k in self._prompt_franchises([s.words for s in segs])}
@@ -1036,9 +1069,24 @@ class CharacterIndex:
             here = {self.franchise_names[k] for k, _, _ in series_runs}
             longer = matched | others
             matched = {v for v in matched if not any(set(v) - series < set(w) - series for w in longer)}
-            used = set()
+            # Words of a franchise phrase written in the prompt are no character's name: 'madoka' of 'mahou
+            # shoujo madoka magica' (a franchise named after its hero, 'naruto', is one word: still his name).
+            titles = [set(toks[a:b]) for a, b in self._series_runs(toks) if b - a > 1]
+            matched = {v for v in matched if not any(set(v) < t for t in titles)}
+            # so are those of a "(series)" qualifier, known or not: 'rin' of "(kaoru hana wa rin to saku)"
+            matched = {v for v in matched if not set(v) <= set(seg.qualifier)}
+            used = set(seg.qualifier).union(*titles)
+            # "yui (k-on!)": the series the name is said to belong to
+            said = {self.franchise_names[k] for k, _, _ in self._franchise_runs(seg.qualifier)}
             for v in sorted(matched, key=lambda v: (-len(v), v)):  # never set order: it varies by process
                 rows = [r for r in self._variant_rows[v] if self._allowed(v, r, seg, quals, asked)]
+                # A given name characters of several franchises share names none of another franchise than
+                # the one the prompt says (the card's franchise known and not named; crossovers name both;
+                # a series of the same family, 'fate/grand order' for 'fate/stay night', is no other one).
+                mine = said or asked if len(v) == 1 and v[0] in self._shared else set()
+                if mine:
+                    rows = [r for r in rows if _related(self._card_franchises[r], mine)
+                            or not self._card_franchises[r]]
                 # "serena (pokemon)": not the Serena of another series
                 for series_named in (here, asked):
                     if series_named and any(self._card_franchises[r] & series_named for r in rows):
@@ -1096,6 +1144,40 @@ def character_index(snapshot) -> CharacterIndex:
             idx = CharacterIndex(snapshot.entries)
         snapshot._stylus_characters = idx
     return idx
+
+
+def _labels(rows: list) -> set:
+    """Phrases (keys) of several words that tag characters of two or more other names: the title of their
+    franchise ('mahou shoujo madoka magica' on Homura's and Mami's cards), which is no name, though it holds
+    one ('madoka'). Read whether the library knows it as a franchise or not."""
+    owners = defaultdict(set)
+    for r in rows:
+        if r.character and r.head:
+            head = frozenset(r.head)
+            for toks in r.cut.tag_texts:
+                if len(toks) > 1 and not head & set(toks) and _series_like(toks):
+                    owners[_compact(toks)].add(head)
+    # 'homura' and 'homura akemi' are one character
+    return {key for key, heads in owners.items() if sum(not any(h < o for o in heads) for h in heads) > 1}
+
+
+def _related(franchises: set, others: set) -> bool:
+    """Whether two sets of franchises share a word ('fate/grand order', 'fate/stay night')."""
+    mine = {t for f in franchises for t in _clean_cached(f, True, False)}
+    return any(t in mine for f in others for t in _clean_cached(f, True, False))
+
+
+def _apart(groups) -> int:
+    """How many groups of franchises remain when the sets that share a franchise are merged."""
+    merged = []
+    for group in groups:
+        group = set(group)
+        for other in [m for m in merged if m & group]:
+            group |= other
+            merged.remove(other)
+        if group:
+            merged.append(group)
+    return len(merged)
 
 
 def _recount(base: Counter, gone, came) -> Counter:

@@ -369,3 +369,120 @@ def test_a_name_written_first_stays_the_name(first_lib):
         assert ci.franchises(rows[stem]) == {"cowboy bebop"}, stem
         assert ("faye", "valentine") in ci.names(rows[stem]), stem
     assert named(first_lib, "faye valentine, spaceship") == {"faye_v3", "faye_esthetic"}
+
+
+# Characters who share a given name across franchises, a franchise written with a one-letter word ('K-ON!'),
+# and a franchise whose title holds a character's name ('Mahou Shoujo Madoka Magica'), tagged on cards of
+# its other characters that no Civitai category files as characters (as on Civitai).
+SHARED = [
+    dict(stem="yui_sao", title="Yui (Sword Art Online)", tags=CHARACTER + ["sword art online"],
+         triggers=["yui"]),
+    dict(stem="asuna_sao", title="Asuna (Sword Art Online)", tags=CHARACTER + ["sword art online"],
+         triggers=["asuna"]),
+    dict(stem="yui_pcr", title="Yui (Princess Connect!) Ceremonial", tags=CHARACTER + ["princess connect"],
+         triggers=["yuicere"]),
+    dict(stem="kokkoro_pcr", title="Kokkoro (Princess Connect!)", tags=CHARACTER + ["princess connect"],
+         triggers=["kokkoro"]),
+    dict(stem="yui_plain", title="Yui", tags=CHARACTER, triggers=["yui"]),
+    dict(stem="mio_kon", title="Mio Akiyama (K-ON!) LoRA", tags=CHARACTER + ["mio akiyama", "k-on", "k-on!"],
+         triggers=["mio akiyama"]),
+    dict(stem="azusa_kon", title="Azusa Nakano (K-ON!) LoRA", tags=CHARACTER + ["azusa nakano", "k-on"],
+         triggers=["nakano azusa"]),
+    dict(stem="madoka_uniform", title="kaname_madoka (school uniform ver.)",
+         tags=["character", "mahou shoujo madoka magica", "kaname_madoka"], triggers=["char_kaname_madoka"]),
+    dict(stem="madoka_one", title="Madoka Kaname - Madoka Magica", tags=CHARACTER, triggers=["madoka"]),
+    dict(stem="homura", title="akemi homura", tags=CHARACTER, triggers=["akemi homura"]),
+    dict(stem="mami", title="tomoe_mami (school uniform ver.)",
+         tags=["character", "mahou shoujo madoka magica", "tomoe mami"], triggers=["char_tomoe_mami"]),
+    dict(stem="homura_2", title="Homura Akemi - Puella Magi Madoka Magica",
+         tags=["anime", "magical girl", "mahou shoujo madoka magica"], triggers=["homura akemi"]),
+    dict(stem="kyoko", title="Kyouko Sakura - Puella Magi Madoka Magica",
+         tags=["anime", "magical girl", "mahou shoujo madoka magica"], triggers=["pmmmkyouko"]),
+]
+
+
+@pytest.fixture(scope="module")
+def shared_lib(tmp_path_factory):
+    index = franchise_first_library(str(tmp_path_factory.mktemp("shared")), SHARED)
+    snap = index.snapshot
+    return snap, character_index(snap), {e.card.stem: i for i, e in enumerate(snap.entries)}
+
+
+def test_a_series_written_with_a_one_letter_word_is_a_franchise(shared_lib):
+    """'K-ON!' is one word: its 'on' is no joining word and its 'k' is not a word of its own."""
+    snap, ci, rows = shared_lib
+    assert ci.franchises(rows["mio_kon"]) == ci.franchises(rows["azusa_kon"]) != set()
+    assert ci.franchises(rows["mio_kon"]) <= ci.franchises_in("k-on!, club room")
+
+
+@pytest.mark.parametrize("prompt", ["yui \\(k-on!\\), akiyama mio, k-on, club room",
+                                    "yui (k-on), akiyama mio, guitar",
+                                    "2girls, yui, akiyama mio, k-on, guitar"])
+def test_a_given_name_of_another_franchise_does_not_name_its_character(shared_lib, prompt):
+    """The prompt says which franchise its Yui belongs to (a '(series)' qualifier, or the series named beside
+    her): the Yui of another known franchise is not named; a card whose franchise is unknown may be hers."""
+    assert named(shared_lib, prompt) == {"mio_kon", "yui_plain"}
+
+
+def test_given_names_in_crossovers_and_without_a_franchise(shared_lib):
+    # both franchises named: each one's characters stay named
+    assert named(shared_lib, "yui, asuna, sword art online, k-on, crossover") == {"yui_sao", "asuna_sao",
+                                                                                  "yui_plain"}
+    # a name only one character has is hers, whatever other franchise the prompt names
+    assert named(shared_lib, "asuna, k-on, school uniform") == {"asuna_sao"}
+    # no franchise named: the given name stays ambiguous, as before
+    assert {"yui_sao", "yui_pcr", "yui_plain"} <= named(shared_lib, "yui, garden")
+    assert named(shared_lib, "yui \\(princess connect!\\), garden") == {"yui_pcr", "yui_plain"}
+
+
+def test_a_name_inside_the_franchise_title_the_prompt_writes_names_nobody(shared_lib):
+    """'Mahou Shoujo Madoka Magica' holds Madoka's name: written as the series, it does not name her."""
+    snap, ci, rows = shared_lib
+    assert named(shared_lib, "homura akemi, mahou shoujo madoka magica, 1girl") == {"homura", "homura_2"}
+    assert named(shared_lib, "mahou shoujo madoka magica, city at night") == set()
+    # her own name still does, with the series or without
+    assert {"madoka_uniform", "madoka_one"} <= named(shared_lib, "kaname madoka, mahou shoujo madoka magica")
+    assert "madoka_one" in named(shared_lib, "madoka, pink hair")
+
+
+def _of(stem: str, name: str, series: str, trigger: str, *more: str) -> dict:
+    """A character card titled 'Name (Series)', tagged with its series (and ``more`` series)."""
+    return dict(stem=stem, title=f"{name} ({series})", tags=CHARACTER + [series.casefold(), *more],
+                triggers=[trigger])
+
+
+def _naming(folder, cards):
+    """prompt -> the stems it names, in a library of these cards and K-ON!'s."""
+    index = franchise_first_library(str(folder), cards + [c for c in SHARED if c["stem"].endswith("_kon")])
+    snap = index.snapshot
+    ci = character_index(snap)
+    return lambda prompt: {snap.entries[r].card.stem for r in ci.named_in(prompt)}
+
+
+def test_a_given_name_of_one_character_whose_cards_name_several_franchises_is_hers(tmp_path):
+    """Ahri's cards say 'league of legends', some also 'star guardian': one character, whatever style the
+    prompt names ('Ahri cosplay, K-On anime style')."""
+    stems = _naming(tmp_path, [_of("ahri_sg", "Ahri", "League of Legends", "ahri", "star guardian"),
+                               _of("ahri_v1", "Ahri", "League of Legends", "ahri"),
+                               _of("jinx", "Jinx", "League of Legends", "jinx"),
+                               _of("lux_sg", "Lux", "Star Guardian", "lux")])
+    assert stems("ahri cosplay, k-on anime style, a park") == {"ahri_sg", "ahri_v1"}
+
+
+def test_a_given_name_said_of_a_related_series_still_names_its_character(tmp_path):
+    """Series of one family ('Fate/Grand Order', 'Fate/stay night') are not another franchise; a full name
+    with a '(series)' qualifier is no shared given name; a name and its qualifier make no sentence (where a
+    one-word name would need a capital)."""
+    stems = _naming(tmp_path, [_of("saber_fgo", "Saber", "Fate/Grand Order", "saber"),
+                               _of("jeanne_fgo", "Jeanne d'Arc", "Fate/Grand Order", "jeanne"),
+                               _of("rin_fsn", "Tohsaka Rin", "Fate/stay night", "tohsaka rin"),
+                               _of("shirou_fsn", "Emiya Shirou", "Fate/stay night", "emiya shirou"),
+                               _of("saber_sw", "Saber", "Senran Wars", "saber"),
+                               _of("asuka_sw", "Asuka", "Senran Wars", "asuka"),
+                               _of("rin_ba", "Rin", "Blue Archive", "rin")])
+    assert stems("saber, tohsaka rin, fate/stay night") == {"saber_fgo", "rin_fsn"}
+    assert stems("saber \\(fate/stay night\\), sword") == {"saber_fgo"}
+    assert stems("tohsaka rin \\(k-on!\\), guitar") == {"rin_fsn"}
+    # the qualifier's words are the series, never a name: no Rin of 'kaoru hana wa rin to saku'
+    assert stems("kaoruko waguri \\(kaoru hana wa rin to saku\\), smile") == set()
+    assert stems("emiya shirou \\(fate/stay night\\), sword") == {"shirou_fsn"}
