@@ -21,7 +21,8 @@ from .characters import character_index
 from .content import card_profile, conflict, profile_prompt
 from .shown import ShownCheck, prepare as prepare_shown
 from .meaning import EncoderUnavailable, meaning_of
-from .purpose import NAME, STEM, TAG, TRIGGER, prompt_words, purpose_index
+from .purpose import GENERIC_TAGS, KIND_WORDS, NAME, STEM, TAG, TRIGGER, prompt_words, purpose_index, \
+    purpose_words, title_pieces
 from .refiner import BOILERPLATE
 from .triggers import clean_triggers
 from .retriever import allowed_families
@@ -36,6 +37,7 @@ TIEBREAK = 1e-3  # retrieval score's share in a task's ranking: orders equal pur
 TAG_KIND = 2     # PurposeIndex.unit_kind of a tag phrase
 NAMED = -1       # a candidate's phrase when the prompt names the character
 MODIFIER_ONLY = "asks only what qualifies its purpose"
+ANOTHER_KIND = "asks another kind of"
 NAMED_SERIES = "asked only by the series of a character the prompt names"
 REFUSED_SHOWN = 3  # common-word candidates the meaning check refused, reported per task (closest first)
 
@@ -213,6 +215,8 @@ class ComposerConfig:
     tasks before and after it ('titan, giant, smoke, dust') when alone it reaches ``meaning`` but not
     ``meaning_alone``: the words around may veto a lone word's match, never make one;
     heads: a phrase asked in part must have its head asked ('linen curtains' asks no 'Linen dress');
+    contrast: a match on the one word that heads the card's name ('palette' of 'Neon Palette') asks nothing
+    when the prompt gives that word a modifier of its own and none of the card's ('desaturated palette');
     phrases: split a segment of more than this many words into its phrases (0: never);
     skip_series: a segment naming only the series of a character the prompt names asks for nothing, nor do
     the words of a segment that match only such a series in a card."""
@@ -236,6 +240,7 @@ class ComposerConfig:
     short: int = 2
     meaning_alone: float = 0.8
     heads: bool = True
+    contrast: bool = True
     phrases: int = 0
     skip_series: bool = True
 
@@ -456,6 +461,9 @@ class Composer:
         if head and head not in prompt_words(task.tokens):
             # "linen curtains" asks for no 'Linen dress', "wool jumper" for no 'Jumper Dress'
             return f"{MODIFIER_ONLY} '{words}' (not '{head}')"
+        kind = _another_kind(state.snap.entries[doc].card, pidx.unit_words(unit), task) if cfg.contrast else ""
+        if kind:
+            return kind
         # A tag names one thing an adapter does, and its name rarely repeats it ("Seasons" for "autumn");
         # a name phrase or a character's card that the prompt asks only in part is about something more.
         # A common word's match ("dress" of "Flower dress") must hold more of the card's name: the word alone
@@ -536,6 +544,41 @@ def _asks_more(card, unit_words: frozenset, task: Task) -> bool:
     texts = [card.title] + list(card.tags or ()) + list(card.trigger_words or ())
     said = " ".join(t for t in texts if isinstance(t, str))
     return bool((set(prompt_words(task.tokens)) & set(prompt_words(tokenize(said)))) - unit_words)
+
+
+_RAW_WORD = re.compile(r"[^\W_]+")
+# Words that praise a thing or say what every card is ('Beautiful sky', 'Realistic dress'): they name no kind
+# of it, so a prompt's own modifier ('blue sky') asks no other kind. Civitai's audience tags and the quality
+# boilerplate, as words.
+_NO_KIND = frozenset(w for phrase in GENERIC_TAGS | BOILERPLATE for w in purpose_words(phrase))
+
+
+def _another_kind(card, unit_words: frozenset, task: Task) -> str:
+    """Why the task asks another kind of the thing the card's name is ('' if it does not): the task asks only
+    the head of a name piece ('palette' of 'Neon Palette'), none of the piece's modifiers ('neon'), and writes
+    a modifier of its own right before that word ('desaturated blue-grey palette'). The card's kind of the
+    thing is not the one asked; a bare 'palette' still asks it."""
+    asked = unit_words & set(prompt_words(task.tokens))
+    if len(asked) != 1:
+        return ""
+    head = next(iter(asked))
+    raw = [(m.group(), prompt_words(tokenize(m.group()))) for m in _RAW_WORD.finditer(task.plain)]
+    for piece, bracketed in title_pieces(card.title):
+        words = [w for w in purpose_words(piece) if w not in KIND_WORDS]
+        if bracketed or len(words) < 2 or words[-1] != head:
+            continue
+        kinds = set(words[:-1]) - _NO_KIND
+        if not kinds:
+            continue
+        if kinds & set(prompt_words(task.tokens)):
+            return ""  # the prompt asks the card's own kind ('glowing neon colour palette')
+        at = [i for i, (_, folded) in enumerate(raw) if head in folded]
+        # the word right before each mention, when it is a word of weight (not 'a', 'the', 'and')
+        before = [raw[i - 1] for i in at if i > 0 and raw[i - 1][1]]
+        if at and len(before) == len(at) and not any(kinds & set(f) for _, f in before):
+            theirs = " ".join(w for w in words[:-1] if w in kinds)
+            return f"{ANOTHER_KIND} '{piece.strip()}' ('{before[0][0]} {raw[at[0]][0]}', not '{theirs}')"
+    return ""
 
 
 def _around(tasks: list, t: int) -> tuple:

@@ -478,3 +478,28 @@ def test_the_named_characters_series_asked_for_more_than_who_she_is_may_get_its_
 
 def test_a_franchise_lora_is_still_picked_when_the_franchise_is_asked(franchise_composer):
     assert "super_mario" in franchise_composer.compose("super mario, castle, night", "sd1").stems
+
+
+def test_a_prompt_asking_another_kind_of_the_cards_thing_asks_nothing_of_it(tmp_path):
+    """'desaturated blue-grey palette' asked for a 'Neon Palette' LoRA by its tag 'palette': the card's name is
+    one kind of palette (its modifier 'neon' unasked) and the prompt names another kind ('desaturated').
+    Without a modifier of its own the prompt still asks it, and so does the card's own kind."""
+    cards = [dict(stem="neon_palette", title="Neon Palette", tags=["palette", "color"]),
+             dict(stem="wedding_dress", title="Wedding dress", tags=["clothing", "dress"])]
+    composer = Composer(build_library(str(tmp_path), extra=cards))
+    comp = composer.compose("1girl, desaturated blue-grey palette", "sd1")
+    assert "neon_palette" not in comp.stems
+    assert any(d.stem == "neon_palette" and "another kind" in d.reason for d in comp.drops)
+    assert composer.compose("1girl, neon palette", "sd1").stems == ["neon_palette"]
+    assert composer.compose("1girl, glowing neon colour palette", "sd1").stems == ["neon_palette"]
+    assert composer.compose("1girl, palette", "sd1").stems == ["neon_palette"]
+    assert composer.compose("1girl, lace wedding dress", "sd1").stems == ["wedding_dress"]
+    assert Composer(composer.retriever, contrast=False).compose(
+        "1girl, desaturated blue-grey palette", "sd1").stems == ["neon_palette"]
+
+
+def test_a_name_modifier_that_only_praises_names_no_kind(tmp_path):
+    """'Beautiful sky' is a sky LoRA, not one kind of sky: 'blue sky' still asks it."""
+    cards = [dict(stem="nice_sky", title="Beautiful sky", tags=["sky", "scenery"])]
+    composer = Composer(build_library(str(tmp_path), extra=cards))
+    assert composer.compose("1girl, blue sky", "sd1").stems == ["nice_sky"]
