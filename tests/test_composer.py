@@ -503,3 +503,19 @@ def test_a_name_modifier_that_only_praises_names_no_kind(tmp_path):
     cards = [dict(stem="nice_sky", title="Beautiful sky", tags=["sky", "scenery"])]
     composer = Composer(build_library(str(tmp_path), extra=cards))
     assert composer.compose("1girl, blue sky", "sd1").stems == ["nice_sky"]
+
+
+def test_a_tag_the_cards_name_uses_only_to_qualify_its_head_asks_nothing(tmp_path):
+    """'elephant' asked 'Thai Elephant Harem Pants' by its tag 'elephant' for a prince hunting from an elephant
+    (the name's phrase asked in part would be refused: its head 'pants' is not asked). The pants themselves,
+    and a style whose name is the tag's word's flavour ('Slavic Fantasy' for 'slavic'), are still asked."""
+    cards = [dict(stem="elephant_pants", title="Thai Elephant Harem Pants", tags=["elephant", "clothing"]),
+             dict(stem="slavic_style", title="Slavic Fantasy", tags=["slavic", "style"])]
+    composer = Composer(build_library(str(tmp_path), extra=cards))
+    comp = composer.compose("a prince hunting from an elephant in a garden", "sd1")
+    assert "elephant_pants" not in comp.stems
+    assert any(d.stem == "elephant_pants" and "qualifies its purpose" in d.reason for d in comp.drops)
+    assert composer.compose("1girl, elephant harem pants", "sd1").stems == ["elephant_pants"]
+    assert composer.compose("1girl, slavic folklore", "sd1").stems == ["slavic_style"]
+    assert Composer(composer.retriever, tag_heads=False).compose(
+        "a prince hunting from an elephant in a garden", "sd1").stems == ["elephant_pants"]

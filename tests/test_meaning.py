@@ -144,3 +144,13 @@ def test_a_common_word_names_a_character_only_with_its_franchise(hybrid):
     development: Sage for 'sage mode', Misty for misty hills, Pieck for the painter Anton Pieck)."""
     assert "sage_dq" not in hybrid.compose("1boy, sage mode, orange eyes, toad", "sd1").stems
     assert "sage_dq" in hybrid.compose("1girl, sage, dragon quest, staff", "sd1").stems
+
+
+def test_a_tag_qualifying_the_cards_name_asks_it_when_the_prompt_says_its_head_in_other_words(tmp_path):
+    """'matching idol outfits' asks an 'Idol costume' LoRA by its tag 'idol': an outfit is a costume (the
+    encoder says so); 'idol singer' asks for no costume."""
+    cards = [dict(stem="idol_costume", title="Idol costume", tags=["idol", "clothing"])]
+    retriever = build_library(str(tmp_path), cards, [BM25(), DenseEmbedder(bundled_minilm())], COMMON)
+    composer = Composer(retriever)
+    assert composer.compose("2girls, matching idol outfits, stage", "sd1").stems == ["idol_costume"]
+    assert "idol_costume" not in composer.compose("an idol singer waving to the crowd", "sd1").stems
