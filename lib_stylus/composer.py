@@ -216,7 +216,8 @@ class ComposerConfig:
     ``meaning_alone``: the words around may veto a lone word's match, never make one;
     heads: a phrase asked in part must have its head asked ('linen curtains' asks no 'Linen dress');
     contrast: a match on the one word that heads the card's name ('palette' of 'Neon Palette') asks nothing
-    when the prompt gives that word a modifier of its own and none of the card's ('desaturated palette');
+    when the prompt gives that word a modifier of its own and none of those the card tags ('desaturated
+    palette');
     tag_heads: a one-word tag the card's name uses only to qualify its head ('elephant' of 'Thai Elephant Harem
     Pants') asks it only with that head, in the prompt's words or (with the encoder) in others ('idol outfits'
     for 'Idol costume'); a style's name is the style ('Slavic Fantasy'), so its tags are not checked;
@@ -471,7 +472,8 @@ class Composer:
             return kind
         entry = state.snap.entries[doc]
         if cfg.tag_heads and int(pidx.unit_kind[unit]) == TAG_KIND and entry.refined.topic != "style":
-            reason = _tag_qualifies_name(entry.card, pidx.unit_words(unit), task, self._similar(meaning))
+            reason = _tag_qualifies_name(entry.card, pidx.unit_words(unit), task, everything,
+                                         self._similar(meaning))
             if reason:
                 return reason
         # A tag names one thing an adapter does, and its name rarely repeats it ("Seasons" for "autumn");
@@ -591,7 +593,9 @@ def _another_kind(card, unit_words: frozenset, task: Task) -> str:
         words = [w for w in purpose_words(piece) if w not in KIND_WORDS]
         if bracketed or len(words) < 2 or words[-1] != head:
             continue
-        kinds = set(words[:-1]) - _NO_KIND
+        # a kind the card is about is one it tags ('neon' of 'Neon Palette'); 'simple chibi' draws chibi simply
+        tagged = {w for tag in card.tags or () for w in purpose_words(tag)}
+        kinds = (set(words[:-1]) & tagged) - _NO_KIND
         if not kinds:
             continue
         if kinds & set(prompt_words(task.tokens)):
@@ -605,10 +609,10 @@ def _another_kind(card, unit_words: frozenset, task: Task) -> str:
     return ""
 
 
-def _tag_qualifies_name(card, unit_words: frozenset, task: Task, similar=None) -> str:
+def _tag_qualifies_name(card, unit_words: frozenset, task: Task, everything: set, similar=None) -> str:
     """Why a one-word tag asks nothing of the card ('' if it does): the card's name uses the word only to
-    qualify its head ('elephant' of 'Thai Elephant Harem Pants'), and the task says that head neither in its
-    words nor (``similar``, the encoder) in others. The name's phrase asked in part would be refused for its
+    qualify its head ('elephant' of 'Thai Elephant Harem Pants'), and the prompt does not say that head (in
+    any segment: 'maid, black dress'), nor the task in other words (``similar``, the encoder). The name's phrase asked in part would be refused for its
     head (ComposerConfig.heads): its tag, the same word, asks no more."""
     if len(unit_words) != 1:
         return ""
@@ -619,8 +623,8 @@ def _tag_qualifies_name(card, unit_words: frozenset, task: Task, similar=None) -
         if bracketed or len(words) < 2 or word not in words[:-1] or word == words[-1]:
             continue
         head = words[-1]
-        if head in asked:
-            return ""
+        if head in asked or head in everything or head in _NO_KIND:
+            return ""  # 'slime girl' is a slime: an audience word names no other thing
         written = [w for w in tokenize(piece) if prompt_words([w]) == [head]]
         if similar is not None and written and similar(written[-1], task):
             return ""

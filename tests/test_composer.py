@@ -484,7 +484,7 @@ def test_a_prompt_asking_another_kind_of_the_cards_thing_asks_nothing_of_it(tmp_
     """'desaturated blue-grey palette' asked for a 'Neon Palette' LoRA by its tag 'palette': the card's name is
     one kind of palette (its modifier 'neon' unasked) and the prompt names another kind ('desaturated').
     Without a modifier of its own the prompt still asks it, and so does the card's own kind."""
-    cards = [dict(stem="neon_palette", title="Neon Palette", tags=["palette", "color"]),
+    cards = [dict(stem="neon_palette", title="Neon Palette", tags=["neon", "palette", "color"]),
              dict(stem="wedding_dress", title="Wedding dress", tags=["clothing", "dress"])]
     composer = Composer(build_library(str(tmp_path), extra=cards))
     comp = composer.compose("1girl, desaturated blue-grey palette", "sd1")
@@ -519,3 +519,23 @@ def test_a_tag_the_cards_name_uses_only_to_qualify_its_head_asks_nothing(tmp_pat
     assert composer.compose("1girl, slavic folklore", "sd1").stems == ["slavic_style"]
     assert Composer(composer.retriever, tag_heads=False).compose(
         "a prince hunting from an elephant in a garden", "sd1").stems == ["elephant_pants"]
+
+
+def test_a_name_modifier_the_card_does_not_tag_names_no_kind_and_a_generic_head_no_thing(tmp_path):
+    """queries-dev: 'cute chibi proportions' lost 'simple chibi artstyle' ('simple' is how it draws, not a kind
+    of chibi the card is about: not among its tags), 'a cute slime' lost 'slime girl' by its tag 'slime' (the
+    head 'girl' is an audience word, no other thing)."""
+    cards = [dict(stem="simple_chibi", title="simple chibi artstyle", tags=["chibi"]),
+             dict(stem="slime_girl", title="slime girl", tags=["slime", "monster"])]
+    composer = Composer(build_library(str(tmp_path), extra=cards))
+    assert composer.compose("a man in the park, cute chibi proportions", "sd1").stems == ["simple_chibi"]
+    assert composer.compose("a knight next to a car, with a cute slime", "sd1").stems == ["slime_girl"]
+
+
+def test_a_tag_qualifying_the_name_asks_it_when_another_segment_says_the_head(tmp_path):
+    """queries-dev: 'maid, black dress' lost 'Traditional Maid Dress' (tag 'maid') because the segment 'maid'
+    alone says no dress; the prompt does."""
+    cards = [dict(stem="maid_dress", title="Traditional Maid Dress", tags=["maid", "clothing"])]
+    composer = Composer(build_library(str(tmp_path), extra=cards))
+    assert composer.compose("1girl, maid, black dress, standing", "sd1").stems == ["maid_dress"]
+    assert composer.compose("an old maid feeding pigeons", "sd1").stems == []
