@@ -218,9 +218,10 @@ class ComposerConfig:
     contrast: a match on the one word that heads the card's name ('palette' of 'Neon Palette') asks nothing
     when the prompt gives that word a modifier of its own and none of those the card tags ('desaturated
     palette');
-    tag_heads: a one-word tag the card's name uses only to qualify its head ('elephant' of 'Thai Elephant Harem
-    Pants') asks it only with that head, in the prompt's words or (with the encoder) in others ('idol outfits'
-    for 'Idol costume'); a style's name is the style ('Slavic Fantasy'), so its tags are not checked;
+    tag_heads: a one-word tag the card's name uses only to qualify its head ('elephant' of 'Thai Elephant
+    Harem Pants') asks it only with that head, in the prompt's words or in others ('idol outfits' for 'Idol
+    costume': needs the encoder); a style's name is the style, its tags unchecked. Off: the encoder does not
+    know 'mecha' is a robot, so 'with a robot' lost 'Robot Mecha' (tag 'robot');
     phrases: split a segment of more than this many words into its phrases (0: never);
     skip_series: a segment naming only the series of a character the prompt names asks for nothing, nor do
     the words of a segment that match only such a series in a card."""
@@ -245,7 +246,7 @@ class ComposerConfig:
     meaning_alone: float = 0.8
     heads: bool = True
     contrast: bool = True
-    tag_heads: bool = True
+    tag_heads: bool = False
     phrases: int = 0
     skip_series: bool = True
 
@@ -467,10 +468,10 @@ class Composer:
         if head and head not in prompt_words(task.tokens):
             # "linen curtains" asks for no 'Linen dress', "wool jumper" for no 'Jumper Dress'
             return f"{MODIFIER_ONLY} '{words}' (not '{head}')"
-        kind = _another_kind(state.snap.entries[doc].card, pidx.unit_words(unit), task) if cfg.contrast else ""
+        entry = state.snap.entries[doc]
+        kind = _another_kind(entry.card, pidx.unit_words(unit), task) if cfg.contrast else ""
         if kind:
             return kind
-        entry = state.snap.entries[doc]
         if cfg.tag_heads and int(pidx.unit_kind[unit]) == TAG_KIND and entry.refined.topic != "style":
             reason = _tag_qualifies_name(entry.card, pidx.unit_words(unit), task, everything,
                                          self._similar(meaning))
@@ -593,7 +594,7 @@ def _another_kind(card, unit_words: frozenset, task: Task) -> str:
         words = [w for w in purpose_words(piece) if w not in KIND_WORDS]
         if bracketed or len(words) < 2 or words[-1] != head:
             continue
-        # a kind the card is about is one it tags ('neon' of 'Neon Palette'); 'simple chibi' draws chibi simply
+        # a kind the card is about is one it tags ('neon' of 'Neon Palette'); 'simple chibi' is drawn simply
         tagged = {w for tag in card.tags or () for w in purpose_words(tag)}
         kinds = (set(words[:-1]) & tagged) - _NO_KIND
         if not kinds:
@@ -612,10 +613,11 @@ def _another_kind(card, unit_words: frozenset, task: Task) -> str:
 def _tag_qualifies_name(card, unit_words: frozenset, task: Task, everything: set, similar=None) -> str:
     """Why a one-word tag asks nothing of the card ('' if it does): the card's name uses the word only to
     qualify its head ('elephant' of 'Thai Elephant Harem Pants'), and the prompt does not say that head (in
-    any segment: 'maid, black dress'), nor the task in other words (``similar``, the encoder). The name's phrase asked in part would be refused for its
-    head (ComposerConfig.heads): its tag, the same word, asks no more."""
-    if len(unit_words) != 1:
-        return ""
+    any segment: 'maid, black dress'), nor the task in other words (``similar``, the encoder). The name's
+    phrase asked in part would be refused for its head (ComposerConfig.heads): its tag, the same word, asks
+    no more."""
+    if len(unit_words) != 1 or similar is None:
+        return ""  # words alone cannot tell 'Robot Mecha' (a robot) from 'Thai Elephant Harem Pants'
     word = next(iter(unit_words))
     asked = set(prompt_words(task.tokens))
     for piece, bracketed in title_pieces(card.title):
@@ -626,7 +628,7 @@ def _tag_qualifies_name(card, unit_words: frozenset, task: Task, everything: set
         if head in asked or head in everything or head in _NO_KIND:
             return ""  # 'slime girl' is a slime: an audience word names no other thing
         written = [w for w in tokenize(piece) if prompt_words([w]) == [head]]
-        if similar is not None and written and similar(written[-1], task):
+        if written and similar(written[-1], task):
             return ""
         return f"{MODIFIER_ONLY} '{piece.strip()}' (not '{written[-1] if written else head}')"
     return ""
