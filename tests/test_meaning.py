@@ -147,8 +147,8 @@ def test_a_common_word_names_a_character_only_with_its_franchise(hybrid):
 
 
 def test_a_tag_the_cards_name_uses_only_to_qualify_its_head_asks_it_only_with_that_head(tmp_path):
-    """ComposerConfig.tag_heads (off by default): 'elephant' asked 'Thai Elephant Harem Pants' by its tag for a
-    prince hunting from an elephant (the name's phrase asked in part is refused for its head 'pants',
+    """ComposerConfig.tag_heads (off by default): 'elephant' asked 'Thai Elephant Harem Pants' by its tag for
+    a prince hunting from an elephant (the name's phrase asked in part is refused for its head 'pants',
     ComposerConfig.heads). The head said in other words ('idol outfits' for 'Idol costume'), in another
     segment ('maid, black dress'), an audience word as head ('slime girl' is a slime) and a style's flavour
     ('Slavic Fantasy') still ask it (queries-dev: each lost once while the rule was written). What keeps it
