@@ -21,7 +21,8 @@ from .characters import character_index
 from .content import card_profile, conflict, profile_prompt
 from .shown import ShownCheck, prepare as prepare_shown
 from .meaning import EncoderUnavailable, meaning_of
-from .purpose import NAME, STEM, TAG, TRIGGER, prompt_words, purpose_index
+from .purpose import GENERIC_TAGS, KIND_WORDS, NAME, STEM, TAG, TRIGGER, prompt_words, purpose_index, \
+    purpose_words, title_pieces
 from .refiner import BOILERPLATE
 from .triggers import clean_triggers
 from .retriever import allowed_families
@@ -36,6 +37,7 @@ TIEBREAK = 1e-3  # retrieval score's share in a task's ranking: orders equal pur
 TAG_KIND = 2     # PurposeIndex.unit_kind of a tag phrase
 NAMED = -1       # a candidate's phrase when the prompt names the character
 MODIFIER_ONLY = "asks only what qualifies its purpose"
+ANOTHER_KIND = "asks another kind of"
 NAMED_SERIES = "asked only by the series of a character the prompt names"
 REFUSED_SHOWN = 3  # common-word candidates the meaning check refused, reported per task (closest first)
 
@@ -220,6 +222,13 @@ class ComposerConfig:
     little (0.6: one concept, 'purple kimono'; 0.4: three, with three more wrong picks) and the blind-judged
     prompts written after the composer lose relevant picks (BENCHMARKS.md, session 6);
     heads: a phrase asked in part must have its head asked ('linen curtains' asks no 'Linen dress');
+    contrast: a match on the one word that heads the card's name ('palette' of 'Neon Palette') asks nothing
+    when the prompt gives that word a modifier of its own and none of those the card tags ('desaturated
+    palette');
+    tag_heads: a one-word tag the card's name uses only to qualify its head ('elephant' of 'Thai Elephant
+    Harem Pants') asks it only with that head, in the prompt's words or in others ('idol outfits' for 'Idol
+    costume': needs the encoder); a style's name is the style, its tags unchecked. Off: the encoder does not
+    know 'mecha' is a robot, so 'with a robot' lost 'Robot Mecha' (tag 'robot');
     phrases: split a segment of more than this many words into its phrases (0: never);
     skip_series: a segment naming only the series of a character the prompt names asks for nothing, nor do
     the words of a segment that match only such a series in a card."""
@@ -244,6 +253,8 @@ class ComposerConfig:
     meaning_alone: float = 0.8
     context_weight: float = 1.0
     heads: bool = True
+    contrast: bool = True
+    tag_heads: bool = False
     phrases: int = 0
     skip_series: bool = True
 
@@ -438,7 +449,8 @@ class Composer:
         out = []
         for doc in top:
             score = float(scores[doc])
-            reason = self._gate(state, pidx, doc, int(best[doc]), score, task, everything, doc in m.meant)
+            reason = self._gate(state, pidx, doc, int(best[doc]), score, task, everything, doc in m.meant,
+                                meaning)
             if reason:
                 if not out:
                     task.note = reason
@@ -448,7 +460,7 @@ class Composer:
         return out
 
     def _gate(self, state, pidx, doc, unit: int, score: float, task: Task, everything: set,
-              meant: bool = False) -> str:
+              meant: bool = False, meaning=None) -> str:
         """Why a candidate is not kept for its task ('' if it is)."""
         cfg = self.config
         if doc in state.named:
@@ -468,6 +480,15 @@ class Composer:
         if head and head not in prompt_words(task.tokens):
             # "linen curtains" asks for no 'Linen dress', "wool jumper" for no 'Jumper Dress'
             return f"{MODIFIER_ONLY} '{words}' (not '{head}')"
+        entry = state.snap.entries[doc]
+        kind = _another_kind(entry.card, pidx.unit_words(unit), task) if cfg.contrast else ""
+        if kind:
+            return kind
+        if cfg.tag_heads and int(pidx.unit_kind[unit]) == TAG_KIND and entry.refined.topic != "style":
+            reason = _tag_qualifies_name(entry.card, pidx.unit_words(unit), task, everything,
+                                         self._similar(meaning))
+            if reason:
+                return reason
         # A tag names one thing an adapter does, and its name rarely repeats it ("Seasons" for "autumn");
         # a name phrase or a character's card that the prompt asks only in part is about something more.
         # A common word's match ("dress" of "Flower dress") must hold more of the card's name: the word alone
@@ -480,6 +501,20 @@ class Composer:
             what = CHARACTER_NOT_NAMED if character else "its name says more than the prompt asks"
             return f"{what} (under {least:.0%} of its name is in the prompt)"
         return ""
+
+    def _similar(self, meaning):
+        """word, task -> whether a word of the task means the word (encoder cosine >= ``meaning``); None
+        without an encoder."""
+        if meaning is None:
+            return None
+
+        def similar(word: str, task: Task) -> bool:
+            try:
+                v = meaning.vector(word)
+                return any(float(meaning.vector(t) @ v) >= self.config.meaning for t in task.tokens)
+            except EncoderUnavailable:
+                return False
+        return similar
 
     def _fill_one(self, state: "Selection", comp: Composition, t: int, queue: list) -> None:
         """Give task t its next adapter: the first in its queue that no rule refuses; refusals are recorded."""
@@ -548,6 +583,67 @@ def _asks_more(card, unit_words: frozenset, task: Task) -> bool:
     texts = [card.title] + list(card.tags or ()) + list(card.trigger_words or ())
     said = " ".join(t for t in texts if isinstance(t, str))
     return bool((set(prompt_words(task.tokens)) & set(prompt_words(tokenize(said)))) - unit_words)
+
+
+_RAW_WORD = re.compile(r"[^\W_]+")
+# Words that praise a thing or say what every card is ('Beautiful sky', 'Realistic dress'): they name no kind
+# of it, so a prompt's own modifier ('blue sky') asks no other kind. Civitai's audience tags and the quality
+# boilerplate, as words.
+_NO_KIND = frozenset(w for phrase in GENERIC_TAGS | BOILERPLATE for w in purpose_words(phrase))
+
+
+def _another_kind(card, unit_words: frozenset, task: Task) -> str:
+    """Why the task asks another kind of the thing the card's name is ('' if it does not): the task asks only
+    the head of a name piece ('palette' of 'Neon Palette'), none of the piece's modifiers ('neon'), and writes
+    a modifier of its own right before that word ('desaturated blue-grey palette'). The card's kind of the
+    thing is not the one asked; a bare 'palette' still asks it."""
+    asked = unit_words & set(prompt_words(task.tokens))
+    if len(asked) != 1:
+        return ""
+    head = next(iter(asked))
+    raw = [(m.group(), prompt_words(tokenize(m.group()))) for m in _RAW_WORD.finditer(task.plain)]
+    for piece, bracketed in title_pieces(card.title):
+        words = [w for w in purpose_words(piece) if w not in KIND_WORDS]
+        if bracketed or len(words) < 2 or words[-1] != head:
+            continue
+        # a kind the card is about is one it tags ('neon' of 'Neon Palette'); 'simple chibi' is drawn simply
+        tagged = {w for tag in card.tags or () for w in purpose_words(tag)}
+        kinds = (set(words[:-1]) & tagged) - _NO_KIND
+        if not kinds:
+            continue
+        if kinds & set(prompt_words(task.tokens)):
+            return ""  # the prompt asks the card's own kind ('glowing neon colour palette')
+        at = [i for i, (_, folded) in enumerate(raw) if head in folded]
+        # the word right before each mention, when it is a word of weight (not 'a', 'the', 'and')
+        before = [raw[i - 1] for i in at if i > 0 and raw[i - 1][1]]
+        if at and len(before) == len(at) and not any(kinds & set(f) for _, f in before):
+            theirs = " ".join(w for w in words[:-1] if w in kinds)
+            return f"{ANOTHER_KIND} '{piece.strip()}' ('{before[0][0]} {raw[at[0]][0]}', not '{theirs}')"
+    return ""
+
+
+def _tag_qualifies_name(card, unit_words: frozenset, task: Task, everything: set, similar=None) -> str:
+    """Why a one-word tag asks nothing of the card ('' if it does): the card's name uses the word only to
+    qualify its head ('elephant' of 'Thai Elephant Harem Pants'), and the prompt does not say that head (in
+    any segment: 'maid, black dress'), nor the task in other words (``similar``, the encoder). The name's
+    phrase asked in part would be refused for its head (ComposerConfig.heads): its tag, the same word, asks
+    no more."""
+    if len(unit_words) != 1 or similar is None:
+        return ""  # words alone cannot tell 'Robot Mecha' (a robot) from 'Thai Elephant Harem Pants'
+    word = next(iter(unit_words))
+    asked = set(prompt_words(task.tokens))
+    for piece, bracketed in title_pieces(card.title):
+        words = [w for w in purpose_words(piece) if w not in KIND_WORDS]
+        if bracketed or len(words) < 2 or word not in words[:-1] or word == words[-1]:
+            continue
+        head = words[-1]
+        if head in asked or head in everything or head in _NO_KIND:
+            return ""  # 'slime girl' is a slime: an audience word names no other thing
+        written = [w for w in tokenize(piece) if prompt_words([w]) == [head]]
+        if written and similar(written[-1], task):
+            return ""
+        return f"{MODIFIER_ONLY} '{piece.strip()}' (not '{written[-1] if written else head}')"
+    return ""
 
 
 def _around(tasks: list, t: int) -> tuple:

@@ -487,3 +487,37 @@ def test_the_named_characters_series_asked_for_more_than_who_she_is_may_get_its_
 
 def test_a_franchise_lora_is_still_picked_when_the_franchise_is_asked(franchise_composer):
     assert "super_mario" in franchise_composer.compose("super mario, castle, night", "sd1").stems
+
+
+def test_a_prompt_asking_another_kind_of_the_cards_thing_asks_nothing_of_it(tmp_path):
+    """'desaturated blue-grey palette' asked for a 'Neon Palette' LoRA by its tag 'palette': the card's name
+    is one kind of palette (its modifier 'neon' unasked) and the prompt names another kind ('desaturated').
+    Without a modifier of its own the prompt still asks it, and so does the card's own kind."""
+    cards = [dict(stem="neon_palette", title="Neon Palette", tags=["neon", "palette", "color"]),
+             dict(stem="wedding_dress", title="Wedding dress", tags=["clothing", "dress"]),
+             dict(stem="simple_chibi", title="simple chibi artstyle", tags=["chibi"])]
+    composer = Composer(build_library(str(tmp_path), extra=cards))
+    _refused_unless_switched_off(composer, "1girl, desaturated blue-grey palette", "neon_palette",
+                                 "another kind", "contrast")
+    assert composer.compose("1girl, neon palette", "sd1").stems == ["neon_palette"]
+    assert composer.compose("1girl, glowing neon colour palette", "sd1").stems == ["neon_palette"]
+    assert composer.compose("1girl, palette", "sd1").stems == ["neon_palette"]
+    assert composer.compose("1girl, lace wedding dress", "sd1").stems == ["wedding_dress"]
+    # queries-dev: 'cute chibi proportions' lost 'simple chibi artstyle': 'simple' is how it draws, not a kind
+    # of chibi the card is about (not among its tags)
+    assert composer.compose("a man in the park, cute chibi proportions", "sd1").stems == ["simple_chibi"]
+
+
+def _refused_unless_switched_off(composer, prompt: str, stem: str, why: str, switch: str) -> None:
+    """The card is dropped for the prompt with a reason saying ``why``, and picked with the rule off."""
+    comp = composer.compose(prompt, "sd1")
+    assert stem not in comp.stems
+    assert any(d.stem == stem and why in d.reason for d in comp.drops)
+    assert Composer(composer.retriever, **{switch: False}).compose(prompt, "sd1").stems == [stem]
+
+
+def test_a_name_modifier_that_only_praises_names_no_kind(tmp_path):
+    """'Beautiful sky' is a sky LoRA, not one kind of sky: 'blue sky' still asks it."""
+    cards = [dict(stem="nice_sky", title="Beautiful sky", tags=["sky", "scenery"])]
+    composer = Composer(build_library(str(tmp_path), extra=cards))
+    assert composer.compose("1girl, blue sky", "sd1").stems == ["nice_sky"]
