@@ -225,10 +225,6 @@ class ComposerConfig:
     contrast: a match on the one word that heads the card's name ('palette' of 'Neon Palette') asks nothing
     when the prompt gives that word a modifier of its own and none of those the card tags ('desaturated
     palette');
-    tag_heads: a one-word tag the card's name uses only to qualify its head ('elephant' of 'Thai Elephant
-    Harem Pants') asks it only with that head, in the prompt's words or in others ('idol outfits' for 'Idol
-    costume': needs the encoder); a style's name is the style, its tags unchecked. Off: the encoder does not
-    know 'mecha' is a robot, so 'with a robot' lost 'Robot Mecha' (tag 'robot');
     phrases: split a segment of more than this many words into its phrases (0: never);
     skip_series: a segment naming only the series of a character the prompt names asks for nothing, nor do
     the words of a segment that match only such a series in a card."""
@@ -254,7 +250,6 @@ class ComposerConfig:
     context_weight: float = 1.0
     heads: bool = True
     contrast: bool = True
-    tag_heads: bool = False
     phrases: int = 0
     skip_series: bool = True
 
@@ -449,8 +444,7 @@ class Composer:
         out = []
         for doc in top:
             score = float(scores[doc])
-            reason = self._gate(state, pidx, doc, int(best[doc]), score, task, everything, doc in m.meant,
-                                meaning)
+            reason = self._gate(state, pidx, doc, int(best[doc]), score, task, everything, doc in m.meant)
             if reason:
                 if not out:
                     task.note = reason
@@ -460,7 +454,7 @@ class Composer:
         return out
 
     def _gate(self, state, pidx, doc, unit: int, score: float, task: Task, everything: set,
-              meant: bool = False, meaning=None) -> str:
+              meant: bool = False) -> str:
         """Why a candidate is not kept for its task ('' if it is)."""
         cfg = self.config
         if doc in state.named:
@@ -484,11 +478,6 @@ class Composer:
         kind = _another_kind(entry.card, pidx.unit_words(unit), task) if cfg.contrast else ""
         if kind:
             return kind
-        if cfg.tag_heads and int(pidx.unit_kind[unit]) == TAG_KIND and entry.refined.topic != "style":
-            reason = _tag_qualifies_name(entry.card, pidx.unit_words(unit), task, everything,
-                                         self._similar(meaning))
-            if reason:
-                return reason
         # A tag names one thing an adapter does, and its name rarely repeats it ("Seasons" for "autumn");
         # a name phrase or a character's card that the prompt asks only in part is about something more.
         # A common word's match ("dress" of "Flower dress") must hold more of the card's name: the word alone
@@ -501,20 +490,6 @@ class Composer:
             what = CHARACTER_NOT_NAMED if character else "its name says more than the prompt asks"
             return f"{what} (under {least:.0%} of its name is in the prompt)"
         return ""
-
-    def _similar(self, meaning):
-        """word, task -> whether a word of the task means the word (encoder cosine >= ``meaning``); None
-        without an encoder."""
-        if meaning is None:
-            return None
-
-        def similar(word: str, task: Task) -> bool:
-            try:
-                v = meaning.vector(word)
-                return any(float(meaning.vector(t) @ v) >= self.config.meaning for t in task.tokens)
-            except EncoderUnavailable:
-                return False
-        return similar
 
     def _fill_one(self, state: "Selection", comp: Composition, t: int, queue: list) -> None:
         """Give task t its next adapter: the first in its queue that no rule refuses; refusals are recorded."""
@@ -619,30 +594,6 @@ def _another_kind(card, unit_words: frozenset, task: Task) -> str:
         if at and len(before) == len(at) and not any(kinds & set(f) for _, f in before):
             theirs = " ".join(w for w in words[:-1] if w in kinds)
             return f"{ANOTHER_KIND} '{piece.strip()}' ('{before[0][0]} {raw[at[0]][0]}', not '{theirs}')"
-    return ""
-
-
-def _tag_qualifies_name(card, unit_words: frozenset, task: Task, everything: set, similar=None) -> str:
-    """Why a one-word tag asks nothing of the card ('' if it does): the card's name uses the word only to
-    qualify its head ('elephant' of 'Thai Elephant Harem Pants'), and the prompt does not say that head (in
-    any segment: 'maid, black dress'), nor the task in other words (``similar``, the encoder). The name's
-    phrase asked in part would be refused for its head (ComposerConfig.heads): its tag, the same word, asks
-    no more."""
-    if len(unit_words) != 1 or similar is None:
-        return ""  # words alone cannot tell 'Robot Mecha' (a robot) from 'Thai Elephant Harem Pants'
-    word = next(iter(unit_words))
-    asked = set(prompt_words(task.tokens))
-    for piece, bracketed in title_pieces(card.title):
-        words = [w for w in purpose_words(piece) if w not in KIND_WORDS]
-        if bracketed or len(words) < 2 or word not in words[:-1] or word == words[-1]:
-            continue
-        head = words[-1]
-        if head in asked or head in everything or head in _NO_KIND:
-            return ""  # 'slime girl' is a slime: an audience word names no other thing
-        written = [w for w in tokenize(piece) if prompt_words([w]) == [head]]
-        if written and similar(written[-1], task):
-            return ""
-        return f"{MODIFIER_ONLY} '{piece.strip()}' (not '{written[-1] if written else head}')"
     return ""
 
 
