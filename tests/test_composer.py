@@ -430,6 +430,30 @@ def test_name_shares_of_many_cards_equal_each_cards_own(composer):
         assert any(pidx.name_shares(docs, words)) or text == "nothing here"
 
 
+# Packaging in a card's name: a maker's series mark glued to the name ('SteampunkAI': 99 titles of the bench
+# library, every topic), the format phrase "LoRA extraction" (9 titles), a maker's possessive ("Zovya's", 141
+# titles): said about the file or its maker, so a prompt asking 'steampunk' asks the card's whole name.
+PACKAGED_CARDS = [
+    dict(stem="steampunkai", title="SteampunkAI [10MB] LoRA extraction", tags=["steampunk", "style"]),
+    dict(stem="zovyas_wet_hair", title="Zovya's Wet Hair", tags=["wet hair", "concept"]),
+    dict(stem="hoshino_ai", title="Hoshino Ai", tags=["character"], triggers=["hoshino ai"]),
+]
+
+
+def test_packaging_words_are_no_part_of_a_cards_name(tmp_path):
+    """issue 10 item 5: words about the file in a name dilute the match ('SteampunkAI [10MB] LoRA extraction'
+    put 29 % of its name in a prompt asking 'steampunk'); a name's own 'Ai' stays."""
+    from lib_stylus.embedding import tokenize
+    from lib_stylus.purpose import prompt_words, purpose_index, purpose_words
+    assert purpose_words("SteampunkAI [10MB] LoRA extraction") == ["steampunk"]
+    assert purpose_words("Zovya's Wet Hair") == ["zovya", "wet", "hair"]
+    assert purpose_words("Hoshino Ai") == ["hoshino", "ai"]
+    pidx = purpose_index(build_library(str(tmp_path), PACKAGED_CARDS).index.snapshot)
+    doc = pidx.stems.index("steampunkai")
+    assert pidx.name_share(doc, set(prompt_words(tokenize("a steampunk airship")))) == 1.0
+    assert pidx.name_share(pidx.stems.index("hoshino_ai"), {"hoshino"}) < 0.9
+
+
 # A small franchise written first in its titles, one carried only in tags, and a LoRA titled with the
 # franchise's name (it shows Mario) - issue 10 item 2, "another character of the named one's franchise".
 FRANCHISE_CARDS = [
