@@ -444,10 +444,13 @@ def test_packaging_words_are_no_part_of_a_cards_name(tmp_path):
     """issue 10 item 5: words about the file in a name dilute the match ('SteampunkAI [10MB] LoRA extraction'
     put 29 % of its name in a prompt asking 'steampunk'); a name's own 'Ai' stays."""
     from lib_stylus.embedding import tokenize
-    from lib_stylus.purpose import prompt_words, purpose_index, purpose_words
+    from lib_stylus.purpose import latin_words, prompt_words, purpose_index, purpose_words
     assert purpose_words("SteampunkAI [10MB] LoRA extraction") == ["steampunk"]
     assert purpose_words("Zovya's Wet Hair") == ["zovya", "wet", "hair"]
     assert purpose_words("Hoshino Ai") == ["hoshino", "ai"]
+    # the Latin part of a CJK word is a number there ('6合1': 6 in 1, '12套外观': 12 outfits; 44 cards), not a
+    # word of the name: 'Light 6 in 1' was 16 % asked by 'light' for its '61'
+    assert latin_words(purpose_words("Light 6 in 1 光照技能包6合1")) == ["light"]
     pidx = purpose_index(build_library(str(tmp_path), PACKAGED_CARDS).index.snapshot)
     doc = pidx.stems.index("steampunkai")
     assert pidx.name_share(doc, set(prompt_words(tokenize("a steampunk airship")))) == 1.0
