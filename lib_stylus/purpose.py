@@ -160,8 +160,8 @@ def _halves(words) -> list:
 
 def latin_words(words) -> list:
     """The Latin-script part of each word, words without one left out: ['light柔和光線', '神社'] -> ['light'].
-    What is left of a CJK word as a number ('61' of '6合1', '12' of '12套外观') is a count or a version, as purpose_words
-    takes a number written apart."""
+    What is left of a CJK word as a number ('61' of '6合1', '12' of '12套外观') is a count or a version, as
+    purpose_words takes a number written apart."""
     return [p for p in (_CJK_RUN.sub("", w) for w in words) if p and not _VERSION.match(p)]
 
 
