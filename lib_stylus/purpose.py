@@ -40,11 +40,11 @@ ADAPTER_WORDS = frozenset(
 # "LoRA extraction" (a LoRA extracted from a checkpoint: 9 titles of the bench library) is one format phrase.
 _FORMAT = re.compile(r"(?i)(?<![a-z])(?:lora|locon|lycoris|loha|lokr|lyco|sdxl|sd ?1\.5)(?:'?s)?"
                      r"(?:\s+extract(?:ion)?)?(?![a-z])")
-# Packaging glued to a name, said about its maker: a series mark 'AI' written onto the name ('SteampunkAI',
-# 'DragonScaleAI': 99 titles of the bench library, of every topic; a name's own word 'Ai' of 'Hoshino Ai' is
-# written apart) and a possessive ("Zovya's Wet Hair", "LoRA Collection of Trauter's": 141 titles), whose
-# lone 's' would count as a word of the name.
-_PACKAGING = re.compile(r"(?<=[a-z])AI(?![A-Za-z])|(?<=[A-Za-z0-9])['’]s(?![A-Za-z])")
+# Packaging glued to a name, said about its maker: a series mark 'AI' written last onto the name
+# ('SteampunkAI', 'DragonScaleAI [5MB]': 98 titles of the bench library, of every topic; a name's own word 'Ai'
+# of 'Hoshino Ai' is written apart, and 'RedAI_玖芊柒' goes on with more of the name) and a possessive
+# ("Zovya's Wet Hair", "LoRA Collection of Trauter's": 141 titles), whose lone 's' would count as a word of it.
+_PACKAGING = re.compile(r"(?<=[a-z])AI(?=\s|$)|(?<=[A-Za-z0-9])['’]s(?![A-Za-z])")
 _VERSION = re.compile(r"^(?:(?:v|ver|e|ep|epoch|step|r)\d[\da-z]*|\d+|\d+(?:e|ep|k|kb|mb|dim|steps?|epochs?))$")
 # Civitai's own category and audience tags: every card of a kind carries them, so they name no purpose.
 GENERIC_TAGS = frozenset(

@@ -430,7 +430,7 @@ def test_name_shares_of_many_cards_equal_each_cards_own(composer):
         assert any(pidx.name_shares(docs, words)) or text == "nothing here"
 
 
-# Packaging in a card's name: a maker's series mark glued to the name ('SteampunkAI': 99 titles of the bench
+# Packaging in a card's name: a maker's series mark glued to the name ('SteampunkAI': 98 titles of the bench
 # library, every topic), the format phrase "LoRA extraction" (9 titles), a maker's possessive ("Zovya's", 141
 # titles): said about the file or its maker, so a prompt asking 'steampunk' asks the card's whole name.
 PACKAGED_CARDS = [
@@ -448,6 +448,7 @@ def test_packaging_words_are_no_part_of_a_cards_name(tmp_path):
     assert purpose_words("SteampunkAI [10MB] LoRA extraction") == ["steampunk"]
     assert purpose_words("Zovya's Wet Hair") == ["zovya", "wet", "hair"]
     assert purpose_words("Hoshino Ai") == ["hoshino", "ai"]
+    assert latin_words(purpose_words("RedAI_玖芊柒_中国女孩")) == ["red", "ai"]  # '_' joins one name
     # the Latin part of a CJK word is a number there ('6合1': 6 in 1, '12套外观': 12 outfits; 44 cards), not a
     # word of the name: 'Light 6 in 1' was 16 % asked by 'light' for its '61'
     assert latin_words(purpose_words("Light 6 in 1 光照技能包6合1")) == ["light"]
