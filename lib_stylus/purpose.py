@@ -350,6 +350,9 @@ class PurposeIndex:
                 # A bilingual name ("Cinematic 背景画风增强器", "Idol costume | アイドル衣装") says its
                 # purpose twice; an English prompt holds the Latin half at most.
                 words = latin_words(words) or list(words)
+                # The kind of file a name says ('Style', 'Concept', 'Clothing': Civitai's categories, in names
+                # of every topic) asks for nothing; a name of kind words alone ('Anime Style') keeps them.
+                words = [w for w in words if w not in KIND_WORDS] or words
                 weights = self.weights(list(words))
                 total = sum(weights)
                 if total > 0:
