@@ -37,14 +37,15 @@ ADAPTER_WORDS = frozenset(
     "lora locon lycoris loha lokr lyco dora lora_ slider sliders sd sd1 sd15 sd2 sd21 sdxl xl pony ponyxl "
     "illustrious noobai model models version ver final beta alpha test fp16 fp32 bf16 safetensors ckpt offset "
     "edition update updated epoch ep step steps".split())
-# "LoRA extraction" (a LoRA extracted from a checkpoint: 9 titles of the bench library) is one format phrase.
-_FORMAT = re.compile(r"(?i)(?<![a-z])(?:lora|locon|lycoris|loha|lokr|lyco|sdxl|sd ?1\.5)(?:'?s)?"
-                     r"(?:\s+extract(?:ion)?)?(?![a-z])")
+_FORMAT = re.compile(r"(?i)(?<![a-z])(?:lora|locon|lycoris|loha|lokr|lyco|sdxl|sd ?1\.5)(?:'?s)?(?![a-z])")
 # Packaging glued to a name, said about its maker: a series mark 'AI' written last onto the name
 # ('SteampunkAI', 'DragonScaleAI [5MB]': 98 titles of the bench library, of every topic; a name's own word 'Ai'
 # of 'Hoshino Ai' is written apart, and 'RedAI_玖芊柒' goes on with more of the name) and a possessive
-# ("Zovya's Wet Hair", "LoRA Collection of Trauter's": 141 titles), whose lone 's' would count as a word of it.
-_PACKAGING = re.compile(r"(?<=[a-z])AI(?=\s|$)|(?<=[A-Za-z0-9])['’]s(?![A-Za-z])")
+# ("Zovya's Wet Hair", "LoRA Collection of Trauter's": 141 titles), whose lone 's' would count as a word of it;
+# and the format phrase "LoRA extraction" (a LoRA extracted from a checkpoint: 9 titles). Name words only:
+# plain_title (the encoder's text, cached with the index under REFINER_VERSION) is left as it was.
+_PACKAGING = re.compile(r"(?<=[a-z])AI(?=\s|$)|(?<=[A-Za-z0-9])['’]s(?![A-Za-z])"
+                        r"|(?i:(?<![a-z])lora\s+extract(?:ion)?(?![a-z]))")
 _VERSION = re.compile(r"^(?:(?:v|ver|e|ep|epoch|step|r)\d[\da-z]*|\d+|\d+(?:e|ep|k|kb|mb|dim|steps?|epochs?))$")
 # Civitai's own category and audience tags: every card of a kind carries them, so they name no purpose.
 GENERIC_TAGS = frozenset(
@@ -107,8 +108,7 @@ def prompt_words(tokens) -> list[str]:
 def purpose_words(text: str) -> list[str]:
     """name_words without version, format, base-model and packaging words: 'Cyberpunk XL v1.5 LoRA' ->
     ['cyberpunk'], 'SteampunkAI LoRA extraction' -> ['steampunk']; folded by stem()."""
-    text = _FORMAT.sub(" ", text or "")  # before the camel-case split: 'LoRA' must not become 'lo ra'
-    text = _PACKAGING.sub(" ", text)
+    text = _FORMAT.sub(" ", _PACKAGING.sub(" ", text or ""))  # before the camel-case split: not 'lo ra'
     return [stem(w) for w in name_words(text) if w not in ADAPTER_WORDS and not _VERSION.match(w)]
 
 
