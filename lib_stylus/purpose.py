@@ -38,6 +38,14 @@ ADAPTER_WORDS = frozenset(
     "illustrious noobai model models version ver final beta alpha test fp16 fp32 bf16 safetensors ckpt offset "
     "edition update updated epoch ep step steps".split())
 _FORMAT = re.compile(r"(?i)(?<![a-z])(?:lora|locon|lycoris|loha|lokr|lyco|sdxl|sd ?1\.5)(?:'?s)?(?![a-z])")
+# Packaging glued to a name, said about its maker: a series mark 'AI' written last onto the name
+# ('SteampunkAI', 'DragonScaleAI [5MB]': 98 titles of the bench library, of every topic; a name's own word 'Ai'
+# of 'Hoshino Ai' is written apart, and 'RedAI_玖芊柒' goes on with more of the name) and a possessive
+# ("Zovya's Wet Hair", "LoRA Collection of Trauter's": 141 titles), whose lone 's' would count as a word of it;
+# and the format phrase "LoRA extraction" (a LoRA extracted from a checkpoint: 9 titles). Name words only:
+# plain_title (the encoder's text, cached with the index under REFINER_VERSION) is left as it was.
+_PACKAGING = re.compile(r"(?<=[a-z])AI(?=\s|$)|(?<=[A-Za-z0-9])['’]s(?![A-Za-z])"
+                        r"|(?i:(?<![a-z])lora\s+extract(?:ion)?(?![a-z]))")
 _VERSION = re.compile(r"^(?:(?:v|ver|e|ep|epoch|step|r)\d[\da-z]*|\d+|\d+(?:e|ep|k|kb|mb|dim|steps?|epochs?))$")
 # Civitai's own category and audience tags: every card of a kind carries them, so they name no purpose.
 GENERIC_TAGS = frozenset(
@@ -98,9 +106,9 @@ def prompt_words(tokens) -> list[str]:
 
 
 def purpose_words(text: str) -> list[str]:
-    """name_words without version, format and base-model words: 'Cyberpunk XL v1.5 LoRA' -> ['cyberpunk'];
-    folded by stem()."""
-    text = _FORMAT.sub(" ", text or "")  # before the camel-case split: 'LoRA' must not become 'lo ra'
+    """name_words without version, format, base-model and packaging words: 'Cyberpunk XL v1.5 LoRA' ->
+    ['cyberpunk'], 'SteampunkAI LoRA extraction' -> ['steampunk']; folded by stem()."""
+    text = _FORMAT.sub(" ", _PACKAGING.sub(" ", text or ""))  # before the camel-case split: not 'lo ra'
     return [stem(w) for w in name_words(text) if w not in ADAPTER_WORDS and not _VERSION.match(w)]
 
 
@@ -151,8 +159,10 @@ def _halves(words) -> list:
 
 
 def latin_words(words) -> list:
-    """The Latin-script part of each word, words without one left out: ['light柔和光線', '神社'] -> ['light']."""
-    return [p for p in (_CJK_RUN.sub("", w) for w in words) if p]
+    """The Latin-script part of each word, words without one left out: ['light柔和光線', '神社'] -> ['light'].
+    What is left of a CJK word as a number ('61' of '6合1', '12' of '12套外观') is a count or a version, as
+    purpose_words takes a number written apart."""
+    return [p for p in (_CJK_RUN.sub("", w) for w in words) if p and not _VERSION.match(p)]
 
 
 class PurposeIndex:
@@ -340,6 +350,9 @@ class PurposeIndex:
                 # A bilingual name ("Cinematic 背景画风增强器", "Idol costume | アイドル衣装") says its
                 # purpose twice; an English prompt holds the Latin half at most.
                 words = latin_words(words) or list(words)
+                # The kind of file a name says ('Style', 'Concept', 'Clothing': Civitai's categories, in names
+                # of every topic) asks for nothing; a name of kind words alone ('Anime Style') keeps them.
+                words = [w for w in words if w not in KIND_WORDS] or words
                 weights = self.weights(list(words))
                 total = sum(weights)
                 if total > 0:

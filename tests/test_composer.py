@@ -430,6 +430,41 @@ def test_name_shares_of_many_cards_equal_each_cards_own(composer):
         assert any(pidx.name_shares(docs, words)) or text == "nothing here"
 
 
+# Packaging in a card's name: a maker's series mark glued to the name ('SteampunkAI': 98 titles of the bench
+# library, every topic), the format phrase "LoRA extraction" (9 titles), a maker's possessive ("Zovya's", 141
+# titles): said about the file or its maker, so a prompt asking 'steampunk' asks the card's whole name.
+PACKAGED_CARDS = [
+    dict(stem="steampunkai", title="SteampunkAI [10MB] LoRA extraction", tags=["steampunk", "style"]),
+    dict(stem="zovyas_wet_hair", title="Zovya's Wet Hair", tags=["wet hair", "concept"]),
+    dict(stem="hoshino_ai", title="Hoshino Ai", tags=["character"], triggers=["hoshino ai"]),
+    dict(stem="gothic_concept", title="Gothic Cathedral Concept", tags=["gothic", "concept"]),
+    dict(stem="anime_style", title="Anime Style", tags=["anime", "style"]),
+]
+
+
+def test_packaging_words_are_no_part_of_a_cards_name(tmp_path):
+    """issue 10 item 5: words about the file in a name dilute the match ('SteampunkAI [10MB] LoRA extraction'
+    put 29 % of its name in a prompt asking 'steampunk'); a name's own 'Ai' stays."""
+    from lib_stylus.embedding import tokenize
+    from lib_stylus.purpose import latin_words, prompt_words, purpose_index, purpose_words
+    assert purpose_words("SteampunkAI [10MB] LoRA extraction") == ["steampunk"]
+    assert purpose_words("Zovya's Wet Hair") == ["zovya", "wet", "hair"]
+    assert purpose_words("Hoshino Ai") == ["hoshino", "ai"]
+    assert latin_words(purpose_words("RedAI_玖芊柒_中国女孩")) == ["red", "ai"]  # '_' joins one name
+    # the Latin part of a CJK word is a number there ('6合1': 6 in 1, '12套外观': 12 outfits; 44 cards), not a
+    # word of the name: 'Light 6 in 1' was 16 % asked by 'light' for its '61'
+    assert latin_words(purpose_words("Light 6 in 1 光照技能包6合1")) == ["light"]
+    pidx = purpose_index(build_library(str(tmp_path), PACKAGED_CARDS).index.snapshot)
+    doc = pidx.stems.index("steampunkai")
+    assert pidx.name_share(doc, set(prompt_words(tokenize("a steampunk airship")))) == 1.0
+    assert pidx.name_share(pidx.stems.index("hoshino_ai"), {"hoshino"}) < 0.9
+    # the kind of file a name says ('Concept', 'Style': Civitai's categories, in 68 and 664 titles) is no purpose
+    # of it, unless the name says nothing else
+    asked = set(prompt_words(tokenize("a gothic cathedral, anime")))
+    assert pidx.name_share(pidx.stems.index("gothic_concept"), asked) == 1.0
+    assert pidx.name_share(pidx.stems.index("anime_style"), asked) > 0.5
+
+
 # A small franchise written first in its titles, one carried only in tags, and a LoRA titled with the
 # franchise's name (it shows Mario) - issue 10 item 2, "another character of the named one's franchise".
 FRANCHISE_CARDS = [
