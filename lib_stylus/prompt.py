@@ -18,6 +18,7 @@ already expanded them before Stylus runs; if not, their text still carries the w
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -281,6 +282,14 @@ def split_segments(prompt: str) -> List[Segment]:
     """Segments with their spans in the original prompt, whitespace-trimmed; segments whose plain text is
     empty (a lone tag, a bare weight) are left out. Commas inside emphasis split too:
     ``(red hair, blue eyes:1.2)`` gives two segments, since they are two concepts."""
+    return list(_segments(prompt))
+
+
+@functools.lru_cache(maxsize=64)
+def _segments(prompt: str) -> Tuple[Segment, ...]:
+    """split_segments, kept for the last prompts: one compose splits its prompt five times (tasks, the
+    prompt's words, character names, franchises), a fifth of its time outside the encoder at 6.4K cards.
+    Segments are frozen, so the callers share them safely."""
     segments, pos = [], 0
     for a, b in _separator_spans(prompt) + [(len(prompt), len(prompt))]:
         if a < pos:
@@ -293,7 +302,7 @@ def split_segments(prompt: str) -> List[Segment]:
             start = pos + lead
             segments.append(Segment(text, start, start + len(text), plain))
         pos = b
-    return segments
+    return tuple(segments)
 
 
 # ------------------------------------------------------------------------------------------ writing tags

@@ -12,7 +12,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from lib_stylus import embedding
-from lib_stylus.bert import BertForward
+from lib_stylus.bert import BertForward, _dense, _gelu, _layer_norm
 from lib_stylus.embedding import DenseEmbedder, bundled_minilm
 
 TEXTS = ["storm clouds", "a humpback whale diving in a cold ocean under a grey sky at dawn, with birds",
@@ -70,6 +70,48 @@ def test_the_numpy_forward_gives_the_transformers_vectors(act):
     np.testing.assert_allclose(got, transformers_vectors(model, ids, types), atol=1e-5, rtol=0)
     for i in range(len(ids)):  # a text's vector does not depend on the others in its batch
         np.testing.assert_allclose(forward([ids[i]], [types[i]])[0], got[i], atol=1e-6, rtol=0)
+
+
+def test_the_in_place_steps_equal_their_formulas_and_leave_their_input_alone():
+    """GELU, LayerNorm and the dense product write into buffers of their own: the same float32 results as the
+    plain expressions (the GELU bit for bit: the same operations in the same order), the input untouched."""
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((7, 48)) * 3).astype(np.float32)
+    before = x.copy()
+    a = np.abs(x * np.float32(np.sqrt(0.5)))
+    t = 1.0 / (1.0 + np.float32(0.3275911) * a)
+    poly = ((((np.float32(1.061405429) * t - np.float32(1.453152027)) * t + np.float32(1.421413741)) * t
+             - np.float32(0.284496736)) * t + np.float32(0.254829592)) * t
+    erf = np.copysign(1.0 - poly * np.exp(-a * a), x)
+    gelu = _gelu(x)
+    assert gelu.dtype == np.float32
+    np.testing.assert_array_equal(gelu, np.float32(0.5) * x * (1.0 + erf))
+    weight, bias = rng.standard_normal(48).astype(np.float32), rng.standard_normal(48).astype(np.float32)
+    centred = x - x.mean(-1, keepdims=True)
+    plain = centred / np.sqrt((centred * centred).mean(-1, keepdims=True) + np.float32(1e-12)) * weight + bias
+    np.testing.assert_allclose(_layer_norm(x, (weight, bias, np.float32(1e-12))), plain, atol=1e-6, rtol=0)
+    w, b = rng.standard_normal((72, 48)).astype(np.float32), rng.standard_normal(72).astype(np.float32)
+    for rows in (x, np.asfortranarray(x), x[:1]):  # a product's own output is Fortran-ordered
+        got = _dense(rows, (w, b))
+        assert got.dtype == np.float32 and got.shape == (len(rows), 72)
+        exact = rows.astype(np.float64) @ w.T.astype(np.float64) + b  # (values up to ~40: float32 rounding)
+        np.testing.assert_allclose(got, exact, atol=2e-5, rtol=1e-6)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_the_forward_leaves_the_model_weights_as_they_were():
+    """The forward reads the model's own parameter memory (not copies) and computes in place: it must write
+    into none of it (the transformers model shares it)."""
+    model = tiny_bert()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    forward, _ = BertForward.of(model)
+    ids = [[101, 2000, 2001, 102], [101, 3000, 102]]
+    first = forward(ids)
+    second = forward(ids[:1])
+    for name, p in model.named_parameters():
+        assert torch.equal(p.detach(), before[name]), name
+    np.testing.assert_allclose(forward(ids), first, atol=0, rtol=0)
+    np.testing.assert_allclose(second[0], first[0], atol=1e-6, rtol=0)
 
 
 def test_the_embedder_gives_the_same_vectors_with_either_forward_truncation_included(tmp_path):

@@ -95,6 +95,17 @@ def test_split_segments_splits_commas_inside_emphasis():
     assert [s.plain for s in split_segments("(red hair, blue eyes:1.2)")] == ["red hair", "blue eyes"]
 
 
+def test_split_segments_of_a_prompt_split_before_is_the_same_and_a_list_of_its_own():
+    prompt = "1girl, (silver hair:1.1), castle BREAK night"
+    first = split_segments(prompt)
+    first.append("a caller's own entry")  # (kept segments are shared: a caller may change only its list)
+    again = split_segments(prompt)
+    assert again == first[:-1] and again is not first
+    assert [s.plain for s in again] == ["1girl", "silver hair", "castle", "night"]
+    assert [s.plain for s in split_segments(prompt + ", moon")] == ["1girl", "silver hair", "castle", "night",
+                                                                   "moon"]
+
+
 # ----------------------------------------------------------------------------------------- tag writing
 
 ALIASES = [

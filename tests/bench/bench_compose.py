@@ -28,7 +28,7 @@ from bench_realistic import embedders, find_bench, grid, number, _diff  # noqa: 
 from lib_stylus.characters import character_index  # noqa: E402
 from lib_stylus.composer import Composer  # noqa: E402
 from lib_stylus.embedding import BM25  # noqa: E402
-from lib_stylus.index import Entry, LibraryIndex, Snapshot  # noqa: E402
+from lib_stylus.index import LibraryIndex  # noqa: E402
 from lib_stylus.purpose import purpose_index  # noqa: E402
 from lib_stylus.retriever import Retriever  # noqa: E402
 
@@ -187,7 +187,8 @@ def report(label, times) -> None:
 
 
 def synthetic(index: LibraryIndex, n: int) -> LibraryIndex:
-    """n cards: the bench cards, then copies with renamed stems and shuffled, partly dropped tags."""
+    """n cards: the bench cards, then copies with renamed stems and shuffled, partly dropped tags. Built with
+    the index's own classes (bench_compose_commit.py passes another version's)."""
     rng = random.Random(0)
     base = index.snapshot.entries
     entries = list(base)
@@ -197,15 +198,16 @@ def synthetic(index: LibraryIndex, n: int) -> LibraryIndex:
         rng.shuffle(tags)
         card = dataclasses.replace(src.card, stem=f"{src.card.stem}_copy{len(entries)}",
                                    alias=f"{src.card.alias}_copy{len(entries)}", tags=tags[:max(1, len(tags) - 1)])
-        entries.append(Entry(card, src.refined, src.text_sha))
-    big = LibraryIndex([], os.path.join(tempfile.gettempdir(), "stylus-synthetic"), index.embedders)
-    states = {"bm25": BM25().fit([e.refined.text for e in entries])}
+        entries.append(type(src)(card, src.refined, src.text_sha))
+    big = type(index)([], os.path.join(tempfile.gettempdir(), "stylus-synthetic"), index.embedders)
+    bm25 = next((type(e) for e in index.embedders if e.id == "bm25"), BM25)
+    states = {"bm25": bm25().fit([e.refined.text for e in entries])}
     for emb in index.embedders:  # a copy's purpose vector is its source's (the composer reads only vectors)
         vectors = index.snapshot.states[emb.id].get("dense_vectors") if emb.id != "bm25" else None
         if vectors is not None:
             states[emb.id] = {"dense_vectors": vectors[np.arange(len(entries)) % len(base)]}
     fams = index.snapshot.families
-    big.snapshot = Snapshot(entries, states, np.resize(fams, len(entries)), [])
+    big.snapshot = type(index.snapshot)(entries, states, np.resize(fams, len(entries)), [])
     return big
 
 
