@@ -39,9 +39,10 @@ ADAPTER_WORDS = frozenset(
     "edition update updated epoch ep step steps".split())
 _FORMAT = re.compile(r"(?i)(?<![a-z])(?:lora|locon|lycoris|loha|lokr|lyco|sdxl|sd ?1\.5)(?:'?s)?(?![a-z])")
 # Packaging glued to a name, said about its maker: a series mark 'AI' written last onto the name
-# ('SteampunkAI', 'DragonScaleAI [5MB]': 98 titles of the bench library, of every topic; a name's own word 'Ai'
-# of 'Hoshino Ai' is written apart, and 'RedAI_玖芊柒' goes on with more of the name) and a possessive
-# ("Zovya's Wet Hair", "LoRA Collection of Trauter's": 141 titles), whose lone 's' would count as a word of it;
+# ('SteampunkAI', 'DragonScaleAI [5MB]': 98 titles of the bench library, of every topic; a name's own word
+# 'Ai' of 'Hoshino Ai' is written apart, and 'RedAI_玖芊柒' goes on with more of the name) and a possessive
+# ("Zovya's Wet Hair", "LoRA Collection of Trauter's": 141 titles), whose lone 's' would count as a word of
+# it;
 # and the format phrase "LoRA extraction" (a LoRA extracted from a checkpoint: 9 titles). Name words only:
 # plain_title (the encoder's text, cached with the index under REFINER_VERSION) is left as it was.
 _PACKAGING = re.compile(r"(?<=[a-z])AI(?=\s|$)|(?<=[A-Za-z0-9])['’]s(?![A-Za-z])"

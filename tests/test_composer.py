@@ -458,8 +458,8 @@ def test_packaging_words_are_no_part_of_a_cards_name(tmp_path):
     doc = pidx.stems.index("steampunkai")
     assert pidx.name_share(doc, set(prompt_words(tokenize("a steampunk airship")))) == 1.0
     assert pidx.name_share(pidx.stems.index("hoshino_ai"), {"hoshino"}) < 0.9
-    # the kind of file a name says ('Concept', 'Style': Civitai's categories, in 68 and 664 titles) is no purpose
-    # of it, unless the name says nothing else
+    # the kind of file a name says ('Concept', 'Style': Civitai's categories, in 68 and 664 titles) is no
+    # purpose of it, unless the name says nothing else
     asked = set(prompt_words(tokenize("a gothic cathedral, anime")))
     assert pidx.name_share(pidx.stems.index("gothic_concept"), asked) == 1.0
     assert pidx.name_share(pidx.stems.index("anime_style"), asked) > 0.5

@@ -72,10 +72,12 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=0, help="a synthetic library of this many cards instead")
     ap.add_argument("--limit", type=int, default=0, help="only the first N prompts")
     a = ap.parse_args()
-    queries = [json.loads(line) for line in open(os.path.join(a.bench, "queries-dev.jsonl"), encoding="utf-8")]
+    with open(os.path.join(a.bench, "queries-dev.jsonl"), encoding="utf-8") as f:
+        queries = [json.loads(line) for line in f]
     queries = queries[:a.limit] if a.limit else queries
     with tempfile.TemporaryDirectory() as folder:
-        pair = [composer_of(package_of(a.base, folder), a.work, a.big), composer_of("lib_stylus", a.work, a.big)]
+        base = composer_of(package_of(a.base, folder), a.work, a.big)
+        pair = [base, composer_of("lib_stylus", a.work, a.big)]
         for composer, _ in pair:
             composer.compose("warm up", "sd1")
             for emb in composer.retriever.index.embedders:  # each encodes its prompts itself
@@ -97,10 +99,11 @@ def main() -> None:
     for k, name in enumerate((a.base[:12], "this tree")):
         report(f"{label}, {name}, side by side", wall[k])
         calls, texts, tokens = pair[k][1]
-        print(f"  encoder forward: {calls} calls, {texts} texts, {tokens} tokens; CPU time {sum(cpu[k]):.2f} s; "
-              f"slowest {max(wall[k]) * 1000:.0f} ms")
+        print(f"  encoder forward: {calls} calls, {texts} texts, {tokens} tokens; "
+              f"CPU time {sum(cpu[k]):.2f} s; slowest {max(wall[k]) * 1000:.0f} ms")
     p95 = [sorted(ts)[int(0.95 * len(ts))] for ts in wall]
-    print(f"p95 ratio this tree / {a.base[:12]}: {p95[1] / p95[0]:.2f}; mean {sum(wall[1]) / sum(wall[0]):.2f}; "
+    mean = sum(wall[1]) / sum(wall[0])
+    print(f"p95 ratio this tree / {a.base[:12]}: {p95[1] / p95[0]:.2f}; mean {mean:.2f}; "
           f"CPU time {sum(cpu[1]) / sum(cpu[0]):.2f}")
     print(f"identical compositions: {same} of {len(queries)}")
 
