@@ -581,8 +581,8 @@ def _another_kind(card, unit_words: frozenset, task: Task) -> str:
         words = [w for w in purpose_words(piece) if w not in KIND_WORDS]
         if bracketed or len(words) < 2 or words[-1] != head:
             continue
-        # a kind the card is about is one it tags on its own ('neon' of 'Neon Palette'); 'simple chibi' is drawn
-        # simply, and a tag 'vivid watercolors' only repeats the name
+        # a kind the card is about is one it tags on its own ('neon' of 'Neon Palette'); 'simple chibi' is
+        # drawn simply, and a tag 'vivid watercolors' only repeats the name
         tags = [purpose_words(tag) for tag in card.tags or ()]
         tagged = {w for tag in tags if head not in tag for w in tag}
         kinds = (set(words[:-1]) & tagged) - _NO_KIND

@@ -544,8 +544,9 @@ def test_a_prompt_asking_another_kind_of_the_cards_thing_asks_nothing_of_it(tmp_
 
 
 def test_a_card_tagging_its_own_name_is_not_about_the_names_modifier(tmp_path):
-    """queries-dev: 'soft watercolor style' lost a 'Vivid Watercolors' LoRA (judged relevant) to the rule above:
-    its tag 'vivid watercolors' only repeats its name; a kind it is about is one it tags on its own ('neon')."""
+    """queries-dev: 'soft watercolor style' lost a 'Vivid Watercolors' LoRA (judged relevant) to the rule
+    above: its tag 'vivid watercolors' only repeats its name; a kind it is about is one it tags on its own
+    ('neon')."""
     cards = [dict(stem="vivid_gouache", title="Vivid Gouache", tags=["gouache", "vivid gouache"]),
              dict(stem="neon_palette", title="Neon Palette", tags=["neon", "palette", "color"])]
     composer = Composer(build_library(str(tmp_path), extra=cards))
