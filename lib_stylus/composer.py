@@ -21,8 +21,8 @@ from .characters import character_index
 from .content import card_profile, conflict, profile_prompt
 from .shown import ShownCheck, prepare as prepare_shown
 from .meaning import EncoderUnavailable, meaning_of
-from .purpose import GENERIC_TAGS, KIND_WORDS, NAME, STEM, TAG, TRIGGER, prompt_words, purpose_index, \
-    purpose_words, title_pieces
+from .purpose import (GENERIC_TAGS, KIND_WORDS, NAME, STEM, TAG, TAG_KIND, TRIGGER, prompt_words,
+                      purpose_index, purpose_words, title_pieces)
 from .refiner import BOILERPLATE
 from .triggers import clean_triggers
 from .retriever import allowed_families
@@ -34,7 +34,6 @@ CHARACTER_WORD = "character"  # tokenize() folds "characters"
 CHARACTER_NOT_NAMED = "character not named in the prompt"
 MAX_STYLES = 2
 TIEBREAK = 1e-3  # retrieval score's share in a task's ranking: orders equal purpose matches only
-TAG_KIND = 2     # PurposeIndex.unit_kind of a tag phrase
 NAMED = -1       # a candidate's phrase when the prompt names the character
 MODIFIER_ONLY = "asks only what qualifies its purpose"
 ANOTHER_KIND = "asks another kind of"
@@ -629,9 +628,11 @@ class Selection:
         self.styles = sum(snap.entries[i].refined.topic == "style" for i in self.used)
         self.count = 0
         self.chars = character_index(snap)
-        self.prompt_names = self.chars.named_in(prompt)  # row -> the name as the prompt writes it
-        self.prompt_names = self.chars.unambiguous(prompt, self.prompt_names, everyday)
+        # row -> the name as the prompt writes it
+        self.prompt_names = self.chars.unambiguous(prompt, self.chars.named_in(prompt), everyday)
         self.named = set(self.prompt_names)
+        # the franchises of the characters the prompt names (series_of_named, per candidate)
+        self.named_series = set().union(*(self.chars.franchises(r) for r in self.prompt_names))
         self.franchises_asked = self.chars.franchise_asked(prompt, self.prompt_names)
         self.profile = profile_prompt(prompt, self.prompt_names)  # gender, NSFW, ethnicity, real person asked
         self.shown = ShownCheck(snap, prompt, self.profile)  # what the candidates' sample images show
@@ -652,8 +653,7 @@ class Selection:
         if not self.prompt_names:
             return False
         series = self.chars.only_franchises(text, card)
-        covered = set().union(*(self.chars.franchises(r) for r in self.prompt_names))
-        return bool(series) and series <= covered
+        return bool(series) and series <= self.named_series
 
     def refusal(self, doc: int, entry, in_task: int, task_words: list = (), unit: int = NAMED) -> str:
         if not entry.card.alias:

@@ -20,6 +20,10 @@ from .text import collections_deferred
 # Strength of a phrase by where the card has it: the title says what the adapter is for; the stem is the title
 # with file-name noise; tags are the author's labels (noisier); the main trigger is often a made-up token.
 NAME, STEM, TAG, TRIGGER = 1.0, 0.9, 0.8, 0.9
+# PurposeIndex.unit_kind: what a purpose phrase is of its card, as an index into KINDS
+KINDS = ("name", "stem", "tag", "trigger")
+NAME_KIND = KINDS.index("name")
+TAG_KIND = KINDS.index("tag")
 # Focus (share of the cards using a word that have it in a purpose phrase) is smoothed towards a prior so a word
 # seen on two cards does not swing from 0 to 1; the floor keeps every word some weight.
 FOCUS_PRIOR, FOCUS_SMOOTH, FOCUS_FLOOR = 0.3, 5.0, 0.25
@@ -444,7 +448,7 @@ class _Parts:
     the names a prompt may tag it by. Depends on the card (and its main trigger) only."""
     __slots__ = ("card", "trigger", "unit_toks", "unit_text", "unit_strength", "unit_kind", "name_toks",
                  "name_set", "names")
-    KINDS = ("name", "stem", "tag", "trigger")
+    KINDS = KINDS
 
     def __init__(self, card, trigger):
         self.card, self.trigger = card, trigger

@@ -25,14 +25,12 @@ import numpy as np
 
 from .characters import character_index
 from .content import PERSON_TOPICS
-from .purpose import purpose_index, purpose_words
+from .purpose import NAME_KIND, TAG_KIND, purpose_index, purpose_words
 from .refiner import clean_prompt
 from .words import BODY_ATTRIBUTES, CLOTHING_KINDS, PERSON, fold, folded, found, gender_of_word
 
 SHOWN_NOT_ASKED = "its sample images show"
 SOMEONE_NOT_ASKED = "its sample images all show a person"
-NAME_KIND = 0   # PurposeIndex.unit_kind of a title piece
-TAG_KIND = 2    # PurposeIndex.unit_kind of a tag
 # A word of the language, not a made-up trigger token ("still", "life" vs "zydink"): used in the text of at
 # least this share of the cards (and of COMMON_MIN cards in a small library).
 COMMON_SHARE = 0.002
