@@ -82,6 +82,14 @@ class Task:
     adapters: list = field(default_factory=list)
     note: str = ""       # why it got none
 
+    @property
+    def asked(self) -> frozenset:
+        """The task's words folded like purpose phrases (worked out once: every candidate's gate reads them)."""
+        words = self.__dict__.get("_asked")
+        if words is None:
+            words = self.__dict__["_asked"] = frozenset(prompt_words(self.tokens))
+        return words
+
 
 @dataclass
 class Composition:
@@ -470,7 +478,7 @@ class Composer:
             return (f"no candidate above threshold (asks {score:.0%} of its purpose '{words}', "
                     f"needs {cfg.threshold:.0%})")
         head = pidx.unit_head(unit) if cfg.heads else ""
-        if head and head not in prompt_words(task.tokens):
+        if head and head not in task.asked:
             # "linen curtains" asks for no 'Linen dress', "wool jumper" for no 'Jumper Dress'
             return f"{MODIFIER_ONLY} '{words}' (not '{head}')"
         entry = state.snap.entries[doc]
@@ -556,7 +564,7 @@ def _asks_more(card, unit_words: frozenset, task: Task) -> bool:
     phrase that matched."""
     texts = [card.title] + list(card.tags or ()) + list(card.trigger_words or ())
     said = " ".join(t for t in texts if isinstance(t, str))
-    return bool((set(prompt_words(task.tokens)) & set(prompt_words(tokenize(said)))) - unit_words)
+    return bool((task.asked & set(prompt_words(tokenize(said)))) - unit_words)
 
 
 _RAW_WORD = re.compile(r"[^\W_]+")
@@ -571,7 +579,7 @@ def _another_kind(card, unit_words: frozenset, task: Task) -> str:
     the head of a name piece ('palette' of 'Neon Palette'), none of the piece's modifiers ('neon'), and writes
     a modifier of its own right before that word ('desaturated blue-grey palette'). The card's kind of the
     thing is not the one asked; a bare 'palette' still asks it."""
-    asked = unit_words & set(prompt_words(task.tokens))
+    asked = unit_words & task.asked
     if len(asked) != 1:
         return ""
     head = next(iter(asked))
@@ -587,7 +595,7 @@ def _another_kind(card, unit_words: frozenset, task: Task) -> str:
         kinds = (set(words[:-1]) & tagged) - _NO_KIND
         if not kinds:
             continue
-        if kinds & set(prompt_words(task.tokens)):
+        if kinds & task.asked:
             return ""  # the prompt asks the card's own kind ('glowing neon colour palette')
         at = [i for i, (_, folded) in enumerate(raw) if head in folded]
         # the word right before each mention, when it is a word of weight (not 'a', 'the', 'and')
