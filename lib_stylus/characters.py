@@ -248,11 +248,12 @@ class _Card:
         self.forms = list(self.as_cut)
         if self.title_form is not None:
             name, qual = self.forms[self.title_form]
+            # how often other cards use each part as a series
             used = {key: franchises.get(key, 0) - own.count(key) for key in (_compact(name), _compact(qual))}
             if used[_compact(name)] > used[_compact(qual)]:
                 self.forms[self.title_form] = (qual, name)
                 self.head = list(qual)
-                self.quals = [list(name)] + [q for _, q in self.forms]
+                self.quals = [q for _, q in self.forms]  # the title's first part among them
                 self._kinds()
                 return
         parts = [p for p in self.parts if any(not t.isdigit() for t in p)]
@@ -603,10 +604,15 @@ class CharacterIndex:
         spelling = self._spelling[key]
         if len(v.carriers[key]) < SPREAD or n <= NAME_USES * v.heads[key]:
             return None
-        if all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in spelling.split()):
+        if self._common_spelling(spelling, n):
             return None
         other = {q for q in v.carrier_series[key] if q not in key and key not in q and self._series(q)}
         return spelling if len(other) < 2 else None
+
+    def _common_spelling(self, spelling: str, uses: int) -> bool:
+        """Every word of the spelling is used far more often in the library than as this name (``uses``), as
+        _everyday says of one word and its uses in character names."""
+        return all(self._df(t) > COMMON_RATIO * uses + COMMON_SLACK for t in spelling.split())
 
     def _series(self, key: str) -> bool:
         """Whether the key is a franchise by the way titles write it (see _franchise)."""
@@ -614,7 +620,7 @@ class CharacterIndex:
         n = v.seen[key]
         if not n:
             return False
-        everyday = all(self._df(t) > COMMON_RATIO * n + COMMON_SLACK for t in self._spelling[key].split())
+        everyday = self._common_spelling(self._spelling[key], n)
         qualifier = v.confirmed[key] and (len(v.owners[key]) > 1 or not everyday)
         return bool(qualifier or len(v.beside[key]) > 1) and n > NAME_USES * v.heads[key]
 
@@ -1083,7 +1089,7 @@ class CharacterIndex:
                 # A given name characters of several franchises share names none of another franchise than
                 # the one the prompt says (the card's franchise known and not named; crossovers name both;
                 # a series of the same family, 'fate/grand order' for 'fate/stay night', is no other one).
-                mine = said or asked if len(v) == 1 and v[0] in self._shared else set()
+                mine = (said or asked) if len(v) == 1 and v[0] in self._shared else set()
                 if mine:
                     rows = [r for r in rows if _related(self._card_franchises[r], mine)
                             or not self._card_franchises[r]]
