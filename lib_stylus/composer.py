@@ -84,7 +84,8 @@ class Task:
 
     @property
     def asked(self) -> frozenset:
-        """The task's words folded like purpose phrases (worked out once: every candidate's gate reads them)."""
+        """The task's words folded like purpose phrases (worked out once: each candidate's gate reads
+        them)."""
         words = self.__dict__.get("_asked")
         if words is None:
             words = self.__dict__["_asked"] = frozenset(prompt_words(self.tokens))
