@@ -50,7 +50,9 @@ case $stage in
 sources)
     unpack "$1" 82a973c "$out"  # v1.10.1
     # stablediffusion's snapshot lacks 4 PNGs under assets/, which the web UI never reads
-    unpack "$2" cf1d67a "$out/repositories/stable-diffusion-stability-ai" . ':(exclude)assets'
+    # (named entry by entry: git 2.39's archive still reads the excluded blobs of ':(exclude)assets')
+    unpack "$2" cf1d67a "$out/repositories/stable-diffusion-stability-ai" \
+        $(git --git-dir="$2" ls-tree --name-only cf1d67a | grep -vx assets)
     unpack "$3" 45c443b "$out/repositories/generative-models"
     unpack "$4" ab527a9 "$out/repositories/k-diffusion"
     ;;
