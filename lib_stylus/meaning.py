@@ -8,7 +8,9 @@ Task vectors are cached: a prompt is composed again for every batch and seed, an
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,32 +22,54 @@ class EncoderUnavailable(Exception):
     """The sentence encoder could not be loaded or run (its folder deleted, truncated, of another shape)."""
 
 
-class Meaning:
-    """One snapshot's card purpose vectors and the encoder for tasks (its cache shared across snapshots)."""
+@dataclass
+class EncoderState:
+    """What is remembered per sentence encoder, across composes and snapshots: the task vectors, and why the
+    encoder cannot be used ("" while it can), so a broken model folder is not loaded again on every compose."""
+    cache: OrderedDict = field(default_factory=OrderedDict)
+    failed: str = ""
 
-    def __init__(self, embedder, vectors: np.ndarray, cache: OrderedDict | None = None):
+
+_STATES = weakref.WeakKeyDictionary()  # encoder -> EncoderState
+
+
+def encoder_state(embedder) -> EncoderState:
+    """The encoder's remembered state (made on first use; it goes with the encoder)."""
+    state = _STATES.get(embedder)
+    if state is None:
+        state = _STATES[embedder] = EncoderState()
+    return state
+
+
+class Meaning:
+    """One snapshot's card purpose vectors and the encoder for tasks (its EncoderState shared across
+    snapshots)."""
+
+    def __init__(self, embedder, vectors: np.ndarray):
         self.embedder = embedder
         self.vectors = vectors
-        self._cache = OrderedDict() if cache is None else cache
+        self.state = encoder_state(embedder)
+        self._cache = self.state.cache
 
     def prefetch(self, texts) -> None:
         """Encode the texts not cached yet in one batch (one forward pass for a whole prompt's tasks)."""
         todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        if todo:
-            failed = getattr(self.embedder, "_stylus_failed", None)
-            if failed:  # remembered: a broken model folder is not loaded again on every compose
-                raise EncoderUnavailable(failed)
-            try:
-                vectors = self.embedder.embed(todo)
-            except (OSError, ValueError, RuntimeError) as e:  # transformers on a bad model folder
-                where = getattr(self.embedder, "model_dir", "?")
-                self.embedder._stylus_failed = (f"the sentence encoder in {where} cannot be used "
-                                                f"({e.__class__.__name__}: {str(e).splitlines()[0][:200]})")
-                raise EncoderUnavailable(self.embedder._stylus_failed) from None
-            for text, v in zip(todo, vectors):
-                self._cache[text] = v
-            while len(self._cache) > CACHE:
-                self._cache.popitem(last=False)
+        if not todo:
+            return
+        if self.state.failed:
+            raise EncoderUnavailable(self.state.failed)
+        try:
+            vectors = self.embedder.embed(todo)
+        except (OSError, ValueError, RuntimeError) as e:  # transformers on a bad model folder
+            where = getattr(self.embedder, "model_dir", "?")
+            first = (str(e).splitlines() or [""])[0][:200]
+            why = f"{e.__class__.__name__}: {first}"
+            self.state.failed = f"the sentence encoder in {where} cannot be used ({why})"
+            raise EncoderUnavailable(self.state.failed) from None
+        for text, v in zip(todo, vectors):
+            self._cache[text] = v
+        while len(self._cache) > CACHE:
+            self._cache.popitem(last=False)
 
     def has(self, text: str) -> bool:
         """Whether the text's vector is at hand (no encoder pass for it)."""
@@ -60,7 +84,7 @@ class Meaning:
     def everyday(self) -> frozenset:
         """The language's common words, as the encoder's vocabulary holds them whole (empty when it cannot
         say)."""
-        if getattr(self.embedder, "_stylus_failed", None):
+        if self.state.failed:
             return frozenset()
         try:
             return self.embedder.words()
@@ -73,13 +97,10 @@ class Meaning:
 
 
 def meaning_of(snapshot, index) -> Meaning | None:
-    """The snapshot's Meaning when its index has a dense encoder, else None (lexical: words only). Kept on the
-    encoder, so the task-vector cache outlives one compose and one snapshot."""
+    """The snapshot's Meaning when its index has a dense encoder, else None (lexical: words only). The task
+    vectors are kept per encoder (encoder_state), so they outlive one compose and one snapshot."""
     dense = next((e for e in getattr(index, "embedders", ()) if e.id != "bm25" and hasattr(e, "embed")), None)
     state = snapshot.states.get(dense.id) if dense is not None else None
     if state is None or "dense_vectors" not in state or len(state["dense_vectors"]) != len(snapshot.entries):
         return None
-    cache = getattr(dense, "_stylus_task_vectors", None)
-    if cache is None:
-        cache = dense._stylus_task_vectors = OrderedDict()
-    return Meaning(dense, state["dense_vectors"], cache)
+    return Meaning(dense, state["dense_vectors"])

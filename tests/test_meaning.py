@@ -128,6 +128,9 @@ def test_an_encoder_that_cannot_load_costs_the_meaning_check_not_the_picks(tmp_p
     comp = Composer(retriever).compose("a humpback whale swimming, chun-li", "sd1")
     assert comp.stems == ["chun_li"]  # words alone: the rare name still picks, the whale needs meaning
     assert any("cannot be used" in r.getMessage() and "gone" in r.getMessage() for r in caplog.records)
+    tried = len(encoder.calls)
+    assert Composer(retriever).compose("a humpback whale swimming, chun-li", "sd1").stems == ["chun_li"]
+    assert len(encoder.calls) == tried  # remembered: the broken folder is not loaded again on every compose
 
 
 def test_a_lone_word_is_judged_with_the_tags_around_it(hybrid):

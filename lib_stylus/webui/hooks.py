@@ -72,7 +72,7 @@ def _preview(prompt: str, max_adapters, composer, multiplier=0.8) -> str:
     from ..text import escape
     try:
         comp = lora_job.drop_unknown(SERVICE.compose(prompt or "", None, int(max_adapters), composer))
-        return preview_html(comp, float(multiplier), SERVICE.encoder_note())
+        return preview_html(comp, float(multiplier), SERVICE.encoder.note())
     except Exception as e:
         log.exception("Stylus preview failed")
         return f"<p>Stylus could not compose: {escape(str(e))}</p>"

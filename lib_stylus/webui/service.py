@@ -171,7 +171,7 @@ class StylusService:
         self.status.update(state="ready", cards=report.total, faults=len(report.faults),
                            seconds=round(report.ready_seconds, 2), updated=time.time(),
                            fault_lines=[f.line() for f in report.faults[:500]], embedder=_kind(index))
-        if _kind(index) == "hybrid":
+        if self.status["embedder"] == "hybrid":
             self.encoder.in_use(index.embedders[-1].model_dir)
         self.status.pop("progress", None)  # a finished refresh has no progress to show
         ready.set()
@@ -190,9 +190,6 @@ class StylusService:
         if running is not None:
             running.join()
         self.refresh()
-
-    def encoder_note(self) -> str:
-        return self.encoder.note()
 
     # ---- composition ---------------------------------------------------------------------------------------
     def composer(self, kind: str = "local"):

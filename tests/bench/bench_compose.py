@@ -29,6 +29,7 @@ from lib_stylus.characters import character_index  # noqa: E402
 from lib_stylus.composer import Composer  # noqa: E402
 from lib_stylus.embedding import BM25  # noqa: E402
 from lib_stylus.index import LibraryIndex  # noqa: E402
+from lib_stylus.meaning import encoder_state  # noqa: E402
 from lib_stylus.purpose import purpose_index  # noqa: E402
 from lib_stylus.retriever import Retriever  # noqa: E402
 
@@ -149,7 +150,7 @@ def cross_validate(index, concept: list, specs: list) -> None:
 
 def run(composer, queries):
     for emb in composer.retriever.index.embedders:  # each run encodes its prompts (meaning.py caches by text)
-        getattr(emb, "_stylus_task_vectors", {}).clear()
+        encoder_state(emb).cache.clear()
     composer.compose("warm up", "sd1")
     preds, times = {}, []
     for q in queries:
@@ -166,7 +167,7 @@ def versus(index, twin, specs: list, queries: list, label: str) -> None:
     pair = [Composer(Retriever(index)), Composer(Retriever(twin), other)]
     for composer in pair:
         for emb in composer.retriever.index.embedders:
-            getattr(emb, "_stylus_task_vectors", {}).clear()
+            encoder_state(emb).cache.clear()
         composer.compose("warm up", "sd1")
     times = [[], []]
     for q in queries:
