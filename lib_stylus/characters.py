@@ -1081,11 +1081,18 @@ class CharacterIndex:
             matched = {v for v in matched if not any(set(v) < t for t in titles)}
             # so are those of a "(series)" qualifier, known or not: 'rin' of "(kaoru hana wa rin to saku)"
             matched = {v for v in matched if not set(v) <= set(seg.qualifier)}
+            # A one-word name inside a longer name the prompt writes is someone else's: 'momo' of "ayase momo"
+            # is not Momo Yaoyorozu when none of her names has 'ayase', a name word of the library (another
+            # character's) written next to it and named by no card here.
+            taken = {t for v in matched if len(v) > 1 for t in v}
+            beside = self._beside(toks, {v[0] for v in matched if len(v) == 1}, taken | series)
             used = set(seg.qualifier).union(*titles)
             # "yui (k-on!)": the series the name is said to belong to
             said = {self.franchise_names[k] for k, _, _ in self._franchise_runs(seg.qualifier)}
             for v in sorted(matched, key=lambda v: (-len(v), v)):  # never set order: it varies by process
                 rows = [r for r in self._variant_rows[v] if self._allowed(v, r, seg, quals, asked)]
+                if len(v) == 1 and beside.get(v[0]):
+                    rows = [r for r in rows if self._has_words(r, beside[v[0]], fuzzy)]
                 # A given name characters of several franchises share names none of another franchise than
                 # the one the prompt says (the card's franchise known and not named; crossovers name both;
                 # a series of the same family, 'fate/grand order' for 'fate/stay night', is no other one).
@@ -1108,6 +1115,24 @@ class CharacterIndex:
                     if row not in found and self._card_franchises[row] & asked:
                         found[row] = t
         return found
+
+    def _beside(self, toks: list, singles: set, taken: set) -> dict:
+        """{one-word name: the telling name words written right next to it}: words that are in the library's
+        names, not everyday, and not part of another name or franchise found in the segment."""
+        out: dict = {}
+        for i, t in enumerate(toks):
+            if t in singles:
+                near = {toks[j] for j in (i - 1, i + 1) if 0 <= j < len(toks)}
+                out.setdefault(t, set()).update(
+                    w for w in near if w != t and w not in taken and self._name_df[w]
+                    and not self._common.get(w, True))
+        return out
+
+    def _has_words(self, row: int, toks: set, fuzzy: dict) -> bool:
+        """Whether the row's names hold every one of the words (a name word within one edit counts)."""
+        own = {t for v in self._names[row] for t in v}
+        own |= {fuzzy[t] for t in own if t in fuzzy}
+        return toks <= own
 
     def _allowed(self, v: tuple, row: int, seg: "_Segment", quals: set, asked: set) -> bool:
         """A name made only of everyday words ('black cat', 'jade') names this row's character only with one

@@ -486,3 +486,40 @@ def test_a_given_name_said_of_a_related_series_still_names_its_character(tmp_pat
     # the qualifier's words are the series, never a name: no Rin of 'kaoru hana wa rin to saku'
     assert stems("kaoruko waguri \\(kaoru hana wa rin to saku\\), smile") == set()
     assert stems("emiya shirou \\(fate/stay night\\), sword") == {"shirou_fsn"}
+
+
+FULL_NAMES = [
+    dict(stem="momo_mha", title="Momo Yaoyorozu - My Hero Academia",
+         tags=CHARACTER + ["my hero academia", "momo", "yaoyorozu"], triggers=["MomoY"]),
+    dict(stem="eli_ll", title="Ayase Eli (Love Live!)", tags=CHARACTER + ["love live!"], triggers=["ayase eli"]),
+    dict(stem="ochaco_mha", title="Ochaco Uraraka (My Hero Academia)", tags=CHARACTER + ["my hero academia"],
+         triggers=["uraraka ochaco"]),
+    dict(stem="raiden_gi", title="Raiden Shogun (Genshin Impact)", tags=CHARACTER + ["genshin impact"],
+         triggers=["raiden shogun", "raiden ei"]),
+]
+
+
+@pytest.fixture(scope="module")
+def full_lib(tmp_path_factory):
+    index = franchise_first_library(str(tmp_path_factory.mktemp("full")), FULL_NAMES)
+    snap = index.snapshot
+    return snap, character_index(snap), {e.card.stem: i for i, e in enumerate(snap.entries)}
+
+
+@pytest.mark.parametrize("prompt", ["1girl, ayase momo \\(dandadan\\), red hair", "momo ayase, school uniform",
+                                    "a photo of Ayase Momo in the rain"])
+def test_one_name_word_of_another_persons_full_name_names_nobody(full_lib, prompt):
+    """'Ayase Momo' (of a series the library lacks) is not Momo Yaoyorozu: the prompt writes a full name whose
+    other word is a name word of the library (Ayase Eli's) that her names lack."""
+    assert "momo_mha" not in named(full_lib, prompt)
+
+
+@pytest.mark.parametrize("prompt, expected", [
+    ("momo, school uniform", {"momo_mha"}),                     # a given name alone still names her
+    ("yaoyorozu momo, red dress", {"momo_mha"}),
+    ("2girls, Momo and Ayase Eli dancing", {"momo_mha", "eli_ll"}),  # 'ayase' is Eli's, named beside her
+    ("ayase, momo, classroom", {"momo_mha"}),                   # another segment: not one name
+    ("raiden ei, purple kimono", {"raiden_gi"}),                # 'ei' is one of her own names
+])
+def test_a_name_word_beside_the_characters_own_names_still_names_her(full_lib, prompt, expected):
+    assert named(full_lib, prompt) == expected
