@@ -476,8 +476,22 @@ class _Segment:
         said = words(_names_text(form.group(2))) if form else []
         self.qualifier = [fold(t) for t in said if t not in FUNCTION]
         self.sentence = len(raw) - len(said) >= self.SENTENCE
+        self.artist = self._after_by(raw)
         pairs = zip(self.words, self.words[1:])
         self.described = {b for a, b in pairs if a in COLOURS or a in BODY_ATTRIBUTES}
+
+    @staticmethod
+    def _after_by(raw: list) -> set:
+        """The words of "by Anton Pieck", "art by pieck": who made the picture, never a character in it.
+        They run from 'by' to the next joining word ("by the sea" names no one)."""
+        if "by" not in raw:
+            return set()
+        out = set()
+        for t in raw[raw.index("by") + 1:]:
+            if t in FUNCTION:
+                break
+            out.add(fold(t))
+        return out
 
 
 class CharacterIndex:
@@ -1081,12 +1095,14 @@ class CharacterIndex:
             matched = {v for v in matched if not any(set(v) < t for t in titles)}
             # so are those of a "(series)" qualifier, known or not: 'rin' of "(kaoru hana wa rin to saku)"
             matched = {v for v in matched if not set(v) <= set(seg.qualifier)}
+            # and so are an artist's: 'pieck' of "by Anton Pieck"
+            matched = {v for v in matched if not set(v) <= seg.artist}
             # A one-word name inside a longer name the prompt writes is someone else's: 'momo' of "ayase momo"
             # is not Momo Yaoyorozu when none of her names has 'ayase', a name word of the library (another
             # character's) written next to it and named by no card here.
             taken = {t for v in matched if len(v) > 1 for t in v}
             beside = self._beside(toks, {v[0] for v in matched if len(v) == 1}, taken | series)
-            used = set(seg.qualifier).union(*titles)
+            used = set(seg.qualifier).union(*titles) | seg.artist
             # "yui (k-on!)": the series the name is said to belong to
             said = {self.franchise_names[k] for k, _, _ in self._franchise_runs(seg.qualifier)}
             for v in sorted(matched, key=lambda v: (-len(v), v)):  # never set order: it varies by process

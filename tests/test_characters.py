@@ -523,3 +523,26 @@ def test_one_name_word_of_another_persons_full_name_names_nobody(full_lib, promp
 ])
 def test_a_name_word_beside_the_characters_own_names_still_names_her(full_lib, prompt, expected):
     assert named(full_lib, prompt) == expected
+
+
+ARTIST_WORDS = [
+    dict(stem="pieck_aot", title="Pieck (Attack on titan) LoRA", tags=CHARACTER + ["attack on titan"],
+         triggers=["pieck finger"]),
+]
+
+
+@pytest.fixture(scope="module")
+def artist_lib(tmp_path_factory):
+    index = franchise_first_library(str(tmp_path_factory.mktemp("artist")), ARTIST_WORDS)
+    snap = index.snapshot
+    return snap, character_index(snap), {e.card.stem: i for i, e in enumerate(snap.entries)}
+
+
+@pytest.mark.parametrize("prompt, expected", [
+    ("storybook illustration, gouache, by Anton Pieck, intricate details", set()),  # the painter's name
+    ("a toy shop at night, art by pieck", set()),
+    ("pieck, attack on titan, 1girl", {"pieck_aot"}),
+    ("Pieck by the window, attack on titan", {"pieck_aot"}),  # the name is before 'by', not after it
+])
+def test_a_name_written_after_by_is_an_artists(artist_lib, prompt, expected):
+    assert named(artist_lib, prompt) == expected
