@@ -675,7 +675,9 @@ class Selection:
             reason = self.chars.refusal(doc, self.prompt_names)
             if reason:
                 return reason
-        reason = conflict(card_profile(self.snap, doc), self.profile) or \
+        # a character keeps her own look whatever the medium: the character rules decide on her
+        medium = not self.is_character(doc) and doc not in self.named
+        reason = conflict(card_profile(self.snap, doc), self.profile, medium) or \
             self.shown.conflict(doc, unit, doc in self.named)
         if reason:
             return reason

@@ -19,7 +19,10 @@ Interface (stable; the composer uses it - extend, do not rename):
   style or a hanfu).
 * ``card_profile(snapshot, row) -> Profile``: ``profile_card`` of a snapshot's row with the snapshot's
   CharacterIndex, computed once and kept on the snapshot.
-* ``conflict(card, prompt) -> str``: the reason the card adds what the prompt does not ask for, "" when none.
+* ``media`` / ``medium_words``: "photo" and/or "drawn" (words.PHOTO_MEDIUM, DRAWN_MEDIUM) and the words that
+  say so: what a prompt asks its picture to be made in (not a photograph it shows being held), and for a card
+  the one medium its name says, or a style's name and tags say (none when they say both).
+* ``conflict(card, prompt, medium=True) -> str``: the reason the card adds what the prompt does not ask for, "" when none.
   Each reason starts with one of the constants below.
 
 Word classes live in words.py. Where unsure it says "conflict": a lost pick costs less than a spoiled
@@ -29,14 +32,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .characters import character_index, title_head
-from .words import (CATEGORY, ETHNIC, ETHNIC_PERSON, EXPLICIT, FEMALE, MALE, PERSON, REAL_PERSON,
-                    REVEALING, fold, folded, found, gender_of_word)
+import re
+
+from .words import (BETWEEN_MEDIA, CATEGORY, DRAWN_MEDIUM, ETHNIC, ETHNIC_PERSON, EXPLICIT, FEMALE, HELD,
+                    MALE, PERSON, PHOTO_MEDIUM, REAL_PERSON, REVEALING, STYLE_WORDS, fold, folded, found, gender_of_word)
 
 UNASKED_SEXUAL = "sexual content the prompt does not ask for"
 UNASKED_REVEALING = "revealing content the prompt does not ask for"
 OTHER_GENDER = "another gender than the prompt asks for"
 UNASKED_ETHNICITY = "an ethnicity the prompt does not ask for"
 REAL_LIKENESS = "a real person's likeness for a generic subject"
+ANOTHER_MEDIUM = "another medium than the prompt asks for"
 
 # Topics whose tags say who is pictured (a style or pose LoRA is tagged "woman" for its sample images).
 PERSON_TOPICS = {"character", "clothing"}
@@ -60,6 +66,8 @@ class Profile:
     subject: str = "generic"
     row: int = -1
     civitai_nsfw: bool = False
+    media: frozenset = frozenset()
+    medium_words: tuple = ()
 
     @property
     def nsfw(self) -> bool:
@@ -82,16 +90,68 @@ def _ethnic_people(phrases: list) -> set:
     return out
 
 
+_MEDIA = (("photo", PHOTO_MEDIUM), ("drawn", DRAWN_MEDIUM))
+_SEGMENT = re.compile(r"[,;:\n|]|\.(?=\s|$)|\bBREAK\b|\bAND\b")
+
+
+def _media(toks: list, held: bool = False) -> tuple:
+    """(media, words) one text says: a medium between the two says both; with ``held``, a medium word a few
+    words after 'holding' / 'reading' is a thing in the picture ('reading a manga'), not its medium."""
+    media = set()
+    said = []
+    for n in (3, 2, 1):
+        for i in range(len(toks) - n + 1):
+            phrase = " ".join(toks[i:i + n])
+            before = toks[max(0, i - 3):i]
+            if held and (found(HELD, before)):
+                continue
+            if phrase in BETWEEN_MEDIA:
+                return frozenset(m for m, _ in _MEDIA), (phrase,)
+            for medium, cls in _MEDIA:
+                if phrase in cls:
+                    media.add(medium)
+                    said.append(phrase)
+    return frozenset(media), tuple(dict.fromkeys(said))
+
+
+def _prompt_media(prompt: str) -> tuple:
+    media = set()
+    said = []
+    for segment in _SEGMENT.split(prompt):
+        m, w = _media(folded(segment), held=True)
+        media |= m
+        said += w
+    return frozenset(media), tuple(dict.fromkeys(said))
+
+
+def _card_media(card, topic: str) -> tuple:
+    """The one medium a card's name says (a style's tags too): 'fashion watercolor', a 'Comic Cover', a 'Lynx -
+    Style' tagged 'anime'. None when they say both. The tags of a LoRA that its name does not call a style say
+    what its samples were drawn in ('Lara Croft' tagged 'anime' and 'style'), not the look it gives."""
+    toks = folded(card.title or "") + folded(card.stem or "")
+    media, said = _media(toks)
+    if topic == "style" and found(STYLE_WORDS, toks):
+        for tag in card.tags or ():
+            if isinstance(tag, str):
+                m, w = _media(folded(tag))
+                media |= m
+                said += w
+    if len(media) != 1:
+        return frozenset(), ()
+    return frozenset(media), tuple(dict.fromkeys(said))
+
+
 def profile_prompt(prompt: str, named: dict | None = None) -> Profile:
     toks = folded(prompt or "")
     explicit = found(EXPLICIT, toks)
     revealing = found(REVEALING, toks)
     named_rows = frozenset(named or ())
+    media, medium_words = _prompt_media(prompt or "")
     return Profile(genders=frozenset(_genders(toks)), explicit=bool(explicit), revealing=bool(revealing),
                    sexual_words=tuple(dict.fromkeys(explicit + revealing)),
                    ethnicities=frozenset(found(ETHNIC, toks)),
                    real_person=bool(found(REAL_PERSON, toks)), named=named_rows,
-                   subject="named" if named_rows else "generic")
+                   subject="named" if named_rows else "generic", media=media, medium_words=medium_words)
 
 
 def _who_tag(toks: list) -> bool:
@@ -121,12 +181,13 @@ def profile_card(entry, row: int = -1, characters=None) -> Profile:
     who = [] if topic in _NO_PERSON_TOPICS else purpose
     who += [toks for toks in tags if _who_tag(toks)] if topic in PERSON_TOPICS else []
     genders = _genders([t for toks in who for t in toks])
+    media, medium_words = _card_media(card, topic) if topic != "character" else (frozenset(), ())
     return Profile(genders=frozenset(genders if len(genders) == 1 else ()),
                    explicit=bool(explicit) or bool(card.nsfw), revealing=bool(revealing),
                    sexual_words=tuple(dict.fromkeys(explicit + revealing)),
                    ethnicities=frozenset(_ethnic_people(purpose + tags)),
                    real_person=bool(found(REAL_PERSON, [t for toks in tags for t in toks])),
-                   row=row, civitai_nsfw=bool(card.nsfw))
+                   row=row, civitai_nsfw=bool(card.nsfw), media=media, medium_words=medium_words)
 
 
 def card_profile(snapshot, row: int) -> Profile:
@@ -145,7 +206,9 @@ def _ethnicity_asked(card: set, prompt: set) -> bool:
     return bool(card & {"asian"} and prompt & _ASIAN or prompt & {"asian"} and card & _ASIAN)
 
 
-def conflict(card: Profile, prompt: Profile) -> str:
+def conflict(card: Profile, prompt: Profile, medium: bool = True) -> str:
+    """``medium``: also a medium clash (not for a character the prompt names or that the LoRA is: she is
+    asked, whatever she was drawn in)."""
     if card.explicit and not prompt.explicit:
         why = ", ".join(card.sexual_words) or "Civitai marks the model NSFW"
         return f"{UNASKED_SEXUAL} ({why})"
@@ -157,4 +220,8 @@ def conflict(card: Profile, prompt: Profile) -> str:
         return f"{UNASKED_ETHNICITY} ({', '.join(sorted(card.ethnicities))})"
     if card.real_person and card.row not in prompt.named and not prompt.real_person:
         return REAL_LIKENESS
+    if medium and card.media and prompt.media and not card.media & prompt.media:
+        theirs = ", ".join(card.medium_words)
+        asked = ", ".join(prompt.medium_words)
+        return f"{ANOTHER_MEDIUM} ('{theirs}' for '{asked}')"
     return ""

@@ -146,6 +146,23 @@ REAL_PERSON = _cls("""celebrity celebrities celeb real_person actress actor sing
     influencer instagram_model instagram model tiktok youtuber streamer politician athlete sportsman
     football_player adult_film_star pornstar porn_star gravure_idol famous hollywood supermodel""")
 
+# ---- media -------------------------------------------------------------------------------------------------
+# The two media a picture is made in that no style LoRA bridges: a photograph, and a picture drawn or painted.
+# A prompt that asks one and a style whose name or tags say the other clash (a watercolor style on a runway
+# photo). Words of a medium between them ask both.
+PHOTO_MEDIUM = _cls("""photo photograph photography photographic photorealistic photorealism photoreal
+    realistic realism hyperrealistic hyperrealism raw_photo dslr 35mm analog_photo film_photo
+    film_photography polaroid""")
+DRAWN_MEDIUM = _cls("""anime manga cartoon comic illustration illustrated drawing drawn sketch painting
+    painted watercolor watercolour gouache acrylic oil_painting oil_on_canvas oil_on_panel ink_painting
+    ink_wash ink_drawing lineart line_art pencil_drawing charcoal_drawing pastel crayon cel_shading cel_shaded
+    2d pixel_art digital_painting ukiyo_e woodblock_print linocut papercut paper_cut cut_paper""")
+BETWEEN_MEDIA = _cls("""semi_realistic semirealistic semi_real 2.5d""")
+# Words with which a LoRA's name calls it a style.
+STYLE_WORDS = _cls("""style styles artstyle art_style aesthetic look""")
+# Words before a medium word that make it a thing in the picture ("holding an old photograph").
+HELD = _cls("""holding hold holds reading read reads framed hanging showing looking_at""")
+
 # ---- colours and attributes (Danbooru) ---------------------------------------------------------------------
 COLOURS = _cls("""white black red blue green yellow orange purple pink brown grey gray silver gold golden aqua
     cyan teal navy beige cream maroon magenta violet lavender turquoise blonde blond crimson scarlet emerald

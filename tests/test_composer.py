@@ -567,3 +567,19 @@ def test_a_name_modifier_that_only_praises_names_no_kind(tmp_path):
     cards = [dict(stem="nice_sky", title="Beautiful sky", tags=["sky", "scenery"])]
     composer = Composer(build_library(str(tmp_path), extra=cards))
     assert composer.compose("1girl, blue sky", "sd1").stems == ["nice_sky"]
+
+
+def test_a_style_of_another_medium_is_refused_but_a_named_character_is_not(tmp_path):
+    """A 'fashion watercolor' style picked for a runway photograph (unseen sets 1 and 6, judged wrong twice):
+    the style's medium clashes with the one the prompt asks. A character the prompt names is hers to decide,
+    whatever her LoRA's samples were drawn in."""
+    cards = [dict(stem="fashion_wc", title="Fashion Watercolor",
+                  tags=["anime", "fashion", "style", "illustration"], triggers=["fashion watercolor"]),
+             dict(stem="nadia", title="Nadia (Blue Water) - anime style", tags=["style", "character", "anime"],
+                  triggers=["nadia"])]
+    composer = Composer(build_library(str(tmp_path), extra=cards))
+    comp = composer.compose("fashion, runway photo of a model, 85mm, bokeh", "sd1")
+    assert "fashion_wc" not in comp.stems
+    assert any(d.stem == "fashion_wc" and "another medium" in d.reason for d in comp.drops)
+    assert "fashion_wc" in composer.compose("fashion, a model in a long coat", "sd1").stems
+    assert "nadia" in composer.compose("nadia, cosplay photo, convention hall, 35mm", "sd1").stems

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from lib_stylus.characters import character_index
-from lib_stylus.content import (OTHER_GENDER, REAL_LIKENESS, UNASKED_ETHNICITY, UNASKED_REVEALING,
+from lib_stylus.content import (ANOTHER_MEDIUM, OTHER_GENDER, REAL_LIKENESS, UNASKED_ETHNICITY, UNASKED_REVEALING,
                                 UNASKED_SEXUAL, card_profile, conflict, profile_card, profile_prompt)
 from lib_stylus.index import LibraryIndex
 from tests.compose_fixtures import write_lora
@@ -34,6 +34,13 @@ CARDS = [
     dict(stem="kula", title="Kula Diamond - The King of Fighters", tags=["character", "the king of fighters"],
          triggers=["kula diamond"]),
     dict(stem="csm_style", title="Chainsaw Man Anime Style", tags=["style", "chainsaw man"]),
+    dict(stem="fashion_wc", title="fashion watercolor", tags=["anime", "fashion", "style", "illustration"]),
+    dict(stem="comic_cover", title="Comic Cover", tags=["style"]),
+    dict(stem="soft_style", title="Soft - Style", tags=["anime", "style"]),
+    dict(stem="film_look", title="Film Look", tags=["style", "photography", "realistic"]),
+    dict(stem="xianxia", title="Immortal World", tags=["style", "photorealistic", "chinese ink painting"]),
+    dict(stem="asuka", title="Asuka Langley", tags=["character", "anime", "evangelion"],
+         triggers=["asuka langley"]),
 ]
 
 
@@ -135,3 +142,32 @@ def test_real_likeness_only_for_the_named_person(lib):
     assert why(lib, "emma", "a portrait of emma stone, smiling") == ""
     assert why(lib, "wonyoung", "a korean woman in a cafe").startswith(REAL_LIKENESS)
     assert why(lib, "wonyoung", "a woman in a cafe").startswith(UNASKED_ETHNICITY)
+
+
+def test_a_style_of_another_medium_than_the_prompt_asks(lib):
+    """A watercolor or anime style spoils a photograph, and a photo style an oil painting: a style card's
+    medium (its name, or its tags) must be one the prompt asks when the prompt asks one."""
+    runway = "fashion photo of a model on a runway, 85mm, bokeh"
+    assert why(lib, "fashion_wc", runway).startswith(ANOTHER_MEDIUM)
+    assert why(lib, "comic_cover", "cosplay photograph of a superhero, studio light").startswith(ANOTHER_MEDIUM)
+    assert why(lib, "soft_style", "RAW photo, a lynx in the snow, (photorealistic:1.3)").startswith(
+        ANOTHER_MEDIUM)
+    assert why(lib, "film_look", "oil painting of a harbour at dusk").startswith(ANOTHER_MEDIUM)
+    assert why(lib, "film_look", "1girl, anime, city at night").startswith(ANOTHER_MEDIUM)
+
+
+def test_no_medium_clash_when_the_prompt_asks_none_or_both(lib):
+    assert why(lib, "fashion_wc", "1girl, fashion, long coat, city street") == ""       # none asked
+    assert why(lib, "fashion_wc", "1girl, fashion, watercolor, flowers") == ""          # its own asked
+    assert why(lib, "film_look", "a photo of an oil painting on an easel") == ""        # both asked
+    assert why(lib, "soft_style", "semi-realistic, 1girl, garden") == ""                # between the two
+    # a medium word that is the thing held or read asks no medium of the picture
+    assert why(lib, "soft_style", "a man holding an old photograph, sitting in a park") == ""
+    assert why(lib, "film_look", "a boy reading a manga on a train") == ""
+
+
+def test_only_a_style_or_a_name_says_a_medium(lib):
+    # a card whose tags say both media says none; a character drawn in anime is still her on a photo
+    assert why(lib, "xianxia", "a photo of misty mountains") == ""
+    assert why(lib, "xianxia", "ink painting of misty mountains") == ""
+    assert why(lib, "asuka", "cosplay photo of asuka langley, convention") == ""
