@@ -35,7 +35,8 @@ from .characters import character_index, title_head
 import re
 
 from .words import (BETWEEN_MEDIA, CATEGORY, DRAWN_MEDIUM, ETHNIC, ETHNIC_PERSON, EXPLICIT, FEMALE, HELD,
-                    MALE, PERSON, PHOTO_MEDIUM, REAL_PERSON, REVEALING, STYLE_WORDS, fold, folded, found, gender_of_word)
+                    LENS, MALE, NOT_MEDIA, PERSON, PHOTO_MEDIUM, REAL_PERSON, REVEALING, STYLE_WORDS, fold,
+                    folded, found, gender_of_word)
 
 UNASKED_SEXUAL = "sexual content the prompt does not ask for"
 UNASKED_REVEALING = "revealing content the prompt does not ask for"
@@ -94,19 +95,37 @@ _MEDIA = (("photo", PHOTO_MEDIUM), ("drawn", DRAWN_MEDIUM))
 _SEGMENT = re.compile(r"[,;:\n|]|\.(?=\s|$)|\bBREAK\b|\bAND\b")
 
 
+def _without(toks: list, cls: frozenset) -> list:
+    """The tokens with every phrase of a word class taken out."""
+    out = []
+    i = 0
+    while i < len(toks):
+        n = next((n for n in (3, 2) if " ".join(toks[i:i + n]) in cls), 0)
+        if n:
+            out.append("|")  # no phrase spans the gap
+        else:
+            out.append(toks[i])
+        i += n or 1
+    return out
+
+
 def _media(toks: list, held: bool = False) -> tuple:
     """(media, words) one text says: a medium between the two says both; with ``held``, a medium word a few
     words after 'holding' / 'reading' is a thing in the picture ('reading a manga'), not its medium."""
     media = set()
     said = []
+    toks = _without(toks, NOT_MEDIA)
     for n in (3, 2, 1):
         for i in range(len(toks) - n + 1):
             phrase = " ".join(toks[i:i + n])
             before = toks[max(0, i - 3):i]
-            if held and (found(HELD, before)):
+            if held and found(HELD, before):
                 continue
             if phrase in BETWEEN_MEDIA:
                 return frozenset(m for m, _ in _MEDIA), (phrase,)
+            if n == 1 and LENS.match(phrase):
+                media.add("photo")
+                said.append(phrase)
             for medium, cls in _MEDIA:
                 if phrase in cls:
                     media.add(medium)

@@ -152,12 +152,16 @@ REAL_PERSON = _cls("""celebrity celebrities celeb real_person actress actor sing
 # photo). Words of a medium between them ask both.
 PHOTO_MEDIUM = _cls("""photo photograph photography photographic photorealistic photorealism photoreal
     realistic realism hyperrealistic hyperrealism raw_photo dslr 35mm analog_photo film_photo
-    film_photography polaroid""")
+    film_photography polaroid nikon leica hasselblad fujifilm kodak portra ektar ektachrome cinestill ilford""")
 DRAWN_MEDIUM = _cls("""anime manga cartoon comic illustration illustrated drawing drawn sketch painting
     painted watercolor watercolour gouache acrylic oil_painting oil_on_canvas oil_on_panel ink_painting
     ink_wash ink_drawing lineart line_art pencil_drawing charcoal_drawing pastel crayon cel_shading cel_shaded
     2d pixel_art digital_painting ukiyo_e woodblock_print linocut papercut paper_cut cut_paper""")
 BETWEEN_MEDIA = _cls("""semi_realistic semirealistic semi_real 2.5d""")
+# Names of events and places that hold a medium word and ask for no medium ('cosplay at Comic-Con').
+NOT_MEDIA = _cls("""comic_con comiccon comic_book_store comic_shop anime_expo anime_convention manga_cafe
+    photo_booth photobooth""")
+LENS = re.compile(r"^\d{2,3}mm$")  # a lens's focal length ('85mm'): a photograph
 # Words with which a LoRA's name calls it a style.
 STYLE_WORDS = _cls("""style styles artstyle art_style aesthetic look""")
 # Words before a medium word that make it a thing in the picture ("holding an old photograph").

@@ -154,6 +154,10 @@ def test_a_style_of_another_medium_than_the_prompt_asks(lib):
         ANOTHER_MEDIUM)
     assert why(lib, "film_look", "oil painting of a harbour at dusk").startswith(ANOTHER_MEDIUM)
     assert why(lib, "film_look", "1girl, anime, city at night").startswith(ANOTHER_MEDIUM)
+    # a lens or a film stock asks a photograph as plainly as the word does
+    assert why(lib, "soft_style", "portrait of a cat on a velvet stool, 85mm, sharp focus").startswith(
+        ANOTHER_MEDIUM)
+    assert why(lib, "soft_style", "a harbour at dawn, kodak portra 400").startswith(ANOTHER_MEDIUM)
 
 
 def test_no_medium_clash_when_the_prompt_asks_none_or_both(lib):
@@ -164,6 +168,9 @@ def test_no_medium_clash_when_the_prompt_asks_none_or_both(lib):
     # a medium word that is the thing held or read asks no medium of the picture
     assert why(lib, "soft_style", "a man holding an old photograph, sitting in a park") == ""
     assert why(lib, "film_look", "a boy reading a manga on a train") == ""
+    # nor does the name of an event or a place ('Comic-Con')
+    assert why(lib, "comic_cover", "cosplay photo of a woman at Comic-Con, flash photography").startswith(
+        ANOTHER_MEDIUM)
 
 
 def test_only_a_style_or_a_name_says_a_medium(lib):
