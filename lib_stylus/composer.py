@@ -675,9 +675,8 @@ class Selection:
             reason = self.chars.refusal(doc, self.prompt_names)
             if reason:
                 return reason
-        # a character keeps her own look whatever the medium: the character rules decide on her
-        medium = not self.is_character(doc) and doc not in self.named
-        reason = conflict(card_profile(self.snap, doc), self.profile, medium) or \
+        character = self.is_character(doc) or doc in self.named
+        reason = conflict(card_profile(self.snap, doc), self.profile, character) or \
             self.shown.conflict(doc, unit, doc in self.named)
         if reason:
             return reason

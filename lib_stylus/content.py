@@ -22,21 +22,22 @@ Interface (stable; the composer uses it - extend, do not rename):
 * ``media`` / ``medium_words``: "photo" and/or "drawn" (words.PHOTO_MEDIUM, DRAWN_MEDIUM) and the words that
   say so: what a prompt asks its picture to be made in (not a photograph it shows being held), and for a card
   the one medium its name says, or a style's name and tags say (none when they say both).
-* ``conflict(card, prompt, medium=True) -> str``: the reason the card adds what the prompt does not ask for, "" when none.
+* ``skin``: the skin tones (words.SKIN_TONES) a prompt writes, or a card's name or one of its tags is.
+* ``conflict(card, prompt, character=False) -> str``: the reason the card adds what the prompt does not ask
+  for, "" when none.
   Each reason starts with one of the constants below.
 
 Word classes live in words.py. Where unsure it says "conflict": a lost pick costs less than a spoiled
 image."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .characters import character_index, title_head
-import re
-
 from .words import (BETWEEN_MEDIA, CATEGORY, DRAWN_MEDIUM, ETHNIC, ETHNIC_PERSON, EXPLICIT, FEMALE, HELD,
-                    LENS, MALE, NOT_MEDIA, PERSON, PHOTO_MEDIUM, REAL_PERSON, REVEALING, STYLE_WORDS, fold,
-                    folded, found, gender_of_word)
+                    LENS, MALE, NOT_MEDIA, PERSON, PHOTO_MEDIUM, REAL_PERSON, REVEALING, SKIN_TONES,
+                    STYLE_WORDS, fold, folded, found, gender_of_word)
 
 UNASKED_SEXUAL = "sexual content the prompt does not ask for"
 UNASKED_REVEALING = "revealing content the prompt does not ask for"
@@ -44,6 +45,7 @@ OTHER_GENDER = "another gender than the prompt asks for"
 UNASKED_ETHNICITY = "an ethnicity the prompt does not ask for"
 REAL_LIKENESS = "a real person's likeness for a generic subject"
 ANOTHER_MEDIUM = "another medium than the prompt asks for"
+UNASKED_SKIN = "a skin tone the prompt does not ask for"
 
 # Topics whose tags say who is pictured (a style or pose LoRA is tagged "woman" for its sample images).
 PERSON_TOPICS = {"character", "clothing"}
@@ -69,6 +71,7 @@ class Profile:
     civitai_nsfw: bool = False
     media: frozenset = frozenset()
     medium_words: tuple = ()
+    skin: tuple = ()
 
     @property
     def nsfw(self) -> bool:
@@ -144,9 +147,9 @@ def _prompt_media(prompt: str) -> tuple:
 
 
 def _card_media(card, topic: str) -> tuple:
-    """The one medium a card's name says (a style's tags too): 'fashion watercolor', a 'Comic Cover', a 'Lynx -
-    Style' tagged 'anime'. None when they say both. The tags of a LoRA that its name does not call a style say
-    what its samples were drawn in ('Lara Croft' tagged 'anime' and 'style'), not the look it gives."""
+    """The one medium a card's name says (a style's tags too): 'fashion watercolor', a 'Comic Cover', a
+    'Lynx - Style' tagged 'anime'. None when they say both. The tags of a LoRA that its name does not call a
+    style say what its samples were drawn in ('Lara Croft' tagged 'anime' and 'style'), not the look it gives."""
     toks = folded(card.title or "") + folded(card.stem or "")
     media, said = _media(toks)
     if topic == "style" and found(STYLE_WORDS, toks):
@@ -170,7 +173,8 @@ def profile_prompt(prompt: str, named: dict | None = None) -> Profile:
                    sexual_words=tuple(dict.fromkeys(explicit + revealing)),
                    ethnicities=frozenset(found(ETHNIC, toks)),
                    real_person=bool(found(REAL_PERSON, toks)), named=named_rows,
-                   subject="named" if named_rows else "generic", media=media, medium_words=medium_words)
+                   subject="named" if named_rows else "generic", media=media, medium_words=medium_words,
+                   skin=tuple(dict.fromkeys(found(SKIN_TONES, toks))))
 
 
 def _who_tag(toks: list) -> bool:
@@ -201,12 +205,15 @@ def profile_card(entry, row: int = -1, characters=None) -> Profile:
     who += [toks for toks in tags if _who_tag(toks)] if topic in PERSON_TOPICS else []
     genders = _genders([t for toks in who for t in toks])
     media, medium_words = _card_media(card, topic) if topic != "character" else (frozenset(), ())
+    skin = found(SKIN_TONES, [t for toks in purpose for t in toks])
+    skin += [" ".join(toks) for toks in tags if " ".join(toks) in SKIN_TONES]
     return Profile(genders=frozenset(genders if len(genders) == 1 else ()),
                    explicit=bool(explicit) or bool(card.nsfw), revealing=bool(revealing),
                    sexual_words=tuple(dict.fromkeys(explicit + revealing)),
                    ethnicities=frozenset(_ethnic_people(purpose + tags)),
                    real_person=bool(found(REAL_PERSON, [t for toks in tags for t in toks])),
-                   row=row, civitai_nsfw=bool(card.nsfw), media=media, medium_words=medium_words)
+                   row=row, civitai_nsfw=bool(card.nsfw), media=media, medium_words=medium_words,
+                   skin=tuple(dict.fromkeys(skin)))
 
 
 def card_profile(snapshot, row: int) -> Profile:
@@ -225,9 +232,9 @@ def _ethnicity_asked(card: set, prompt: set) -> bool:
     return bool(card & {"asian"} and prompt & _ASIAN or prompt & {"asian"} and card & _ASIAN)
 
 
-def conflict(card: Profile, prompt: Profile, medium: bool = True) -> str:
-    """``medium``: also a medium clash (not for a character the prompt names or that the LoRA is: she is
-    asked, whatever she was drawn in)."""
+def conflict(card: Profile, prompt: Profile, character: bool = False) -> str:
+    """``character``: the card is a character (the prompt names her, or the LoRA is one): her medium and her
+    skin are her own look, which the character rules decide on."""
     if card.explicit and not prompt.explicit:
         why = ", ".join(card.sexual_words) or "Civitai marks the model NSFW"
         return f"{UNASKED_SEXUAL} ({why})"
@@ -239,7 +246,11 @@ def conflict(card: Profile, prompt: Profile, medium: bool = True) -> str:
         return f"{UNASKED_ETHNICITY} ({', '.join(sorted(card.ethnicities))})"
     if card.real_person and card.row not in prompt.named and not prompt.real_person:
         return REAL_LIKENESS
-    if medium and card.media and prompt.media and not card.media & prompt.media:
+    if character:
+        return ""
+    if card.skin and not prompt.skin:
+        return f"{UNASKED_SKIN} ({', '.join(card.skin)})"
+    if card.media and prompt.media and not card.media & prompt.media:
         theirs = ", ".join(card.medium_words)
         asked = ", ".join(prompt.medium_words)
         return f"{ANOTHER_MEDIUM} ('{theirs}' for '{asked}')"

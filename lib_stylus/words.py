@@ -138,6 +138,10 @@ ETHNIC = _cls("""asian east_asian southeast_asian south_asian japanese korean ch
     middle_eastern jewish native_american indigenous polynesian hawaiian samoan maori aboriginal inuit ulzzang
     kpop jpop""")
 
+# Skin tones a LoRA can add ('dark skin' of a 'Dark Fantasy' concept): asked only when the prompt writes one.
+SKIN_TONES = _cls("""dark_skin dark_skinned dark_skinned_female dark_skinned_male brown_skin tan tanned
+    tan_skin tanline""")
+
 # Ethnicity words that are themselves a person ("a latina"), not an adjective ("chinese ink").
 ETHNIC_PERSON = _cls("""latina latino caucasian ulzzang asian_girl asian_woman asian_man""")
 
@@ -152,7 +156,8 @@ REAL_PERSON = _cls("""celebrity celebrities celeb real_person actress actor sing
 # photo). Words of a medium between them ask both.
 PHOTO_MEDIUM = _cls("""photo photograph photography photographic photorealistic photorealism photoreal
     realistic realism hyperrealistic hyperrealism raw_photo dslr 35mm analog_photo film_photo
-    film_photography polaroid nikon leica hasselblad fujifilm kodak portra ektar ektachrome cinestill ilford""")
+    film_photography polaroid nikon leica hasselblad fujifilm kodak portra ektar ektachrome cinestill
+    ilford""")
 DRAWN_MEDIUM = _cls("""anime manga cartoon comic illustration illustrated drawing drawn sketch painting
     painted watercolor watercolour gouache acrylic oil_painting oil_on_canvas oil_on_panel ink_painting
     ink_wash ink_drawing lineart line_art pencil_drawing charcoal_drawing pastel crayon cel_shading cel_shaded

@@ -575,8 +575,8 @@ def test_a_style_of_another_medium_is_refused_but_a_named_character_is_not(tmp_p
     whatever her LoRA's samples were drawn in."""
     cards = [dict(stem="fashion_wc", title="Fashion Watercolor",
                   tags=["anime", "fashion", "style", "illustration"], triggers=["fashion watercolor"]),
-             dict(stem="nadia", title="Nadia (Blue Water) - anime style", tags=["style", "character", "anime"],
-                  triggers=["nadia"])]
+             dict(stem="nadia", title="Nadia (Blue Water) - anime style",
+                  tags=["style", "character", "anime"], triggers=["nadia"])]
     composer = Composer(build_library(str(tmp_path), extra=cards))
     comp = composer.compose("fashion, runway photo of a model, 85mm, bokeh", "sd1")
     assert "fashion_wc" not in comp.stems

@@ -5,8 +5,9 @@ import os
 import pytest
 
 from lib_stylus.characters import character_index
-from lib_stylus.content import (ANOTHER_MEDIUM, OTHER_GENDER, REAL_LIKENESS, UNASKED_ETHNICITY, UNASKED_REVEALING,
-                                UNASKED_SEXUAL, card_profile, conflict, profile_card, profile_prompt)
+from lib_stylus.content import (ANOTHER_MEDIUM, OTHER_GENDER, REAL_LIKENESS, UNASKED_ETHNICITY,
+                                UNASKED_REVEALING, UNASKED_SEXUAL, UNASKED_SKIN, card_profile, conflict,
+                                profile_card, profile_prompt)
 from lib_stylus.index import LibraryIndex
 from tests.compose_fixtures import write_lora
 
@@ -39,6 +40,10 @@ CARDS = [
     dict(stem="soft_style", title="Soft - Style", tags=["anime", "style"]),
     dict(stem="film_look", title="Film Look", tags=["style", "photography", "realistic"]),
     dict(stem="xianxia", title="Immortal World", tags=["style", "photorealistic", "chinese ink painting"]),
+    dict(stem="dark_fantasy", title="Dark Fantasy",
+         tags=["concept", "fantasy", "art style", "dark skin", "tan"], triggers=["dark fantasy"]),
+    dict(stem="elf_girl", title="Dark Elf Girl", tags=["character", "elf", "dark skin"],
+         triggers=["dark elf"]),
     dict(stem="asuka", title="Asuka Langley", tags=["character", "anime", "evangelion"],
          triggers=["asuka langley"]),
 ]
@@ -149,7 +154,8 @@ def test_a_style_of_another_medium_than_the_prompt_asks(lib):
     medium (its name, or its tags) must be one the prompt asks when the prompt asks one."""
     runway = "fashion photo of a model on a runway, 85mm, bokeh"
     assert why(lib, "fashion_wc", runway).startswith(ANOTHER_MEDIUM)
-    assert why(lib, "comic_cover", "cosplay photograph of a superhero, studio light").startswith(ANOTHER_MEDIUM)
+    cosplay = "cosplay photograph of a superhero, studio light"
+    assert why(lib, "comic_cover", cosplay).startswith(ANOTHER_MEDIUM)
     assert why(lib, "soft_style", "RAW photo, a lynx in the snow, (photorealistic:1.3)").startswith(
         ANOTHER_MEDIUM)
     assert why(lib, "film_look", "oil painting of a harbour at dusk").startswith(ANOTHER_MEDIUM)
@@ -178,3 +184,14 @@ def test_only_a_style_or_a_name_says_a_medium(lib):
     assert why(lib, "xianxia", "a photo of misty mountains") == ""
     assert why(lib, "xianxia", "ink painting of misty mountains") == ""
     assert why(lib, "asuka", "cosplay photo of asuka langley, convention") == ""
+
+
+def test_a_skin_tone_only_when_asked(lib):
+    """A 'Dark Fantasy' concept tagged 'dark skin' and 'tan' darkened Geralt's and Guts's skin (unseen sets 1
+    and 6): a LoRA that is not a character adds no skin tone the prompt does not ask."""
+    assert why(lib, "dark_fantasy", "geralt of rivia, dark fantasy, foggy swamp").startswith(UNASKED_SKIN)
+    assert why(lib, "dark_fantasy", "1girl, dark-skinned female, dark fantasy, castle") == ""
+    assert why(lib, "dark_fantasy", "a tanned warrior, dark fantasy") == ""
+    # a character's own skin is hers: the character rules decide on her
+    assert conflict(profile_card(lib[0].entries[lib[1]["elf_girl"]]), profile_prompt("dark elf, forest"),
+                    character=True) == ""
