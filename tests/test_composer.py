@@ -1,6 +1,6 @@
 import pytest
 
-from lib_stylus.composer import NAMED_SERIES, Composer, split_tasks
+from lib_stylus.composer import MADE_OF, NAMED_SERIES, Composer, split_tasks
 from lib_stylus.prompt import TAG_RE, parse_tags
 from compose_fixtures import build_library
 
@@ -583,3 +583,20 @@ def test_a_style_of_another_medium_is_refused_but_a_named_character_is_not(tmp_p
     assert any(d.stem == "fashion_wc" and "another medium" in d.reason for d in comp.drops)
     assert "fashion_wc" in composer.compose("fashion, a model in a long coat", "sd1").stems
     assert "nadia" in composer.compose("nadia, cosplay photo, convention hall, 35mm", "sd1").stems
+
+
+def test_a_lora_that_makes_things_of_a_material_needs_a_thing_made_of_it(tmp_path):
+    """A 'Smoke' LoRA 'designed to create people, animals, objects out of smoke' was picked for the smoke of
+    a scene (4 prompts of the unseen sets, each judged wrong), and a 'Made of Ice' one for ice cream: a
+    prompt asks such a LoRA only when it asks a thing made of that material."""
+    cards = [dict(stem="smoke", title="Smoke", tags=["smoke", "style"], triggers=["smoke"],
+                  description="This LoRa is designed to create people, animals, objects out of smoke."),
+             dict(stem="ice", title="Made of Ice", tags=["ice", "style"], triggers=["made_of_ice"],
+                  description="Recommended settings: weight 0.8")]
+    composer = Composer(build_library(str(tmp_path), extra=cards))
+    comp = composer.compose("a detective in a bar, cigarette smoke, neon light", "sd1")
+    assert "smoke" not in comp.stems
+    assert any(d.stem == "smoke" and MADE_OF in d.reason for d in comp.drops)
+    assert "smoke" in composer.compose("a wolf made of smoke, dark background", "sd1").stems
+    assert "ice" not in composer.compose("ice cream cone, sticker, white background", "sd1").stems
+    assert "ice" in composer.compose("a rose made of ice, macro photo", "sd1").stems
