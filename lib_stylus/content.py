@@ -149,7 +149,8 @@ def _prompt_media(prompt: str) -> tuple:
 def _card_media(card, topic: str) -> tuple:
     """The one medium a card's name says (a style's tags too): 'fashion watercolor', a 'Comic Cover', a
     'Lynx - Style' tagged 'anime'. None when they say both. The tags of a LoRA that its name does not call a
-    style say what its samples were drawn in ('Lara Croft' tagged 'anime' and 'style'), not the look it gives."""
+    style say what its samples were drawn in ('Lara Croft' tagged 'anime' and 'style'), not the look it
+    gives."""
     toks = folded(card.title or "") + folded(card.stem or "")
     media, said = _media(toks)
     if topic == "style" and found(STYLE_WORDS, toks):

@@ -25,7 +25,8 @@ class EncoderUnavailable(Exception):
 @dataclass
 class EncoderState:
     """What is remembered per sentence encoder, across composes and snapshots: the task vectors, and why the
-    encoder cannot be used ("" while it can), so a broken model folder is not loaded again on every compose."""
+    encoder cannot be used ("" while it can), so a broken model folder is not loaded again on every
+    compose."""
     cache: OrderedDict = field(default_factory=OrderedDict)
     failed: str = ""
 

@@ -491,7 +491,8 @@ def test_a_given_name_said_of_a_related_series_still_names_its_character(tmp_pat
 FULL_NAMES = [
     dict(stem="momo_mha", title="Momo Yaoyorozu - My Hero Academia",
          tags=CHARACTER + ["my hero academia", "momo", "yaoyorozu"], triggers=["MomoY"]),
-    dict(stem="eli_ll", title="Ayase Eli (Love Live!)", tags=CHARACTER + ["love live!"], triggers=["ayase eli"]),
+    dict(stem="eli_ll", title="Ayase Eli (Love Live!)", tags=CHARACTER + ["love live!"],
+         triggers=["ayase eli"]),
     dict(stem="ochaco_mha", title="Ochaco Uraraka (My Hero Academia)", tags=CHARACTER + ["my hero academia"],
          triggers=["uraraka ochaco"]),
     dict(stem="raiden_gi", title="Raiden Shogun (Genshin Impact)", tags=CHARACTER + ["genshin impact"],
@@ -506,8 +507,8 @@ def full_lib(tmp_path_factory):
     return snap, character_index(snap), {e.card.stem: i for i, e in enumerate(snap.entries)}
 
 
-@pytest.mark.parametrize("prompt", ["1girl, ayase momo \\(dandadan\\), red hair", "momo ayase, school uniform",
-                                    "a photo of Ayase Momo in the rain"])
+@pytest.mark.parametrize("prompt", ["1girl, ayase momo \\(dandadan\\), red hair",
+                                    "momo ayase, school uniform", "a photo of Ayase Momo in the rain"])
 def test_one_name_word_of_another_persons_full_name_names_nobody(full_lib, prompt):
     """'Ayase Momo' (of a series the library lacks) is not Momo Yaoyorozu: the prompt writes a full name whose
     other word is a name word of the library (Ayase Eli's) that her names lack."""
