@@ -19,7 +19,6 @@ from .embedding import BM25, tokenize
 from .prompt import Pick, chunk_index, rewrite, split_segments, tagged_names
 from .characters import character_index
 from .content import card_profile, conflict, profile_prompt
-from .words import FUNCTION, folded
 from .shown import ShownCheck, prepare as prepare_shown
 from .meaning import EncoderUnavailable, meaning_of
 from .purpose import (GENERIC_TAGS, KIND_WORDS, NAME, STEM, TAG, TAG_KIND, TRIGGER, prompt_words,
@@ -485,8 +484,8 @@ class Composer:
             # "linen curtains" asks for no 'Linen dress', "wool jumper" for no 'Jumper Dress'
             return f"{MODIFIER_ONLY} '{words}' (not '{head}')"
         entry = state.snap.entries[doc]
-        material = _material(entry.card)
-        if material and not _made_of(state.prompt, material):
+        material = card_profile(state.snap, doc).material
+        if material and not material & state.profile.made_of:
             # 'Smoke' makes 'people, animals, objects out of smoke': the smoke of a scene does not ask it
             return f"{MADE_OF} ('{' / '.join(sorted(material))}')"
         kind = _another_kind(entry.card, pidx.unit_words(unit), task) if cfg.contrast else ""
@@ -574,43 +573,6 @@ def _asks_more(card, unit_words: frozenset, task: Task) -> bool:
     return bool((task.asked & set(prompt_words(tokenize(said)))) - unit_words)
 
 
-# "people, animals, objects out of smoke", "Made of Ice": a LoRA that makes things of a material
-_MADE = r"\b(?:made (?:out )?of|made from|formed (?:of|from)|composed of|consisting of)\s+"
-_MATERIAL = r"([^\W_]+(?:\s+[^\W_]+){0,2})"
-_MADE_OF = re.compile(_MADE + _MATERIAL, re.I)
-# in a description also "creates objects out of smoke" (a title's "Out of Frame" is no material)
-_DESCRIBED_MADE_OF = re.compile(r"(?:" + _MADE + r"|\bout of\s+)" + _MATERIAL, re.I)
-
-
-def _head(text: str) -> str:
-    """The word a material phrase ends on, before a joining word: 'smoke' of 'smoke and fire', 'cream' of
-    'strawberry ice cream'."""
-    out = ""
-    for w in folded(text):
-        if w in FUNCTION or w in ("a", "and", "or"):
-            break
-        out = w
-    return out
-
-
-def _material(card) -> frozenset:
-    """The material a LoRA makes things of, when it is the LoRA's purpose (a word of its title or main
-    trigger): said after 'made of' in the title or the main trigger ('Made of Ice', 'made_of_ice'), or after
-    'out of' / 'made of' in its description ('Smoke': 'objects out of smoke')."""
-    triggers = [t for t in card.trigger_words or () if isinstance(t, str)][:1]
-    named = " | ".join([card.title or ""] + triggers).replace("_", " ")
-    purpose = set(folded(named))
-    said = [m.group(1) for m in _MADE_OF.finditer(named)]
-    said += [m.group(1) for m in _DESCRIBED_MADE_OF.finditer((card.description or "")[:_DESCRIBED])]
-    return frozenset(w for w in map(_head, said) if w in purpose)
-
-
-def _made_of(prompt: str, material: frozenset) -> bool:
-    """Whether the prompt asks a thing made of the material ('a wolf made of smoke')."""
-    return any(_head(m.group(1)) in material for m in _DESCRIBED_MADE_OF.finditer(prompt.replace("_", " ")))
-
-
-_DESCRIBED = 1000  # a card's description is read this far for what it makes things of
 _RAW_WORD = re.compile(r"[^\W_]+")
 # Words that praise a thing or say what every card is ('Beautiful sky', 'Realistic dress'): they name no kind
 # of it, so a prompt's own modifier ('blue sky') asks no other kind. Civitai's audience tags and the quality

@@ -23,6 +23,8 @@ Interface (stable; the composer uses it - extend, do not rename):
   say so: what a prompt asks its picture to be made in (not a photograph it shows being held), and for a card
   the one medium its name says, or a style's name and tags say (none when they say both).
 * ``skin``: the skin tones (words.SKIN_TONES) a prompt writes, or a card's name or one of its tags is.
+* ``material`` (a card: what it makes things of, 'smoke' of a 'Smoke' LoRA that makes "objects out of
+  smoke") and ``made_of`` (a prompt: what it asks things made of); the composer's gate compares them.
 * ``conflict(card, prompt, character=False) -> str``: the reason the card adds what the prompt does not ask
   for, "" when none.
   Each reason starts with one of the constants below.
@@ -35,9 +37,10 @@ import re
 from dataclasses import dataclass
 
 from .characters import character_index, title_head
+from .prompt import split_segments
 from .words import (BETWEEN_MEDIA, CATEGORY, DRAWN_MEDIUM, ETHNIC, ETHNIC_PERSON, EXPLICIT, FEMALE, HELD,
-                    LENS, MALE, NOT_MEDIA, PERSON, PHOTO_MEDIUM, REAL_PERSON, REVEALING, SKIN_TONES,
-                    STYLE_WORDS, fold, folded, found, gender_of_word)
+                    FUNCTION, LENS, MALE, NOT_MEDIA, PERSON, PHOTO_MEDIUM, REAL_PERSON, REVEALING,
+                    SKIN_TONES, STYLE_WORDS, fold, folded, found, gender_of_word)
 
 UNASKED_SEXUAL = "sexual content the prompt does not ask for"
 UNASKED_REVEALING = "revealing content the prompt does not ask for"
@@ -72,6 +75,8 @@ class Profile:
     media: frozenset = frozenset()
     medium_words: tuple = ()
     skin: tuple = ()
+    material: frozenset = frozenset()
+    made_of: frozenset = frozenset()
 
     @property
     def nsfw(self) -> bool:
@@ -95,7 +100,6 @@ def _ethnic_people(phrases: list) -> set:
 
 
 _MEDIA = (("photo", PHOTO_MEDIUM), ("drawn", DRAWN_MEDIUM))
-_SEGMENT = re.compile(r"[,;:\n|]|\.(?=\s|$)|\bBREAK\b|\bAND\b")
 
 
 def _without(toks: list, cls: frozenset) -> list:
@@ -139,8 +143,8 @@ def _media(toks: list, held: bool = False) -> tuple:
 def _prompt_media(prompt: str) -> tuple:
     media = set()
     said = []
-    for segment in _SEGMENT.split(prompt):
-        m, w = _media(folded(segment), held=True)
+    for segment in split_segments(prompt):
+        m, w = _media(folded(segment.plain), held=True)
         media |= m
         said += w
     return frozenset(media), tuple(dict.fromkeys(said))
@@ -164,6 +168,44 @@ def _card_media(card, topic: str) -> tuple:
     return frozenset(media), tuple(dict.fromkeys(said))
 
 
+# "people, animals, objects out of smoke", "Made of Ice": a LoRA that makes things of a material
+_DESCRIBED = 1000  # a card's description is read this far for what it makes things of
+_MADE = r"\b(?:made (?:out )?of|made from|formed (?:of|from)|composed of|consisting of)\s+"
+_MATERIAL = r"([^\W_]+(?:\s+[^\W_]+){0,2})"
+_MADE_OF = re.compile(_MADE + _MATERIAL, re.I)
+# in a description also "creates objects out of smoke" (a title's "Out of Frame" is no material)
+_DESCRIBED_MADE_OF = re.compile(r"(?:" + _MADE + r"|\bout of\s+)" + _MATERIAL, re.I)
+
+
+def _head(text: str) -> str:
+    """The word a material phrase ends on, before a joining word: 'smoke' of 'smoke and fire', 'cream' of
+    'strawberry ice cream'."""
+    out = ""
+    for w in folded(text):
+        if w in FUNCTION or w in ("a", "and", "or"):
+            break
+        out = w
+    return out
+
+
+def _material(card) -> frozenset:
+    """The material a LoRA makes things of, when it is the LoRA's purpose (a word of its title or main
+    trigger): said after 'made of' in the title or the main trigger ('Made of Ice', 'made_of_ice'), or after
+    'out of' / 'made of' in its description ('Smoke': 'objects out of smoke')."""
+    triggers = [t for t in card.trigger_words or () if isinstance(t, str)][:1]
+    named = " | ".join([card.title or ""] + triggers).replace("_", " ")
+    purpose = set(folded(named))
+    said = [m.group(1) for m in _MADE_OF.finditer(named)]
+    described = (getattr(card, "description", "") or "")[:_DESCRIBED]
+    said += [m.group(1) for m in _DESCRIBED_MADE_OF.finditer(described)]
+    return frozenset(w for w in map(_head, said) if w in purpose)
+
+
+def _made_of(prompt: str) -> frozenset:
+    """What the prompt asks things made of ('smoke' of 'a wolf made of smoke')."""
+    return frozenset(_head(m.group(1)) for m in _DESCRIBED_MADE_OF.finditer(prompt.replace("_", " ")))
+
+
 def profile_prompt(prompt: str, named: dict | None = None) -> Profile:
     toks = folded(prompt or "")
     explicit = found(EXPLICIT, toks)
@@ -175,7 +217,7 @@ def profile_prompt(prompt: str, named: dict | None = None) -> Profile:
                    ethnicities=frozenset(found(ETHNIC, toks)),
                    real_person=bool(found(REAL_PERSON, toks)), named=named_rows,
                    subject="named" if named_rows else "generic", media=media, medium_words=medium_words,
-                   skin=tuple(dict.fromkeys(found(SKIN_TONES, toks))))
+                   skin=tuple(dict.fromkeys(found(SKIN_TONES, toks))), made_of=_made_of(prompt or ""))
 
 
 def _who_tag(toks: list) -> bool:
@@ -214,7 +256,7 @@ def profile_card(entry, row: int = -1, characters=None) -> Profile:
                    ethnicities=frozenset(_ethnic_people(purpose + tags)),
                    real_person=bool(found(REAL_PERSON, [t for toks in tags for t in toks])),
                    row=row, civitai_nsfw=bool(card.nsfw), media=media, medium_words=medium_words,
-                   skin=tuple(dict.fromkeys(skin)))
+                   skin=tuple(dict.fromkeys(skin)), material=_material(card))
 
 
 def card_profile(snapshot, row: int) -> Profile:
