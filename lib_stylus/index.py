@@ -18,7 +18,7 @@ import numpy as np
 from .catalog import AdapterCard, FAMILIES, Fault, scan
 from .embedding import BM25, Embedder
 from .text import collections_deferred
-from .refiner import REFINER_VERSION, Refined, refine
+from .refiner import REFINER_VERSION, Refined, refine, title_text
 
 log = logging.getLogger("stylus")
 INDEX_FORMAT = 1
@@ -66,7 +66,8 @@ class RefreshReport:
     total: int = 0
     read: int = 0
     reused: int = 0
-    embedded: dict = field(default_factory=dict)   # embedder id -> texts embedded this refresh
+    embedded: dict = field(default_factory=dict)   # embedder id -> cards embedded this refresh
+    completed: bool = False  # an index saved by an older Stylus got what it lacked (title vectors): save it
     removed: int = 0
     faults: list = field(default_factory=list)
     seconds: float = 0.0
@@ -156,7 +157,7 @@ class LibraryIndex:
                     prepare(snapshot)
                 self.snapshot = snapshot
             # An empty library with no index yet writes nothing (no .stylus/ in a folder without LoRAs).
-            changed = report.read or report.removed or len(entries) != len(old) \
+            changed = report.read or report.removed or len(entries) != len(old) or report.completed \
                 or (entries and not os.path.isfile(self.path))
             report.total, report.ready_seconds = len(entries), time.perf_counter() - t0
             if ready is not None:
@@ -211,24 +212,34 @@ def _fit_lexical_incremental(emb, entries, old_entries, old_state) -> dict:
 
 
 def _fit_dense_incremental(emb, entries, old_entries, old_state, report, progress) -> dict:
-    """Reuse the vector of every entry whose text is unchanged; embed only the rest."""
+    """Reuse the vectors of every entry whose text is unchanged; embed only the rest. Two per card: its
+    purpose text (dense_vectors) and its title (dense_titles, for the composer's meaning check); an index
+    saved before titles were kept has its titles embedded once, its purpose vectors reused."""
     from .embedding import faiss_bytes
     reuse = {}
     if old_state is not None and len(old_state.get("dense_vectors", ())) == len(old_entries):
         reuse = {(e.card.path, e.text_sha): i for i, e in enumerate(old_entries)}
+    titled = bool(reuse) and len(old_state.get("dense_titles", ())) == len(old_entries)
     todo = [i for i, e in enumerate(entries) if (e.card.path, e.text_sha) not in reuse]
-    fresh = emb.embed([entries[i].refined.dense_text for i in todo],
-                      (lambda i, n: progress("embed", i, n)) if progress else None) if todo else None
+    todo_titles = todo if titled else list(range(len(entries)))
+    report.completed = report.completed or bool(reuse) and not titled and bool(entries)
+    texts = [entries[i].refined.dense_text for i in todo] + [title_text(entries[i].card) for i in todo_titles]
+    fresh = emb.embed(texts, (lambda i, n: progress("embed", i, n)) if progress else None) if texts else None
     report.embedded[emb.id] = len(todo)
     dim = fresh.shape[1] if fresh is not None else old_state["dense_vectors"].shape[1] if old_state else 1
     vectors = np.zeros((len(entries), dim), np.float32)
+    titles = np.zeros((len(entries), dim), np.float32)
     for j, i in enumerate(todo):
         vectors[i] = fresh[j]
+    for j, i in enumerate(todo_titles):
+        titles[i] = fresh[len(todo) + j]
     for i, e in enumerate(entries):
         k = reuse.get((e.card.path, e.text_sha))
         if k is not None:
             vectors[i] = old_state["dense_vectors"][k]
-    return {"dense_vectors": vectors, "dense_faiss": faiss_bytes(vectors)}
+            if titled:
+                titles[i] = old_state["dense_titles"][k]
+    return {"dense_vectors": vectors, "dense_titles": titles, "dense_faiss": faiss_bytes(vectors)}
 
 
 def _read(path: str, key: str, embedder_ids: list) -> Snapshot:
@@ -268,6 +279,9 @@ def _check_state(state: dict, n: int) -> None:
         need(vectors.ndim == 2 and len(vectors) == n and np.all(np.isfinite(vectors)), "dense_vectors",
              f"are not {n} finite vectors")
         need("dense_faiss" in state and state["dense_faiss"].ndim == 1, "dense_faiss", "is missing")
+        titles = state.get("dense_titles")  # absent from an index saved before titles were kept
+        need(titles is None or titles.shape == vectors.shape and np.all(np.isfinite(titles)), "dense_titles",
+             f"are not {n} finite vectors")
 
 
 def _remove_stale_tmp(folder: str) -> None:

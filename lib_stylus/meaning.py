@@ -46,9 +46,12 @@ class Meaning:
     """One snapshot's card purpose vectors and the encoder for tasks (its EncoderState shared across
     snapshots)."""
 
-    def __init__(self, embedder, vectors: np.ndarray):
+    def __init__(self, embedder, vectors: np.ndarray, titles: np.ndarray | None = None):
+        """``vectors``: each card's purpose vector; ``titles``: each card's title vector (None for an index
+        saved before they were kept: title() encodes them as asked)."""
         self.embedder = embedder
         self.vectors = vectors
+        self.titles = titles
         self.state = encoder_state(embedder)
         self._cache = self.state.cache
 
@@ -92,6 +95,13 @@ class Meaning:
         except (AttributeError, OSError, ValueError, RuntimeError):
             return frozenset()
 
+    def title(self, doc: int, card) -> np.ndarray:
+        """The vector of card ``doc``'s title (refiner.title_text), from the index when it holds them."""
+        if self.titles is not None:
+            return self.titles[doc]
+        from .refiner import title_text
+        return self.vector(title_text(card))
+
     def similarity(self, text: str, docs: np.ndarray) -> np.ndarray:
         """Cosine similarity of ``text`` to the purpose of each card row in ``docs``."""
         return self.vectors[docs] @ self.vector(text)
@@ -104,4 +114,5 @@ def meaning_of(snapshot, index) -> Meaning | None:
     state = snapshot.states.get(dense.id) if dense is not None else None
     if state is None or "dense_vectors" not in state or len(state["dense_vectors"]) != len(snapshot.entries):
         return None
-    return Meaning(dense, state["dense_vectors"])
+    titles = state.get("dense_titles")
+    return Meaning(dense, state["dense_vectors"], titles if titles is not None and len(titles) else None)

@@ -77,6 +77,12 @@ def purpose_text(card: AdapterCard) -> str:
     return collapse(". ".join(p for p in [plain_title(card.title or card.stem), ", ".join(tags)] if p))
 
 
+def title_text(card: AdapterCard) -> str:
+    """The card's title as the sentence encoder reads it (no format words, no CJK half), else its file name:
+    what the adapter is called, without what its tags add."""
+    return plain_title(card.title or card.stem) or card.stem
+
+
 def card_words(card: AdapterCard) -> dict:
     """The card's describing words, boilerplate and duplicates removed."""
     tags = [t for t in card.tags if t.lower() not in {"lora"}]

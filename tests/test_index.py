@@ -51,11 +51,12 @@ def build(tmp_path, embedders=None):
 def test_first_refresh_reads_and_embeds_everything_then_nothing(tmp_path, minilm):
     emb = Counting(minilm)
     index, report = build(tmp_path, [BM25(), emb])
-    assert report.total == 4 and report.read == 4 and report.embedded[emb.id] == 4 and emb.count == 4
+    # two texts per card: its purpose and its title (the composer's meaning check reads both)
+    assert report.total == 4 and report.read == 4 and report.embedded[emb.id] == 4 and emb.count == 8
     again = LibraryIndex(index.roots, index.cache_dir, [BM25(), emb])
     assert again.load()
     report = again.refresh()
-    assert report.read == 0 and report.reused == 4 and report.embedded[emb.id] == 0 and emb.count == 4
+    assert report.read == 0 and report.reused == 4 and report.embedded[emb.id] == 0 and emb.count == 8
     assert not report.saved  # nothing changed: nothing rewritten
 
 
@@ -71,9 +72,31 @@ def test_only_changed_files_are_re_embedded(tmp_path, minilm):
     emb.count = 0
     report = index.refresh()
     assert report.read == 2 and report.reused == 1 and report.removed == 1
-    assert report.embedded[emb.id] == 1 and emb.count == 1  # only the edited card
+    assert report.embedded[emb.id] == 1 and emb.count == 2  # only the edited card (purpose and title)
     texts = {e.card.stem: e.refined.text for e in index.snapshot.entries}
     assert "tiny helper droids" in texts["robot_buddy"] and "plate_armor" not in texts
+
+
+def test_an_index_saved_without_title_vectors_embeds_the_titles_once(tmp_path, minilm):
+    """An index written before title vectors were kept (Stylus up to session 9) keeps its purpose vectors;
+    the titles alone are embedded, once, and equal those of a build from nothing."""
+    emb = Counting(minilm)
+    index, _ = build(tmp_path, [BM25(), emb])
+    state = index.snapshot.states[emb.id]
+    titles = state.pop("dense_titles")
+    index._try_save()  # the index file as an older Stylus wrote it
+    emb.count = 0
+    older = LibraryIndex(index.roots, index.cache_dir, [BM25(), emb])
+    assert older.load()
+    report = older.refresh()
+    assert report.embedded[emb.id] == 0 and emb.count == 4  # the 4 titles, no purpose text
+    assert np.allclose(older.snapshot.states[emb.id]["dense_titles"], titles, atol=1e-5)
+    assert report.saved  # completed, though no file changed: the next start embeds nothing
+    again = LibraryIndex(index.roots, index.cache_dir, [BM25(), emb])
+    assert again.load()
+    emb.count = 0
+    again.refresh()
+    assert emb.count == 0
 
 
 def test_incremental_lexical_state_equals_a_full_rebuild(tmp_path):

@@ -163,3 +163,46 @@ def test_a_common_word_names_a_character_only_with_its_franchise(hybrid):
     development: Sage for 'sage mode', Misty for misty hills, Pieck for the painter Anton Pieck)."""
     assert "sage_dq" not in hybrid.compose("1boy, sage mode, orange eyes, toad", "sd1").stems
     assert "sage_dq" in hybrid.compose("1girl, sage, dragon quest, staff", "sd1").stems
+
+
+# A card whose one purpose vector is diluted by its tags, and one about a word used in other senses.
+PHRASE_CARDS = MEANING_CARDS + [
+    dict(stem="floating_on_water", title="floating on water", tags=["water", "lying", "float", "floating"]),
+    dict(stem="giger_arh", title="H.R. Giger Arh+",
+         tags=["abstract", "body horror", "giger", "biomechanical", "airbrushed", "fantasy"]),
+]
+
+
+@pytest.fixture(scope="module")
+def phrases(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("phrases"))
+    model = bundled_minilm()
+    return build_library(folder, PHRASE_CARDS, [BM25(), DenseEmbedder(model)],
+                         MEANING_COMMON + ", floating, float, water, giger")
+
+
+def test_a_window_that_restates_the_cards_name_is_meant_though_its_tags_dilute_it(phrases):
+    """'h.r. giger' is close to the card's title 'H.R. Giger Arh+' (phrase_meaning) though its one purpose
+    vector, diluted by 'abstract, body horror, fantasy...', is under `meaning` (issue 10: WLOP, Giger,
+    chibi, Hu Tao misses of realistic-dev and the unseen sets)."""
+    for prompt in ("alien corridor, h.r. giger, dark", "art by h.r. giger"):
+        assert "giger_arh" in Composer(phrases).compose(prompt, "sd1").stems, prompt
+    whole_only = Composer(phrases, phrase_meaning=9.0)
+    assert "giger_arh" not in whole_only.compose("art by h.r. giger", "sd1").stems
+
+
+def test_a_lone_word_close_to_none_of_the_cards_phrases_in_its_window_is_not_meant(phrases):
+    """'floating' between 'black dress' and 'telekinesis' is a levitating girl: its window is close to
+    neither the phrase it matched ('float') nor the card's title ('floating on water'), though the word alone
+    is close to the card's purpose (issue 10: 'floating_on_water' judged wrong three times on unseen sets).
+    Floating on a lake still asks it. (The name-share gate is opened so that only the meaning check
+    decides.)"""
+    comp = Composer(phrases, meaning_name_share=0.0, min_name_share=0.0)
+    levitating = ("1girl, black dress, floating, telekinesis",
+                  "1girl, black hair, floating, holding umbrella")
+    for prompt in levitating:
+        result = comp.compose(prompt, "sd1")
+        assert "floating_on_water" not in result.stems, prompt
+        assert any(d.stem == "floating_on_water" and "close to none of its phrases" in d.reason
+                   for d in result.drops), prompt
+    assert "floating_on_water" in comp.compose("1girl, floating, lake, lying on back", "sd1").stems

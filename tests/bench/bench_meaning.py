@@ -49,7 +49,7 @@ def candidates(index, prompts: list, judged: dict) -> list:
         everything = set(prompt_words(tokenize(" ".join(t.plain for t in tasks))))
         for task in tasks:
             m = composer._match(pidx, task, meaning, state, everything)
-            composer._common_by_meaning(m, meaning)
+            composer._common_by_meaning(m, meaning, pidx)
             for doc, cosine in m.sims.items():
                 stem = pidx.stems[doc]
                 label = judged.get((q["id"], stem)) or ("fitting" if stem in fitting else "unjudged")
