@@ -1122,6 +1122,8 @@ class CharacterIndex:
                         rows = [r for r in rows if self._card_franchises[r] & series_named
                                 or not self._card_franchises[r]]
                         break
+                if len(v) == 1:  # a full name is one character's whatever series it is said of
+                    rows = self._of_said_series(rows, seg)
                 if rows:
                     used |= set(v) | {fuzzy.get(w, w) for w in v}
                 for row in rows:
@@ -1131,6 +1133,25 @@ class CharacterIndex:
                     if row not in found and self._card_franchises[row] & asked:
                         found[row] = t
         return found
+
+    def _of_said_series(self, rows: list, seg: "_Segment") -> list:
+        """The rows a "given-name (series)" segment may name: 'riko (made in abyss)' names no Riko whose card
+        says another series (Pokemon) and no word of that one. Where a card of the name has that qualifier, the
+        library knows the name with it (a version of the character, 'artoria pendragon (lancer)'): all
+        stay. A card that says no series of its own may be of the one written: it stays too."""
+        said = seg.qualifier
+        if not said or not _series_like(said):
+            return rows
+        key = _compact(said)
+        if any(key in self._qualifiers[r] for r in rows):
+            return rows
+        return [r for r in rows if not (self._card_franchises[r] or self._qualifiers[r])
+                or set(said) & self._card_words(r)]
+
+    def _card_words(self, row: int) -> set:
+        """The words of a card's title, file name, tags and main trigger word, as names are cut."""
+        c = self._rows[row].cut
+        return set(c.title_words) | set(c.stem) | c.said
 
     def _beside(self, toks: list, singles: set, taken: set) -> dict:
         """{one-word name: the telling name words written right next to it}: words that are in the library's
