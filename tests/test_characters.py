@@ -574,7 +574,7 @@ def said_lib(tmp_path_factory):
     ("saber \\(senran kagura\\)", set()),                           # not the Saber of Fate
     ("saber \\(fate/stay night\\)", {"saber_fate"}),
     ("saber \\(alter\\), black armor", {"saber_alter"}),             # a version the library knows
-    ("kiki \\(majo no takkyuubin\\), broom", {"kiki_ghibli"}),       # her card says no series: it may be this one
+    ("kiki \\(majo no takkyuubin\\), broom", {"kiki_ghibli"}),  # her card says no series: it may be it
 ])
 def test_a_name_said_of_another_series_names_no_card_of_a_series_it_does_not_say(said_lib, prompt, expected):
     """'riko (made in abyss)' is not Riko of Pokemon (issue 10, held-out set 7: riko_pokemon judged wrong); a
