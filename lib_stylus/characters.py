@@ -1137,7 +1137,8 @@ class CharacterIndex:
     def _of_said_series(self, rows: list, seg: "_Segment") -> list:
         """The rows a "given-name (series)" segment may name: 'riko (made in abyss)' names no Riko whose card
         says another series (Pokemon) and no word of that one. Where a card of the name has that qualifier,
-        the library knows the name with it (a version of the character, 'saber (alter)'): all stay. A card that says no series of its own may be of the one written: it stays too."""
+        the library knows the name with it (a version of the character, 'saber (alter)'): all stay. A card
+        that says no series of its own may be of the one written: it stays too."""
         said = seg.qualifier
         if not said or not _series_like(said):
             return rows
