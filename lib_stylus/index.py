@@ -67,7 +67,8 @@ class RefreshReport:
     read: int = 0
     reused: int = 0
     embedded: dict = field(default_factory=dict)   # embedder id -> cards embedded this refresh
-    completed: bool = False  # an index saved by an older Stylus got what it lacked (title vectors): save it
+    titled: dict = field(default_factory=dict)     # embedder id -> card titles embedded this refresh
+    untitled: dict = field(default_factory=dict)   # embedder id -> (titles, rows lacking one): to complete
     removed: int = 0
     faults: list = field(default_factory=list)
     seconds: float = 0.0
@@ -156,16 +157,41 @@ class LibraryIndex:
                 if prepare is not None:
                     prepare(snapshot)
                 self.snapshot = snapshot
-            # An empty library with no index yet writes nothing (no .stylus/ in a folder without LoRAs).
-            changed = report.read or report.removed or len(entries) != len(old) or report.completed \
-                or (entries and not os.path.isfile(self.path))
             report.total, report.ready_seconds = len(entries), time.perf_counter() - t0
             if ready is not None:
                 ready(report)
+            # The titles come after the snapshot is in use: they only refine the meaning check, and the
+            # composer encodes those it lacks meanwhile (an older index has none: all are embedded once).
+            self._complete_titles(snapshot, report, progress)
+            # An empty library with no index yet writes nothing (no .stylus/ in a folder without LoRAs).
+            changed = report.read or report.removed or len(entries) != len(old) \
+                or any(report.titled.values()) or (entries and not os.path.isfile(self.path))
             if save and changed:
                 report.saved = self._try_save()
             report.total, report.seconds = len(entries), time.perf_counter() - t0
             return report
+
+    def _complete_titles(self, snapshot, report: RefreshReport, progress) -> None:
+        """Embed the titles _fit_dense_incremental left out and put them in the snapshot's states (one
+        assignment each: a compose reads a state's titles whole or not at all). An encoder that fails here
+        costs the titles only: the snapshot stays in use without them."""
+        for emb in self.embedders:
+            pending = report.untitled.pop(emb.id, None)
+            if pending is None:
+                continue
+            titles, rows = pending
+            texts = [title_text(snapshot.entries[i].card) for i in rows]
+            try:
+                fresh = emb.embed(texts, (lambda i, n: progress("titles", i, n)) if progress else None)
+            except (OSError, ValueError, RuntimeError) as e:
+                first = (str(e).splitlines() or [""])[0][:200]
+                why = f"{e.__class__.__name__}: {first}"
+                self._message(f"Stylus: the card titles could not be embedded ({why})")
+                continue
+            for j, i in enumerate(rows):
+                titles[i] = fresh[j]
+            snapshot.states[emb.id]["dense_titles"] = titles
+            report.titled[emb.id] = len(rows)
 
     def _try_save(self) -> bool:
         try:
@@ -213,33 +239,38 @@ def _fit_lexical_incremental(emb, entries, old_entries, old_state) -> dict:
 
 def _fit_dense_incremental(emb, entries, old_entries, old_state, report, progress) -> dict:
     """Reuse the vectors of every entry whose text is unchanged; embed only the rest. Two per card: its
-    purpose text (dense_vectors) and its title (dense_titles, for the composer's meaning check); an index
-    saved before titles were kept has its titles embedded once, its purpose vectors reused."""
+    purpose text (dense_vectors) and its title (dense_titles, for the composer's meaning check). The titles
+    not at hand are left to _complete_titles, after the snapshot is in use: the state holds dense_titles
+    only once every card has one (the composer encodes a title it lacks itself)."""
     from .embedding import faiss_bytes
     reuse = {}
     if old_state is not None and len(old_state.get("dense_vectors", ())) == len(old_entries):
         reuse = {(e.card.path, e.text_sha): i for i, e in enumerate(old_entries)}
-    titled = bool(reuse) and len(old_state.get("dense_titles", ())) == len(old_entries)
     todo = [i for i, e in enumerate(entries) if (e.card.path, e.text_sha) not in reuse]
-    todo_titles = todo if titled else list(range(len(entries)))
-    report.completed = report.completed or bool(reuse) and not titled and bool(entries)
-    texts = [entries[i].refined.dense_text for i in todo] + [title_text(entries[i].card) for i in todo_titles]
-    fresh = emb.embed(texts, (lambda i, n: progress("embed", i, n)) if progress else None) if texts else None
+    fresh = emb.embed([entries[i].refined.dense_text for i in todo],
+                      (lambda i, n: progress("embed", i, n)) if progress else None) if todo else None
     report.embedded[emb.id] = len(todo)
     dim = fresh.shape[1] if fresh is not None else old_state["dense_vectors"].shape[1] if old_state else 1
     vectors = np.zeros((len(entries), dim), np.float32)
     titles = np.zeros((len(entries), dim), np.float32)
+    old_titles = old_state.get("dense_titles") if reuse else None
+    untitled = []
     for j, i in enumerate(todo):
         vectors[i] = fresh[j]
-    for j, i in enumerate(todo_titles):
-        titles[i] = fresh[len(todo) + j]
     for i, e in enumerate(entries):
         k = reuse.get((e.card.path, e.text_sha))
         if k is not None:
             vectors[i] = old_state["dense_vectors"][k]
-            if titled:
-                titles[i] = old_state["dense_titles"][k]
-    return {"dense_vectors": vectors, "dense_titles": titles, "dense_faiss": faiss_bytes(vectors)}
+        if k is not None and old_titles is not None and len(old_titles) == len(old_entries):
+            titles[i] = old_titles[k]
+        else:
+            untitled.append(i)
+    state = {"dense_vectors": vectors, "dense_faiss": faiss_bytes(vectors)}
+    if untitled:
+        report.untitled[emb.id] = (titles, untitled)
+    else:
+        state["dense_titles"] = titles
+    return state
 
 
 def _read(path: str, key: str, embedder_ids: list) -> Snapshot:

@@ -99,6 +99,43 @@ def test_an_index_saved_without_title_vectors_embeds_the_titles_once(tmp_path, m
     assert emb.count == 0
 
 
+def test_the_snapshot_is_in_use_before_the_titles_are_embedded(tmp_path, minilm):
+    """The first index is ready once the purpose vectors are (a first index of 6.4K cards within a minute):
+    the titles, which only refine the meaning check, come after, and the index is saved with them."""
+    emb = Counting(minilm)
+    lib = tmp_path / "lora"
+    make_library(lib, [dict(c) for c in CARDS])
+    index = LibraryIndex([str(lib)], str(tmp_path / "cache"), [BM25(), emb])
+    seen = {}
+
+    def ready(report):
+        seen["count"] = emb.count
+        seen["titles"] = "dense_titles" in index.snapshot.states[emb.id]
+
+    report = index.refresh(ready=ready)
+    assert seen == {"count": 4, "titles": False}  # in use with the 4 purpose vectors only
+    assert emb.count == 8 and report.titled[emb.id] == 4 and report.saved
+    state = index.snapshot.states[emb.id]
+    assert state["dense_titles"].shape == state["dense_vectors"].shape
+
+
+def test_an_encoder_failing_on_the_titles_costs_the_titles_only(tmp_path, minilm, caplog):
+    class FailsOnTitles(Counting):
+        def embed(self, texts, progress=None):
+            if self.count >= 4:
+                raise RuntimeError("out of memory\nsecond line")
+            return super().embed(texts, progress)
+
+    emb = FailsOnTitles(minilm)
+    lib = tmp_path / "lora"
+    make_library(lib, [dict(c) for c in CARDS])
+    index = LibraryIndex([str(lib)], str(tmp_path / "cache"), [BM25(), emb])
+    report = index.refresh()
+    assert report.total == 4 and report.saved  # the snapshot, purpose vectors and all, is in use and saved
+    assert "dense_titles" not in index.snapshot.states[emb.id]
+    assert [m for m in index.messages if "titles could not be embedded (RuntimeError: out of memory)" in m]
+
+
 def test_incremental_lexical_state_equals_a_full_rebuild(tmp_path):
     index, _ = build(tmp_path)
     lib = index.roots[0]
