@@ -234,14 +234,13 @@ class ComposerConfig:
     contrast: a match on the one word that heads the card's name ('palette' of 'Neon Palette') asks nothing
     when the prompt gives that word a modifier of its own and none of those the card tags ('desaturated
     palette');
-    phrase_meaning, phrase_floor: the window is also compared with the card's whole title and with the
-    purpose phrase it matched. One vector for a card's whole purpose ('H.R. Giger Arh+. abstract, body
-    horror, ...') is far from a window that restates the card's title, and may be near one that uses its
-    word in another sense; so a window at least ``phrase_meaning`` close to the title is meant whatever
-    the whole purpose says, and one closer than ``phrase_floor`` to neither the title nor the phrase is not
-    meant however close its own words are to the whole (chosen on the meaning-checked candidates of
-    realistic-dev and unseen sets 1-7, each half of the prompts alone giving the same choice:
-    BENCHMARKS.md, session 10);
+    phrase_floor: a window close to the card's whole purpose is meant only when it is also this close to the
+    card's title or to the purpose phrase it matched: one vector for a whole purpose ('floating on water.
+    water, lying, float, floating') is near a word that the window uses in another sense ('floating' of a
+    levitating girl). Chosen on the meaning-checked candidates of realistic-dev and unseen sets 1-7, each
+    half of the prompts alone giving the same choice; a window close to the title alone (0.7) making a
+    match was tried too and left out: its picks, judged blind, were mostly plausible (BENCHMARKS.md,
+    session 10);
     phrases: split a segment of more than this many words into its phrases (0: never);
     skip_series: a segment naming only the series of a character the prompt names asks for nothing, nor do
     the words of a segment that match only such a series in a card."""
@@ -265,7 +264,6 @@ class ComposerConfig:
     short: int = 2
     meaning_alone: float = 0.8
     context_weight: float = 1.0
-    phrase_meaning: float = 0.7
     phrase_floor: float = 0.5
     heads: bool = True
     contrast: bool = True
@@ -306,11 +304,11 @@ class Composer:
         everything = set(prompt_words(tokenize(" ".join(t.plain for t in split_tasks(prompt)))))
         matches = [self._match(pidx, task, meaning, state, everything, _around(tasks, t))
                    for t, task in enumerate(tasks)]
-        if meaning is not None:  # one encoder pass for the whole prompt
+        if meaning is not None:  # one encoder pass for the whole prompt (the floor may need a second)
             try:
                 texts = [m.alone.get(u, w) for m in matches for u, w in m.windows.items()]
                 texts += [w for m in matches for w in self._contexts_needed(m, meaning)]
-                meaning.prefetch(texts + [p for m in matches for p in self._titles_needed(m, pidx, meaning)])
+                meaning.prefetch(texts)
                 self._judge_by_meaning(matches, meaning, pidx)
             except EncoderUnavailable as e:  # a broken model folder costs the meaning check, never the picks
                 log.warning("Stylus: %s: composing by words only", e)
@@ -408,12 +406,6 @@ class Composer:
         lora 像素化lora')."""
         return plain_title(pidx.unit_text[unit]) or pidx.unit_text[unit]
 
-    def _titles_needed(self, m: "_Match", pidx, meaning) -> list:
-        """The titles of the cards the meaning check will judge, where the index holds no title vectors."""
-        if meaning.titles is not None:
-            return []
-        return [title_text(pidx.entries[d].card) for d in m.extra.tolist()]
-
     def _common_by_meaning(self, m: "_Match", meaning, pidx) -> None:
         """One task's meaning check (_judge_by_meaning)."""
         self._judge_by_meaning([m], meaning, pidx)
@@ -422,29 +414,32 @@ class Composer:
         """A common word asks for an adapter only when the words around it mean what the adapter is for:
         "storm clouds" asks for a clouds LoRA, not for "Clouds - Style", an art style (their purpose vectors
         are far apart); "a cat sleeping on a laptop" asks for a cat LoRA (the window, not the whole sentence,
-        is compared). The window is also compared with the card's title, which may decide alone
-        (phrase_meaning), and, when it is close to the whole purpose but not to the title, with the phrase it
-        matched (phrase_floor): those phrases are encoded for the whole prompt in one pass."""
-        asked = [self._similarities(m, meaning, pidx) for m in matches]
-        meaning.prefetch([t for m, units in zip(matches, asked) for d, unit in units
-                          for t in (m.windows[unit], self._phrase(pidx, unit))])
-        for m, units in zip(matches, asked):
+        is compared). A window close to the whole purpose must also be close to the card's title or to the
+        phrase it matched (phrase_floor): those windows and phrases are encoded for the whole prompt in one
+        pass."""
+        close = [self._similarities(m, meaning) for m in matches]
+        texts = [t for m, units in zip(matches, close) for d, unit in units
+                 for t in (m.windows[unit], self._phrase(pidx, unit))]
+        if meaning.titles is None:  # the index's titles are not embedded yet (Meaning.title encodes them)
+            texts += [title_text(pidx.entries[d].card) for units in close for d, _ in units]
+        meaning.prefetch(texts)
+        for m, units in zip(matches, close):
             for d, unit in units:
                 window = meaning.vector(m.windows[unit])
-                m.titled[d] = float(meaning.title(d, pidx.entries[d].card) @ window)
+                by_title = float(meaning.title(d, pidx.entries[d].card) @ window)
                 by_phrase = float(meaning.vector(self._phrase(pidx, unit)) @ window)
-                m.nearest[d] = max(m.titled[d], by_phrase)
+                m.nearest[d] = max(by_title, by_phrase)
             self._keep_meant(m)
 
-    def _similarities(self, m: "_Match", meaning, pidx) -> list:
-        """Each candidate's similarity to the window (m.sims: its purpose; m.nearest: its title, for now);
-        the (document, phrase) pairs whose matched phrase must also be compared (see _judge_by_meaning)."""
+    def _similarities(self, m: "_Match", meaning) -> list:
+        """Each candidate's similarity to the window (m.sims, to its purpose); the (document, phrase) pairs
+        close enough that the floor must be checked (see _judge_by_meaning)."""
         if not len(m.extra):
             return []
         at = m.at(m.extra)
         cfg = self.config
         weight = cfg.context_weight if len(m.words) > 1 else 1.0
-        asked = []
+        close = []
         for d, unit in zip(m.extra.tolist(), m.loose_best[at].tolist()):
             sim = self._alone(m, meaning, d, unit)
             if sim is None:
@@ -453,19 +448,9 @@ class Composer:
                     alone = float(meaning.vectors[d] @ meaning.vector(m.alone[unit]))
                     sim = (1 - weight) * alone + weight * sim
             m.sims[d] = sim
-            # The window, when it is encoded already; else the task's own words: a lone tag's window with
-            # its neighbours is encoded only when it may decide - the candidate passes on its purpose (the
-            # floor is checked on the window), or its own words are as close to its title as the window
-            # must be (neighbours about other things seldom bring a window closer).
-            window = m.windows[unit]
-            text = window if meaning.has(window) else m.alone.get(unit, window)
-            title = meaning.title(d, pidx.entries[d].card)
-            m.titled[d] = m.nearest[d] = float(title @ meaning.vector(text))
-            if text != window and (sim >= cfg.meaning or m.titled[d] >= cfg.phrase_meaning):
-                asked.append((d, unit))
-            elif sim >= cfg.meaning and m.nearest[d] < cfg.phrase_floor:
-                asked.append((d, unit))
-        return asked
+            if sim >= cfg.meaning:
+                close.append((d, unit))
+        return close
 
     def _keep_meant(self, m: "_Match") -> None:
         """Keep the candidates the meaning check lets through (their scores and best phrases count)."""
@@ -475,9 +460,8 @@ class Composer:
         at = m.at(m.extra)
         docs = m.extra.tolist()
         sims = np.array([m.sims[d] for d in docs], np.float32)
-        nearest = np.array([m.nearest[d] for d in docs], np.float32)
-        titled = np.array([m.titled[d] for d in docs], np.float32)
-        keep = (sims >= cfg.meaning) & (nearest >= cfg.phrase_floor) | (titled >= cfg.phrase_meaning)
+        nearest = np.array([m.nearest.get(d, 0.0) for d in docs], np.float32)
+        keep = (sims >= cfg.meaning) & (nearest >= cfg.phrase_floor)
         close = at[keep]
         m.scores[close] = m.loose[close]
         m.best[close] = m.loose_best[close]
@@ -630,8 +614,7 @@ class _Match:
     alone: dict = field(default_factory=dict)    # unit -> the task's own words, when windows borrowed some
     meant: dict = field(default_factory=dict)    # document kept by meaning (a common word's match) -> cosine
     sims: dict = field(default_factory=dict)     # every common-word candidate checked -> similarity
-    nearest: dict = field(default_factory=dict)  # ... -> to its title or matched phrase, the closer
-    titled: dict = field(default_factory=dict)   # ... -> similarity to its title
+    nearest: dict = field(default_factory=dict)  # one close to its purpose -> to its title or phrase
 
     def at(self, docs):
         """Where documents of ``docs`` (all asked) are in the arrays."""

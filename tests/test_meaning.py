@@ -76,7 +76,7 @@ def test_the_prompt_is_encoded_by_the_numpy_forward_not_transformers(tmp_path, m
     monkeypatch.setattr(model, "forward", transformers_forward)
     encoder.calls.clear()
     assert comp.compose("a humpback whale", "sd1").stems == ["whale_animal"]  # the meaning check ran
-    assert len(encoder.calls) == 1
+    assert 1 <= len(encoder.calls) <= 2  # the windows; the phrase of a window close to its card (the floor)
 
 
 def test_without_a_dense_index_nothing_is_encoded(lexical):
@@ -165,11 +165,9 @@ def test_a_common_word_names_a_character_only_with_its_franchise(hybrid):
     assert "sage_dq" in hybrid.compose("1girl, sage, dragon quest, staff", "sd1").stems
 
 
-# A card whose one purpose vector is diluted by its tags, and one about a word used in other senses.
+# A card about a word used in other senses.
 PHRASE_CARDS = MEANING_CARDS + [
     dict(stem="floating_on_water", title="floating on water", tags=["water", "lying", "float", "floating"]),
-    dict(stem="giger_arh", title="H.R. Giger Arh+",
-         tags=["abstract", "body horror", "giger", "biomechanical", "airbrushed", "fantasy"]),
 ]
 
 
@@ -178,17 +176,7 @@ def phrases(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("phrases"))
     model = bundled_minilm()
     return build_library(folder, PHRASE_CARDS, [BM25(), DenseEmbedder(model)],
-                         MEANING_COMMON + ", floating, float, water, giger")
-
-
-def test_a_window_that_restates_the_cards_name_is_meant_though_its_tags_dilute_it(phrases):
-    """'h.r. giger' is close to the card's title 'H.R. Giger Arh+' (phrase_meaning) though its one purpose
-    vector, diluted by 'abstract, body horror, fantasy...', is under `meaning` (issue 10: WLOP, Giger,
-    chibi, Hu Tao misses of realistic-dev and the unseen sets)."""
-    for prompt in ("alien corridor, h.r. giger, dark", "art by h.r. giger"):
-        assert "giger_arh" in Composer(phrases).compose(prompt, "sd1").stems, prompt
-    whole_only = Composer(phrases, phrase_meaning=9.0)
-    assert "giger_arh" not in whole_only.compose("art by h.r. giger", "sd1").stems
+                         MEANING_COMMON + ", floating, float, water")
 
 
 def test_a_lone_word_close_to_none_of_the_cards_phrases_in_its_window_is_not_meant(phrases):
