@@ -321,11 +321,15 @@ def franchise_first_library(folder: str, cards=FRANCHISE_FIRST):
     return index
 
 
+def resolved(folder: str, cards=FRANCHISE_FIRST) -> tuple:
+    """franchise_first_library's snapshot, its character index and each stem's row (what named() reads)."""
+    snap = franchise_first_library(folder, cards).snapshot
+    return snap, character_index(snap), {e.card.stem: i for i, e in enumerate(snap.entries)}
+
+
 @pytest.fixture(scope="module")
 def first_lib(tmp_path_factory):
-    index = franchise_first_library(str(tmp_path_factory.mktemp("first")))
-    snap = index.snapshot
-    return snap, character_index(snap), {e.card.stem: i for i, e in enumerate(snap.entries)}
+    return resolved(str(tmp_path_factory.mktemp("first")))
 
 
 def test_a_franchise_written_first_in_titles_is_the_franchise(first_lib):
@@ -403,9 +407,7 @@ SHARED = [
 
 @pytest.fixture(scope="module")
 def shared_lib(tmp_path_factory):
-    index = franchise_first_library(str(tmp_path_factory.mktemp("shared")), SHARED)
-    snap = index.snapshot
-    return snap, character_index(snap), {e.card.stem: i for i, e in enumerate(snap.entries)}
+    return resolved(str(tmp_path_factory.mktemp("shared")), SHARED)
 
 
 def test_a_series_written_with_a_one_letter_word_is_a_franchise(shared_lib):
@@ -502,9 +504,7 @@ FULL_NAMES = [
 
 @pytest.fixture(scope="module")
 def full_lib(tmp_path_factory):
-    index = franchise_first_library(str(tmp_path_factory.mktemp("full")), FULL_NAMES)
-    snap = index.snapshot
-    return snap, character_index(snap), {e.card.stem: i for i, e in enumerate(snap.entries)}
+    return resolved(str(tmp_path_factory.mktemp("full")), FULL_NAMES)
 
 
 @pytest.mark.parametrize("prompt", ["1girl, ayase momo \\(dandadan\\), red hair",
@@ -534,9 +534,7 @@ ARTIST_WORDS = [
 
 @pytest.fixture(scope="module")
 def artist_lib(tmp_path_factory):
-    index = franchise_first_library(str(tmp_path_factory.mktemp("artist")), ARTIST_WORDS)
-    snap = index.snapshot
-    return snap, character_index(snap), {e.card.stem: i for i, e in enumerate(snap.entries)}
+    return resolved(str(tmp_path_factory.mktemp("artist")), ARTIST_WORDS)
 
 
 @pytest.mark.parametrize("prompt, expected", [
@@ -562,9 +560,7 @@ SAID_SERIES = [
 
 @pytest.fixture(scope="module")
 def said_lib(tmp_path_factory):
-    index = franchise_first_library(str(tmp_path_factory.mktemp("said")), SAID_SERIES)
-    snap = index.snapshot
-    return snap, character_index(snap), {e.card.stem: i for i, e in enumerate(snap.entries)}
+    return resolved(str(tmp_path_factory.mktemp("said")), SAID_SERIES)
 
 
 @pytest.mark.parametrize("prompt, expected", [
