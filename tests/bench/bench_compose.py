@@ -203,10 +203,12 @@ def synthetic(index: LibraryIndex, n: int) -> LibraryIndex:
     big = type(index)([], os.path.join(tempfile.gettempdir(), "stylus-synthetic"), index.embedders)
     bm25 = next((type(e) for e in index.embedders if e.id == "bm25"), BM25)
     states = {"bm25": bm25().fit([e.refined.text for e in entries])}
-    for emb in index.embedders:  # a copy's purpose vector is its source's (the composer reads only vectors)
-        vectors = index.snapshot.states[emb.id].get("dense_vectors") if emb.id != "bm25" else None
-        if vectors is not None:
-            states[emb.id] = {"dense_vectors": vectors[np.arange(len(entries)) % len(base)]}
+    for emb in index.embedders:  # a copy's purpose and title vectors are its source's (its title is too)
+        state = index.snapshot.states[emb.id] if emb.id != "bm25" else {}
+        source = np.arange(len(entries)) % len(base)
+        if state.get("dense_vectors") is not None:
+            states[emb.id] = {name: state[name][source] for name in ("dense_vectors", "dense_titles")
+                              if state.get(name) is not None}
     fams = index.snapshot.families
     big.snapshot = type(index.snapshot)(entries, states, np.resize(fams, len(entries)), [])
     return big
