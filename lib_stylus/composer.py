@@ -18,7 +18,7 @@ from . import masking as masking_
 from .embedding import BM25, tokenize
 from .prompt import Pick, chunk_index, rewrite, split_segments, tagged_names
 from .characters import character_index
-from .content import card_profile, conflict, profile_prompt
+from .content import card_profile, conflict, medium_only, profile_prompt
 from .shown import ShownCheck, prepare as prepare_shown
 from .meaning import EncoderUnavailable, meaning_of
 from .purpose import (GENERIC_TAGS, KIND_WORDS, NAME, STEM, TAG, TAG_KIND, TRIGGER, prompt_words,
@@ -222,7 +222,8 @@ class ComposerConfig:
     reaches this; such a match must also hold ``meaning_name_share`` of the card's whole name, tags included;
     short: a task of this many words or fewer (a lone tag: 'smoke') is judged with ``window`` words of the
     tasks before and after it ('titan, giant, smoke, dust') when alone it reaches ``meaning`` but not
-    ``meaning_alone``: the words around may veto a lone word's match, never make one;
+    ``meaning_alone``: the words around may veto a lone word's match, never make one; a medium ('watercolor',
+    'oil painting') is judged alone: it says how the picture is made, whatever the picture shows;
     context_weight: how much the similarity with those words around counts against a two-word task's own in
     that judgment (1: theirs alone decides). Words around that are about other things lower the similarity
     of any window, and two words carry a sense of their own ('purple kimono', 'cinematic lighting'), so the
@@ -365,7 +366,7 @@ class Composer:
                             or shares[d] >= least], np.int64)
         m.loose, m.loose_best = loose, loose_best
         tokens, lo = list(task.tokens), 0
-        if len(tokens) <= cfg.short:
+        if len(tokens) <= cfg.short and not medium_only(tokens):
             before = list(around[0])[-cfg.window:] if cfg.window else []
             after = list(around[1])[:cfg.window]
             tokens, lo = before + tokens + after, len(before)

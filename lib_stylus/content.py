@@ -140,6 +140,17 @@ def _media(toks: list, held: bool = False) -> tuple:
     return frozenset(media), tuple(dict.fromkeys(said))
 
 
+_MEDIUM_WORDS = PHOTO_MEDIUM | DRAWN_MEDIUM | BETWEEN_MEDIA | STYLE_WORDS
+
+
+def medium_only(tokens) -> bool:
+    """Whether the words only say how the picture is made ('watercolor', 'oil painting', 'pixel art style'): a
+    medium's sense does not depend on what the picture shows."""
+    toks = [fold(t) for t in tokens]
+    rest = [t for t in _without(toks, _MEDIUM_WORDS) if t != "|" and t not in _MEDIUM_WORDS]
+    return bool(toks) and not rest
+
+
 def _prompt_media(prompt: str) -> tuple:
     media = set()
     said = []
