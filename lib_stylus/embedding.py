@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -133,6 +134,9 @@ class DenseEmbedder:
         self.guard = guard
         self.id = "dense-" + _dir_id(model_dir)
         self._model = self._tokenizer = None
+        # One caller at a time: the fast tokenizer refuses a second thread ("Already borrowed") - a compose
+        # while the index embeds titles in the background - and the model is no faster shared.
+        self._lock = threading.RLock()
         self._words: frozenset | None = None  # words(), read from the tokenizer once
         # bert.py's forward (False: it cannot compute the model), and the model it was built for
         self._numpy = self._numpy_of = None
@@ -155,8 +159,9 @@ class DenseEmbedder:
         """The whole words of the encoder's vocabulary (a WordPiece vocabulary holds the language's common
         words whole, and splits rare names: 'misty', 'sage' are words, 'megumin' is 'me ##gum ##in')."""
         if self._words is None:
-            _, tokenizer = self._load()
-            vocab = tokenizer.get_vocab()
+            with self._lock:
+                _, tokenizer = self._load()
+                vocab = tokenizer.get_vocab()
             self._words = frozenset(t for t in vocab if t.isalpha() and not t.startswith("##"))
         return self._words
 
@@ -173,6 +178,10 @@ class DenseEmbedder:
         return self._numpy or None
 
     def embed(self, texts: Sequence[str], progress: Callable | None = None) -> np.ndarray:
+        with self._lock:
+            return self._embed(texts, progress)
+
+    def _embed(self, texts: Sequence[str], progress: Callable | None) -> np.ndarray:
         model, tok = self._load()
         forward = self._numpy_forward(model) if 0 < len(texts) <= NUMPY_TEXTS else None
         if forward is None:

@@ -182,7 +182,7 @@ class LibraryIndex:
             titles, rows = pending
             texts = [title_text(snapshot.entries[i].card) for i in rows]
             try:
-                fresh = emb.embed(texts, (lambda i, n: progress("titles", i, n)) if progress else None)
+                fresh = _embed_in_turns(emb, texts, progress)
             except (OSError, ValueError, RuntimeError) as e:
                 first = (str(e).splitlines() or [""])[0][:200]
                 why = f"{e.__class__.__name__}: {first}"
@@ -271,6 +271,20 @@ def _fit_dense_incremental(emb, entries, old_entries, old_state, report, progres
     else:
         state["dense_titles"] = titles
     return state
+
+
+TITLES_AT_ONCE = 256  # titles embedded per call: a compose waiting for the encoder waits for one such call
+
+
+def _embed_in_turns(emb, texts: list, progress) -> np.ndarray:
+    """emb.embed over the texts a slice at a time, so that composes, which use the same encoder while the
+    snapshot is in use, get their turn between slices."""
+    parts = []
+    for start in range(0, len(texts), TITLES_AT_ONCE):
+        parts.append(emb.embed(texts[start:start + TITLES_AT_ONCE]))
+        if progress:
+            progress("titles", min(start + TITLES_AT_ONCE, len(texts)), len(texts))
+    return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
 
 
 def _read(path: str, key: str, embedder_ids: list) -> Snapshot:

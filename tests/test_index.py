@@ -307,3 +307,37 @@ def test_stale_temp_files_are_removed(tmp_path):
     os.utime(mine, (time.time() - 7200, time.time() - 7200))
     index.refresh()
     assert not os.path.exists(stale) and os.path.exists(fresh) and os.path.exists(mine)
+
+
+def test_the_encoder_serves_one_thread_at_a_time(minilm):
+    """The fast tokenizer refuses a second thread ("RuntimeError: Already borrowed"): a compose while the
+    index embeds titles in the background must wait its turn, never meet it (that error turned the meaning
+    check off for the rest of the process)."""
+    import threading
+    model, tokenizer = minilm._load()
+    inside, most = [0], [0]
+
+    class Watched:
+        def __call__(self, *args, **kwargs):
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            time.sleep(0.05)  # long enough for another thread to come in
+            try:
+                return tokenizer(*args, **kwargs)
+            finally:
+                inside[0] -= 1
+
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
+    minilm._tokenizer = Watched()
+    try:
+        texts = [[f"a title {i}", "a window"] for i in range(4)]
+        threads = [threading.Thread(target=minilm.embed, args=(t,)) for t in texts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        minilm._tokenizer = tokenizer
+    assert most[0] == 1
