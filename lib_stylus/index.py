@@ -68,7 +68,6 @@ class RefreshReport:
     reused: int = 0
     embedded: dict = field(default_factory=dict)   # embedder id -> cards embedded this refresh
     titled: dict = field(default_factory=dict)     # embedder id -> card titles embedded this refresh
-    untitled: dict = field(default_factory=dict)   # embedder id -> (titles, rows lacking one): to complete
     removed: int = 0
     faults: list = field(default_factory=list)
     seconds: float = 0.0
@@ -151,7 +150,9 @@ class LibraryIndex:
             # the new snapshot is in use. Its garbage is freed by reference counts: peak memory does not grow.
             with collections_deferred():
                 entries = self._scan(old, report, progress)
-                states = {emb.id: self._fit(emb, entries, report, progress) for emb in self.embedders}
+                untitled: dict = {}  # embedder id -> (titles, rows lacking one): _complete_titles' work
+                states = {emb.id: self._fit(emb, entries, report, progress, untitled)
+                          for emb in self.embedders}
                 fams = np.array([FAMILIES.index(e.card.base) for e in entries], np.int8)
                 snapshot = Snapshot(entries, states, fams, report.faults)
                 if prepare is not None:
@@ -162,7 +163,7 @@ class LibraryIndex:
                 ready(report)
             # The titles come after the snapshot is in use: they only refine the meaning check, and the
             # composer encodes those it lacks meanwhile (an older index has none: all are embedded once).
-            self._complete_titles(snapshot, report, progress)
+            self._complete_titles(snapshot, untitled, report, progress)
             # An empty library with no index yet writes nothing (no .stylus/ in a folder without LoRAs).
             changed = report.read or report.removed or len(entries) != len(old) \
                 or any(report.titled.values()) or (entries and not os.path.isfile(self.path))
@@ -171,12 +172,12 @@ class LibraryIndex:
             report.total, report.seconds = len(entries), time.perf_counter() - t0
             return report
 
-    def _complete_titles(self, snapshot, report: RefreshReport, progress) -> None:
+    def _complete_titles(self, snapshot, untitled: dict, report: RefreshReport, progress) -> None:
         """Embed the titles _fit_dense_incremental left out and put them in the snapshot's states (one
         assignment each: a compose reads a state's titles whole or not at all). An encoder that fails here
         costs the titles only: the snapshot stays in use without them."""
         for emb in self.embedders:
-            pending = report.untitled.pop(emb.id, None)
+            pending = untitled.get(emb.id)
             if pending is None:
                 continue
             titles, rows = pending
@@ -222,11 +223,12 @@ class LibraryIndex:
         report.removed = len(set(old) - seen)
         return entries
 
-    def _fit(self, emb: Embedder, entries: list, report: RefreshReport, progress) -> dict:
+    def _fit(self, emb: Embedder, entries: list, report: RefreshReport, progress, untitled: dict) -> dict:
         old_state = self.snapshot.states.get(emb.id)
         if emb.id == BM25.id:
             return _fit_lexical_incremental(emb, entries, self.snapshot.entries, old_state)
-        return _fit_dense_incremental(emb, entries, self.snapshot.entries, old_state, report, progress)
+        return _fit_dense_incremental(emb, entries, self.snapshot.entries, old_state, report, progress,
+                                      untitled)
 
 
 def _fit_lexical_incremental(emb, entries, old_entries, old_state) -> dict:
@@ -237,7 +239,8 @@ def _fit_lexical_incremental(emb, entries, old_entries, old_state) -> dict:
     return emb.fit([e.refined.text for e in entries], old=old_state if usable else None, reuse=reuse)
 
 
-def _fit_dense_incremental(emb, entries, old_entries, old_state, report, progress) -> dict:
+def _fit_dense_incremental(emb, entries, old_entries, old_state, report, progress,
+                           untitled: dict) -> dict:
     """Reuse the vectors of every entry whose text is unchanged; embed only the rest. Two per card: its
     purpose text (dense_vectors) and its title (dense_titles, for the composer's meaning check). The titles
     not at hand are left to _complete_titles, after the snapshot is in use: the state holds dense_titles
@@ -254,7 +257,7 @@ def _fit_dense_incremental(emb, entries, old_entries, old_state, report, progres
     vectors = np.zeros((len(entries), dim), np.float32)
     titles = np.zeros((len(entries), dim), np.float32)
     old_titles = old_state.get("dense_titles") if reuse else None
-    untitled = []
+    rows = []
     for j, i in enumerate(todo):
         vectors[i] = fresh[j]
     for i, e in enumerate(entries):
@@ -264,10 +267,10 @@ def _fit_dense_incremental(emb, entries, old_entries, old_state, report, progres
         if k is not None and old_titles is not None and len(old_titles) == len(old_entries):
             titles[i] = old_titles[k]
         else:
-            untitled.append(i)
+            rows.append(i)
     state = {"dense_vectors": vectors, "dense_faiss": faiss_bytes(vectors)}
-    if untitled:
-        report.untitled[emb.id] = (titles, untitled)
+    if rows:
+        untitled[emb.id] = (titles, rows)
     else:
         state["dense_titles"] = titles
     return state

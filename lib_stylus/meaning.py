@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .refiner import title_text
+
 CACHE = 4096  # task texts kept (a vector is 1.5 KB)
 log = logging.getLogger("stylus")
 
@@ -99,7 +101,6 @@ class Meaning:
         """The vector of card ``doc``'s title (refiner.title_text), from the index when it holds them."""
         if self.titles is not None:
             return self.titles[doc]
-        from .refiner import title_text
         return self.vector(title_text(card))
 
     def similarity(self, text: str, docs: np.ndarray) -> np.ndarray:
