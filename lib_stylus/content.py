@@ -7,7 +7,8 @@ Interface (stable; the composer uses it - extend, do not rename):
 * ``Profile``: ``genders`` (frozenset of "female"/"male"), ``explicit`` / ``revealing`` (sex or nudity /
   underwear, swimwear, cleavage, "sexy"; ``nsfw`` is either), ``sexual_words``, ``ethnicities``,
   ``real_person``, ``named`` (rows a prompt names, see characters.named_in) and ``subject`` ("named" or
-  "generic"); for a card also ``row`` (its row in the snapshot, -1 if unknown) and ``civitai_nsfw``.
+  "generic"); for a card also ``row`` (its row in the snapshot, -1 if unknown), ``civitai_nsfw`` and
+  ``explicit_modes`` (the explicit words of its other trigger words: a mode the author trained it for).
 * ``profile_prompt(prompt, named=None) -> Profile``: ``named`` is ``CharacterIndex.named_in(prompt)`` when the
   caller has it (a named real person is then asked for).
 * ``profile_card(entry, row=-1, characters=None) -> Profile``: from the Civitai ``model.nsfw`` flag
@@ -77,6 +78,7 @@ class Profile:
     skin: tuple = ()
     material: frozenset = frozenset()
     made_of: frozenset = frozenset()
+    explicit_modes: tuple = ()
 
     @property
     def nsfw(self) -> bool:
@@ -252,6 +254,10 @@ def profile_card(entry, row: int = -1, characters=None) -> Profile:
         tags = [characters.without_franchises(toks) for toks in tags]
     words = [t for toks in purpose + tags for t in toks]
     explicit = found(EXPLICIT, words)
+    # Past the main one's head, trigger words describe the training images, so they do not say what the LoRA
+    # is for; but an author who lists "nsfw" among its modes ('white bodysuit, nsfw') trained it on such
+    # images: it is no LoRA for a safe prompt (a character's own card aside: conflict)
+    modes = found(EXPLICIT, [t for trigger in triggers for t in folded(trigger)])
     # "sexy" is Civitai's catch-all tag: as a tag it says little; in the LoRA's name it is its purpose
     revealing = [w for w in found(REVEALING, [t for toks in purpose for t in toks]) + found(REVEALING, [
         t for toks in tags for t in toks]) if w != "sexy" or any(w in toks for toks in purpose)]
@@ -267,7 +273,8 @@ def profile_card(entry, row: int = -1, characters=None) -> Profile:
                    ethnicities=frozenset(_ethnic_people(purpose + tags)),
                    real_person=bool(found(REAL_PERSON, [t for toks in tags for t in toks])),
                    row=row, civitai_nsfw=bool(card.nsfw), media=media, medium_words=medium_words,
-                   skin=tuple(dict.fromkeys(skin)), material=_material(card))
+                   skin=tuple(dict.fromkeys(skin)), material=_material(card),
+                   explicit_modes=tuple(dict.fromkeys(modes)))
 
 
 def card_profile(snapshot, row: int) -> Profile:
@@ -288,10 +295,14 @@ def _ethnicity_asked(card: set, prompt: set) -> bool:
 
 def conflict(card: Profile, prompt: Profile, character: bool = False) -> str:
     """``character``: the card is a character (the prompt names her, or the LoRA is one): her medium and her
-    skin are her own look, which the character rules decide on."""
+    skin are her own look, which the character rules decide on, and an explicit mode among her card's trigger
+    words is one costume of several."""
     if card.explicit and not prompt.explicit:
         why = ", ".join(card.sexual_words) or "Civitai marks the model NSFW"
         return f"{UNASKED_SEXUAL} ({why})"
+    if card.explicit_modes and not character and not prompt.explicit:
+        # a character the prompt names (or a character's LoRA) keeps her card: its safe modes are her look
+        return f"{UNASKED_SEXUAL} (a trigger word: {', '.join(card.explicit_modes)})"
     if card.revealing and not prompt.nsfw:
         return f"{UNASKED_REVEALING} ({', '.join(card.sexual_words)})"
     if card.genders and prompt.genders and not card.genders & prompt.genders:

@@ -46,6 +46,11 @@ CARDS = [
          triggers=["dark elf"]),
     dict(stem="asuka", title="Asuka Langley", tags=["character", "anime", "evangelion"],
          triggers=["asuka langley"]),
+    # a LoRA with modes, one of them explicit: its main trigger is safe, the author's list says the rest
+    dict(stem="silver_suit", title="Bodysuit", tags=["anime", "clothes"],
+         triggers=["white bodysuit, nsfw", "grey bodysuit, armor", "silver bodysuit, see-through"]),
+    dict(stem="narmaya", title="Narmaya (Granblue Fantasy)", tags=["character", "granblue fantasy"],
+         triggers=["narmaya \\(granblue fantasy\\)", "yukata, ver2costume", "NSFW, narunsfw"]),
 ]
 
 
@@ -60,12 +65,14 @@ def lib(tmp_path_factory):
     return snap, {e.card.stem: i for i, e in enumerate(snap.entries)}
 
 
-def why(lib, stem, prompt) -> str:
+def why(lib, stem, prompt, character: bool = False) -> str:
+    """``character``: as the composer asks for a character's card or one the prompt names."""
     snap, rows = lib
     row = rows[stem]
     characters = character_index(snap)
     named = characters.named_in(prompt)
-    return conflict(profile_card(snap.entries[row], row, characters), profile_prompt(prompt, named))
+    card = profile_card(snap.entries[row], row, characters)
+    return conflict(card, profile_prompt(prompt, named), character)
 
 
 def test_odd_input_gives_empty_profiles():
@@ -92,6 +99,16 @@ def test_never_sexual_or_revealing_content_on_a_safe_prompt(lib):
     assert why(lib, "bikini", "a woman on a beach in a bikini") == ""     # asked for
     assert why(lib, "nude_pose", "1girl, lying, nude, nsfw") == ""
     assert why(lib, "nude_pose", "1girl, lying, bikini").startswith(UNASKED_SEXUAL)  # revealing is not nude
+
+
+def test_an_explicit_mode_among_the_trigger_words_counts(lib):
+    # Not only the main trigger: an author who lists 'nsfw' as one of the LoRA's modes trained it on such
+    # images, and a SFW prompt's "blue bodysuit" must not get it...
+    assert why(lib, "silver_suit", "1girl, blue bodysuit, city").startswith(UNASKED_SEXUAL)
+    assert why(lib, "silver_suit", "1girl, bodysuit, nsfw") == ""
+    # ...while a character the prompt names keeps her LoRA: she is what was asked, and her LoRA's safe modes
+    # are hers (Narmaya's card lists an NSFW costume among eight)
+    assert why(lib, "narmaya", "narmaya \\(granblue fantasy\\), yukata, festival", character=True) == ""
 
 
 def test_civitai_nsfw_flag_counts(lib):
