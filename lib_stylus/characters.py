@@ -27,7 +27,9 @@ Interface (stable; the composer uses it - extend, do not rename). A *row* is an 
   name that characters of several franchises share names only those of the franchise the prompt says
   ("yui \\(k-on!\\)", "yui, k-on") and those whose franchise is unknown.
 * ``.unambiguous(prompt, names, everyday=frozenset()) -> dict``: ``names`` (``named_in``) without the rows
-  named by one common word, or by one word characters with other given names share, without their franchise.
+  named by one common word, or by one word characters with other given names share, without their franchise,
+  or by one word of someone else's full name ("Chris Foss": a capitalised word beside it that neither the
+  language nor the library knows).
 * ``.franchises_in(prompt) -> set[str]``: every known franchise the prompt names.
 * ``.franchise_rows(name) -> list[int]``: the rows carrying a franchise (characters and franchise styles
   alike: filter with ``is_character``), to find "genshin impact style" LoRAs for a franchise asked alone.
@@ -1060,7 +1062,29 @@ class CharacterIndex:
             given = {frozenset(n[0] for n in self.names(r) if len(n) == 1 and n[0] != word) for r in rows}
             if word in everyday or len(given - {frozenset()}) > 1:
                 dropped.update(rows)
+        strangers = self._beside_strangers(prompt, everyday)
+        dropped.update(row for row, name in names.items() if name.casefold() in strangers)
         return {row: name for row, name in names.items() if row not in dropped}
+
+    def _beside_strangers(self, prompt: str, everyday: frozenset) -> set:
+        """The capitalised words of the prompt written right beside a capitalised word that is neither a word
+        of the language (``everyday``) nor one any card of the library says: 'Chris' of "Chris Foss" (a
+        painter), not the Chris of a card. Without a vocabulary ('Kessler' may be a word) nothing is."""
+        out = set()
+        if not everyday:
+            return out
+        for seg in self._segments(prompt):
+            toks = seg.words
+
+            def stranger(w: str) -> bool:
+                return w in seg.capitalized and w not in everyday and not self._df(w) \
+                    and w not in self._franchise_words
+
+            for i, t in enumerate(toks):
+                near = toks[max(0, i - 1):i] + toks[i + 1:i + 2]
+                if t in seg.capitalized and any(stranger(w) for w in near):
+                    out.add(t)
+        return out
 
     def _series_runs(self, toks: list) -> list:
         """(start, end) of the franchises and labels ('mahou shoujo madoka magica') written in the words."""

@@ -515,8 +515,42 @@ def test_one_name_word_of_another_persons_full_name_names_nobody(full_lib, promp
     assert "momo_mha" not in named(full_lib, prompt)
 
 
+# the language's common words, as a sentence encoder's vocabulary holds them (Selection passes its own)
+EVERYDAY = frozenset("space art matte painting portrait style oil canvas school uniform hero costume sword "
+                     "garden smiling".split())
+
+
+@pytest.mark.parametrize("prompt", ["space art, Momo Kessler, matte painting",
+                                    "a portrait in the style of Momo Kessler", "Kessler Momo, oil on canvas"])
+def test_a_given_name_beside_a_capitalised_name_no_one_knows_names_nobody(full_lib, prompt):
+    """'Chris Foss' (a painter; held-out set 9) is not Chris of Konosuba: a one-word name written beside a
+    capitalised word that is neither a word of the language nor one any card of the library says is someone
+    else's full name."""
+    snap, ci, rows = full_lib
+    assert rows["momo_mha"] in ci.named_in(prompt)  # found by her given name...
+    assert rows["momo_mha"] not in ci.unambiguous(prompt, ci.named_in(prompt), EVERYDAY)  # ...not hers
+
+
+@pytest.mark.parametrize("prompt", [
+    "Momo Yaoyorozu, hero costume",           # her own family name
+    "Momo, Smiling",                          # another segment
+    "momo kessler, school uniform",           # lowercase tags: no sign of a name
+    "Momo with a Sword in a Garden",          # capitalised words of the language
+    "Momo Ayase",                             # a name word of the library: named_in's rule decides
+])
+def test_a_given_name_beside_words_someone_knows_still_names_her(full_lib, prompt):
+    snap, ci, rows = full_lib
+    names = ci.named_in(prompt)
+    assert ci.unambiguous(prompt, names, EVERYDAY) == names
+    assert ci.unambiguous(prompt, names) == names  # no vocabulary (words only): nothing to tell a name by
+
+
 @pytest.mark.parametrize("prompt, expected", [
     ("momo, school uniform", {"momo_mha"}),                     # a given name alone still names her
+    ("Momo Yaoyorozu, hero costume", {"momo_mha"}),             # her own family name
+    ("Momo, Smiling", {"momo_mha"}),                            # another segment
+    ("momo kessler", {"momo_mha"}),                             # lowercase tags: no sign of a name
+    ("Momo with a Sword in a Garden", {"momo_mha"}),            # capitalised words the library writes
     ("yaoyorozu momo, red dress", {"momo_mha"}),
     ("2girls, Momo and Ayase Eli dancing", {"momo_mha", "eli_ll"}),  # 'ayase' is Eli's, named beside her
     ("ayase, momo, classroom", {"momo_mha"}),                   # another segment: not one name
