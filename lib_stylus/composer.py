@@ -38,6 +38,7 @@ NAMED = -1       # a candidate's phrase when the prompt names the character
 MODIFIER_ONLY = "asks only what qualifies its purpose"
 ANOTHER_KIND = "asks another kind of"
 NAMED_SERIES = "asked only by the series of a character the prompt names"
+SERIES_OF = "asked only by the series its name says it is of"
 MADE_OF = "makes things of a material the prompt asks nothing made of"
 REFUSED_SHOWN = 3  # common-word candidates the meaning check refused, reported per task (closest first)
 
@@ -525,13 +526,19 @@ class Composer:
         if doc in state.named:
             return ""  # the prompt names this character: its own rules (Selection.refusal) decide
         character = state.is_character(doc)
+        entry = state.snap.entries[doc]
         words = pidx.unit_text[unit]
         series_only = cfg.skip_series and not character and state.series_of_named(words, card=True)
-        if series_only and not _asks_more(state.snap.entries[doc].card, pidx.unit_words(unit), task):
+        if series_only and not _asks_more(entry.card, pidx.unit_words(unit), task):
             # 'Super Mario LoRA' (it shows Mario) for "princess peach, super mario bros": the words that
             # asked for it say whose Peach she is, as a task of the series alone does (names_series_of_named);
             # "blue archive official art" still asks a 'Blue Archive | Style' tagged 'style art' for its art
             return f"{NAMED_SERIES} ('{words}')"
+        # (a character's card: the character rules decide)
+        its_name = "" if character else _of_series_only(entry.card, pidx.unit_words(unit), task,
+                                                        state.is_series)
+        if its_name:
+            return f"{SERIES_OF} ('{words}'; it is '{its_name}')"
         if score < cfg.threshold:
             return (f"no candidate above threshold (asks {score:.0%} of its purpose '{words}', "
                     f"needs {cfg.threshold:.0%})")
@@ -539,7 +546,6 @@ class Composer:
         if head and head not in task.asked:
             # "linen curtains" asks for no 'Linen dress', "wool jumper" for no 'Jumper Dress'
             return f"{MODIFIER_ONLY} '{words}' (not '{head}')"
-        entry = state.snap.entries[doc]
         material = card_profile(state.snap, doc).material
         if material and not material & state.profile.made_of:
             # 'Smoke' makes 'people, animals, objects out of smoke': the smoke of a scene does not ask it
@@ -630,6 +636,24 @@ def _asks_more(card, unit_words: frozenset, task: Task) -> bool:
     return bool((task.asked & set(prompt_words(tokenize(said)))) - unit_words)
 
 
+def _of_series_only(card, unit_words: frozenset, task: Task, is_series) -> str:
+    """The card's name when its phrase that matched holds the series the name is said to be of, in a bracket
+    after it ('Nikke' of 'Sakura 2 Outfits (Nikke)', or its tag 'goddess of victory: nikke'), and the task
+    asks none of the name's own words: '' otherwise. Such a card is about its name (her costumes), not the
+    series. ``is_series`` says whether a bracket's text is a series (the library's franchises): a bracket may also
+    translate the name ('体育館 taiikukan (Japanese school gymnasium)'). A name that is only a kind of card
+    ('Anime Style (Nikke)') leaves the card the series' own, and a bracket before the name is a category
+    ('[Ukiyo-e] Hasui Painting Style')."""
+    head, own = "", set()
+    for piece, bracketed in title_pieces(card.title):
+        words = set(purpose_words(piece))
+        if not bracketed and not head:
+            head, own = piece.strip(), words - KIND_WORDS
+        elif bracketed and head and unit_words & words and is_series(piece):
+            return head if own and not own & task.asked else ""
+    return ""
+
+
 _RAW_WORD = re.compile(r"[^\W_]+")
 # Words that praise a thing or say what every card is ('Beautiful sky', 'Realistic dress'): they name no kind
 # of it, so a prompt's own modifier ('blue sky') asks no other kind. Civitai's audience tags and the quality
@@ -712,6 +736,10 @@ class Selection:
 
     def is_character(self, doc: int) -> bool:
         return self.chars.is_character(doc)
+
+    def is_series(self, text: str) -> bool:
+        """Whether a card's phrase names a series the library knows, and nothing else."""
+        return bool(self.chars.only_franchises(text, card=True))
 
     def names_series_of_named(self, task: "Task") -> bool:
         """The task only names the series of a character the prompt names ("raiden ei, genshin impact"): it

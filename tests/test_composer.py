@@ -520,6 +520,52 @@ def test_the_named_characters_series_asked_for_more_than_who_she_is_may_get_its_
     assert {"peach_1499", "mario_style"} <= set(comp.stems) and "super_mario" not in comp.stems
 
 
+SAID_OF_SERIES = [
+    # a costume card of one character, said of her series in its title's bracket (held-out set 8: picked for
+    # "rapi \\(nikke\\), goddess of victory: nikke" by its bracket 'Nikke' alone)
+    dict(stem="sakura_outfits", title="Sakura 2 Outfits (Nikke) 樱 2套外观",
+         tags=["anime", "character", "sexy", "female", "ninja", "game character", "nikke",
+               "goddess of victory: nikke"], triggers=["NinjaSuit", "DefaultOutfit"]),
+]
+
+
+@pytest.fixture(scope="module")
+def series_composer(tmp_path_factory):
+    return composer_with(tmp_path_factory, "said_of", SAID_OF_SERIES)
+
+
+def test_a_card_asked_only_by_the_series_its_title_says_it_is_of_is_not_picked(series_composer):
+    """'Sakura 2 Outfits (Nikke)' is about Sakura's outfits: a prompt that writes only the series asks for
+    something of the series, not for her costumes; one that writes her name asks for them."""
+    comp = series_composer.compose("1girl, rapi, goddess of victory: nikke, red jacket", "sd1")
+    assert "sakura_outfits" not in comp.stems
+    assert any(d.stem == "sakura_outfits" for d in comp.drops)
+    assert "sakura_outfits" in series_composer.compose("sakura outfits, nikke, ninja", "sd1").stems
+
+
+@pytest.mark.parametrize("title, phrase, task, expected", [
+    ("Sakura 2 Outfits (Nikke)", "nikke", "goddess of victory: nikke", "Sakura 2 Outfits"),
+    ("Sakura 2 Outfits (Nikke)", "goddess of victory: nikke", "goddess of victory: nikke",
+     "Sakura 2 Outfits"),
+    ("Sakura 2 Outfits (Nikke)", "nikke", "sakura, nikke", ""),         # her name is asked too
+    ("Sakura 2 Outfits (Nikke)", "ninja", "ninja", ""),                 # a phrase of no series
+    ("Anime Style (Nikke)", "nikke", "nikke", ""),                      # only a kind of card: the series'
+    ("[Ukiyo-e] Kawase Hasui Painting Style", "ukiyo-e", "ukiyo-e", ""),  # a category before the name
+    ("Hasui", "hasui", "hasui", ""),
+    ("Taiikukan (Japanese school gymnasium)", "gymnasium", "gymnasium", ""),  # a translation, no series
+])
+def test_the_series_a_cards_name_is_said_to_be_of(title, phrase, task, expected):
+    from types import SimpleNamespace
+    from lib_stylus.composer import Task, _of_series_only
+    from lib_stylus.embedding import tokenize
+    from lib_stylus.purpose import purpose_words
+    card = SimpleNamespace(title=title)
+    t = Task(task, (0, len(task)), task, tokenize(task))
+    series = {"nikke", "goddess of victory: nikke"}  # the franchises of this library
+    is_series = lambda text: text.casefold() in series  # noqa: E731
+    assert _of_series_only(card, frozenset(purpose_words(phrase)), t, is_series) == expected
+
+
 def test_a_franchise_lora_is_still_picked_when_the_franchise_is_asked(franchise_composer):
     assert "super_mario" in franchise_composer.compose("super mario, castle, night", "sd1").stems
 
