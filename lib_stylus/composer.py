@@ -362,9 +362,11 @@ class Composer:
         shares = state.name_shares  # the whole prompt's words: the same share for every task that asks
         todo = [d for d in extra.tolist() if d not in shares]
         shares.update(zip(todo, pidx.name_shares(todo, everything)))
-        m.extra = np.array([d for d in extra.tolist()
-                            if d in state.named or (franchise and state.is_character(d))
-                            or shares[d] >= least], np.int64)
+        keep = [d for d in extra.tolist()
+                if d in state.named or (franchise and state.is_character(d)) or shares[d] >= least]
+        # A card refused whatever its words mean here (a character the prompt does not name, content it does
+        # not ask for) is not worth encoding a window for: a quarter of the windows of queries-dev.
+        m.extra = np.array([d for d in keep if not state.not_wanted(d, task.tokens)], np.int64)
         m.loose, m.loose_best = loose, loose_best
         tokens, lo = list(task.tokens), 0
         if len(tokens) <= cfg.short and not medium_only(tokens):
@@ -759,15 +761,7 @@ class Selection:
             return "no <lora:> name reaches this file (another file has its name)"
         if doc in self.used:
             return ALREADY_TAGGED if _names(entry) & self.existing_names else "already picked for another task"
-        # "<franchise> character" asks for a character of that franchise: the task itself names the kind.
-        asks_character = CHARACTER_WORD in task_words and bool(self.chars.franchises(doc) & self.franchises_asked)
-        if self.is_character(doc) and not asks_character:
-            reason = self.chars.refusal(doc, self.prompt_names)
-            if reason:
-                return reason
-        character = self.is_character(doc) or doc in self.named
-        reason = conflict(card_profile(self.snap, doc), self.profile, character) or \
-            self.shown.conflict(doc, unit, doc in self.named)
+        reason = self.not_wanted(doc, task_words) or self.shown.conflict(doc, unit, doc in self.named)
         if reason:
             return reason
         if entry.refined.weight < 0:
@@ -779,6 +773,19 @@ class Selection:
         if self.count >= self.max_adapters:
             return f"adapter limit reached ({self.max_adapters})"
         return ""
+
+    def not_wanted(self, doc: int, task_words=()) -> str:
+        """Why the card is refused whatever a task's words ask of it ('' if not): a character the prompt does
+        not name, or what it adds that the prompt does not ask for (content.conflict)."""
+        # "<franchise> character" asks for a character of that franchise: the task itself names the kind.
+        asks_character = CHARACTER_WORD in task_words and bool(self.chars.franchises(doc)
+                                                                & self.franchises_asked)
+        if self.is_character(doc) and not asks_character:
+            reason = self.chars.refusal(doc, self.prompt_names)
+            if reason:
+                return reason
+        character = self.is_character(doc) or doc in self.named
+        return conflict(card_profile(self.snap, doc), self.profile, character)
 
     def take(self, doc: int, entry) -> None:
         self.used.add(doc)

@@ -165,6 +165,28 @@ def test_a_common_word_names_a_character_only_with_its_franchise(hybrid):
     assert "sage_dq" in hybrid.compose("1girl, sage, dragon quest, staff", "sd1").stems
 
 
+def test_no_window_is_encoded_for_a_card_refused_whatever_its_words_mean(tmp_path):
+    """A character the prompt does not name is refused whatever 'lantern' means here: encoding a window for
+    it is wasted time (a quarter of queries-dev's windows were). The same word asking for a concept's card is
+    judged as before."""
+    cards = MEANING_CARDS + [dict(stem="lantern_girl", title="Lantern (Lamp Tales)",
+                                  tags=["anime", "character", "lamp tales"], triggers=["lantern"])]
+    model = bundled_minilm()
+    encoder = CountingEncoder(model)
+    common = MEANING_COMMON + ", lantern"
+    comp = Composer(build_library(str(tmp_path / "a"), cards, [BM25(), encoder], common))
+    result = comp.compose("an old brass lantern on a wooden table, a humpback whale", "sd1")
+    assert "lantern_girl" not in result.stems and "whale_animal" in result.stems
+    texts = [t for call in encoder.calls for t in call]
+    assert texts and not [t for t in texts if "lantern" in t]
+    # a concept's card of that word is judged by its meaning as before
+    cards[-1] = dict(stem="lantern_lamp", title="Lantern", tags=["lantern", "lamp", "object"])
+    encoder = CountingEncoder(model)
+    comp = Composer(build_library(str(tmp_path / "b"), cards, [BM25(), encoder], common))
+    comp.compose("an old brass lantern on a wooden table, a humpback whale", "sd1")
+    assert [t for call in encoder.calls for t in call if "lantern" in t]
+
+
 # A card about a word used in other senses.
 PHRASE_CARDS = MEANING_CARDS + [
     dict(stem="floating_on_water", title="floating on water", tags=["water", "lying", "float", "floating"]),
