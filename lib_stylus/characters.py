@@ -496,6 +496,13 @@ class _Segment:
         return out
 
 
+@lru_cache(maxsize=64)
+def _segments_of(prompt: str) -> tuple:
+    """The prompt's segments cut as names, kept for the last prompts: a compose reads them four times
+    (names, franchises, full names). Never changed by their readers."""
+    return tuple(_Segment(s.plain) for s in split_segments(prompt))
+
+
 class CharacterIndex:
     def __init__(self, entries, previous: "CharacterIndex | None" = None):
         """``previous``: an index of an earlier snapshot to start from (default: the last one built). Its
@@ -1006,8 +1013,8 @@ class CharacterIndex:
 
     # ---- prompts -----------------------------------------------------------------------------------------
     @staticmethod
-    def _segments(prompt: str) -> list:
-        return [_Segment(s.plain) for s in split_segments(prompt)]
+    def _segments(prompt: str) -> tuple:
+        return _segments_of(prompt)
 
     def _prompt_franchises(self, segs: list) -> set:
         keys = set()
