@@ -38,7 +38,10 @@ def main() -> None:
     print("setting:", br._diff(composer.config))
     judged = {(r["id"], r["stem"]): r["label"] for r in br.load(os.path.join(HERE, "judgments.jsonl"))}
     todo = []
-    for path in sorted(glob.glob(os.path.join(HERE, "prompts-*.jsonl"))):
+    def number(path: str) -> int:  # set 10 after set 9
+        return int(os.path.basename(path)[len("prompts-"):-len(".jsonl")])
+
+    for path in sorted(glob.glob(os.path.join(HERE, "prompts-*.jsonl")), key=number):
         prompts = br.load(path)
         preds, _ = br.run(composer, prompts, a.max_adapters)
         name = os.path.basename(path)[len("prompts-"):-len(".jsonl")]
