@@ -20,6 +20,13 @@ def is_user_error(error: BaseException) -> bool:
     return isinstance(error, USER_ERRORS)
 
 
+def first_line(error: BaseException) -> str:
+    """'ClassName: the first line of its message' (200 characters at most): what a one-line report quotes of
+    an exception from a library (transformers, safetensors, torch) whose messages run over many lines."""
+    text = str(error).strip().splitlines()
+    return "%s: %s" % (type(error).__name__, text[0][:200]) if text else type(error).__name__
+
+
 class InvalidSetting(StylusUserError, ValueError):
     """A value the user typed or sent (a custom block list, an option) that Stylus cannot use."""
 

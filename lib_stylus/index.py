@@ -17,6 +17,7 @@ import numpy as np
 
 from .catalog import AdapterCard, FAMILIES, Fault, scan
 from .embedding import BM25, Embedder
+from .errors import first_line
 from .text import collections_deferred
 from .refiner import REFINER_VERSION, Refined, refine, title_text
 
@@ -185,9 +186,7 @@ class LibraryIndex:
             try:
                 fresh = _embed_in_turns(emb, texts, progress)
             except (OSError, ValueError, RuntimeError) as e:
-                first = (str(e).splitlines() or [""])[0][:200]
-                why = f"{e.__class__.__name__}: {first}"
-                self._message(f"Stylus: the card titles could not be embedded ({why})")
+                self._message(f"Stylus: the card titles could not be embedded ({first_line(e)})")
                 continue
             for j, i in enumerate(rows):
                 titles[i] = fresh[j]

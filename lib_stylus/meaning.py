@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import first_line
 from .refiner import title_text
 
 CACHE = 4096  # task texts kept (a vector is 1.5 KB)
@@ -68,9 +69,7 @@ class Meaning:
             vectors = self.embedder.embed(todo)
         except (OSError, ValueError, RuntimeError) as e:  # transformers on a bad model folder
             where = getattr(self.embedder, "model_dir", "?")
-            first = (str(e).splitlines() or [""])[0][:200]
-            why = f"{e.__class__.__name__}: {first}"
-            self.state.failed = f"the sentence encoder in {where} cannot be used ({why})"
+            self.state.failed = f"the sentence encoder in {where} cannot be used ({first_line(e)})"
             raise EncoderUnavailable(self.state.failed) from None
         for text, v in zip(todo, vectors):
             self._cache[text] = v

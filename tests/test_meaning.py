@@ -245,3 +245,12 @@ def test_a_lone_medium_tag_is_judged_on_its_own_words_not_the_subject_beside_it(
     # no longer refused for its sense (it may still lose to the other watercolor LoRA by score)
     assert not [d for d in comp.drops if d.stem == "watercolor_painting" and "mean something else" in d.reason]
     assert "smoking" not in Composer(media).compose("1boy, titan, giant, smoke, dust, wind", "sd1").stems
+
+
+def test_a_library_error_is_quoted_by_its_first_line():
+    """The one line a broken encoder, title embedding or adapter file gets in the report (errors.first_line)."""
+    from lib_stylus.errors import first_line
+    assert first_line(OSError("\nno config.json in models/stylus\nTraceback (most recent call last):")) == \
+        "OSError: no config.json in models/stylus"
+    assert first_line(RuntimeError("")) == "RuntimeError"
+    assert first_line(ValueError("x" * 500)) == "ValueError: " + "x" * 200

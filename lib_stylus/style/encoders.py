@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from ..images import ReferenceImageError, shrink, to_rgb
 from ..errors import StylusUserError
-from .ip_adapter import _first_line, load_tensor_file
+from ..errors import first_line
+from .ip_adapter import load_tensor_file
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -143,7 +144,7 @@ def load_clip_vision(path: str, num_heads: int = 0, hidden_act: str = "gelu", de
             config = CLIPVisionConfig.from_pretrained(path, local_files_only=True)
         except Exception as e:  # a missing or broken config.json: the user's folder, not our bug
             raise EncoderFormatError("%s: config.json is missing or unreadable (%s)"
-                                     % (path, _first_line(e))) from None
+                                     % (path, first_line(e))) from None
         sd = load_tensor_file(_folder_weights(path), EncoderFormatError, device, dtype or torch.float32)
     else:
         sd = _strip_prefix(load_tensor_file(path, EncoderFormatError, device, dtype or torch.float32), path)

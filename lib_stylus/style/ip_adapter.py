@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import StylusUserError
+from ..errors import StylusUserError, first_line
 from . import blocks as _blocks
 
 PICKLE_EXTS = (".bin", ".pt", ".pth", ".ckpt")
@@ -45,10 +45,10 @@ def load_tensor_file(path: str, error=None, device=None, dtype=None) -> Dict[str
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             raise error("%s: refused: the pickle holds more than tensors (weights_only load failed: %s)"
-                        % (path, _first_line(e))) from None
+                        % (path, first_line(e))) from None
         except Exception as e:  # EOFError, zip errors, RuntimeError "PytorchStreamReader failed ...", ...
             raise error("%s: not a readable PyTorch file, truncated or corrupt (%s)"
-                        % (path, _first_line(e))) from None
+                        % (path, first_line(e))) from None
     else:
         raise error("%s: unknown extension; expected .safetensors or one of %s" % (path, PICKLE_EXTS))
     if not isinstance(sd, Mapping):
@@ -90,11 +90,6 @@ def _read_safetensors(path: str, error, device=None, dtype=None) -> Dict[str, to
                 t = t.to(dtype)
             out[key] = t.to(device) if device is not None else t
     return out
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return "%s: %s" % (type(e).__name__, text[0][:200]) if text else type(e).__name__
 
 
 def split_parts(sd: Mapping[str, object], where: str = "checkpoint") -> Dict[str, Dict[str, torch.Tensor]]:
