@@ -1074,12 +1074,27 @@ class CharacterIndex:
         return {row: name for row, name in names.items() if row not in dropped}
 
     def _beside_strangers(self, prompt: str, everyday: frozenset) -> set:
-        """The capitalised words of the prompt written right beside a capitalised word that is neither a word
-        of the language (``everyday``) nor one any card of the library says: 'Chris' of "Chris Foss" (a
-        painter), not the Chris of a card. Without a vocabulary ('Kessler' may be a word) nothing is."""
+        """The words of the prompt written as one name with a word that is neither a word of the language
+        (``everyday``) nor one any card of the library says: 'Chris' of "Chris Foss" (a painter), not the Chris
+        of a card, both words capitalised in a sentence; 'nagisa' of the tag "misumi nagisa", a tag of those two
+        words alone. Without a vocabulary ('Kessler' may be a word) nothing is."""
         out = set()
         if not everyday:
             return out
+        for seg in self._segments(prompt):
+            toks = seg.words
+
+            def stranger(w: str) -> bool:
+                return w not in everyday and not self._df(w) and w not in self._franchise_words
+
+            for i, t in enumerate(toks):
+                near = toks[max(0, i - 1):i] + toks[i + 1:i + 2]
+                written = [w for w in near if w in seg.capitalized] if t in seg.capitalized else []
+                if len(toks) == 2 and not seg.qualifier:
+                    written = near  # a tag that is a full name
+                if any(stranger(w) for w in written):
+                    out.add(t)
+        return out
         for seg in self._segments(prompt):
             toks = seg.words
 
@@ -1160,10 +1175,29 @@ class CharacterIndex:
                 for row in rows:
                     found.setdefault(row, " ".join(v))
             for t in sorted(present - used):  # one word of a name, with the character's franchise named too
-                for row in self._partial.get(t, ()):
-                    if row not in found and self._card_franchises[row] & asked:
-                        found[row] = t
+                rows = [r for r in sorted(self._partial.get(t, ())) if self._card_franchises[r] & asked]
+                if self._one_character(rows, t):
+                    for row in rows:
+                        found.setdefault(row, t)
         return found
+
+    def _one_character(self, rows: list, word: str) -> bool:
+        """Whether the rows' names holding ``word`` are one character's: every card shares one of them with
+        another ('raiden' of 'raiden shogun' and 'raiden ei' on cards of the one Raiden). Several characters'
+        names that share a word ('cure' of Cure Peace and Cure Flora, both Precure) leave it no one's."""
+        names = [{frozenset(v) for v in self._names[r] if word in v} for r in rows]  # in any word order
+        if len(names) < 2:
+            return True
+        group = set(names[0])
+        left = names[1:]
+        while left:
+            joined = [n for n in left if n & group]
+            if not joined:
+                return False
+            for n in joined:
+                group |= n
+            left = [n for n in left if not n & group]
+        return True
 
     def _of_said_series(self, rows: list, seg: "_Segment") -> list:
         """The rows a "given-name (series)" segment may name: 'riko (made in abyss)' names no Riko whose card

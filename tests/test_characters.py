@@ -521,10 +521,12 @@ EVERYDAY = frozenset("space art matte painting portrait style oil canvas school 
 
 
 @pytest.mark.parametrize("prompt", ["space art, Momo Kessler, matte painting",
-                                    "a portrait in the style of Momo Kessler", "Kessler Momo, oil on canvas"])
+                                    "a portrait in the style of Momo Kessler", "Kessler Momo, oil on canvas",
+                                    "1girl, momo kessler, school uniform"])  # a tag of the two words
 def test_a_given_name_beside_a_capitalised_name_no_one_knows_names_nobody(full_lib, prompt):
-    """'Chris Foss' (a painter; held-out set 9) is not Chris of Konosuba: a one-word name written beside a
-    capitalised word that is neither a word of the language nor one any card of the library says is someone
+    """'Chris Foss' (a painter; held-out set 9) is not Chris of Konosuba, nor is the tag 'misumi nagisa' (set 11)
+    a Nagisa of another series: a one-word name written as one name with a word that is neither a word of the
+    language nor one any card of the library says - both capitalised, or a tag of the two words - is someone
     else's full name."""
     snap, ci, rows = full_lib
     assert rows["momo_mha"] in ci.named_in(prompt)  # found by her given name...
@@ -534,7 +536,7 @@ def test_a_given_name_beside_a_capitalised_name_no_one_knows_names_nobody(full_l
 @pytest.mark.parametrize("prompt", [
     "Momo Yaoyorozu, hero costume",           # her own family name
     "Momo, Smiling",                          # another segment
-    "momo kessler, school uniform",           # lowercase tags: no sign of a name
+    "a photo of momo kessler in the rain",    # a lowercase sentence: no sign of a name
     "Momo with a Sword in a Garden",          # capitalised words of the language
     "Momo Ayase",                             # a name word of the library: named_in's rule decides
 ])
@@ -610,3 +612,32 @@ def test_a_name_said_of_another_series_names_no_card_of_a_series_it_does_not_say
     """'riko (made in abyss)' is not Riko of Pokemon (issue 10, held-out set 7: riko_pokemon judged wrong); a
     full name said of another series is still hers (test_a_given_name_said_of_a_related_series_...)."""
     assert named(said_lib, prompt) == expected
+
+
+SHARED_WORD = [
+    dict(stem="cure_peace", title="Cure Peace (Precure)", tags=CHARACTER + ["precure", "cure peace"],
+         triggers=["cure peace"]),
+    dict(stem="cure_flora", title="cure flora (Precure)", tags=CHARACTER + ["precure"], triggers=["cure flora"]),
+    dict(stem="cure_spicy", title="Cure Spicy (Precure)", tags=CHARACTER + ["precure"], triggers=["cure spicy"]),
+    dict(stem="shogun_a", title="Shogun Raiden (Genshin Impact)", tags=CHARACTER + ["genshin impact"],
+         triggers=["shogun raiden"]),
+    dict(stem="shogun_b", title="Raiden Shogun - Genshin Impact", tags=CHARACTER + ["genshin impact"],
+         triggers=["raiden shogun"]),
+]
+
+
+@pytest.fixture(scope="module")
+def cure_lib(tmp_path_factory):
+    return resolved(str(tmp_path_factory.mktemp("shared_word")), SHARED_WORD)
+
+
+@pytest.mark.parametrize("prompt, expected", [
+    # 'cure' of Cure Peace and Cure Flora (held-out set 11: both picked for Cure Black and Cure White)
+    ("2girls, cure black, cure white, futari wa precure", set()),
+    ("cure peace, precure, smile", {"cure_peace"}),                   # her whole name
+    # one word of one character's names, her franchise written: the cards of the one Raiden, in either order
+    ("1girl, raiden, genshin impact, purple kimono", {"shogun_a", "shogun_b"}),
+])
+def test_a_word_several_characters_names_share_names_none_of_them_with_the_franchise(cure_lib, prompt,
+                                                                                     expected):
+    assert named(cure_lib, prompt) == expected
