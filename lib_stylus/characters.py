@@ -845,7 +845,17 @@ class CharacterIndex:
         if any(set(t) & NOT_CHARACTER_KINDS for t in c.tag_texts):
             return False  # filed as a style or concept by its tags ('retro artstyle', 'concept')
         texts = [c.head] + c.tag_texts + [c.first]
-        return bool(c.forms) or any(self._telling_name(self._strip_franchise(t), known) for t in texts)
+        return bool(c.forms) or any(self._telling_name(self._strip_franchise(t), known) for t in texts) \
+            or bool(c.costume and self._known_prefix(c.head, known))
+
+    def _known_prefix(self, head: list, known: set) -> list:
+        """The known character's name of two words or more a costume's title starts with ('minato aqua' of
+        'Minato Aqua 7th Costume School Uniform'): whose costume it is. [] when none."""
+        head = self._strip_franchise(head)
+        for n in range(min(len(head) - 1, MAX_NAME_WORDS), 1, -1):
+            if self._telling_name(head[:n], known):
+                return head[:n]
+        return []
 
     def _telling_name(self, toks: list, known: set) -> bool:
         return bool(toks) and _compact(toks) in known and not all(self._everyday(t) for t in toks)
@@ -927,6 +937,8 @@ class CharacterIndex:
         strip = self._strip_franchise
         head = c.head if _compact(c.head) not in self.franchise_names else []  # "KonoSuba" (a pack)
         base = [head] if head and (not c.costume or _compact(head) in known) else []
+        if head and not base and c.costume:
+            base = [self._known_prefix(head, known)] if self._known_prefix(head, known) else []
         base += [name for name, _ in c.forms]
         texts = c.texts
         if not base:

@@ -641,3 +641,30 @@ def cure_lib(tmp_path_factory):
 def test_a_word_several_characters_names_share_names_none_of_them_with_the_franchise(cure_lib, prompt,
                                                                                      expected):
     assert named(cure_lib, prompt) == expected
+
+
+COSTUMES = [
+    dict(stem="aqua", title="Minato Aqua (Hololive)", tags=CHARACTER + ["hololive", "vtuber"],
+         triggers=["aaaqua", "twintails"]),
+    dict(stem="aqua_uniform", title="Minato Aqua 7th Costume School Uniform",
+         tags=["anime", "character", "female", "vtuber", "virtual youtuber"],
+         triggers=["aqua7", "collared shirt", "plaid skirt"]),
+    dict(stem="plain_uniform", title="School Uniform Costume", tags=["anime", "clothing"],
+         triggers=["school uniform"]),
+]
+
+
+@pytest.fixture(scope="module")
+def costume_lib(tmp_path_factory):
+    return resolved(str(tmp_path_factory.mktemp("costumes")), COSTUMES)
+
+
+def test_a_costume_titled_with_a_known_characters_full_name_is_hers(costume_lib):
+    """'Minato Aqua 7th Costume School Uniform' is Aqua's costume (held-out set 10: picked by its tag 'virtual
+    youtuber' for a prompt naming another VTuber): a character's card, named by her name, refused for others."""
+    snap, ci, rows = costume_lib
+    assert ci.is_character(rows["aqua_uniform"])
+    assert ("minato", "aqua") in ci.names(rows["aqua_uniform"])
+    assert named(costume_lib, "minato aqua, school uniform, classroom") == {"aqua", "aqua_uniform"}
+    assert "aqua_uniform" not in named(costume_lib, "lize helesta, virtual youtuber, school uniform")
+    assert not ci.is_character(rows["plain_uniform"])  # a costume of no one's name stays a costume

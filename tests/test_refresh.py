@@ -37,6 +37,9 @@ def library(tmp_path):
             write_lora(folder, **card)
     for i in range(24):  # everyday words in the library's text (the statistics the indexes read)
         write_lora(folder, f"filler_{i}", f"Scene Helper {i}", tags=["scene"], description=SCENES[i % 4])
+    # a costume titled with a name no card knows yet (the "owner added" edit makes it a known character's)
+    write_lora(folder, "aqua_uniform", "Minato Aqua 7th Costume School Uniform",
+               tags=["anime", "character", "female", "virtual youtuber"], triggers=["aqua7", "plaid skirt"])
     index = LibraryIndex([folder], str(tmp_path / "cache"))
     index.refresh(prepare=prepare)
     return folder, index
@@ -76,6 +79,9 @@ EDITS = {
     "added": lambda folder: write_lora(folder, "texas_alter", "Texas the Omertosa (Arknights)",
                                        tags=["anime", "character", "arknights"],
                                        triggers=["texas the omertosa"]),
+    # the costume 'Minato Aqua 7th Costume School Uniform' becomes her card once her name is known
+    "costume's owner added": lambda folder: write_lora(folder, "aqua", "Minato Aqua",
+                                                       tags=["anime", "character"], triggers=["aaaqua"]),
     "removed": lambda folder: [os.remove(os.path.join(folder, "texas" + ext))
                                for ext in (".safetensors", ".civitai.info", ".json")
                                if os.path.exists(os.path.join(folder, "texas" + ext))],
@@ -254,3 +260,19 @@ def test_franchises_written_first_or_only_in_tags_refresh_as_built_from_nothing(
     malenia = built.names(rows["malenia_v3"])
     assert (("malenia",) in malenia) == (edit != "series tag gone"), malenia
     assert ("super mario" in built.franchises(rows["peach_1499"])) == (edit != "carrier gone")
+
+
+def test_a_costume_becomes_its_characters_when_a_refresh_brings_her_name(library):
+    """The incremental build re-reads a costume whose title starts with a name that has just become known."""
+    folder, index = library
+
+    def is_hers() -> bool:
+        snap = index.snapshot
+        row = next(i for i, e in enumerate(snap.entries) if e.card.stem == "aqua_uniform")
+        return character_index(snap).is_character(row)
+
+    assert not is_hers()
+    EDITS["costume's owner added"](folder)
+    index.refresh(prepare=prepare)
+    assert character_index(index.snapshot)._tokens is not None  # updated, not built anew
+    assert is_hers()
