@@ -471,6 +471,7 @@ class _Segment:
     def __init__(self, plain: str):
         raw = words(_names_text(plain))
         self.words = [fold(t) for t in raw if t not in FUNCTION and not is_cjk(t)]
+        self.tokens = tuple(fold(t) for t in raw if not is_cjk(t))  # joining words kept: what stands beside
         self.capitalized = {fold(t.lower()) for t in _CAPITALIZED.findall(plain)}
         # "yui (k-on!)": the words of the series the name is said to belong to (Danbooru's form), which make
         # no sentence of it ("saber (fate/stay night)")
@@ -1081,44 +1082,38 @@ class CharacterIndex:
             given = {frozenset(n[0] for n in self.names(r) if len(n) == 1 and n[0] != word) for r in rows}
             if word in everyday or len(given - {frozenset()}) > 1:
                 dropped.update(rows)
-        strangers = self._beside_strangers(prompt, everyday)
-        dropped.update(row for row, name in names.items() if name.casefold() in strangers)
+        by_word = Counter(name.casefold() for name in names.values())
+        strangers = self._beside_strangers(prompt, everyday, {w for w, n in by_word.items() if n > 1})
+        dropped.update(row for row, name in names.items()
+                       if name.casefold() in strangers and not self.franchises(row) & asked)
         return {row: name for row, name in names.items() if row not in dropped}
 
-    def _beside_strangers(self, prompt: str, everyday: frozenset) -> set:
-        """The words of the prompt written as one name with a word that is neither a word of the language
-        (``everyday``) nor one any card of the library says: 'Chris' of "Chris Foss" (a painter), not the Chris
-        of a card, both words capitalised in a sentence; 'nagisa' of the tag "misumi nagisa", a tag of those two
-        words alone. Without a vocabulary ('Kessler' may be a word) nothing is."""
-        out = set()
+    def _beside_strangers(self, prompt: str, everyday: frozenset, shared: set) -> set:
+        """The words the prompt writes only as part of someone else's name, beside a word that is neither a
+        word of the language (``everyday``) nor one any card of the library says: 'Chris' of "Chris Foss" (a
+        painter), both words capitalised; 'nagisa' of the tag "misumi nagisa", a tag of the two words, when
+        several characters are called so (``shared``: 'chibi megumin' still names the one Megumin). Words
+        right beside each other only ("Megumin and Frieren" is two people) and in every segment that writes
+        the word ("Momo, Momo Kessler" names Momo). Without a vocabulary ('Kessler' may be a word) none."""
         if not everyday:
-            return out
+            return set()
+
+        def stranger(w: str) -> bool:
+            return w not in everyday and not self._df(w) and w not in self._franchise_words
+
+        flagged, clear = set(), set()
         for seg in self._segments(prompt):
-            toks = seg.words
-
-            def stranger(w: str) -> bool:
-                return w not in everyday and not self._df(w) and w not in self._franchise_words
-
+            toks = seg.tokens
             for i, t in enumerate(toks):
                 near = toks[max(0, i - 1):i] + toks[i + 1:i + 2]
-                written = [w for w in near if w in seg.capitalized] if t in seg.capitalized else []
-                if len(toks) == 2 and not seg.qualifier:
-                    written = near  # a tag that is a full name
-                if any(stranger(w) for w in written):
-                    out.add(t)
-        return out
-        for seg in self._segments(prompt):
-            toks = seg.words
-
-            def stranger(w: str) -> bool:
-                return w in seg.capitalized and w not in everyday and not self._df(w) \
-                    and w not in self._franchise_words
-
-            for i, t in enumerate(toks):
-                near = toks[max(0, i - 1):i] + toks[i + 1:i + 2]
-                if t in seg.capitalized and any(stranger(w) for w in near):
-                    out.add(t)
-        return out
+                if t in seg.capitalized:
+                    near_written = [w for w in near if w in seg.capitalized]
+                else:
+                    near_written = []
+                if len(seg.words) == 2 and len(toks) == 2 and not seg.qualifier and t in shared:
+                    near_written = near  # a tag that is a full name
+                (flagged if any(stranger(w) for w in near_written) else clear).add(t)
+        return flagged - clear
 
     def _series_runs(self, toks: list) -> list:
         """(start, end) of the franchises and labels ('mahou shoujo madoka magica') written in the words."""
