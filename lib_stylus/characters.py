@@ -465,36 +465,38 @@ class _Vocab:
 
 class _Segment:
     """One prompt segment: its folded words (joining words out, as in the names), the words written with a
-    capital, and whether it reads as a sentence (a one-word name there needs a capital or its series)."""
+    capital, and whether it reads as a sentence (a one-word name there needs a capital or its series).
+    Segments are cached and shared by every reader of one prompt, so each field is immutable (tuples and
+    frozensets): a reader that edited one would change what the next reader sees."""
     SENTENCE = 4
 
     def __init__(self, plain: str):
         raw = words(_names_text(plain))
-        self.words = [fold(t) for t in raw if t not in FUNCTION and not is_cjk(t)]
+        self.words = tuple(fold(t) for t in raw if t not in FUNCTION and not is_cjk(t))
         self.tokens = tuple(fold(t) for t in raw if not is_cjk(t))  # joining words kept: what stands beside
-        self.capitalized = {fold(t.lower()) for t in _CAPITALIZED.findall(plain)}
+        self.capitalized = frozenset(fold(t.lower()) for t in _CAPITALIZED.findall(plain))
         # "yui (k-on!)": the words of the series the name is said to belong to (Danbooru's form), which make
         # no sentence of it ("saber (fate/stay night)")
         form = _NAME_FORM.match(plain)
         said = words(_names_text(form.group(2))) if form else []
-        self.qualifier = [fold(t) for t in said if t not in FUNCTION]
+        self.qualifier = tuple(fold(t) for t in said if t not in FUNCTION)
         self.sentence = len(raw) - len(said) >= self.SENTENCE
         self.artist = self._after_by(raw)
         pairs = zip(self.words, self.words[1:])
-        self.described = {b for a, b in pairs if a in COLOURS or a in BODY_ATTRIBUTES}
+        self.described = frozenset(b for a, b in pairs if a in COLOURS or a in BODY_ATTRIBUTES)
 
     @staticmethod
-    def _after_by(raw: list) -> set:
+    def _after_by(raw: list) -> frozenset:
         """The words of "by Anton Pieck", "art by pieck": who made the picture, never a character in it.
         They run from 'by' to the next joining word ("by the sea" names no one)."""
         if "by" not in raw:
-            return set()
+            return frozenset()
         out = set()
         for t in raw[raw.index("by") + 1:]:
             if t in FUNCTION:
                 break
             out.add(fold(t))
-        return out
+        return frozenset(out)
 
 
 @lru_cache(maxsize=64)

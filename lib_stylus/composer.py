@@ -756,7 +756,7 @@ class Selection:
         series = self.chars.only_franchises(text, card)
         return bool(series) and series <= self.named_series
 
-    def refusal(self, doc: int, entry, in_task: int, task_words: list = (), unit: int = NAMED) -> str:
+    def refusal(self, doc: int, entry, in_task: int, task_words: list, unit: int = NAMED) -> str:
         if not entry.card.alias:
             return "no <lora:> name reaches this file (another file has its name)"
         if doc in self.used:
@@ -774,9 +774,10 @@ class Selection:
             return f"adapter limit reached ({self.max_adapters})"
         return ""
 
-    def not_wanted(self, doc: int, task_words=()) -> str:
+    def not_wanted(self, doc: int, task_words: list) -> str:
         """Why the card is refused whatever a task's words ask of it ('' if not): a character the prompt does
-        not name, or what it adds that the prompt does not ask for (content.conflict)."""
+        not name, or what it adds that the prompt does not ask for (content.conflict). ``task_words``: the
+        words of the task it is a candidate of, which may ask for a character by kind."""
         # "<franchise> character" asks for a character of that franchise: the task itself names the kind.
         asks_character = CHARACTER_WORD in task_words and bool(self.chars.franchises(doc)
                                                                 & self.franchises_asked)

@@ -41,7 +41,7 @@ from .characters import character_index, title_head
 from .prompt import split_segments
 from .words import (BETWEEN_MEDIA, CATEGORY, DRAWN_MEDIUM, ETHNIC, ETHNIC_PERSON, EXPLICIT, FEMALE, HELD,
                     FUNCTION, LENS, MALE, NOT_MEDIA, PERSON, PHOTO_MEDIUM, REAL_PERSON, REVEALING,
-                    SKIN_TONES, STYLE_WORDS, fold, folded, found, gender_of_word)
+                    SKIN_TONES, STYLE_WORDS, fold, folded, found, found_each, gender_of_word)
 
 UNASKED_SEXUAL = "sexual content the prompt does not ask for"
 UNASKED_REVEALING = "revealing content the prompt does not ask for"
@@ -252,15 +252,14 @@ def profile_card(entry, row: int = -1, characters=None) -> Profile:
     if characters is not None:
         purpose = [characters.without_franchises(toks) for toks in purpose]
         tags = [characters.without_franchises(toks) for toks in tags]
-    words = [t for toks in purpose + tags for t in toks]
-    explicit = found(EXPLICIT, words)
+    explicit = found_each(EXPLICIT, purpose + tags)
     # Past the main one's head, trigger words describe the training images, so they do not say what the LoRA
     # is for; but an author who lists "nsfw" among its modes ('white bodysuit, nsfw') trained it on such
     # images: it is no LoRA for a safe prompt (a character's own card aside: conflict)
-    modes = found(EXPLICIT, [t for trigger in triggers for t in folded(trigger)])
+    modes = found_each(EXPLICIT, [folded(trigger) for trigger in triggers])
     # "sexy" is Civitai's catch-all tag: as a tag it says little; in the LoRA's name it is its purpose
-    revealing = [w for w in found(REVEALING, [t for toks in purpose for t in toks]) + found(REVEALING, [
-        t for toks in tags for t in toks]) if w != "sexy" or any(w in toks for toks in purpose)]
+    revealing = found_each(REVEALING, purpose + tags)
+    revealing = [w for w in revealing if w != "sexy" or any(w in toks for toks in purpose)]
     who = [] if topic in _NO_PERSON_TOPICS else purpose
     who += [toks for toks in tags if _who_tag(toks)] if topic in PERSON_TOPICS else []
     genders = _genders([t for toks in who for t in toks])

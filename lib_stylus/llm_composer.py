@@ -75,7 +75,7 @@ class LLMComposer:
                     comp.drops.append(Drop(str(alias), t, 0.0, "not among the candidates offered"))
                     continue
                 entry = snap.entries[doc]
-                reason = state.refusal(doc, entry, len(task.adapters))
+                reason = state.refusal(doc, entry, len(task.adapters), task.tokens)
                 if reason:
                     comp.drops.append(Drop(entry.card.stem, t, 0.0, reason))
                     continue

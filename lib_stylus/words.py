@@ -91,6 +91,12 @@ def found(cls: frozenset, toks: list) -> list:
     return hits
 
 
+def found_each(cls: frozenset, lists: list) -> list:
+    """found() in each token list on its own: a phrase never runs from one trigger word or tag into the next
+    ('camel' ending one trigger and 'toe ring' starting another say no 'camel toe')."""
+    return [hit for toks in lists for hit in found(cls, toks)]
+
+
 def folded(text: str) -> list:
     """words(text), folded: what the word classes are compared with."""
     return [fold(t) for t in words(text)]

@@ -686,3 +686,18 @@ def test_a_costume_titled_with_a_known_characters_full_name_is_hers(costume_lib)
     assert named(costume_lib, "minato aqua, school uniform, classroom") == {"aqua", "aqua_uniform"}
     assert "aqua_uniform" not in named(costume_lib, "lize helesta, virtual youtuber, school uniform")
     assert not ci.is_character(rows["plain_uniform"])  # a costume of no one's name stays a costume
+
+
+def test_the_cached_segments_of_a_prompt_cannot_be_changed_by_a_reader():
+    """A compose reads one prompt's segments several times from a cache: a reader that edited a field would
+    change what the next one sees, so every field is immutable."""
+    from lib_stylus.characters import _segments_of
+    prompt = "Maka Albarn \\(soul eater\\), art by Okubo, red hair, a girl smiling in the rain"
+    segs = _segments_of(prompt)
+    for seg in segs:
+        for field in ("words", "tokens", "capitalized", "qualifier", "artist", "described"):
+            value = getattr(seg, field)
+            assert isinstance(value, (tuple, frozenset)), field
+    assert segs is _segments_of(prompt)
+    assert segs[0].qualifier == ("sol", "eater")  # folded as names are: 'soul' and 'sol' are one
+    assert segs[1].artist == {"okubo"} and segs[2].described == {"hair"}

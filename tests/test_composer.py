@@ -1,6 +1,6 @@
 import pytest
 
-from lib_stylus.composer import MADE_OF, NAMED_SERIES, Composer, split_tasks
+from lib_stylus.composer import MADE_OF, NAMED_SERIES, SERIES_OF, Composer, split_tasks
 from lib_stylus.prompt import TAG_RE, parse_tags
 from compose_fixtures import build_library
 
@@ -526,6 +526,11 @@ SAID_OF_SERIES = [
     dict(stem="sakura_outfits", title="Sakura 2 Outfits (Nikke) 樱 2套外观",
          tags=["anime", "character", "sexy", "female", "ninja", "game character", "nikke",
                "goddess of victory: nikke"], triggers=["NinjaSuit", "DefaultOutfit"]),
+    # two characters' cards said of the series by name, which make it a series the library knows
+    dict(stem="rapi", title="Rapi (Nikke)", tags=["anime", "character", "nikke", "goddess of victory: nikke"],
+         triggers=["rapi"]),
+    dict(stem="anis", title="Anis (Goddess of Victory: Nikke)",
+         tags=["anime", "character", "nikke", "goddess of victory: nikke"], triggers=["anis"]),
 ]
 
 
@@ -537,9 +542,11 @@ def series_composer(tmp_path_factory):
 def test_a_card_asked_only_by_the_series_its_title_says_it_is_of_is_not_picked(series_composer):
     """'Sakura 2 Outfits (Nikke)' is about Sakura's outfits: a prompt that writes only the series asks for
     something of the series, not for her costumes; one that writes her name asks for them."""
-    comp = series_composer.compose("1girl, rapi, goddess of victory: nikke, red jacket", "sd1")
-    assert "sakura_outfits" not in comp.stems
-    assert any(d.stem == "sakura_outfits" for d in comp.drops)
+    assert "sakura_outfits" not in series_composer.compose("1girl, rapi, goddess of victory: nikke", "sd1").stems
+    comp = series_composer.compose("1girl, goddess of victory: nikke, red jacket", "sd1")
+    assert comp.stems == []
+    reasons = {d.stem: d.reason for d in comp.drops}
+    assert reasons["sakura_outfits"].startswith(SERIES_OF) and "'Sakura 2 Outfits'" in reasons["sakura_outfits"]
     assert "sakura_outfits" in series_composer.compose("sakura outfits, nikke, ninja", "sd1").stems
 
 

@@ -51,6 +51,10 @@ CARDS = [
          triggers=["white bodysuit, nsfw", "grey bodysuit, armor", "silver bodysuit, see-through"]),
     dict(stem="narmaya", title="Narmaya (Granblue Fantasy)", tags=["character", "granblue fantasy"],
          triggers=["narmaya \\(granblue fantasy\\)", "yukata, ver2costume", "NSFW, narunsfw"]),
+    # safe words whose neighbours in the next trigger or tag would spell an explicit phrase ('camel toe',
+    # 'spread legs'): each trigger and each tag is read on its own
+    dict(stem="caravan", title="Desert Caravan", tags=["scenery", "camel", "toe ring"],
+         triggers=["desert, camel", "toe ring, sand", "spread", "legs of a table"]),
 ]
 
 
@@ -109,6 +113,14 @@ def test_an_explicit_mode_among_the_trigger_words_counts(lib):
     # ...while a character the prompt names keeps her LoRA: she is what was asked, and her LoRA's safe modes
     # are hers (Narmaya's card lists an NSFW costume among eight)
     assert why(lib, "narmaya", "narmaya \\(granblue fantasy\\), yukata, festival", character=True) == ""
+
+
+def test_an_explicit_phrase_is_read_within_one_trigger_or_tag(lib):
+    # 'camel' ends one trigger and 'toe ring' starts the next: no trigger says 'camel toe'
+    assert why(lib, "caravan", "a desert caravan at dusk, camels, sand dunes") == ""
+    snap, rows = lib
+    card = profile_card(snap.entries[rows["caravan"]], rows["caravan"], character_index(snap))
+    assert not card.explicit and card.sexual_words == ()
 
 
 def test_civitai_nsfw_flag_counts(lib):

@@ -72,11 +72,16 @@ def llm(server, local, mode, timeout=5.0):
 
 
 def test_success_uses_llm_choices_and_keeps_rules(server, local):
-    REPLIES["ok"] = (0, 'Reasoning... ```json\n{"tasks": [{"task": "with a robot", "adapters": ["robot_mech"]},'
-                        ' {"task": "Street Fighter character", "adapters": ["chun_li", "sf_style", "nope"]}]}\n```')
+    # The local composer's rules judge each choice with the words of the task it was chosen for: a
+    # character is no pick for "with a robot", but "Street Fighter character" asks for one (as it does
+    # of the local composer, which picks chun_li there)
+    REPLIES["ok"] = (0, 'Reasoning... ```json\n{"tasks": [{"task": "with a robot", "adapters": ["robot_mech",'
+                        ' "chun_li"]}, {"task": "Street Fighter character", "adapters": ["chun_li",'
+                        ' "sf_style", "nope"]}]}\n```')
     comp = llm(server, local, "ok").compose(PROMPT, "sd1")
     assert comp.composer == "llm" and not comp.fallback
-    assert comp.stems == ["robot_mech", "sf_style"]
+    assert comp.stems == ["robot_mech", "chun_li", "sf_style"]
+    assert "chun_li" in local.compose(PROMPT, "sd1").stems
     assert comp.tasks[0].span == (PROMPT.index("with a robot"), PROMPT.index("with a robot") + 12)
     reasons = {d.stem: d.reason for d in comp.drops}
     assert reasons["chun_li"].startswith(GENERIC_SUBJECT)
