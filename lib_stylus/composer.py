@@ -3,8 +3,8 @@ task, every pick and every drop explained as data.
 
 Rules (Stylus, arXiv 2404.18928 §3.3): each adapter at most once; its main purpose must match the task (its
 name/tags/trigger words cover the task's telling words, see purpose.py) - sharing one word is not enough; no
-character adapter unless the prompt names that character; at most 2 style adapters in all; a task may get none.
-LoRAs already tagged in the prompt count as chosen and are never written twice."""
+character adapter unless the prompt names that character; at most 2 style adapters in all; a task may get
+none. LoRAs already tagged in the prompt count as chosen and are never written twice."""
 from __future__ import annotations
 
 import logging
@@ -45,7 +45,8 @@ REFUSED_SHOWN = 3  # common-word candidates the meaning check refused, reported 
 
 @dataclass
 class Assigned:
-    """An adapter given to a task: ``score`` is its purpose match, ``coverage`` the share of the task it explains."""
+    """An adapter given to a task: ``score`` is its purpose match, ``coverage`` the share of the task it
+    explains."""
     entry: object
     score: float
     coverage: float
@@ -210,8 +211,9 @@ class ComposerConfig:
 
     threshold: share of one of an adapter's purpose phrases (x the phrase's field strength) a task must ask;
     rare_share: the asked words must together be as rare (idf sum) as one word on this share of the cards (on
-    one card at least, so it means the same in a library of 50 cards and of 100,000), unless they are min_cover
-    of the segment's word weight (a tag-list entry asks for what it says; a sentence's "glass" asks nothing);
+    one card at least, so it means the same in a library of 50 cards and of 100,000), unless they are
+    min_cover of the segment's word weight (a tag-list entry asks for what it says; a sentence's "glass"
+    asks nothing);
     margin: a further adapter for the same words of a task must reach this share of the first one's score;
     strengths: field strength of a purpose phrase found in the name, stem, a tag, the main trigger;
     name_weight: how much the share of a card's whole name the task asks counts in its rank (0..1);
@@ -569,7 +571,8 @@ class Composer:
         return ""
 
     def _fill_one(self, state: "Selection", comp: Composition, t: int, queue: list) -> None:
-        """Give task t its next adapter: the first in its queue that no rule refuses; refusals are recorded."""
+        """Give task t its next adapter: the first in its queue that no rule refuses; refusals are
+        recorded."""
         task = comp.tasks[t]
         pidx = purpose_index(state.snap)
         while queue:
@@ -599,7 +602,8 @@ class Composer:
             else:
                 kind = int(pidx.unit_kind[unit])
                 phrase = pidx.unit_text[unit]
-                why = f"asks for its {('name', 'file name', 'tag', 'trigger word')[kind]} '{phrase}' ({cov:.0%})"
+                why = (f"asks for its {('name', 'file name', 'tag', 'trigger word')[kind]} "
+                       f"'{phrase}' ({cov:.0%})")
                 if doc in state.meant:
                     why += f", close in meaning ({state.meant[doc]:.2f})"
                 named = doc in state.named or (kind != TAG_KIND and cov >= 0.999)
@@ -642,8 +646,8 @@ def _of_series_only(card, unit_words: frozenset, task: Task, is_series) -> str:
     """The card's name when its phrase that matched holds the series the name is said to be of, in a bracket
     after it ('Nikke' of 'Sakura 2 Outfits (Nikke)', or its tag 'goddess of victory: nikke'), and the task
     asks none of the name's own words: '' otherwise. Such a card is about its name (her costumes), not the
-    series. ``is_series`` says whether a bracket's text is a series (the library's franchises): a bracket may also
-    translate the name ('体育館 taiikukan (Japanese school gymnasium)'). A name that is only a kind of card
+    series. ``is_series`` says whether a bracket's text is a series (the library's franchises): a bracket may
+    also translate the name ('体育館 taiikukan (Japanese school gymnasium)'). A name that is only a kind of card
     ('Anime Style (Nikke)') leaves the card the series' own, and a bracket before the name is a category
     ('[Ukiyo-e] Hasui Painting Style')."""
     head, own = "", set()
@@ -760,7 +764,8 @@ class Selection:
         if not entry.card.alias:
             return "no <lora:> name reaches this file (another file has its name)"
         if doc in self.used:
-            return ALREADY_TAGGED if _names(entry) & self.existing_names else "already picked for another task"
+            return (ALREADY_TAGGED if _names(entry) & self.existing_names
+                    else "already picked for another task")
         reason = self.not_wanted(doc, task_words) or self.shown.conflict(doc, unit, doc in self.named)
         if reason:
             return reason
@@ -796,8 +801,8 @@ class Selection:
 
 def _add_named(state: "Selection", pidx, tasks: list, queues: list, allowed: np.ndarray) -> None:
     """Every character the prompt names is a candidate of the task that names it, first in its queue, even
-    when no purpose phrase matched ("raiden ei" for a card titled "Shogun Raiden"). Named candidates keep their
-    match order (then row order): never the order of a dict or set, which varies between processes."""
+    when no purpose phrase matched ("raiden ei" for a card titled "Shogun Raiden"). Named candidates keep
+    their match order (then row order): never the order of a dict or set, which varies between processes."""
     named: dict = {}  # task -> named rows
     for doc, name in state.prompt_names.items():
         if not allowed[doc]:

@@ -13,10 +13,11 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 # Not 'very': a 'Very Long Hair' LoRA asks more than a 'long hair' tag (issue 10, both ways).
-_STOP = set("a an the of in on at to and or with for by from as is are be this that it its into over under near "
-            "his her their your my our".split())
+_STOP = set("a an the of in on at to and or with for by from as is are be this that it its into over "
+            "under near his her their your my our".split())
 _TOKEN = re.compile(r"\w+", re.UNICODE)
-MAX_TOKEN = 40  # longer "words" are hashes and URLs; they would also widen every fixed-width vocabulary string
+# longer "words" are hashes and URLs; they would also widen every fixed-width vocabulary string
+MAX_TOKEN = 40
 # Up to this many texts (a prompt's windows, a query, a refreshed card) are encoded by the numpy forward
 # (bert.py): the same vectors without PyTorch's per-op cost or padding. A library's batches keep transformers.
 NUMPY_TEXTS = 32
@@ -39,7 +40,8 @@ class Embedder(Protocol):
     id: str
 
     def fit(self, texts: Sequence[str], progress: Callable | None = None) -> dict: ...
-    def search(self, state: dict, query: str, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def search(self, state: dict, query: str, allowed: np.ndarray,
+               k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def top_k(scores: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +87,8 @@ class BM25:
             vocab = np.union1d(old["bm25_vocab"], words)
             old_ids, old_docs, old_tf = _old_postings(old, reuse)
             term_ids = np.concatenate([np.searchsorted(vocab, old["bm25_vocab"])[old_ids],
-                                       np.searchsorted(vocab, words)[fresh_ids] if len(fresh_ids) else fresh_ids])
+                                       np.searchsorted(vocab, words)[fresh_ids]
+                                       if len(fresh_ids) else fresh_ids])
             docs, tf = np.concatenate([old_docs, docs]), np.concatenate([old_tf, tf])
         return self._csr(vocab, term_ids, docs, tf, len(texts))
 
@@ -130,7 +133,8 @@ class DenseEmbedder:
                  guard=contextlib.nullcontext):
         """``guard()``: a context the model is built in. A host that builds its own models with torch's module
         functions replaced for every thread (the web UI) passes the lock it holds meanwhile."""
-        self.model_dir, self.max_tokens, self.batch_size, self.device = model_dir, max_tokens, batch_size, device
+        self.model_dir, self.max_tokens = model_dir, max_tokens
+        self.batch_size, self.device = batch_size, device
         self.guard = guard
         self.id = "dense-" + _dir_id(model_dir)
         self._model = self._tokenizer = None
@@ -219,7 +223,8 @@ class DenseEmbedder:
         return faiss_search(state, self.embed([query])[0], allowed, k)
 
 
-HNSW_ABOVE = 20_000  # exact search is fast enough below this; above, a graph index keeps queries in milliseconds
+# exact search is fast enough below this; above, a graph index keeps queries in milliseconds
+HNSW_ABOVE = 20_000
 
 
 def faiss_bytes(vectors: np.ndarray) -> np.ndarray:
@@ -244,8 +249,8 @@ def faiss_search(state: dict, q: np.ndarray, allowed: np.ndarray, k: int):
     params = None
     if not allowed.all():  # only the loaded base model's LoRAs are ever candidates
         sel = faiss.IDSelectorBitmap(np.packbits(allowed, bitorder="little"))
-        params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(64, k)) if isinstance(index, faiss.IndexHNSW) \
-            else faiss.SearchParameters(sel=sel)
+        params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(64, k)) \
+            if isinstance(index, faiss.IndexHNSW) else faiss.SearchParameters(sel=sel)
         state["_sel"] = sel  # faiss keeps a raw pointer to it during the search
     elif isinstance(index, faiss.IndexHNSW):
         index.hnsw.efSearch = max(64, k)
@@ -255,7 +260,8 @@ def faiss_search(state: dict, q: np.ndarray, allowed: np.ndarray, k: int):
 
 
 def _old_postings(old: dict, reuse: np.ndarray):
-    """The (old term id, new doc, tf) triples of the documents kept from `old`, renumbered to their new rows."""
+    """The (old term id, new doc, tf) triples of the documents kept from `old`, renumbered to their new
+    rows."""
     n_old = int(old["bm25_n"][0])
     new_row = np.full(n_old, -1, np.int64)
     kept = np.flatnonzero(reuse >= 0)
@@ -267,7 +273,8 @@ def _old_postings(old: dict, reuse: np.ndarray):
 
 
 def _dir_id(model_dir: str) -> str:
-    """Stable id for a model folder: its name plus a hash of its config, so another model never reuses vectors."""
+    """Stable id for a model folder: its name plus a hash of its config, so another model never reuses
+    vectors."""
     name = os.path.basename(os.path.normpath(model_dir))
     cfg = os.path.join(model_dir, "config.json")
     digest = "noconfig"

@@ -22,7 +22,8 @@ def to_pil(value):
         return to_rgb(value)
     if isinstance(value, dict):  # gradio 4 ImageEditor / gradio 3 sketch payloads: PIL images or numpy arrays
         parts = (value.get(key) for key in ("composite", "background", "image"))
-        return to_pil(next((v for v in parts if v is not None and not (isinstance(v, str) and v == "")), None))
+        return to_pil(next((v for v in parts if v is not None and not (isinstance(v, str) and v == "")),
+                           None))
     if isinstance(value, (str, bytes)):
         return to_rgb(_decode(value))
     try:

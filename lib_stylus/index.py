@@ -1,6 +1,7 @@
 """Persistent index of a LoRA library: the card store plus one searchable state per embedder, in ONE .npz file
-per (embedders, refiner version). Refresh is incremental (unchanged files are neither re-read nor re-embedded);
-writes are atomic (temp file + rename); loading never unpickles and a bad file means a rebuild, not a crash."""
+per (embedders, refiner version). Refresh is incremental (unchanged files are neither re-read nor
+re-embedded); writes are atomic (temp file + rename); loading never unpickles and a bad file means a rebuild,
+not a crash."""
 from __future__ import annotations
 
 import hashlib
@@ -90,9 +91,10 @@ class LibraryIndex:
         self.messages: list[str] = []
         self._lock = threading.Lock()
 
-    # ---- persistence -------------------------------------------------------------------------------------------
+    # ---- persistence ---------------------------------------------------------------------------------------
     def load(self) -> bool:
-        """Load the saved index if there is a valid one for these embedders; a bad file is reported, not raised."""
+        """Load the saved index if there is a valid one for these embedders; a bad file is reported, not
+        raised."""
         if not os.path.lexists(self.path):
             return False
         if not os.path.isfile(self.path):
@@ -133,7 +135,7 @@ class LibraryIndex:
                 os.unlink(tmp)
             raise
 
-    # ---- refresh -----------------------------------------------------------------------------------------------
+    # ---- refresh -------------------------------------------------------------------------------------------
     def refresh(self, progress: Callable[[str, int, int], None] | None = None, save: bool = True,
                 prepare: Callable[[Snapshot], None] | None = None,
                 ready: Callable[[RefreshReport], None] | None = None) -> RefreshReport:
@@ -146,9 +148,10 @@ class LibraryIndex:
             _remove_stale_tmp(self.cache_dir)
             report = RefreshReport()
             old = {e.card.path: e for e in self.snapshot.entries}
-            # What a refresh allocates sets off full collections of the process's objects (~0.5 s each with the
-            # 6.4K-card index alone, about half the time of the composer's indexes at 100K cards): not before
-            # the new snapshot is in use. Its garbage is freed by reference counts: peak memory does not grow.
+            # What a refresh allocates sets off full collections of the process's objects (~0.5 s each with
+            # the 6.4K-card index alone, about half the time of the composer's indexes at 100K cards): not
+            # before the new snapshot is in use. Its garbage is freed by reference counts: peak memory does
+            # not grow.
             with collections_deferred():
                 entries = self._scan(old, report, progress)
                 untitled: dict = {}  # embedder id -> (titles, rows lacking one): _complete_titles' work
@@ -207,7 +210,8 @@ class LibraryIndex:
         prev_cards = {p: e.card for p, e in old.items()}
         entries, seen = [], set()
         for root in self.roots:
-            res = scan(root, prev_cards, (lambda i, n: progress("scan", i, n)) if progress else None, self.hidden)
+            res = scan(root, prev_cards, (lambda i, n: progress("scan", i, n)) if progress else None,
+                       self.hidden)
             report.read += res.read
             report.reused += res.reused
             report.faults.extend(res.faults)
@@ -231,9 +235,11 @@ class LibraryIndex:
 
 
 def _fit_lexical_incremental(emb, entries, old_entries, old_state) -> dict:
-    """Only changed documents are tokenized; corpus statistics (idf, average length) are recomputed exactly."""
+    """Only changed documents are tokenized; corpus statistics (idf, average length) are recomputed
+    exactly."""
     old_rows = {(e.card.path, e.text_sha): i for i, e in enumerate(old_entries)}
-    usable = old_state is not None and "bm25_tf" in old_state and int(old_state["bm25_n"][0]) == len(old_entries)
+    usable = (old_state is not None and "bm25_tf" in old_state
+              and int(old_state["bm25_n"][0]) == len(old_entries))
     reuse = [old_rows.get((e.card.path, e.text_sha), -1) if usable else -1 for e in entries]
     return emb.fit([e.refined.text for e in entries], old=old_state if usable else None, reuse=reuse)
 
@@ -296,7 +302,8 @@ def _read(path: str, key: str, embedder_ids: list) -> Snapshot:
             raise ValueError(f"built for {meta.get('key')!r} format {meta.get('format')}, need {key!r}")
         entries = [Entry.from_dict(d) for d in json.loads(bytes(z["entries"]).decode("utf-8"))]
         faults = [Fault(**f) for f in json.loads(bytes(z["faults"]).decode("utf-8"))]
-        states = {eid: {k.split("::", 1)[1]: z[k] for k in z.files if k.startswith(eid + "::")} for eid in embedder_ids}
+        states = {eid: {k.split("::", 1)[1]: z[k] for k in z.files if k.startswith(eid + "::")}
+                  for eid in embedder_ids}
     for eid, state in states.items():
         if not state:
             raise ValueError(f"no arrays for embedder {eid}")

@@ -20,8 +20,8 @@ class JobRewrite:
 
 
 def mask_seed(seeds: Sequence[int], image: int, batch_size: int, masking: str) -> int:
-    """The seed whose mask image `image` uses: its own with batch size 1, else its batch's first (the host applies
-    one LoRA set per batch); "same for all images": the job's first seed."""
+    """The seed whose mask image `image` uses: its own with batch size 1, else its batch's first (the host
+    applies one LoRA set per batch); "same for all images": the job's first seed."""
     if masking == "same for all images":
         return int(seeds[0])
     if batch_size == 1:
@@ -40,14 +40,15 @@ def rewrite_job(prompts: Sequence[str], negatives: Sequence[str], seeds: Sequenc
     cache: dict = {}
     batch_size = max(1, batch_size)
     for i, prompt in enumerate(prompts):
-        head = prompts[i - i % batch_size]  # the host activates the batch's first prompt's LoRAs for all of it
+        # the host activates the batch's first prompt's LoRAs for all of it
+        head = prompts[i - i % batch_size]
         comp = cache[head] if head in cache else cache.setdefault(head, compose(head))
         out.compositions[i // batch_size] = comp
         seed = mask_seed(seeds, i, batch_size, masking)
 
         def apply(text, negative):
-            return comp.rewrite(text, seed, negative if add_negatives else None, add_triggers, masking != "off",
-                                multiplier=multiplier)
+            return comp.rewrite(text, seed, negative if add_negatives else None, add_triggers,
+                                masking != "off", multiplier=multiplier)
         res = apply(prompt, _at(out.negative_prompts, i))
         out.prompts[i] = res.prompt
         _set(out.negative_prompts, i, res.negative_prompt)

@@ -1,7 +1,8 @@
 """Optional LLM composer (the paper's chain-of-thought composition) on any OpenAI-compatible chat endpoint:
-a local llama.cpp / ollama / vLLM server or a cloud one. Standard library only (urllib). Any failure - timeout,
-HTTP error, a reply that is not the JSON asked for - falls back to the local composer, with the reason kept in
-``Composition.fallback``. The LLM's choices still pass the same rules (once, character named, 2 styles)."""
+a local llama.cpp / ollama / vLLM server or a cloud one. Standard library only (urllib). Any failure -
+timeout, HTTP error, a reply that is not the JSON asked for - falls back to the local composer, with the
+reason kept in ``Composition.fallback``. The LLM's choices still pass the same rules (once, character named,
+2 styles)."""
 from __future__ import annotations
 
 import json
@@ -41,11 +42,13 @@ class LLMComposer:
             return comp
 
     def _chat(self, prompt: str, cands) -> str:
-        lines = [f"- {c.card.alias}: [{c.entry.refined.topic}] {c.card.title}; tags: {', '.join(c.card.tags[:8])}"
+        lines = [f"- {c.card.alias}: [{c.entry.refined.topic}] {c.card.title}; "
+                 f"tags: {', '.join(c.card.tags[:8])}"
                  for c in cands]
         body = {"model": self.model, "temperature": 0,
                 "messages": [{"role": "system", "content": SYSTEM},
-                             {"role": "user", "content": f"Prompt: {prompt}\nCandidates:\n" + "\n".join(lines)}]}
+                             {"role": "user",
+                              "content": f"Prompt: {prompt}\nCandidates:\n" + "\n".join(lines)}]}
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"

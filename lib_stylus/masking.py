@@ -21,8 +21,8 @@ Rules (paper's scheme, plus the choices documented here):
   Python guarantees across versions. No global random state is read or changed.
 * ``enabled=False`` = the deterministic ``all`` scheme for every task, whatever the seed.
 * ``required``: tasks the user named outright (a character, a concept the prompt spells out). Their scheme is
-  drawn from ``one-hot`` and ``all`` only, so a seed never leaves what the user named out of the image; one-hot
-  still varies which of the task's alternatives serves it.
+  drawn from ``one-hot`` and ``all`` only, so a seed never leaves what the user named out of the image;
+  one-hot still varies which of the task's alternatives serves it.
 * Every candidate left out is listed in ``Mask.masked_out`` with its reason, for the user to see.
 """
 

@@ -11,8 +11,8 @@ Plain library: nothing here imports the web UI. The rules mirror AUTOMATIC1111 v
   prompt editing ``[a:b:0.5]``, ``[a:0.5]``, ``[a::0.5]``; alternation ``[a|b]``.
 * composable diffusion: subprompts split on the word ``AND``; each may end with ``:weight``.
 
-Wildcards of other extensions (``__animals__``, ``{a|b}``) are left as written: normally sd-dynamic-prompts has
-already expanded them before Stylus runs; if not, their text still carries the words a matcher needs
+Wildcards of other extensions (``__animals__``, ``{a|b}``) are left as written: normally sd-dynamic-prompts
+has already expanded them before Stylus runs; if not, their text still carries the words a matcher needs
 (``__animals__`` is one word token, ``{red|blue}`` splits on punctuation like any other text).
 """
 

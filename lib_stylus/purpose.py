@@ -3,9 +3,9 @@ stem, its specific tags and its main (first) trigger word, cleaned of version an
 "SDXL", "Pony", "v1.5", "LoRA"). Attribute triggers ("1girl, red eyes, long hair") and the description are not
 purposes: they say what the adapter's own images look like, not what it is for.
 
-A prompt segment asks for an adapter when it holds (nearly) all of one of its purpose phrases: the share of the
-phrase's word weight found in the segment, times the phrase's field strength. The segment's other words do not
-dilute it (a plain sentence asks for "spaceship" as much as a one-word tag does), and a phrase half asked
+A prompt segment asks for an adapter when it holds (nearly) all of one of its purpose phrases: the share of
+the phrase's word weight found in the segment, times the phrase's field strength. The segment's other words do
+not dilute it (a plain sentence asks for "spaceship" as much as a one-word tag does), and a phrase half asked
 ("cramped" of "cramped alley") stays half. Built once per index snapshot (kept on it); a segment is then a few
 short posting lists and one bincount."""
 from __future__ import annotations
@@ -24,8 +24,8 @@ NAME, STEM, TAG, TRIGGER = 1.0, 0.9, 0.8, 0.9
 KINDS = ("name", "stem", "tag", "trigger")
 NAME_KIND = KINDS.index("name")
 TAG_KIND = KINDS.index("tag")
-# Focus (share of the cards using a word that have it in a purpose phrase) is smoothed towards a prior so a word
-# seen on two cards does not swing from 0 to 1; the floor keeps every word some weight.
+# Focus (share of the cards using a word that have it in a purpose phrase) is smoothed towards a prior so a
+# word seen on two cards does not swing from 0 to 1; the floor keeps every word some weight.
 FOCUS_PRIOR, FOCUS_SMOOTH, FOCUS_FLOOR = 0.3, 5.0, 0.25
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff\u3000-\u303f\uff00-\uffef]+")
@@ -39,8 +39,8 @@ _BRACKETED = re.compile(r"\(([^()]*)\)|\[([^\[\]]*)\]|【([^【】]*)】|（([^�
 # Words about the file, not the picture: adapter formats, base models, versions, training runs.
 ADAPTER_WORDS = frozenset(
     "lora locon lycoris loha lokr lyco dora lora_ slider sliders sd sd1 sd15 sd2 sd21 sdxl xl pony ponyxl "
-    "illustrious noobai model models version ver final beta alpha test fp16 fp32 bf16 safetensors ckpt offset "
-    "edition update updated epoch ep step steps".split())
+    "illustrious noobai model models version ver final beta alpha test fp16 fp32 bf16 safetensors ckpt "
+    "offset edition update updated epoch ep step steps".split())
 _FORMAT = re.compile(r"(?i)(?<![a-z])(?:lora|locon|lycoris|loha|lokr|lyco|sdxl|sd ?1\.5)(?:'?s)?(?![a-z])")
 # Packaging glued to a name, said about its maker: a series mark 'AI' written last onto the name
 # ('SteampunkAI', 'DragonScaleAI [5MB]': 98 titles of the bench library, of every topic; a name's own word
@@ -51,14 +51,15 @@ _FORMAT = re.compile(r"(?i)(?<![a-z])(?:lora|locon|lycoris|loha|lokr|lyco|sdxl|s
 # plain_title (the encoder's text, cached with the index under REFINER_VERSION) is left as it was.
 _PACKAGING = re.compile(r"(?<=[a-z])AI(?=\s|$)|(?<=[A-Za-z0-9])['’]s(?![A-Za-z])"
                         r"|(?i:(?<![a-z])lora\s+extract(?:ion)?(?![a-z]))")
-_VERSION = re.compile(r"^(?:(?:v|ver|e|ep|epoch|step|r)\d[\da-z]*|\d+|\d+(?:e|ep|k|kb|mb|dim|steps?|epochs?))$")
+_VERSION = re.compile(r"^(?:(?:v|ver|e|ep|epoch|step|r)\d[\da-z]*|\d+|"
+                      r"\d+(?:e|ep|k|kb|mb|dim|steps?|epochs?))$")
 # Civitai's own category and audience tags: every card of a kind carries them, so they name no purpose.
 GENERIC_TAGS = frozenset(
-    "anime character characters style styles concept concepts woman women girl girls female male man men sexy cute "
-    "beautiful photorealistic realistic art style artstyle clothing clothes lora game character video game "
-    "celebrity real person person people anime character anime girl portraits portrait illustration style lora "
-    "tool tools objects object poses pose background backgrounds buildings building vehicle vehicles animals "
-    "animal action 3d 2d base model photography photo art cartoon".split(" ")) | {
+    "anime character characters style styles concept concepts woman women girl girls female male man men "
+    "sexy cute beautiful photorealistic realistic art style artstyle clothing clothes lora game character "
+    "video game celebrity real person person people anime character anime girl portraits portrait "
+    "illustration style lora tool tools objects object poses pose background backgrounds buildings building "
+    "vehicle vehicles animals animal action 3d 2d base model photography photo art cartoon".split(" ")) | {
     "art style", "game character", "video game", "real person", "anime character", "anime girl", "style lora",
     "base model"}
 
@@ -138,7 +139,8 @@ KIND_WORDS = frozenset(stem(w) for w in (
 
 def card_units(card, main_trigger: str | None = None) -> dict:
     """The card's purpose phrases as {frozenset(tokens): (strength, field, text as written)} (the strongest
-    field wins a duplicate). ``main_trigger``: the trigger that names the purpose (default: the first trigger word)."""
+    field wins a duplicate). ``main_trigger``: the trigger that names the purpose (default: the first trigger
+    word)."""
     units: dict = {}
     if main_trigger is None:
         main_trigger = card.trigger_words[0] if card.trigger_words else ""
@@ -180,7 +182,8 @@ class PurposeIndex:
         self.stems = [e.card.stem for e in entries]
         self.row = {id(e): i for i, e in enumerate(entries)}  # Entry -> document row
         parts = _cards_parts(entries, main_trigger)
-        self.by_name: dict[str, list] = {}  # case-folded alias / stem -> rows (LoRAs already tagged in a prompt)
+        # case-folded alias / stem -> rows (LoRAs already tagged in a prompt)
+        self.by_name: dict[str, list] = {}
         for i, part in enumerate(parts):
             for name in part.names:
                 self.by_name.setdefault(name, []).append(i)
@@ -292,9 +295,9 @@ class PurposeIndex:
         what the segment says (its asked word weight >= ``min_cover`` of the segment's: a tag-list entry) or
         when the words asked are rare (idf sum >= ``min_rarity``: "spaceship" in a sentence, not "glass").
         ``strengths`` overrides the field strengths (name, stem, tag, trigger). Returns (documents (sorted),
-        [(scores, best unit or -1), ...] aligned with them): every other card scores 0. At 100,000 cards a task
-        asks a few hundred: arrays of every card, four per task, cost a compose more than its matching (this
-        VM reads memory at ~3 GB/s)."""
+        [(scores, best unit or -1), ...] aligned with them): every other card scores 0. At 100,000 cards a
+        task asks a few hundred: arrays of every card, four per task, cost a compose more than its matching
+        (this VM reads memory at ~3 GB/s)."""
         uniq, rarity, share, got = self.asked(tokens)
         if not len(uniq):
             return np.empty(0, np.int64), [(np.empty(0, np.float32), np.empty(0, np.int64)) for _ in rarities]
@@ -344,10 +347,10 @@ class PurposeIndex:
         return out
 
     def _names(self, doc: int) -> tuple:
-        """The card's name forms as (words, their weights, the weights' sum, the words as a set), worked out on
-        the card's first name_share and kept: a hybrid compose asks it for every card a common word matches (at
-        100,000 cards, most of that compose's time was this, again and again). The same sums in the same order
-        as before."""
+        """The card's name forms as (words, their weights, the weights' sum, the words as a set), worked out
+        on the card's first name_share and kept: a hybrid compose asks it for every card a common word matches
+        (at 100,000 cards, most of that compose's time was this, again and again). The same sums in the same
+        order as before."""
         names = self._name_forms.get(doc)
         if names is None:
             names = []

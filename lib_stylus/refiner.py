@@ -1,5 +1,6 @@
 """The paper's refiner, done locally: AdapterCard -> one clean description, a recommended weight and a topic.
-Pluggable: extra `captioners` (e.g. a vision-language model describing the preview) add text to the description."""
+Pluggable: extra `captioners` (e.g. a vision-language model describing the preview) add text to the
+description."""
 from __future__ import annotations
 
 import re
@@ -12,36 +13,44 @@ from .text import collapse
 
 REFINER_VERSION = 3  # bump when the text changes: indexes are keyed by it and rebuild
 DEFAULT_WEIGHT = 0.8
-TOPICS = ("concept", "style", "pose", "action", "character", "clothing", "background", "building", "vehicle", "animal")
+TOPICS = ("concept", "style", "pose", "action", "character", "clothing", "background", "building", "vehicle",
+          "animal")
 
 # Prompt boilerplate that says nothing about what an adapter does (the composer skips such segments too).
 BOILERPLATE = {
-    "masterpiece", "best quality", "high quality", "highest quality", "top quality", "ultra detailed", "ultra-detailed",
-    "highres", "absurdres", "8k", "4k", "hdr", "uhd", "extremely detailed", "detailed", "intricate details",
-    "official art", "illustration", "1girl", "1boy", "solo", "looking at viewer", "realistic", "photorealistic",
-    "raw photo", "best quality", "high resolution", "extremely detailed cg unity 8k wallpaper", "beautiful", "sharp focus",
+    "masterpiece", "best quality", "high quality", "highest quality", "top quality", "ultra detailed",
+    "ultra-detailed", "highres", "absurdres", "8k", "4k", "hdr", "uhd", "extremely detailed", "detailed",
+    "intricate details", "official art", "illustration", "1girl", "1boy", "solo", "looking at viewer",
+    "realistic", "photorealistic", "raw photo", "best quality", "high resolution",
+    "extremely detailed cg unity 8k wallpaper", "beautiful", "sharp focus",
 }
-_GENERIC_TAGS = {"lora", "character", "style", "concept", "anime", "girl", "girls", "woman", "women", "female", "male",
-                 "man", "sexy", "cute", "beautiful", "photorealistic", "realistic", "art style", "artstyle", "clothing"}
+_GENERIC_TAGS = {"lora", "character", "style", "concept", "anime", "girl", "girls", "woman", "women",
+                 "female", "male", "man", "sexy", "cute", "beautiful", "photorealistic", "realistic",
+                 "art style", "artstyle", "clothing"}
 
 PURPOSE_TAGS = 6  # tags in the purpose text: the first ones are the author's main labels
 _PURPOSE_GENERIC = _GENERIC_TAGS | {
-    "character", "characters", "concept", "concepts", "style", "styles", "anime", "clothing", "clothes", "poses",
-    "pose", "lora", "objects", "tool"}
+    "character", "characters", "concept", "concepts", "style", "styles", "anime", "clothing", "clothes",
+    "poses", "pose", "lora", "objects", "tool"}
 
 # Topic rules: tag/name words -> topic; first match in priority order wins (a "cyberpunk car" is a vehicle).
 _TOPIC_WORDS = [
-    ("character", r"character|celebrity|real person|actress|actor|vtuber|idol|kpop|waifu|cosplay|game character|anime character"),
-    ("clothing", r"clothing|clothes|outfit|dress|uniform|costume|armor|armour|swimsuit|bikini|kimono|hanfu|fashion|lingerie|shoes|hat|gloves|jacket|suit"),
-    ("vehicle", r"vehicle|car|cars|motorcycle|aircraft|airplane|plane|ship|train|tank|mecha|gundam|spaceship|truck|bike"),
+    ("character", r"character|celebrity|real person|actress|actor|vtuber|idol|kpop|waifu|cosplay|"
+                  r"game character|anime character"),
+    ("clothing", r"clothing|clothes|outfit|dress|uniform|costume|armor|armour|swimsuit|bikini|kimono|hanfu|"
+                 r"fashion|lingerie|shoes|hat|gloves|jacket|suit"),
+    ("vehicle", r"vehicle|car|cars|motorcycle|aircraft|airplane|plane|ship|train|tank|mecha|gundam|"
+                r"spaceship|truck|bike"),
     ("building", r"building|buildings|architecture|interior|house|castle|temple|city|tower|room"),
     ("background", r"background|landscape|scenery|environment|world|place|location"),
     ("animal", r"animal|animals|cat|dog|horse|bird|dragon|fox|wolf|creature|pokemon|monster|fish"),
     ("pose", r"pose|poses|posing|gesture|hands"),
     ("action", r"action|fighting|running|jumping|dancing|sitting|holding|eating"),
-    ("style", r"style|art style|artstyle|artist|painting|illustration|aesthetic|drawing|sketch|watercolor|render|3d|2d|manga|comic|photography|film"),
+    ("style", r"style|art style|artstyle|artist|painting|illustration|aesthetic|drawing|sketch|watercolor|"
+              r"render|3d|2d|manga|comic|photography|film"),
 ]
-_WEIGHT_RANGE = re.compile(r"(?:weight|strength|lora|recommend\w*).{0,40}?(-?\d(?:\.\d+)?)\s*(?:-|~|to|–)\s*(-?\d(?:\.\d+)?)", re.I)
+_WEIGHT_RANGE = re.compile(r"(?:weight|strength|lora|recommend\w*).{0,40}?(-?\d(?:\.\d+)?)"
+                           r"\s*(?:-|~|to|–)\s*(-?\d(?:\.\d+)?)", re.I)
 _LORA_TAG = re.compile(r"<[^>]*>")
 _EMPHASIS = re.compile(r"[()\[\]{}]|:\s*-?\d+(?:\.\d+)?(?=\s*[)\],])")
 
@@ -115,8 +124,9 @@ def recommended_weight(card: AdapterCard) -> float:
 # Civitai's own category tags: when the author filed the model under one, that is its main purpose.
 _CATEGORY_TAGS = {"character": "character", "celebrity": "character", "style": "style", "concept": "concept",
                   "clothing": "clothing", "poses": "pose", "pose": "pose", "background": "background",
-                  "buildings": "building", "building": "building", "vehicle": "vehicle", "vehicles": "vehicle",
-                  "animal": "animal", "animals": "animal", "action": "action", "objects": "concept", "tool": "concept"}
+                  "buildings": "building", "building": "building", "vehicle": "vehicle",
+                  "vehicles": "vehicle", "animal": "animal", "animals": "animal", "action": "action",
+                  "objects": "concept", "tool": "concept"}
 
 
 def topic(card: AdapterCard) -> str:

@@ -9,7 +9,8 @@ from .index import Entry, LibraryIndex
 
 DEFAULT_TOP_K = 150  # as the paper
 FUSION_K = 60        # reciprocal-rank fusion constant
-DENSE_WEIGHT = 0.25  # the dense ranking's share in the fusion (chosen on the bench dev set from 0.5 / 0.25 / 0.1)
+# the dense ranking's share in the fusion (chosen on the bench dev set from 0.5 / 0.25 / 0.1)
+DENSE_WEIGHT = 0.25
 _TAG = re.compile(r"<[^>]*>")
 
 
@@ -27,7 +28,8 @@ class Candidate:
 
 
 def allowed_families(base: str, allow_unknown: bool = False) -> tuple:
-    """A LoRA for another base model merges partly and silently: never offer one. Unknown ones only on request."""
+    """A LoRA for another base model merges partly and silently: never offer one. Unknown ones only on
+    request."""
     return (base, "unknown") if allow_unknown else (base,)
 
 
@@ -43,7 +45,8 @@ class Retriever:
         # Lexical evidence dominates: LoRA names and tags are rare words a general sentence encoder blurs.
         self.weights = weights or {"bm25": 1.0, "dense": DENSE_WEIGHT}
 
-    def retrieve(self, prompt: str, base: str, k: int = DEFAULT_TOP_K, allow_unknown: bool = False) -> list[Candidate]:
+    def retrieve(self, prompt: str, base: str, k: int = DEFAULT_TOP_K,
+                 allow_unknown: bool = False) -> list[Candidate]:
         snap = self.index.snapshot  # one consistent view even while a refresh runs
         if not snap.entries:
             return []

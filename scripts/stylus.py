@@ -1,4 +1,5 @@
-"""Stylus for the web UI: an always-on script. Thin glue; the work is in lib_stylus (webui/ is the host layer)."""
+"""Stylus for the web UI: an always-on script. Thin glue; the work is in lib_stylus (webui/ is the host
+layer)."""
 import logging
 import os
 import sys

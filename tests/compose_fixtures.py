@@ -1,5 +1,5 @@
-"""Tiny real LoRA libraries for composer tests (kohya .safetensors + Civitai Helper .civitai.info per adapter),
-indexed with the real scanner/refiner/BM25."""
+"""Tiny real LoRA libraries for composer tests (kohya .safetensors + Civitai Helper .civitai.info per
+adapter), indexed with the real scanner/refiner/BM25."""
 from __future__ import annotations
 
 import os
@@ -21,7 +21,8 @@ def write_lora(folder: str, stem: str, title: str, tags=(), triggers=(), descrip
 # a realistic shape: scene words live in descriptions and sample prompts, purpose words in names and tags.
 CARDS = [
     dict(stem="cyberpunk_city", title="Cyberpunk City", tags=["cyberpunk", "background", "city"]),
-    dict(stem="cyberpunk_style", title="Cyberpunk Style", tags=["cyberpunk", "style"], triggers=["cyberpunk style"]),
+    dict(stem="cyberpunk_style", title="Cyberpunk Style", tags=["cyberpunk", "style"],
+         triggers=["cyberpunk style"]),
     dict(stem="robot_mech", title="Robot Mecha", tags=["robot", "mecha", "concept"]),
     dict(stem="watercolor", title="Watercolor Painting", tags=["watercolor", "style"]),
     dict(stem="ink_wash", title="Ink Wash", tags=["ink", "watercolor", "style"]),

@@ -8,10 +8,12 @@ CTX = 64      # context (text token) width, as tiny-sd15
 HEADS = 2
 
 # (ldm block, width, depth) in ldm execution order: input -> middle -> output
-SD15_BLOCKS = ([("input_blocks.%d" % n, w, 1) for n, w in ((1, 32), (2, 32), (4, 64), (5, 64), (7, 128), (8, 128))]
+SD15_BLOCKS = ([("input_blocks.%d" % n, w, 1)
+                for n, w in ((1, 32), (2, 32), (4, 64), (5, 64), (7, 128), (8, 128))]
                + [("middle_block", 128, 1)]
                + [("output_blocks.%d" % n, (128, 64, 32)[(n - 3) // 3], 1) for n in range(3, 12)])
-SDXL_BLOCKS = ([("input_blocks.%d" % n, w, d) for n, w, d in ((4, 32, 2), (5, 32, 2), (7, 64, 10), (8, 64, 10))]
+SDXL_BLOCKS = ([("input_blocks.%d" % n, w, d)
+                for n, w, d in ((4, 32, 2), (5, 32, 2), (7, 64, 10), (8, 64, 10))]
                + [("middle_block", 64, 10)]
                + [("output_blocks.%d" % n, w, d) for n, w, d in
                   ((0, 64, 10), (1, 64, 10), (2, 64, 10), (3, 32, 2), (4, 32, 2), (5, 32, 2))])
@@ -89,8 +91,8 @@ class SpatialTransformer(nn.Module):
 
 
 class TinyUNet(nn.Module):
-    """input_blocks / middle_block / output_blocks with a SpatialTransformer at ``.1`` where the real model has
-    one. Tokens (B, N, base) flow through every attention block in ldm order; rows never mix."""
+    """input_blocks / middle_block / output_blocks with a SpatialTransformer at ``.1`` where the real model
+    has one. Tokens (B, N, base) flow through every attention block in ldm order; rows never mix."""
 
     def __init__(self, layout, base=16, seed=0):
         super().__init__()
@@ -102,7 +104,8 @@ class TinyUNet(nn.Module):
         self.middle_block = nn.Sequential(nn.Identity())
         self.order = []
         for name, width, depth in layout:
-            seq = self.middle_block if name == "middle_block" else getattr(self, name.split(".")[0])[int(name.split(".")[1])]
+            seq = (self.middle_block if name == "middle_block"
+                   else getattr(self, name.split(".")[0])[int(name.split(".")[1])])
             seq.append(SpatialTransformer(base, width, depth))
             self.order.append(seq[1])
         self.base = base
@@ -128,13 +131,15 @@ def _attn2(unet):
 
 
 def adapter_state_dict(unet, arch, kind="plain", clip_dim=24, tokens=4, seed=1, plus_dim=CTX, depth=2):
-    """Flat IP-Adapter keys as in the published files (image_proj.* / ip_adapter.{2j+1}.to_{k,v}_ip.weight)."""
+    """Flat IP-Adapter keys as in the published files
+    (image_proj.* / ip_adapter.{2j+1}.to_{k,v}_ip.weight)."""
     from lib_stylus.style.blocks import table
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=g) * 0.2
     sd = {}
     if kind == "plain":
-        sd.update({"image_proj.proj.weight": r(tokens * CTX, clip_dim), "image_proj.proj.bias": r(tokens * CTX),
+        sd.update({"image_proj.proj.weight": r(tokens * CTX, clip_dim),
+                   "image_proj.proj.bias": r(tokens * CTX),
                    "image_proj.norm.weight": 1 + r(CTX), "image_proj.norm.bias": r(CTX)})
     else:
         d, inner = plus_dim, plus_dim  # one 64-wide head, as upstream's dim_head=64
@@ -147,7 +152,8 @@ def adapter_state_dict(unet, arch, kind="plain", clip_dim=24, tokens=4, seed=1, 
             for n in ("0.norm1", "0.norm2", "1.0"):
                 sd[p + n + ".weight"], sd[p + n + ".bias"] = 1 + r(d), r(d)
             sd.update({p + "0.to_q.weight": r(inner, d), p + "0.to_kv.weight": r(2 * inner, d),
-                       p + "0.to_out.weight": r(d, inner), p + "1.1.weight": r(4 * d, d), p + "1.3.weight": r(d, 4 * d)})
+                       p + "0.to_out.weight": r(d, inner), p + "1.1.weight": r(4 * d, d),
+                       p + "1.3.weight": r(d, 4 * d)})
     mods = _attn2(unet)
     for layer in table(arch):
         m = mods[layer.ldm]
@@ -167,8 +173,8 @@ def nest(sd):
 # ------------------------------------------------------------------------------------------------ CLIP
 def tiny_vision_config(**kw):
     from transformers import CLIPVisionConfig
-    cfg = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
-               patch_size=8, projection_dim=24, hidden_act="gelu")
+    cfg = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+               image_size=32, patch_size=8, projection_dim=24, hidden_act="gelu")
     cfg.update(kw)
     return CLIPVisionConfig(**cfg)
 

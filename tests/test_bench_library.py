@@ -13,7 +13,8 @@ from lib_stylus.retriever import Retriever
 from tests.loralib import BAD_FILES, card, make_library, unblock_fifos, write_bad_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "bench")
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                     "shared", "bench")
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,9 @@ def bench(tmp_path_factory):
     if not os.path.isdir(BENCH):
         pytest.skip("../shared/bench is not beside this checkout")
     out = tmp_path_factory.mktemp("bench") / "lora"
-    subprocess.run([sys.executable, os.path.join(BENCH, "materialize.py"), os.path.join(BENCH, "library.jsonl"),
-                    str(out), "--with-faults"], check=True, capture_output=True)
+    subprocess.run([sys.executable, os.path.join(BENCH, "materialize.py"),
+                    os.path.join(BENCH, "library.jsonl"), str(out), "--with-faults"],
+                   check=True, capture_output=True)
     faults = [line.rstrip("\n").split("\t") for line in open(out / "FAULTS.txt", encoding="utf-8")
               if not line.startswith("#")]
     index = LibraryIndex([str(out)], str(out.parent / "cache"))
@@ -47,7 +49,8 @@ def test_nothing_usable_is_dropped(bench):
     truncated = {s for s, kind, _ in faults if kind == "truncated-safetensors-header"}
     stems = {e.card.stem for e in index.snapshot.entries}
     assert len(stems) == 6431 - len(truncated) and not stems & truncated
-    broken_sidecar = [s for s, kind, _ in faults if kind in ("invalid-json-civitai-info", "wrong-types-webui-json")]
+    broken_sidecar = [s for s, kind, _ in faults
+                      if kind in ("invalid-json-civitai-info", "wrong-types-webui-json")]
     by_stem = {e.card.stem: e.card for e in index.snapshot.entries}
     for stem in broken_sidecar:
         assert by_stem[stem].metadata.get("ss_output_name") == stem  # still indexed from its other metadata

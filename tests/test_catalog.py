@@ -20,7 +20,8 @@ def faults_by_stem(result):
 def test_header_is_read_without_loading_tensors(tmp_path):
     lib = make_library(tmp_path, [card("anime_eyes", tags=["eyes"], trigger_words=["sparkly eyes"])])
     meta, tensors, sha = read_header(os.path.join(lib, "anime_eyes.safetensors"))
-    assert meta["ss_output_name"] == "anime_eyes" and "lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight" in tensors
+    assert (meta["ss_output_name"] == "anime_eyes"
+            and "lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight" in tensors)
     # 4 GiB of tensor data (a sparse file: nothing on disk): only the header and the file size are read
     big = tmp_path / "big.safetensors"
     header = b'{"w": {"dtype": "F16", "shape": [65536, 32768], "data_offsets": [0, 4294967296]}}'
@@ -51,8 +52,8 @@ def test_broken_safetensors_is_reported_and_skipped(tmp_path, length, payload, r
 
 
 def test_invalid_civitai_info_keeps_the_lora_from_its_other_metadata(tmp_path):
-    make_library(tmp_path, [card("cyber_city", tags=["cyberpunk"], trigger_words=["neon city"], webui_json=True,
-                                 description="neon streets")])
+    make_library(tmp_path, [card("cyber_city", tags=["cyberpunk"], trigger_words=["neon city"],
+                                 webui_json=True, description="neon streets")])
     (tmp_path / "cyber_city.civitai.info").write_text('{"model": {"name": "Cyber', encoding="utf-8")
     result = scan(str(tmp_path))
     (c,) = result.cards
@@ -63,8 +64,9 @@ def test_invalid_civitai_info_keeps_the_lora_from_its_other_metadata(tmp_path):
 
 def test_webui_sidecar_with_wrong_types_drops_only_those_fields(tmp_path):
     make_library(tmp_path, [card("kimono", trigger_words=["kimono"])])
-    write_json(tmp_path / "kimono.json", {"description": ["a list"], "sd version": 1, "activation text": "furisode",
-                                          "preferred weight": "strong", "negative text": None, "notes": 42})
+    write_json(tmp_path / "kimono.json", {"description": ["a list"], "sd version": 1,
+                                          "activation text": "furisode", "preferred weight": "strong",
+                                          "negative text": None, "notes": 42})
     result = scan(str(tmp_path))
     (c,) = result.cards
     assert c.trigger_words == ["kimono", "furisode"]
@@ -76,7 +78,8 @@ def test_webui_sidecar_with_wrong_types_drops_only_those_fields(tmp_path):
 def test_unreadable_file_and_non_utf8_name_are_reported(tmp_path):
     make_library(tmp_path, [card("fine")])
     os.symlink(tmp_path / "missing-target", tmp_path / "dangling.safetensors")
-    os.close(os.open(os.path.join(os.fsencode(tmp_path), b"bad\xffname.safetensors"), os.O_CREAT | os.O_WRONLY))
+    os.close(os.open(os.path.join(os.fsencode(tmp_path), b"bad\xffname.safetensors"),
+                     os.O_CREAT | os.O_WRONLY))
     result = scan(str(tmp_path))
     faults = faults_by_stem(result)
     assert [c.stem for c in result.cards] == ["fine"]
@@ -101,8 +104,8 @@ def test_sources_that_disagree_on_base_model_are_reported(tmp_path):
 
 
 @pytest.mark.parametrize("base,base_model,expected", [
-    ("sd1", "SD 1.5", "sd1"), ("sd2", "SD 2.1 768", "sd2"), ("sdxl", "SDXL 1.0", "sdxl"), ("sdxl", "Pony", "sdxl"),
-    ("sdxl", "Illustrious", "sdxl"),
+    ("sd1", "SD 1.5", "sd1"), ("sd2", "SD 2.1 768", "sd2"), ("sdxl", "SDXL 1.0", "sdxl"),
+    ("sdxl", "Pony", "sdxl"), ("sdxl", "Illustrious", "sdxl"),
 ])
 def test_base_model_family(tmp_path, base, base_model, expected):
     make_library(tmp_path, [card("x", base=base, base_model=base_model)])
@@ -129,7 +132,8 @@ def test_subfolders_hidden_folders_previews_and_aliases(tmp_path):
     make_library(tmp_path, [card("styles_watercolor", subdir="styles", output_name="watercolor_v2"),
                             card("secret", subdir=".hidden")])
     (tmp_path / "styles" / "styles_watercolor.preview.png").write_bytes(b"\x89PNG")
-    assert sorted(c.stem for c in scan(str(tmp_path)).cards) == ["secret", "styles_watercolor"]  # web UI default
+    # web UI default
+    assert sorted(c.stem for c in scan(str(tmp_path)).cards) == ["secret", "styles_watercolor"]
     result = scan(str(tmp_path), hidden=False)
     (c,) = result.cards
     assert c.rel == "styles/styles_watercolor.safetensors"
@@ -138,7 +142,8 @@ def test_subfolders_hidden_folders_previews_and_aliases(tmp_path):
 
 
 def test_duplicate_names_and_unwritable_names(tmp_path):
-    make_library(tmp_path, [card("twin", subdir="a"), card("twin", subdir="b"), card("odd:name", output_name="odd_alias")])
+    make_library(tmp_path, [card("twin", subdir="a"), card("twin", subdir="b"),
+                            card("odd:name", output_name="odd_alias")])
     result = scan(str(tmp_path))
     names = {c.rel: c.alias for c in result.cards}
     assert names["odd:name.safetensors"] == "odd_alias"  # ':' cannot be written inside <lora:...>

@@ -274,7 +274,8 @@ def test_a_popular_character_in_other_cards_sample_prompts_is_still_a_name(tmp_p
     index.refresh(save=False)
     snap = index.snapshot
     ci = character_index(snap)
-    for prompt in ("hatsune miku, concert", "Hatsune Miku singing at a concert", "1girl, miku hatsune, smile"):
+    for prompt in ("hatsune miku, concert", "Hatsune Miku singing at a concert",
+                   "1girl, miku hatsune, smile"):
         assert {snap.entries[r].card.stem for r in ci.named_in(prompt)} == {"miku_v4"}, prompt
 
 
@@ -523,10 +524,10 @@ EVERYDAY = frozenset("space art matte painting portrait style oil canvas school 
 @pytest.mark.parametrize("prompt", ["space art, Momo Kessler, matte painting",
                                     "a portrait in the style of Momo Kessler", "Kessler Momo, oil on canvas"])
 def test_a_given_name_beside_a_capitalised_name_no_one_knows_names_nobody(full_lib, prompt):
-    """'Chris Foss' (a painter; held-out set 9) is not Chris of Konosuba, nor is the tag 'misumi nagisa' (set 11)
-    a Nagisa of another series: a one-word name written as one name with a word that is neither a word of the
-    language nor one any card of the library says - both capitalised, or a tag of the two words - is someone
-    else's full name."""
+    """'Chris Foss' (a painter; held-out set 9) is not Chris of Konosuba, nor is the tag 'misumi nagisa'
+    (set 11) a Nagisa of another series: a one-word name written as one name with a word that is neither a
+    word of the language nor one any card of the library says - both capitalised, or a tag of the two words -
+    is someone else's full name."""
     snap, ci, rows = full_lib
     assert rows["momo_mha"] in ci.named_in(prompt)  # found by her given name...
     assert rows["momo_mha"] not in ci.unambiguous(prompt, ci.named_in(prompt), EVERYDAY)  # ...not hers
@@ -622,8 +623,10 @@ def test_a_name_said_of_another_series_names_no_card_of_a_series_it_does_not_say
 SHARED_WORD = [
     dict(stem="cure_peace", title="Cure Peace (Precure)", tags=CHARACTER + ["precure", "cure peace"],
          triggers=["cure peace"]),
-    dict(stem="cure_flora", title="cure flora (Precure)", tags=CHARACTER + ["precure"], triggers=["cure flora"]),
-    dict(stem="cure_spicy", title="Cure Spicy (Precure)", tags=CHARACTER + ["precure"], triggers=["cure spicy"]),
+    dict(stem="cure_flora", title="cure flora (Precure)", tags=CHARACTER + ["precure"],
+         triggers=["cure flora"]),
+    dict(stem="cure_spicy", title="Cure Spicy (Precure)", tags=CHARACTER + ["precure"],
+         triggers=["cure spicy"]),
     dict(stem="nagisa_cl", title="Nagisa", tags=CHARACTER, triggers=["nagisa"]),
     dict(stem="nagisa_doa", title="Nagisa LoRA", tags=CHARACTER + ["sexy"], triggers=["nagisa", "1girl"]),
     dict(stem="shogun_a", title="Shogun Raiden (Genshin Impact)", tags=CHARACTER + ["genshin impact"],
@@ -679,7 +682,8 @@ def costume_lib(tmp_path_factory):
 
 def test_a_costume_titled_with_a_known_characters_full_name_is_hers(costume_lib):
     """'Minato Aqua 7th Costume School Uniform' is Aqua's costume (held-out set 10: picked by its tag 'virtual
-    youtuber' for a prompt naming another VTuber): a character's card, named by her name, refused for others."""
+    youtuber' for a prompt naming another VTuber): a character's card, named by her name, refused for
+    others."""
     snap, ci, rows = costume_lib
     assert ci.is_character(rows["aqua_uniform"])
     assert ("minato", "aqua") in ci.names(rows["aqua_uniform"])

@@ -23,9 +23,10 @@ def test_demo_builds_the_sample_library_and_rewrites_prompts(tmp_path, capsys):
 
 def test_retrieve_writes_the_bench_format(tmp_path):
     lib = make_library(tmp_path / "lora", [dict(c) for c in CARDS])
-    (tmp_path / "q.jsonl").write_text(json.dumps({"id": "q1", "prompt": "a watercolor fox"}) + "\n", encoding="utf-8")
-    assert main(["retrieve", "--library", lib, "--queries", str(tmp_path / "q.jsonl"), "--out", str(tmp_path / "p.jsonl"),
-                 "--quiet"]) == 0
+    (tmp_path / "q.jsonl").write_text(json.dumps({"id": "q1", "prompt": "a watercolor fox"}) + "\n",
+                                      encoding="utf-8")
+    assert main(["retrieve", "--library", lib, "--queries", str(tmp_path / "q.jsonl"),
+                 "--out", str(tmp_path / "p.jsonl"), "--quiet"]) == 0
     rows = [json.loads(l) for l in open(tmp_path / "p.jsonl", encoding="utf-8")]
     assert rows == [{"id": "q1", "picked": ["watercolor"]}]
 
@@ -97,7 +98,8 @@ BAD_INPUT = [
      '--queries {noprompt}: line 1: expected {{"id": ..., "prompt": "..."}}', 2),
     ("compose --library {lib} --queries {missing} --out {out}", "--queries {missing}: file not found", 2),
     ("compose --library {lib} --queries {bad} --out {out}", "--queries {bad}: line 2: invalid JSON", 2),
-    ("retrieve --library {lib} --queries {q} --out {empty}", "--out {empty}: cannot write (Is a directory)", 2),
+    ("retrieve --library {lib} --queries {q} --out {empty}",
+     "--out {empty}: cannot write (Is a directory)", 2),
 ]
 
 
@@ -117,7 +119,8 @@ def test_cache_at_a_file_prints_results_and_says_they_are_not_saved(places, caps
     assert main(["index", places["lib"], "--cache", places["file"], "--quiet"]) == 0
     captured = capsys.readouterr()
     assert "2 LoRAs indexed" in captured.out
-    assert f"could not write the index to {places['file']} (not a folder): results are not saved" in captured.err
+    assert (f"could not write the index to {places['file']} (not a folder): results are not saved"
+            in captured.err)
 
 
 def test_compose_defaults_to_the_web_uis_four_adapters():

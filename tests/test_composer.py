@@ -107,7 +107,8 @@ def test_every_pick_is_explained(composer):
 
 
 def test_max_adapters(composer):
-    comp = composer.compose("with a robot, cyberpunk style, watercolor, in knight armor", "sd1", max_adapters=2)
+    comp = composer.compose("with a robot, cyberpunk style, watercolor, in knight armor", "sd1",
+                            max_adapters=2)
     assert len(comp.picks) == 2
     assert any(d.reason.startswith("adapter limit") for d in comp.drops)
 
@@ -189,20 +190,24 @@ def test_a_degree_word_in_a_purpose_is_part_of_it(tmp_path):
     assert "very_long_hair" in composer.compose("1girl, very long hair, classroom", "sd1").stems
 
 
-# ------------------------------------------------------------------ issue 10: the failure classes, each pinned
+# ----------------------------------------------------------------- issue 10: the failure classes, each pinned
 # Each test builds a small library where the wrong pick exists next to the right one (or alone), so the test
 # fails if the composer's old behaviour comes back.
 
 ISSUE_CARDS = [
     # purpose vs attribute triggers: a character whose trigger list describes her looks
-    dict(stem="akari", title="Akari Mizuno", tags=["character"], triggers=["akari mizuno", "red eyes", "long hair"]),
+    dict(stem="akari", title="Akari Mizuno", tags=["character"],
+         triggers=["akari mizuno", "red eyes", "long hair"]),
     # 211 characters start their triggers with "1girl"
-    dict(stem="generic_girl_char", title="Hoshimi Rin", tags=["character"], triggers=["1girl", "hoshimi rin"]),
-    dict(stem="generic_girl_char2", title="Kisaragi Mei", tags=["character"], triggers=["1girl", "kisaragi mei"]),
+    dict(stem="generic_girl_char", title="Hoshimi Rin", tags=["character"],
+         triggers=["1girl", "hoshimi rin"]),
+    dict(stem="generic_girl_char2", title="Kisaragi Mei", tags=["character"],
+         triggers=["1girl", "kisaragi mei"]),
     # a name in the other order
     dict(stem="naruto_uz", title="Uzumaki Naruto", tags=["character"], triggers=["uzumaki naruto"]),
     # one word of a place name is not its purpose
-    dict(stem="rehearsal_studio", title="Rehearsal Studio", tags=["background"], triggers=["rehearsal studio"]),
+    dict(stem="rehearsal_studio", title="Rehearsal Studio", tags=["background"],
+         triggers=["rehearsal studio"]),
     dict(stem="cramped_alley", title="Cramped Alley", tags=["background"], triggers=["cramped alley"]),
     # a slider meant at a negative weight removes what it names
     dict(stem="blur_slider", title="Blur Slider", tags=["concept", "blur"], triggers=["motion blur"],
@@ -262,7 +267,8 @@ def test_base_model_and_version_words_do_not_dilute_a_title(issue_composer):
 
 
 def test_a_plain_sentence_is_not_diluted_by_its_scene_words(issue_composer):
-    comp = issue_composer.compose("a corgi in a tiny helmet riding a spaceship over a quiet village at dusk", "sd1")
+    comp = issue_composer.compose("a corgi in a tiny helmet riding a spaceship over a quiet village at dusk",
+                                  "sd1")
     assert {"corgi", "spaceship"} <= set(comp.stems)
 
 
@@ -365,9 +371,11 @@ def test_named_characters_are_queued_in_the_same_order_whatever_the_dict_order()
 
 
 def test_a_long_segment_may_be_split_into_its_phrases():
-    plain = [t.plain for t in split_tasks("a knight in ornate plate armor kneeling in a ruined chapel, fog", 4)]
+    plain = [t.plain
+             for t in split_tasks("a knight in ornate plate armor kneeling in a ruined chapel, fog", 4)]
     assert plain == ["a knight", "ornate plate armor kneeling", "a ruined chapel", "fog"]
-    assert [t.plain for t in split_tasks("a knight in plate armor, fog")] == ["a knight in plate armor", "fog"]
+    assert ([t.plain for t in split_tasks("a knight in plate armor, fog")]
+            == ["a knight in plate armor", "fog"])
 
 
 # ------------------------------------------------------------------------ sparse matches, the same picks
@@ -542,11 +550,13 @@ def series_composer(tmp_path_factory):
 def test_a_card_asked_only_by_the_series_its_title_says_it_is_of_is_not_picked(series_composer):
     """'Sakura 2 Outfits (Nikke)' is about Sakura's outfits: a prompt that writes only the series asks for
     something of the series, not for her costumes; one that writes her name asks for them."""
-    assert "sakura_outfits" not in series_composer.compose("1girl, rapi, goddess of victory: nikke", "sd1").stems
+    assert "sakura_outfits" not in series_composer.compose(
+        "1girl, rapi, goddess of victory: nikke", "sd1").stems
     comp = series_composer.compose("1girl, goddess of victory: nikke, red jacket", "sd1")
     assert comp.stems == []
     reasons = {d.stem: d.reason for d in comp.drops}
-    assert reasons["sakura_outfits"].startswith(SERIES_OF) and "'Sakura 2 Outfits'" in reasons["sakura_outfits"]
+    assert (reasons["sakura_outfits"].startswith(SERIES_OF)
+            and "'Sakura 2 Outfits'" in reasons["sakura_outfits"])
     assert "sakura_outfits" in series_composer.compose("sakura outfits, nikke, ninja", "sd1").stems
 
 

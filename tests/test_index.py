@@ -14,10 +14,14 @@ from tests.loralib import card, make_library
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CARDS = [
-    card("watercolor", tags=["style", "watercolor"], trigger_words=["watercolor"], description="soft paint washes"),
-    card("robot_buddy", tags=["robot", "sci-fi"], trigger_words=["robot companion"], description="small friendly robots"),
-    card("plate_armor", tags=["clothing", "armor"], trigger_words=["full plate armor"], description="knight armour"),
-    card("xl_pixel", base="sdxl", tags=["style", "pixel art"], trigger_words=["pixel art"], description="retro sprites"),
+    card("watercolor", tags=["style", "watercolor"], trigger_words=["watercolor"],
+         description="soft paint washes"),
+    card("robot_buddy", tags=["robot", "sci-fi"], trigger_words=["robot companion"],
+         description="small friendly robots"),
+    card("plate_armor", tags=["clothing", "armor"], trigger_words=["full plate armor"],
+         description="knight armour"),
+    card("xl_pixel", base="sdxl", tags=["style", "pixel art"], trigger_words=["pixel art"],
+         description="retro sprites"),
 ]
 
 
@@ -140,11 +144,13 @@ def test_incremental_lexical_state_equals_a_full_rebuild(tmp_path):
     index, _ = build(tmp_path)
     lib = index.roots[0]
     info = os.path.join(lib, "watercolor.civitai.info")
-    open(info, "w", encoding="utf-8").write(open(info, encoding="utf-8").read().replace("soft paint", "bleeding ink"))
+    open(info, "w", encoding="utf-8").write(
+        open(info, encoding="utf-8").read().replace("soft paint", "bleeding ink"))
     index.refresh()
     full = BM25().fit([e.refined.text for e in index.snapshot.entries])
     state = index.snapshot.states["bm25"]
-    used = np.unique(state["bm25_vocab"][np.repeat(np.arange(len(state["bm25_vocab"])), np.diff(state["bm25_indptr"]))])
+    used = np.unique(state["bm25_vocab"][np.repeat(np.arange(len(state["bm25_vocab"])),
+                                                   np.diff(state["bm25_indptr"]))])
     assert list(used) == list(full["bm25_vocab"])
     for query in ["bleeding ink", "robot", "soft paint"]:
         assert np.allclose(BM25().scores(state, query), BM25().scores(full, query))

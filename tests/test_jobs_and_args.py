@@ -33,7 +33,8 @@ def test_rewrite_job_writes_one_set_per_batch_and_hires_prompts():
     comp = FakeComposition()
     job = rewrite_job(["a", "a", "b", "b"], ["", "", "", ""], [5, 6, 7, 8], 2, lambda p: comp, "per image",
                       multiplier=0.5, hr_prompts=["a", "a", "b", "b"])
-    assert job.prompts == ["a <lora:lora_5:0.5>", "a <lora:lora_5:0.5>", "b <lora:lora_7:0.5>", "b <lora:lora_7:0.5>"]
+    assert job.prompts == ["a <lora:lora_5:0.5>", "a <lora:lora_5:0.5>", "b <lora:lora_7:0.5>",
+                           "b <lora:lora_7:0.5>"]
     assert job.hr_prompts == job.prompts
     assert job.applied == ["lora_5:0.5", "lora_5:0.5", "lora_7:0.5", "lora_7:0.5"]
     for before, after in zip(["a", "a", "b", "b"], job.prompts):
@@ -79,10 +80,12 @@ def test_reference_image_from_base64_data_url_and_pil():
 
 
 def test_reference_image_from_numpy_and_image_editor_dicts():
-    """gradio 4's ImageEditor (numpy by default) and gradio 3's sketch send dicts; arrays have no truth value."""
+    """gradio 4's ImageEditor (numpy by default) and gradio 3's sketch send dicts; arrays have no truth
+    value."""
     import numpy as np
     rgb, rgba = np.full((8, 6, 3), 200, np.uint8), np.zeros((8, 6, 4), np.uint8)
-    for value in (rgb, rgba, {"background": rgb, "layers": [], "composite": rgba}, {"image": rgb, "mask": rgb},
+    for value in (rgb, rgba, {"background": rgb, "layers": [], "composite": rgba},
+                  {"image": rgb, "mask": rgb},
                   {"background": Image.new("RGB", (6, 8)), "layers": [], "composite": None}):
         img = to_pil(value)
         assert img.mode == "RGB" and img.size == (6, 8)
@@ -92,7 +95,8 @@ def test_reference_image_from_numpy_and_image_editor_dicts():
 def test_install_py_is_a_no_op_when_everything_is_present():
     root = __file__.rsplit("/tests/", 1)[0]
     # Outside the web UI there is no `launch` module: importing it (to pip-install) would fail this run.
-    out = subprocess.run([sys.executable, "-c", "import runpy; print(runpy.run_path('install.py')['missing']())"],
+    out = subprocess.run([sys.executable, "-c",
+                          "import runpy; print(runpy.run_path('install.py')['missing']())"],
                          capture_output=True, text=True, cwd=root)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

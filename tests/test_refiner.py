@@ -9,9 +9,11 @@ def make(**kw):
 
 
 def test_weight_priority_sidecar_then_samples_then_description_then_default():
-    assert recommended_weight(make(preferred_weight=0.55, sample_weights=[1.0], description="weight 0.2-0.4")) == 0.55
+    assert recommended_weight(make(preferred_weight=0.55, sample_weights=[1.0],
+                                   description="weight 0.2-0.4")) == 0.55
     assert recommended_weight(make(sample_weights=[0.6, 0.7, 0.9], description="weight 0.2-0.4")) == 0.7
-    assert recommended_weight(make(description="Recommended weights for txt2img - 0.45-0.75, higher ...")) == 0.6
+    assert recommended_weight(
+        make(description="Recommended weights for txt2img - 0.45-0.75, higher ...")) == 0.6
     assert recommended_weight(make(description="no advice here")) == 0.8
 
 
@@ -26,7 +28,8 @@ def test_topic_rules():
 
 
 def test_clean_prompt_removes_tags_emphasis_and_boilerplate():
-    text = clean_prompt("masterpiece, best quality, (red dragon:1.3), <lora:dragon:0.7>, [fire] BREAK mountains")
+    text = clean_prompt("masterpiece, best quality, (red dragon:1.3), <lora:dragon:0.7>, "
+                        "[fire] BREAK mountains")
     assert text == "red dragon, fire, mountains"
 
 
@@ -37,6 +40,7 @@ def test_refined_text_has_no_html_and_keeps_the_telling_words():
     r = refine(card, captioners=[lambda c: "a preview with pink light"])
     assert "glowing outline" in r.text and "masterpiece" not in r.text.split(" . ")[2]
     assert "<lora" not in r.text and "a preview with pink light" in r.text
-    # The sentence encoder reads what the adapter is for: title and specific tags, not captions or description.
+    # The sentence encoder reads what the adapter is for: title and specific tags, not captions or
+    # description.
     assert r.dense_text == "Neon Glow. neon"
     assert r.topic == "style" and r.weight == 0.8

@@ -194,8 +194,8 @@ def test_a_word_turning_everyday_changes_the_cards_that_use_it(tmp_path):
 
 
 def test_no_automatic_garbage_collection_until_the_new_snapshot_is_in_use(library):
-    """A full collection of the process's objects (~0.5 s at 6.4K cards) must not fall into a refresh before the
-    new snapshot is swapped in; collection is on again afterwards, also when the refresh fails."""
+    """A full collection of the process's objects (~0.5 s at 6.4K cards) must not fall into a refresh before
+    the new snapshot is swapped in; collection is on again afterwards, also when the refresh fails."""
     folder, index = library
     seen = []
 

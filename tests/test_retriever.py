@@ -6,11 +6,14 @@ from lib_stylus.retriever import Retriever, query_text
 from tests.loralib import card, make_library
 
 CARDS = [
-    card("watercolor", tags=["style", "watercolor"], trigger_words=["watercolor"], description="soft paint washes"),
+    card("watercolor", tags=["style", "watercolor"], trigger_words=["watercolor"],
+         description="soft paint washes"),
     card("pixel_sd1", tags=["style", "pixel art"], trigger_words=["pixel art"], description="retro sprites"),
-    card("pixel_xl", base="sdxl", tags=["style", "pixel art"], trigger_words=["pixel art"], description="retro sprites"),
+    card("pixel_xl", base="sdxl", tags=["style", "pixel art"], trigger_words=["pixel art"],
+         description="retro sprites"),
     card("pixel_pony", base="sdxl", base_model="Pony", tags=["pixel art"], trigger_words=["pixel art"]),
-    card("robot_buddy", tags=["robot"], trigger_words=["robot companion"], description="small friendly robots"),
+    card("robot_buddy", tags=["robot"], trigger_words=["robot companion"],
+         description="small friendly robots"),
 ]
 
 

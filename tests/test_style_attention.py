@@ -65,14 +65,15 @@ def formula(mod, adapter, number, x, ctx, ip_tokens, scale):
     return (text + scale * mha(q, k_ip, v_ip)) @ mod.to_out[0].weight.T + mod.to_out[0].bias
 
 
-HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs",
-              "_forward_hooks_always_called", "_backward_hooks", "_state_dict_hooks", "_load_state_dict_pre_hooks")
+HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs",
+              "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called", "_backward_hooks",
+              "_state_dict_hooks", "_load_state_dict_pre_hooks")
 
 
 def snapshot(model):
     """Per module: its own forward (if any), every hook dict's content, every attribute name, buffers."""
-    return {n: (m.__dict__.get("forward"), {h: dict(getattr(m, h, {})) for h in HOOK_DICTS}, sorted(m.__dict__),
-                sorted(m._buffers)) for n, m in model.named_modules()}
+    return {n: (m.__dict__.get("forward"), {h: dict(getattr(m, h, {})) for h in HOOK_DICTS},
+                sorted(m.__dict__), sorted(m._buffers)) for n, m in model.named_modules()}
 
 
 def state(model):
@@ -83,8 +84,10 @@ def state(model):
 @pytest.mark.parametrize("fwd", ["ldm", "sdp", "fused"])
 @pytest.mark.parametrize("layer_no", [1, 13, 31])
 def test_decoupled_output_equals_the_formula(sd15, adapter, tokens, monkeypatch, fwd, layer_no):
-    if fwd != "ldm":  # the web UI swaps forward at class level; "fused" bypasses submodule hooks (fallback path)
-        monkeypatch.setattr(fx.CrossAttention, "forward", {"sdp": fx.sdp_forward, "fused": fx.fused_forward}[fwd])
+    # the web UI swaps forward at class level; "fused" bypasses submodule hooks (fallback path)
+    if fwd != "ldm":
+        monkeypatch.setattr(fx.CrossAttention, "forward",
+                            {"sdp": fx.sdp_forward, "fused": fx.fused_forward}[fwd])
     layer = next(l for l in table("sd15") if l.number == layer_no)
     mod, ax, actx = attn_inputs(sd15, layer.ldm, *inputs())
     with StylePatch(sd15, adapter, *tokens, blocks=[layer_no], scale=0.7):
@@ -155,10 +158,11 @@ def test_class_forward_swapped_while_patched_is_followed(sd15, adapter, tokens, 
         monkeypatch.setattr(fx.CrossAttention, "forward",
                             lambda self, *a, **k: calls.append(1) or fx.sdp_forward(self, *a, **k))
         got = mod(ax, context=actx)
-    assert calls and torch.allclose(got, formula(mod, adapter, layer.number, ax, actx, tokens[0], 1.0), atol=1e-5)
+    assert calls and torch.allclose(got, formula(mod, adapter, layer.number, ax, actx, tokens[0], 1.0),
+                                    atol=1e-5)
 
 
-# ------------------------------------------------------------------------------------------------ identity cases
+# --------------------------------------------------------------------------------------------- identity cases
 def test_scale_zero_is_bit_identical_to_unpatched(sd15, adapter, tokens):
     x, ctx = inputs()
     ref = run(sd15, x, ctx)
@@ -354,7 +358,8 @@ def test_unknown_role_is_refused(sd15, adapter, tokens):
 
 
 def test_tiled_call_with_a_multiple_of_the_plan_repeats_it(sd15, adapter, tokens):
-    """Tiled Diffusion / MultiDiffusion run the UNet on tiles stacked along the batch: [cond, uncond] per tile."""
+    """Tiled Diffusion / MultiDiffusion run the UNet on tiles stacked along the batch: [cond, uncond] per
+    tile."""
     x, ctx = inputs(6, seed=7)
     cond, uncond = per_row_refs(sd15, adapter, tokens, x, ctx)
     with StylePatch(sd15, adapter, *tokens, blocks="all") as p:
@@ -420,8 +425,10 @@ def test_layer_width_mismatch_names_the_layer(sd15, tokens):
     sd["ip_adapter.15.to_k_ip.weight"] = torch.zeros(99, fx.CTX)
     sd["ip_adapter.15.to_v_ip.weight"] = torch.zeros(99, fx.CTX)
     bad = ipa.from_parts(fx.nest(sd))
-    with pytest.raises(ShapeMismatchError, match=r"layer 15 \(output_blocks.4.1.transformer_blocks.0.attn2\): "
-                                                 r"to_k_ip is Linear\(64 -> 99\) but the UNet's to_k is Linear\(64 -> 128\)"):
+    with pytest.raises(ShapeMismatchError,
+                       match=r"layer 15 \(output_blocks.4.1.transformer_blocks.0.attn2\): "
+                             r"to_k_ip is Linear\(64 -> 99\) but the UNet's to_k is "
+                             r"Linear\(64 -> 128\)"):
         StylePatch(sd15, bad, *tokens)
 
 
@@ -443,7 +450,8 @@ def test_sdxl_style_patch_touches_only_output_blocks_1_1(adapter):
     toks = xad.project(torch.randn(1, 24)), xad.project(torch.zeros(1, 24))
     with StylePatch(xl, xad, *toks, blocks="style"):
         patched = sorted(n for n, m in xl.named_modules() if "forward" in m.__dict__)
-    assert patched == sorted(l.ldm for l in table("sdxl") if l.block == "output_blocks.1.1") and len(patched) == 10
+    assert (patched == sorted(l.ldm for l in table("sdxl") if l.block == "output_blocks.1.1")
+            and len(patched) == 10)
 
 
 @pytest.mark.parametrize("chunks", [[0, 1], [1, 0], [1, 0, 0, 1]])

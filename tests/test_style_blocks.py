@@ -46,14 +46,16 @@ def test_sd15_diffusers_names_map_to_ldm_paths():
 
 def test_sdxl_presets():
     assert [l.number for l in resolve_blocks("sdxl", "style")] == list(range(69, 88, 2))
-    assert [l.number for l in resolve_blocks("sdxl", "style+layout")] == list(range(29, 48, 2)) + list(range(69, 88, 2))
+    assert ([l.number for l in resolve_blocks("sdxl", "style+layout")]
+            == list(range(29, 48, 2)) + list(range(69, 88, 2)))
     assert len(resolve_blocks("sdxl", "all")) == 70
 
 
 def test_sd15_presets():
     assert {l.block for l in resolve_blocks("sd15", "style")} == {"output_blocks.%d.1" % n for n in (3, 4, 5)}
     wide = {l.block for l in resolve_blocks("sd15", "style-wide")}
-    assert wide == {"input_blocks.%d.1" % n for n in (1, 2, 4, 5)} | {"output_blocks.%d.1" % n for n in range(5, 12)}
+    assert wide == ({"input_blocks.%d.1" % n for n in (1, 2, 4, 5)}
+                    | {"output_blocks.%d.1" % n for n in range(5, 12)})
     assert len(resolve_blocks("sd15", "all")) == 16
     # InstantStyle's SD1.5 example (infer_style_sd15.py): style+layout = down_blocks.2, mid_block, up_blocks.1
     layout = {l.block for l in resolve_blocks("sd15", "style+layout")}
@@ -63,7 +65,8 @@ def test_sd15_presets():
 
 
 def test_custom_selectors_ldm_diffusers_numbers_and_comma_string():
-    got = resolve_blocks("sdxl", ["output_blocks.1.1.transformer_blocks.3", 121, "down_blocks.1.attentions.0"])
+    got = resolve_blocks("sdxl", ["output_blocks.1.1.transformer_blocks.3", 121,
+                                  "down_blocks.1.attentions.0"])
     assert [l.number for l in got] == [1, 3, 75, 121]
     assert [l.number for l in resolve_blocks("sd15", "input_blocks.1.1, 31")] == [1, 31]
     assert resolve_blocks("sd15", None) == [] and resolve_blocks("sd15", []) == []

@@ -7,8 +7,8 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import style_fixtures as fx
-from lib_stylus.style.encoders import (CLIP_MEAN, CLIP_STD, TransformersText, infer_vision_config, load_clip_vision,
-                                       load_open_clip_text, preprocess, subtract_content)
+from lib_stylus.style.encoders import (CLIP_MEAN, CLIP_STD, TransformersText, infer_vision_config,
+                                       load_clip_vision, load_open_clip_text, preprocess, subtract_content)
 
 
 # ------------------------------------------------------------------------------------------------ subtraction
@@ -57,8 +57,9 @@ def vision(tmp_path_factory):
 
 def test_folder_with_pytorch_model_bin_is_read_weights_only(tmp_path, monkeypatch):
     model = fx.tiny_vision_model()
-    model.config.save_pretrained(str(tmp_path))  # the folder as IP-Adapter ships it, written by hand: transformers 5
-    torch.save(model.state_dict(), str(tmp_path / "pytorch_model.bin"))  # no longer saves pytorch_model.bin
+    # the folder as IP-Adapter ships it, written by hand: transformers 5 no longer saves pytorch_model.bin
+    model.config.save_pretrained(str(tmp_path))
+    torch.save(model.state_dict(), str(tmp_path / "pytorch_model.bin"))
     seen, real = [], torch.load
     monkeypatch.setattr(torch, "load", lambda *a, **kw: seen.append(kw.get("weights_only")) or real(*a, **kw))
     enc = load_clip_vision(str(tmp_path))
@@ -123,8 +124,10 @@ def test_zero_embeds_plain_is_zero_plus_is_zero_image(vision):
 
 # ------------------------------------------------------------------------------------------------ text
 TINY_OPEN_CLIP = {"embed_dim": 24,
-                  "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
-                  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+                  "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16,
+                                 "patch_size": 16},
+                  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
+                               "layers": 1}}
 
 
 @pytest.mark.parametrize("ext, tower_only", [("safetensors", True), ("bin", True), ("bin", False)])
@@ -138,7 +141,8 @@ def test_open_clip_text_tower_loads_locally_and_matches(tmp_path, monkeypatch, e
     ckpt = str(tmp_path / ("open_clip_pytorch_model." + ext))
     sd = {k: v.contiguous() for k, v in src.state_dict().items()}
     save_file(sd, ckpt) if ext == "safetensors" else torch.save(sd, ckpt)
-    if not tower_only:  # our call (with quick_gelu=) fails as if the private helper were gone; CLIP() still works
+    # our call (with quick_gelu=) fails as if the private helper were gone; CLIP() still works
+    if not tower_only:
         real = open_clip.model._build_text_tower
         monkeypatch.setattr(open_clip.model, "_build_text_tower",
                             lambda *a, **kw: (_ for _ in ()).throw(TypeError("gone")) if "quick_gelu" in kw

@@ -32,13 +32,15 @@ def text_fn(texts):  # a stand-in for the adapter's CLIP text tower (same 24-d s
 def test_nothing_is_loaded_until_asked_and_released_after_build(files):
     eng = StyleEngine()
     assert not eng.loaded
-    patch, toks = eng.build(fx.tiny_sd15(), files["plain"], files["encoder"], [IMG], "a cat", text_fn, lam=0.5)
+    patch, toks = eng.build(fx.tiny_sd15(), files["plain"], files["encoder"], [IMG], "a cat", text_fn,
+                            lam=0.5)
     assert not eng.loaded and not patch.installed
     assert toks.subtracted and toks.cond.shape == toks.uncond.shape == (1, 4, fx.CTX)
 
 
 def test_tokens_are_the_projection_of_image_minus_lambda_text(files):
-    _, toks = StyleEngine().build(fx.tiny_sd15(), files["plain"], files["encoder"], [IMG], "a cat", text_fn, lam=0.8)
+    _, toks = StyleEngine().build(fx.tiny_sd15(), files["plain"], files["encoder"], [IMG], "a cat", text_fn,
+                                  lam=0.8)
     ad, enc = load_ip_adapter(files["plain"]), load_clip_vision(files["encoder"])
     style = enc.encode([IMG]) - 0.8 * text_fn(["a cat"])
     assert torch.allclose(toks.cond, ad.project(style), atol=1e-5)
@@ -90,7 +92,8 @@ def test_unet_stored_in_half_or_fp8_on_the_cpu_computes_in_the_hosts_dtype(files
     patch, toks = StyleEngine().build(unet, files["plain"], files["encoder"], [IMG], "a cat", text_fn,
                                       device=torch.device("cpu"), dtype=torch.float32)
     assert toks.cond.dtype == torch.float32 and toks.subtracted
-    assert all(lp.k_c.dtype == torch.float32 and lp.k_c.device.type == "cpu" for lp in patch._patches.values())
+    assert all(lp.k_c.dtype == torch.float32 and lp.k_c.device.type == "cpu"
+               for lp in patch._patches.values())
 
 
 def test_the_adapter_is_never_moved_whole_only_the_patched_layers(files, monkeypatch):
@@ -121,7 +124,8 @@ def test_a_second_job_with_the_same_reference_loads_and_encodes_nothing(files, m
     loads = []
     for name in ("load_ip_adapter", "load_clip_vision"):
         real = getattr(engine_mod, name)
-        monkeypatch.setattr(engine_mod, name, lambda *a, _real=real, _n=name, **k: loads.append(_n) or _real(*a, **k))
+        monkeypatch.setattr(engine_mod, name,
+                            lambda *a, _real=real, _n=name, **k: loads.append(_n) or _real(*a, **k))
     eng, text, unet = StyleEngine(), CountingText(), fx.tiny_sd15()
     first, t1 = eng.build(unet, files["plain"], files["encoder"], [IMG], "a cat", text, lam=0.5)
     assert sorted(loads) == ["load_clip_vision", "load_ip_adapter"] and text.calls == 1
@@ -170,8 +174,9 @@ def test_an_encoder_of_another_clip_space_is_one_line_naming_both_files(files, t
 
 
 def test_sdxl_all_blocks_fit_the_cache_and_a_repeat_uses_it(files, tmp_path):
-    """SDXL 'all' patches 70 layers: the remembered K/V pairs of one reference are one entry, not one per layer
-    (an LRU of 16 per-layer entries evicted layers while they were being made: KeyError in the real web UI)."""
+    """SDXL 'all' patches 70 layers: the remembered K/V pairs of one reference are one entry, not one per
+    layer (an LRU of 16 per-layer entries evicted layers while they were being made: KeyError in the real
+    web UI)."""
     unet = fx.tiny_sdxl()
     path = str(tmp_path / "ip-adapter_sdxl.safetensors")
     save_file(fx.adapter_state_dict(unet, "sdxl"), path)

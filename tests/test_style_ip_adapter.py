@@ -27,7 +27,8 @@ def _write(tmp_path, name, sd):
 def test_loads_bin_nested_and_flat_and_safetensors(tmp_path, sd15, name, nested):
     flat = adapter_state_dict(sd15, "sd15")
     ad = load_ip_adapter(_write(tmp_path, name, nest(flat) if nested else flat))
-    assert (ad.arch, ad.kind, ad.info.tokens, ad.info.clip_dim, ad.info.cross_dim) == ("sd15", "plain", 4, 24, CTX)
+    assert ((ad.arch, ad.kind, ad.info.tokens, ad.info.clip_dim, ad.info.cross_dim)
+            == ("sd15", "plain", 4, 24, CTX))
     assert torch.equal(ad.kv(69 - 38)[0].weight, flat["ip_adapter.31.to_k_ip.weight"])
     assert torch.equal(ad.image_proj.proj.weight, flat["image_proj.proj.weight"])
 
@@ -46,7 +47,8 @@ def test_plain_projection_is_linear_then_layernorm(sd15):
     ad = ipa.from_parts(nest(flat))
     e = torch.randn(3, 24)
     x = (e @ flat["image_proj.proj.weight"].T + flat["image_proj.proj.bias"]).reshape(3, 4, CTX)
-    want = torch.nn.functional.layer_norm(x, (CTX,), flat["image_proj.norm.weight"], flat["image_proj.norm.bias"])
+    want = torch.nn.functional.layer_norm(x, (CTX,), flat["image_proj.norm.weight"],
+                                          flat["image_proj.norm.bias"])
     assert torch.allclose(ad.project(e), want, atol=1e-5)
 
 
@@ -63,7 +65,8 @@ def test_resampler_matches_an_independent_computation(sd15):
     k, v = (torch.cat([hn, ln_], 1) @ w["layers.0.0.to_kv.weight"].T).chunk(2, -1)
     att = torch.softmax(q @ k.transpose(1, 2) / 64 ** 0.5, -1) @ v      # one 64-wide head
     lat = lat + att @ w["layers.0.0.to_out.weight"].T
-    ff = torch.nn.functional.gelu(ln(lat, "layers.0.1.0") @ w["layers.0.1.1.weight"].T) @ w["layers.0.1.3.weight"].T
+    ff = (torch.nn.functional.gelu(ln(lat, "layers.0.1.0") @ w["layers.0.1.1.weight"].T)
+          @ w["layers.0.1.3.weight"].T)
     lat = lat + ff
     want = ln(lat @ w["proj_out.weight"].T + w["proj_out.bias"], "norm_out")
     assert torch.allclose(ad.project(x), want, atol=1e-4)

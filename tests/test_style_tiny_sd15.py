@@ -1,4 +1,5 @@
-"""The engine on the module tree of the shared tiny SD1.5 checkpoint (real ldm names and shapes), when present."""
+"""The engine on the module tree of the shared tiny SD1.5 checkpoint (real ldm names and shapes), when
+present."""
 import importlib.util
 import os
 

@@ -35,7 +35,7 @@ def test_controlnet_files_are_found_and_reused(monkeypatch, tmp_path):
     assert adapter in models.list_ip_adapters()
 
 
-# ------------------------------------------------------------------------------------------------ offline (issue 11.7)
+# --------------------------------------------------------------------------------------- offline (issue 11.7)
 @pytest.fixture
 def fresh(monkeypatch, tmp_path):
     """An own models folder and a hub that counts its calls (and fails, as offline)."""
@@ -81,7 +81,8 @@ def _place(e):
         open(os.path.join(e.folder, os.path.basename(f)), "wb").close()
 
 
-@pytest.mark.parametrize("find, what, found_as", [("ip_adapter", "sd15", "file"), ("ip_adapter", "sdxl", "file"),
+@pytest.mark.parametrize("find, what, found_as", [("ip_adapter", "sd15", "file"),
+                                                  ("ip_adapter", "sdxl", "file"),
                                                   ("image_encoder", "vit-h", "folder"),
                                                   ("image_encoder", "vit-bigG", "folder")])
 def test_the_message_names_a_folder_where_the_file_is_then_found(monkeypatch, fresh, find, what,

@@ -12,10 +12,14 @@ from tests.webui_env import FakeP, load_script
 
 TAG = re.compile(r"<(\w+):([^>]+)>")  # the web UI's extra-network tag regex
 CARDS = [
-    card("cyberpunk_city", tags=["style", "cyberpunk"], trigger_words=["cyberpunk city"], title="Cyberpunk City Style"),
-    card("robot_buddy", tags=["robot", "concept"], trigger_words=["robot companion"], title="Robot Companion"),
-    card("watercolor_paint", tags=["style", "watercolor"], trigger_words=["watercolor"], title="Watercolor Style"),
-    card("xl_robot", base="sdxl", tags=["robot"], trigger_words=["robot companion"], title="Robot Companion XL"),
+    card("cyberpunk_city", tags=["style", "cyberpunk"], trigger_words=["cyberpunk city"],
+         title="Cyberpunk City Style"),
+    card("robot_buddy", tags=["robot", "concept"], trigger_words=["robot companion"],
+         title="Robot Companion"),
+    card("watercolor_paint", tags=["style", "watercolor"], trigger_words=["watercolor"],
+         title="Watercolor Style"),
+    card("xl_robot", base="sdxl", tags=["robot"], trigger_words=["robot companion"],
+         title="Robot Companion XL"),
 ]
 PROMPT = "a street musician, with a robot companion, cyberpunk style"
 
@@ -55,8 +59,8 @@ def test_ui_components_are_in_api_order_and_paste_fields_exist(script):
 
 
 def test_pasted_model_file_names_outside_the_list_are_kept(script):
-    """Infotext from another machine, or a file added after start-up: the dropdowns keep the name (gradio 4 warns
-    about, and its page drops, a value outside the choices unless custom values are allowed)."""
+    """Infotext from another machine, or a file added after start-up: the dropdowns keep the name (gradio 4
+    warns about, and its page drops, a value outside the choices unless custom values are allowed)."""
     import warnings
     with gr.Blocks():
         by_name = dict(zip(field_names(), script.ui(False)))
@@ -90,7 +94,8 @@ def test_prompts_get_tags_from_the_library_and_the_infotext_tells(script):
 def test_one_adapter_set_per_batch(script):
     p = FakeP([PROMPT] * 4, [10, 11, 12, 13], batch_size=2)
     script.process(p, *args())
-    assert tags(p.all_prompts[0]) == tags(p.all_prompts[1]) and tags(p.all_prompts[2]) == tags(p.all_prompts[3])
+    assert (tags(p.all_prompts[0]) == tags(p.all_prompts[1])
+            and tags(p.all_prompts[2]) == tags(p.all_prompts[3]))
 
 
 def test_per_image_masks_are_reproducible_from_the_seed(script):
@@ -204,14 +209,15 @@ def test_preview_is_wired_to_the_tab_prompt_box_and_escapes_card_text(script):
 def test_settings_are_registered_in_the_stylus_section(script):
     from modules import shared
     keys = [k for k in shared.options_templates if k.startswith("stylus_")]
-    assert {"stylus_embedder", "stylus_top_k", "stylus_llm_url", "stylus_keep_models", "stylus_allow_unknown_base",
-            "stylus_add_negative"} <= set(keys)
+    assert {"stylus_embedder", "stylus_top_k", "stylus_llm_url", "stylus_keep_models",
+            "stylus_allow_unknown_base", "stylus_add_negative"} <= set(keys)
     assert {shared.options_templates[k].section for k in keys} == {("stylus", "Stylus")}
     assert shared.opts.stylus_embedder == "hybrid"  # the composer checks meaning by default
 
 
 def test_infotext_round_trip_restores_every_written_field(script):
-    """What process() writes, read back the way the host's paste does (string -> the component's value type)."""
+    """What process() writes, read back the way the host's paste does (string -> the component's value
+    type)."""
     chosen = dict(max_adapters=3, weight_multiplier=0.65, masking="same for all images", add_triggers=False,
                   composer="local")
     p = FakeP([PROMPT], [9])
@@ -224,7 +230,8 @@ def test_infotext_round_trip_restores_every_written_field(script):
         if isinstance(key, str) and key in p.extra_generation_params:
             text = str(p.extra_generation_params[key])
             kind = type(comp.value)
-            restored[by_comp[id(comp)]] = (text == "True") if kind is bool else kind(float(text)) if kind in (int, float) else text
+            restored[by_comp[id(comp)]] = ((text == "True") if kind is bool
+                                           else kind(float(text)) if kind in (int, float) else text)
     assert restored == chosen
 
 

@@ -25,8 +25,8 @@ def test_status_has_no_progress_once_ready(tmp_path, monkeypatch):
 
 
 def test_the_refresh_thread_builds_the_composers_indexes(tmp_path, monkeypatch):
-    """The composer's per-snapshot indexes (purpose phrases, characters) take seconds at 6.4K cards: the refresh
-    builds them, so the first generation after a refresh does not wait for them."""
+    """The composer's per-snapshot indexes (purpose phrases, characters) take seconds at 6.4K cards: the
+    refresh builds them, so the first generation after a refresh does not wait for them."""
     use_stub()
     from modules import shared
     from lib_stylus.characters import character_index

@@ -14,7 +14,8 @@ from tests.webui_env import FakeP, load_script
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("style")
-    module = load_script(make_library(root / "Lora", [card("watercolor", tags=["watercolor"])]), str(root / "cache"))
+    module = load_script(make_library(root / "Lora", [card("watercolor", tags=["watercolor"])]),
+                         str(root / "cache"))
     from modules import shared
     unet = tiny_sd15()
     shared.sd_model = types.SimpleNamespace(is_sd1=True, is_sd2=False, is_sdxl=False,
@@ -23,7 +24,8 @@ def env(tmp_path_factory):
               str(root / "ip.safetensors"))
     tiny_vision_model(projection_dim=24).save_pretrained(str(root / "enc"), safe_serialization=True)
     from PIL import Image
-    a = StylusArgs(enabled=True, lora_enabled=False, style_enabled=True, style_image=Image.new("RGB", (32, 32), "red"),
+    a = StylusArgs(enabled=True, lora_enabled=False, style_enabled=True,
+                   style_image=Image.new("RGB", (32, 32), "red"),
                    ip_adapter=str(root / "ip.safetensors"), image_encoder=str(root / "enc"))
     return module.StylusScript(), unet, [getattr(a, n) for n in field_names()]
 
@@ -44,14 +46,16 @@ def test_patch_only_on_style_blocks_and_removed_in_postprocess(env):
     from lib_stylus.webui import style_job
     before = forwards(unet)
     torch.manual_seed(0)
-    x, ctx = torch.randn(2, 6, 16), torch.randn(2, 77, 64)  # tokens of the tiny tree; one cond row, one uncond
+    # tokens of the tiny tree; one cond row, one uncond
+    x, ctx = torch.randn(2, 6, 16), torch.randn(2, 77, 64)
     with torch.no_grad():
         plain = unet(x, context=ctx)
     p = FakeP(["a house"], [1])
     p.sample = lambda *a, **k: "latents"
     script.process(p, *args)
     patched = {n for n, f in forwards(unet).items() if f is not before[n]}
-    assert patched == {f"output_blocks.{i}.1.transformer_blocks.0.attn2" for i in (3, 4, 5)}  # SD1.5 up_blocks.1
+    # SD1.5 up_blocks.1
+    assert patched == {f"output_blocks.{i}.1.transformer_blocks.0.attn2" for i in (3, 4, 5)}
     assert p.extra_generation_params["Stylus style strength"] == 1.0
     run_denoiser()  # the host's CFG denoiser announces [cond, uncond]
     with torch.no_grad():
@@ -216,8 +220,8 @@ def test_lowvram_fp16_unet_parked_on_the_cpu_is_styled_in_the_hosts_dtype(env, h
     unet = tiny_sd15()
     unet.half()
     use_sd15(host, unet)
-    host.devices.device, host.devices.dtype, host.devices.dtype_inference = torch.device("cpu"), torch.float32, \
-        torch.float32
+    host.devices.device, host.devices.dtype, host.devices.dtype_inference = \
+        torch.device("cpu"), torch.float32, torch.float32
     p = new_p()
     script.process(p, *args)
     assert host.errors.reported == [] and "Stylus style strength" in p.extra_generation_params
@@ -276,7 +280,8 @@ def test_sdxl_vit_h_adapter_gets_the_vit_h_encoder_and_text_tower(env, host, cap
     save_file({k: v.contiguous() for k, v in adapter_state_dict(unet, "sdxl", clip_dim=1024).items()}, path)
     _clip_files(str(host.dir / "stylus"), clip_h=1024, clip_g=1280)
     conditioner = NoCall()
-    host.shared.sd_model = types.SimpleNamespace(is_sdxl=True, is_sd1=False, is_sd2=False, conditioner=conditioner,
+    host.shared.sd_model = types.SimpleNamespace(is_sdxl=True, is_sd1=False, is_sd2=False,
+                                                 conditioner=conditioner,
                                                  get_learned_conditioning=conditioner,
                                                  model=types.SimpleNamespace(diffusion_model=unet))
     before = forwards(unet)
@@ -300,7 +305,8 @@ def test_sd15_vit_bigg_adapter_gets_the_bigg_encoder_and_says_no_text_tower(env,
     p = new_p()
     with caplog.at_level(logging.WARNING, logger="stylus"):
         script.process(p, *with_args(args, ip_adapter=path, image_encoder="auto", content_text="a cat"))
-    assert host.errors.reported == [] and forwards(unet) != before and CONTENT not in p.extra_generation_params
+    assert (host.errors.reported == [] and forwards(unet) != before
+            and CONTENT not in p.extra_generation_params)
     lines = [r.getMessage() for r in caplog.records if "ViT-bigG" in r.getMessage()]
     assert len(lines) == 1 and "not subtracted" in lines[0]
 
@@ -376,7 +382,8 @@ def test_infotext_records_content_and_lambda_only_when_subtracted(env, host, mon
     monkeypatch.setattr(host.job, "vit_h_text_encoder", lambda device, dtype: Tower())
     p = new_p()
     script.process(p, *with_args(args, content_text="a cat", content_lambda=0.7))
-    assert p.extra_generation_params[CONTENT] == "a cat" and p.extra_generation_params["Stylus style lambda"] == 0.7
+    assert (p.extra_generation_params[CONTENT] == "a cat"
+            and p.extra_generation_params["Stylus style lambda"] == 0.7)
     script.postprocess(p, None, *args)
 
 
@@ -391,7 +398,7 @@ def test_a_bad_reference_image_is_one_line_and_nothing_is_patched(env, host, ima
     assert "skipped" in msg and ("empty" in msg or "not an image" in msg) and "\n" not in msg
 
 
-# ------------------------------------------------------------------------------------------------ SDXL content text
+# ------------------------------------------------------------------------------------------ SDXL content text
 class TinyTextTower(nn.Module):
     """Stands for conditioner.embedders[1] (open_clip ViT-bigG): texts -> pooled, projected embeddings."""
 
@@ -399,10 +406,12 @@ class TinyTextTower(nn.Module):
         super().__init__()
         torch.manual_seed(4)
         self.fc = nn.Linear(16, 24)
-        self.fc.network_layer_name = "lora_te2_text_projection"  # as networks.assign_network_names... names it
+        # as networks.assign_network_names... names it
+        self.fc.network_layer_name = "lora_te2_text_projection"
 
     def forward(self, texts):
-        feats = torch.stack([torch.tensor([float((ord(c) * (i + 1)) % 17) for i, c in enumerate((t + " " * 16)[:16])])
+        feats = torch.stack([torch.tensor([float((ord(c) * (i + 1)) % 17)
+                                           for i, c in enumerate((t + " " * 16)[:16])])
                              for t in texts]).to(self.fc.weight.device, self.fc.weight.dtype)
         return self.fc(feats / 17)
 
@@ -456,7 +465,8 @@ def lora_host(monkeypatch):
     def network_linear_forward(self, input):
         name = getattr(self, "network_layer_name", None)
         if name is not None:
-            wanted = tuple((n.name, n.te_multiplier, n.unet_multiplier, n.dyn_dim) for n in networks.loaded_networks)
+            wanted = tuple((n.name, n.te_multiplier, n.unet_multiplier, n.dyn_dim)
+                           for n in networks.loaded_networks)
             if getattr(self, "network_weights_backup", None) is None and wanted != ():
                 self.network_weights_backup = self.weight.detach().to("cpu", copy=True)
             if getattr(self, "network_current_names", ()) != wanted:
@@ -473,7 +483,8 @@ def lora_host(monkeypatch):
 
 
 def test_sdxl_content_text_is_encoded_without_any_loras(sdxl, host, lora_host):
-    """The same request twice after a different one gives the same style, and the host's LoRA state is kept."""
+    """The same request twice after a different one gives the same style, and the host's LoRA state is
+    kept."""
     script, args, conditioner = sdxl
     p, reference = style_kv(host, script, args)  # a clean start: no LoRA ever applied
     assert CONTENT in p.extra_generation_params

@@ -1,4 +1,5 @@
-"""Load scripts/stylus.py inside the web UI stub, with a real tiny LoRA library as the web UI's Lora folder."""
+"""Load scripts/stylus.py inside the web UI stub, with a real tiny LoRA library as the web UI's Lora
+folder."""
 from __future__ import annotations
 
 import importlib.util
@@ -23,18 +24,21 @@ def load_script(lora_dir: str, cache_dir: str, base: str = "sd1"):
     import networks
     shared.cmd_opts.lora_dir = lora_dir
     shared.opts.data["stylus_cache_dir"] = cache_dir
-    shared.sd_model = types.SimpleNamespace(is_sdxl=base == "sdxl", is_sd2=base == "sd2", is_sd1=base == "sd1")
+    shared.sd_model = types.SimpleNamespace(is_sdxl=base == "sdxl", is_sd2=base == "sd2",
+                                            is_sd1=base == "sd1")
     names = {os.path.splitext(f)[0] for f in os.listdir(lora_dir) if f.endswith(".safetensors")}
     networks.available_networks = {n: object() for n in names}
     networks.available_network_aliases = dict(networks.available_networks)
-    spec = importlib.util.spec_from_file_location("stylus_script_under_test", os.path.join(ROOT, "scripts", "stylus.py"))
+    spec = importlib.util.spec_from_file_location("stylus_script_under_test",
+                                                  os.path.join(ROOT, "scripts", "stylus.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 class FakeP:
-    """The fields of StableDiffusionProcessing that Script.process sees (after setup_prompts, before batches)."""
+    """The fields of StableDiffusionProcessing that Script.process sees (after setup_prompts, before
+    batches)."""
     def __init__(self, prompts, seeds, batch_size=1, negatives=None, hr=False):
         self.all_prompts = list(prompts)
         self.all_negative_prompts = list(negatives or [""] * len(prompts))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
-# Civitai `baseModel` values -> family. Pony, Illustrious and NoobAI are SDXL fine-tunes: their LoRAs merge into SDXL.
+# Civitai `baseModel` values -> family. Pony, Illustrious and NoobAI are SDXL fine-tunes: their LoRAs merge
+# into SDXL.
 _CIVITAI_PATTERNS = [
     (r"^sd ?1(\.\d)?\b", "sd1"),
     (r"^sd ?2(\.\d)?\b", "sd2"),
     (r"^(sdxl|pony|illustrious|noobai|playground v2)", "sdxl"),
-    (r"^(flux|sd ?3|stable cascade|svd|pixart|hunyuan|kolors|auraflow|lumina|mochi|ltxv|wan|cogvideo|hidream)", "other"),
+    (r"^(flux|sd ?3|stable cascade|svd|pixart|hunyuan|kolors|auraflow|lumina|"
+     r"mochi|ltxv|wan|cogvideo|hidream)", "other"),
 ]
 
 
@@ -68,7 +70,8 @@ def from_tensors(tensors: dict) -> str | None:
     if not keys:
         return None
     joined = "\n".join(keys[:4000])
-    if re.search(r"(double_blocks|single_blocks|single_transformer_blocks|joint_blocks|transformer_blocks_\d+_ff_context)", joined):
+    if re.search(r"(double_blocks|single_blocks|single_transformer_blocks|joint_blocks|"
+                 r"transformer_blocks_\d+_ff_context)", joined):
         return "other"  # Flux / SD3 transformer LoRAs
     if "lora_te1_" in joined or "lora_te2_" in joined or "lora_unet_input_blocks_" in joined \
             or "lora_unet_output_blocks_" in joined or "lora_unet_middle_block_" in joined:
@@ -83,7 +86,8 @@ def from_tensors(tensors: dict) -> str | None:
     if width == 2048:
         return "sdxl"
     if "lora_unet_down_blocks_" in joined or "lora_unet_up_blocks_" in joined or "lora_te_" in joined:
-        return "sd1" if not width else None  # diffusers-named kohya keys without a telling width: SD1/2 layout
+        # diffusers-named kohya keys without a telling width: SD1/2 layout
+        return "sd1" if not width else None
     return None
 
 

@@ -15,8 +15,9 @@ from .untrusted import Unusable, not_regular
 NETWORK_EXTS = (".safetensors", ".pt", ".ckpt")  # what the web UI's Lora extension lists
 UNTAGGABLE = ("file name cannot be written in a <lora:...> tag (it holds ':', '<', '>' or a line break, "
               "and no usable ss_output_name): skipped")
-_KEPT_META = ("ss_output_name", "ss_base_model_version", "ss_sd_model_name", "ss_network_module", "ss_network_dim",
-              "ss_network_alpha", "modelspec.title", "modelspec.architecture", "sshs_model_hash")
+_KEPT_META = ("ss_output_name", "ss_base_model_version", "ss_sd_model_name", "ss_network_module",
+              "ss_network_dim", "ss_network_alpha", "modelspec.title", "modelspec.architecture",
+              "sshs_model_hash")
 
 
 @dataclass
@@ -36,13 +37,15 @@ class _Entry:
 
 
 def walk(root: str, faults: list, hidden: bool = True) -> Iterable[_Entry]:
-    """Network files under root, sorted, following directory links once (a link loop is reported, not followed).
-    Dot-folders are listed unless hidden=False, as the web UI's "list hidden files" setting (default on)."""
+    """Network files under root, sorted, following directory links once (a link loop is reported, not
+    followed). Dot-folders are listed unless hidden=False, as the web UI's "list hidden files" setting
+    (default on)."""
     seen_dirs: set = set()
     root = os.path.abspath(root)
     prefix = root.rstrip(os.sep) + os.sep  # os.walk joins names onto root: a file's relative path is its tail
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=lambda e: faults.append(
-            Fault(os.path.basename(getattr(e, "filename", "") or root), f"unreadable folder ({e.strerror})"))):
+            Fault(os.path.basename(getattr(e, "filename", "") or root),
+                  f"unreadable folder ({e.strerror})"))):
         real = os.path.realpath(dirpath)
         if real in seen_dirs:
             faults.append(Fault(os.path.basename(dirpath), "folder link loop: not followed again", dirpath))
@@ -76,7 +79,8 @@ def signature(entry: _Entry) -> tuple[str, os.stat_result]:
 
 def scan(root: str, previous: dict | None = None, progress: Callable[[int, int], None] | None = None,
          hidden: bool = True) -> ScanResult:
-    """Scan root; cards whose signature is unchanged since `previous` ({path: AdapterCard}) are reused as they are."""
+    """Scan root; cards whose signature is unchanged since `previous` ({path: AdapterCard}) are reused as
+    they are."""
     result = ScanResult()
     if not os.path.isdir(root):
         result.faults.append(Fault(os.path.basename(root.rstrip("/")) or root, "LoRA folder not found", root))
@@ -93,12 +97,14 @@ def scan(root: str, previous: dict | None = None, progress: Callable[[int, int],
 
 def _scan_one(entry: _Entry, old: AdapterCard | None, result: ScanResult) -> None:
     if not _is_utf8(entry.rel):
-        result.faults.append(Fault(entry.stem.encode("utf-8", "replace").decode(), "file name is not valid UTF-8: skipped"))
+        result.faults.append(Fault(entry.stem.encode("utf-8", "replace").decode(),
+                                   "file name is not valid UTF-8: skipped"))
         return
     try:
         sig, st = signature(entry)
     except OSError as e:
-        result.faults.append(Fault(entry.stem, f"unreadable file ({e.strerror or e.__class__.__name__})", entry.rel))
+        result.faults.append(Fault(entry.stem, f"unreadable file ({e.strerror or e.__class__.__name__})",
+                                   entry.rel))
         return
     if not_regular(st.st_mode):  # a FIFO would block the scan for ever, /dev/zero would never end
         result.faults.append(Fault(entry.stem, f"{not_regular(st.st_mode)}: skipped", entry.rel))
@@ -115,7 +121,8 @@ def _scan_one(entry: _Entry, old: AdapterCard | None, result: ScanResult) -> Non
 
 
 def read_card(entry: _Entry, sig: str, size: int, mtime: int, faults: list) -> AdapterCard | None:
-    """One file -> one card. A file whose own header is broken is skipped (the web UI could not load it either)."""
+    """One file -> one card. A file whose own header is broken is skipped (the web UI could not load it
+    either)."""
     stem, base = entry.stem, os.path.splitext(entry.path)[0]
     meta, tensors, header_sha = {}, {}, ""
     if entry.path.lower().endswith(".safetensors"):
@@ -125,7 +132,8 @@ def read_card(entry: _Entry, sig: str, size: int, mtime: int, faults: list) -> A
             faults.append(Fault(stem, f"broken safetensors file: {e}: skipped", entry.rel))
             return None
         except OSError as e:  # e.g. an I/O error in the middle of the read
-            faults.append(Fault(stem, f"unreadable file ({e.strerror or e.__class__.__name__}): skipped", entry.rel))
+            faults.append(Fault(stem, f"unreadable file ({e.strerror or e.__class__.__name__}): skipped",
+                                entry.rel))
             return None
     elif size == 0:
         faults.append(Fault(stem, "empty file: skipped", entry.rel))
@@ -220,10 +228,12 @@ def assign_tag_names(cards: list, faults: list) -> list:
         stems.setdefault(card.stem, []).append(card)
     aliases: dict[str, int] = {}
     for card in cards:
-        aliases[card.metadata.get("ss_output_name") or card.stem] = aliases.get(card.metadata.get("ss_output_name") or card.stem, 0) + 1
+        aliases[card.metadata.get("ss_output_name") or card.stem] = aliases.get(
+            card.metadata.get("ss_output_name") or card.stem, 0) + 1
     for stem, group in stems.items():
         for card in group[:-1]:  # the web UI keeps the last file of a name: no tag reaches the others
-            faults.append(Fault(stem, f"another file has the same name ({group[-1].rel}): the web UI loads that one", card.rel))
+            faults.append(Fault(stem, f"another file has the same name ({group[-1].rel}): "
+                                      "the web UI loads that one", card.rel))
             card.alias = ""
         group[-1].alias = _tag_name(group[-1], stem, aliases) if len(group) == 1 else stem
     kept = []

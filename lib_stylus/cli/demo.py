@@ -36,7 +36,8 @@ def run(args) -> int:
     index.load()
     report = index.refresh()
     print(f"Sample library: {lib}")
-    print(f"Indexed {report.total} LoRAs with {' + '.join(e.id for e in embedders)} in {report.seconds:.2f} s; "
+    print(f"Indexed {report.total} LoRAs with {' + '.join(e.id for e in embedders)} "
+          f"in {report.seconds:.2f} s; "
           f"{len(report.faults)} problems reported and skipped:")
     for fault in report.faults:
         print(f"  {fault.stem}: {fault.reason}")

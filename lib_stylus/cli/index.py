@@ -10,7 +10,8 @@ from .common import BASES, add_library_options, open_index
 def add_parser(sub) -> None:
     p = sub.add_parser("index", help="index a LoRA folder (incremental) and report faults")
     add_library_options(p)
-    p.add_argument("--base", choices=BASES, help="also list every LoRA that will not be offered for this base model")
+    p.add_argument("--base", choices=BASES,
+                   help="also list every LoRA that will not be offered for this base model")
 
 
 def run(args) -> int:

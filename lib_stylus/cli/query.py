@@ -11,7 +11,8 @@ def add_parser(sub) -> None:
     p.add_argument("prompt")
     p.add_argument("--base", choices=BASES, default="sd1")
     p.add_argument("--top", type=positive_int, default=10)
-    p.add_argument("--allow-unknown", action="store_true", help="also offer LoRAs whose base model is unknown")
+    p.add_argument("--allow-unknown", action="store_true",
+                   help="also offer LoRAs whose base model is unknown")
 
 
 def run(args) -> int:
@@ -22,6 +23,7 @@ def run(args) -> int:
         fail(f"no LoRA for {args.base} matches {args.prompt!r} ({len(index.snapshot.entries)} indexed)", 1)
     for c in found:
         r = c.entry.refined
-        print(f"{c.rank:3d}. {c.card.alias:40s} score {c.score:.4f}  lexical {c.lexical:6.2f}  dense {c.dense:.3f}  "
+        print(f"{c.rank:3d}. {c.card.alias:40s} score {c.score:.4f}  lexical {c.lexical:6.2f}  "
+              f"dense {c.dense:.3f}  "
               f"{r.topic:10s} weight {r.weight:g}  {c.card.title[:60]}")
     return 0

@@ -1,4 +1,5 @@
-"""`retrieve --library DIR --queries Q.jsonl --out P.jsonl [--top 50]`: rankings in the bench scorer's format."""
+"""`retrieve --library DIR --queries Q.jsonl --out P.jsonl [--top 50]`: rankings in the bench scorer's
+format."""
 from __future__ import annotations
 
 import time
@@ -25,5 +26,6 @@ def run(args) -> int:
         picks = retriever.retrieve(q["prompt"], args.base, args.top)
         rows.append({"id": q["id"], "picked": [c.card.stem for c in picks]})
     write_jsonl(args.out, rows)
-    print(f"{len(rows)} queries -> {args.out} ({(time.perf_counter() - t0) / max(len(rows), 1) * 1000:.1f} ms/query)")
+    print(f"{len(rows)} queries -> {args.out} "
+          f"({(time.perf_counter() - t0) / max(len(rows), 1) * 1000:.1f} ms/query)")
     return 0

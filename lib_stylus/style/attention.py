@@ -9,8 +9,8 @@ How the sum reaches ``to_out`` while the instance keeps whatever forward it has 
   pre-hook on ``to_out[0]`` adds ``s * Attn(q, K_ip, V_ip)`` to its input, so ``to_out`` (with any LoRA in it)
   sees exactly the sum and no Linear runs twice;
 * fallback, when a forward bypasses those submodule calls (fused kernels, chunked ``to_q``): after the
-  original forward, add ``to_out[0].weight @ (s * Attn(to_q(x), K_ip, V_ip))``. Since ``to_out`` is affine and the
-  original output already holds its bias once, this equals the same formula (Dropout is identity at
+  original forward, add ``to_out[0].weight @ (s * Attn(to_q(x), K_ip, V_ip))``. Since ``to_out`` is affine and
+  the original output already holds its bias once, this equals the same formula (Dropout is identity at
   inference).
 
 Rows: the caller tells which rows of a UNet call are conditional (style tokens) and which unconditional
@@ -48,11 +48,13 @@ class ShapeMismatchError(StylusUserError, ValueError):
 
 # ------------------------------------------------------------------------------------------------ UNet lookup
 def find_unet(model: nn.Module) -> nn.Module:
-    """The module that owns ``input_blocks``/``middle_block``/``output_blocks`` (accepts the UNet or any parent)."""
+    """The module that owns ``input_blocks``/``middle_block``/``output_blocks`` (accepts the UNet or any
+    parent)."""
     for _, m in model.named_modules():
         if all(hasattr(m, a) for a in ("input_blocks", "middle_block", "output_blocks")):
             return m
-    raise UnsupportedModel("no ldm/sgm UNet (input_blocks/middle_block/output_blocks) found in %s" % type(model).__name__)
+    raise UnsupportedModel("no ldm/sgm UNet (input_blocks/middle_block/output_blocks) found in %s"
+                           % type(model).__name__)
 
 
 def attn_modules(unet: nn.Module, layers: Iterable[_blocks.AttnLayer]) -> Dict[int, nn.Module]:
@@ -86,12 +88,14 @@ def check_against_unet(adapter: IPAdapter, unet: nn.Module) -> None:
         have = (k_ip.in_features, k_ip.out_features)
         if have != want:
             path = next(l.ldm for l in _blocks.table(arch) if l.number == number)
-            raise ShapeMismatchError("IP-Adapter layer %d (%s): to_k_ip is Linear(%d -> %d) but the UNet's to_k is "
-                                     "Linear(%d -> %d)" % (number, path, have[0], have[1], want[0], want[1]))
+            raise ShapeMismatchError("IP-Adapter layer %d (%s): to_k_ip is Linear(%d -> %d) but the UNet's "
+                                     "to_k is Linear(%d -> %d)"
+                                     % (number, path, have[0], have[1], want[0], want[1]))
 
 
 def roles_mask(roles: Roles) -> Optional[torch.Tensor]:
-    """Row roles -> bool tensor (True = conditional). Accepts bools, 'cond'/'uncond' strings or a bool tensor."""
+    """Row roles -> bool tensor (True = conditional). Accepts bools, 'cond'/'uncond' strings or a bool
+    tensor."""
     if roles is None:
         return None
     if isinstance(roles, torch.Tensor):
@@ -118,7 +122,8 @@ def rows_from_options(options, b: int, device) -> Optional["CallPlan"]:
 
 
 def cfg_rows(n_cond: int, n_uncond: int) -> List[str]:
-    """The web UI CFG denoiser's row plan: all conditional rows (AND repeats included) first, then unconditional."""
+    """The web UI CFG denoiser's row plan: all conditional rows (AND repeats included) first, then
+    unconditional."""
     return ["cond"] * n_cond + ["uncond"] * n_uncond
 
 
@@ -149,7 +154,8 @@ class IPAttnProcessor:
         self.patch, self.module = patch, module
         self.k_c, self.v_c, self.k_u, self.v_u = kv
         if not isinstance(getattr(module, "heads", None), int):
-            raise ShapeMismatchError("%s has no integer 'heads': not an ldm/sgm CrossAttention" % type(module).__name__)
+            raise ShapeMismatchError("%s has no integer 'heads': not an ldm/sgm CrossAttention"
+                                     % type(module).__name__)
         self.heads = module.heads
         self.had_own = "forward" in module.__dict__
         self.own = module.__dict__.get("forward")
@@ -172,7 +178,8 @@ class IPAttnProcessor:
         k = _pick(self.k_c, self.k_u, plan, q.shape[0])
         v = _pick(self.v_c, self.v_u, plan, q.shape[0])
         # .to(q): a host that offloads modules between jobs (Forge) may run sampling on another device
-        return attention(q, k.to(q.device, q.dtype), v.to(q.device, q.dtype), self.heads)  # s is fused by callers
+        # s is fused by callers
+        return attention(q, k.to(q.device, q.dtype), v.to(q.device, q.dtype), self.heads)
 
     def on_to_q(self, mod, args, out):
         # Only a single to_q over all of x is usable: chunked forwards (rows or queries) take the fallback.
@@ -219,7 +226,8 @@ class IPAttnProcessor:
 
     def install(self) -> None:
         m = self.module
-        self.hooks = [m.to_q.register_forward_hook(self.on_to_q), m.to_out[0].register_forward_pre_hook(self.on_to_out)]
+        self.hooks = [m.to_q.register_forward_hook(self.on_to_q),
+                      m.to_out[0].register_forward_pre_hook(self.on_to_out)]
         self.wrapper = _make_wrapper(self)
         m.forward = self.wrapper
 
@@ -228,7 +236,8 @@ class IPAttnProcessor:
             h.remove()
         self.hooks = []
         m = self.module
-        if self.wrapper is not None and m.__dict__.get("forward") is self.wrapper:  # never clobber a later wrapper
+        # never clobber a later wrapper
+        if self.wrapper is not None and m.__dict__.get("forward") is self.wrapper:
             if self.had_own:
                 m.forward = self.own
             else:
@@ -274,7 +283,8 @@ class StylePatch:
     weights only: the adapter itself can be released as soon as the patch is built.
     """
 
-    def __init__(self, unet: nn.Module, adapter: IPAdapter, cond_tokens: torch.Tensor, uncond_tokens: torch.Tensor,
+    def __init__(self, unet: nn.Module, adapter: IPAdapter, cond_tokens: torch.Tensor,
+                 uncond_tokens: torch.Tensor,
                  blocks: Union[str, Iterable, None] = "style", scale: float = 1.0, device=None, dtype=None):
         unet = find_unet(unet)
         check_against_unet(adapter, unet)
@@ -284,7 +294,8 @@ class StylePatch:
 
     @classmethod
     def from_kv(cls, unet: nn.Module, arch: str, kv: Dict[int, KV], scale: float = 1.0) -> "StylePatch":
-        """A patch from per-layer keys/values made earlier (see :func:`layer_kv`), checked against ``unet``."""
+        """A patch from per-layer keys/values made earlier (see :func:`layer_kv`), checked against
+        ``unet``."""
         patch = cls.__new__(cls)
         unet = find_unet(unet)
         if detect_arch(unet) != arch:
@@ -347,8 +358,8 @@ class StylePatch:
         if b % n == 0:
             self._cursor = 0
             return CallPlan(plan.repeat(b // n), self._device)  # tiles stacked along the batch
-        self.warn_once("rows", "a UNet call with %d rows does not fit the style's row plan of %d rows (a tiling "
-                               "extension?): those calls run without style" % (b, n))
+        self.warn_once("rows", "a UNet call with %d rows does not fit the style's row plan of %d rows "
+                               "(a tiling extension?): those calls run without style" % (b, n))
         return SKIP
 
     # -- lifecycle

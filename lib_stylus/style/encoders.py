@@ -38,14 +38,15 @@ def subtract_content(image_embeds: torch.Tensor, text_embeds: torch.Tensor, lam:
                      norm: str = "raw") -> torch.Tensor:
     """Style embedding = image − lam · text, per row (a single text row is broadcast to every image)."""
     if image_embeds.dim() != 2:
-        raise ValueError("content subtraction applies to global (B, D) image embeddings only; 'plus' adapters use "
-                         "patch tokens %s as they are" % (tuple(image_embeds.shape),))
+        raise ValueError("content subtraction applies to global (B, D) image embeddings only; 'plus' "
+                         "adapters use patch tokens %s as they are" % (tuple(image_embeds.shape),))
     text = text_embeds.to(image_embeds.device, image_embeds.dtype).reshape(-1, text_embeds.shape[-1])
     if text.shape[-1] != image_embeds.shape[-1]:
-        raise ValueError("image embeddings are %d-d but text embeddings %d-d: they are not the same CLIP space"
-                         % (image_embeds.shape[-1], text.shape[-1]))
+        raise ValueError("image embeddings are %d-d but text embeddings %d-d: they are not the same "
+                         "CLIP space" % (image_embeds.shape[-1], text.shape[-1]))
     if norm == "match":
-        text = text * (image_embeds.norm(dim=-1, keepdim=True) / text.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+        text = text * (image_embeds.norm(dim=-1, keepdim=True)
+                       / text.norm(dim=-1, keepdim=True).clamp_min(1e-12))
     elif norm != "raw":
         raise ValueError("norm must be 'raw' or 'match', got %r" % norm)
     return image_embeds - lam * text
@@ -125,7 +126,7 @@ class ClipImageEncoder:
         return self.encode_pixels(torch.zeros(n, 3, size, size), kind)
 
 
-# ------------------------------------------------------------------------------------------------ loading images encoders
+# ------------------------------------------------------------------------------------ loading images encoders
 _PREFIXES = ("clip_vision.", "model.", "image_encoder.")
 _KNOWN_HEADS = {768: 12, 1024: 16, 1280: 16, 1664: 16}  # ViT-B, ViT-L, ViT-H, ViT-bigG
 
@@ -211,14 +212,15 @@ def infer_vision_config(sd, num_heads: int = 0, hidden_act: str = "gelu", where:
     n_pos = sd["vision_model.embeddings.position_embedding.weight"].shape[0]
     grid = int(round(max(0, n_pos - 1) ** 0.5))
     if grid < 1 or grid * grid + 1 != n_pos or p < 1:
-        raise EncoderFormatError("%s: %d position embeddings do not make a square grid of patches plus a class "
-                                 "token" % (where, n_pos))
+        raise EncoderFormatError("%s: %d position embeddings do not make a square grid of patches plus a "
+                                 "class token" % (where, n_pos))
     layers = len({k.split(".")[3] for k in sd if k.startswith("vision_model.encoder.layers.")})
     heads = num_heads or _KNOWN_HEADS.get(hidden) or max(1, hidden // 64)
-    return CLIPVisionConfig(hidden_size=hidden, intermediate_size=sd["vision_model.encoder.layers.0.mlp.fc1.weight"]
-                            .shape[0], projection_dim=sd["visual_projection.weight"].shape[0],
-                            num_hidden_layers=layers, num_attention_heads=heads, image_size=grid * p, patch_size=p,
-                            hidden_act=hidden_act, layer_norm_eps=1e-5)
+    return CLIPVisionConfig(hidden_size=hidden,
+                            intermediate_size=sd["vision_model.encoder.layers.0.mlp.fc1.weight"].shape[0],
+                            projection_dim=sd["visual_projection.weight"].shape[0],
+                            num_hidden_layers=layers, num_attention_heads=heads, image_size=grid * p,
+                            patch_size=p, hidden_act=hidden_act, layer_norm_eps=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------ text
@@ -238,7 +240,8 @@ class OpenClipText:
 
 
 class TransformersText:
-    """transformers ``CLIPTextModelWithProjection`` + a tokenize function (texts -> input_ids): ``text_embeds``."""
+    """transformers ``CLIPTextModelWithProjection`` + a tokenize function (texts -> input_ids):
+    ``text_embeds``."""
 
     def __init__(self, model, tokenize: Callable[[List[str]], torch.Tensor]):
         self.model, self.tokenize = model.eval().requires_grad_(False), tokenize

@@ -160,7 +160,8 @@ class StyleEngine:
         tok_key = (emb_key, text, text_key, float(lam) if text else None, norm, file_key(adapter_path))
         return self._tokens.get_or(tok_key, project)
 
-    def build(self, unet: nn.Module, adapter_path: str, encoder_path: str, images, content_text: Optional[str] = None,
+    def build(self, unet: nn.Module, adapter_path: str, encoder_path: str, images,
+              content_text: Optional[str] = None,
               text_encoder: Optional[TextEncoder] = None, lam: float = 0.5, norm: str = "raw",
               blocks: Union[str, Iterable, None] = "style", scale: float = 1.0, device=None,
               dtype=None) -> Tuple[StylePatch, StyleTokens]:
@@ -192,7 +193,8 @@ class StyleEngine:
         layers = self._kv.get_or((toks.key, str(device), str(dtype)), dict)
         missing = [n for n in numbers if n not in layers]
         if missing:
-            layers.update(layer_kv(self.adapter(adapter_path), missing, toks.cond, toks.uncond, device, dtype))
+            layers.update(layer_kv(self.adapter(adapter_path), missing, toks.cond, toks.uncond,
+                                   device, dtype))
         return {n: layers[n] for n in numbers}
 
     # -- lifetime

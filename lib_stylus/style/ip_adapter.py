@@ -27,7 +27,7 @@ class AdapterFormatError(StylusUserError, ValueError):
     """The file is not an IP-Adapter this engine can use; the message names what is wrong."""
 
 
-# ------------------------------------------------------------------------------------------------ reading files
+# ---------------------------------------------------------------------------------------------- reading files
 def load_tensor_file(path: str, error=None, device=None, dtype=None) -> Dict[str, object]:
     """A state dict from a safetensors file or a tensors-only pickle (never an arbitrary unpickle). An
     unreadable file (empty, truncated, random bytes, not a dict) raises ``error`` (default
@@ -56,15 +56,15 @@ def load_tensor_file(path: str, error=None, device=None, dtype=None) -> Dict[str
     return sd
 
 
-_TORCH_DTYPES = {"BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "F16": torch.float16,
-                 "BF16": torch.bfloat16, "I32": torch.int32, "F32": torch.float32, "I64": torch.int64,
-                 "F64": torch.float64, "F8_E4M3": getattr(torch, "float8_e4m3fn", None),
+_TORCH_DTYPES = {"BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16,
+                 "F16": torch.float16, "BF16": torch.bfloat16, "I32": torch.int32, "F32": torch.float32,
+                 "I64": torch.int64, "F64": torch.float64, "F8_E4M3": getattr(torch, "float8_e4m3fn", None),
                  "F8_E5M2": getattr(torch, "float8_e5m2", None)}
 
 
 def _read_safetensors(path: str, error, device=None, dtype=None) -> Dict[str, torch.Tensor]:
-    """Plain reads, no memory map: the file's copy of a tensor lives only until it is converted, so a 3.7 GB fp16
-    encoder never sits in memory whole next to its float32 (CPU) or GPU copy."""
+    """Plain reads, no memory map: the file's copy of a tensor lives only until it is converted, so a 3.7 GB
+    fp16 encoder never sits in memory whole next to its float32 (CPU) or GPU copy."""
     from ..catalog.safetensors_header import read_header
     from ..catalog.untrusted import Unusable
     try:
@@ -78,7 +78,8 @@ def _read_safetensors(path: str, error, device=None, dtype=None) -> Dict[str, to
         for key, info in sorted(tensors.items(), key=lambda kv: kv[1]["data_offsets"][0]):
             kind = _TORCH_DTYPES.get(info["dtype"])
             if kind is None:
-                raise error("%s: tensor %s has dtype %s, which this torch cannot hold" % (path, key, info["dtype"]))
+                raise error("%s: tensor %s has dtype %s, which this torch cannot hold"
+                            % (path, key, info["dtype"]))
             start, end = info["data_offsets"]
             buf = bytearray(end - start)
             f.seek(base + start)
@@ -118,7 +119,8 @@ def _some_keys(sd: Mapping[str, object], n: int = 5) -> str:
 
 # ------------------------------------------------------------------------------------------------ projections
 class ImageProjection(nn.Module):
-    """Plain IP-Adapter: one global CLIP embedding -> ``tokens`` context tokens (Linear, then LayerNorm per token)."""
+    """Plain IP-Adapter: one global CLIP embedding -> ``tokens`` context tokens (Linear, then LayerNorm per
+    token)."""
 
     def __init__(self, clip_dim: int, cross_dim: int, tokens: int):
         super().__init__()
@@ -151,7 +153,8 @@ class _PerceiverAttention(nn.Module):
 
 
 class Resampler(nn.Module):
-    """"Plus" IP-Adapter: a perceiver resampler from CLIP patch tokens (penultimate layer) to ``tokens`` queries."""
+    """"Plus" IP-Adapter: a perceiver resampler from CLIP patch tokens (penultimate layer) to ``tokens``
+    queries."""
 
     def __init__(self, dim: int, depth: int, heads: int, dim_head: int, tokens: int, embed_dim: int,
                  out_dim: int, ff_mult: int = 4):
@@ -176,7 +179,8 @@ class Resampler(nn.Module):
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """Multi-head softmax(q k^T / sqrt(d)) v on (B, N, heads*d) tensors; CPU half is upcast (no half kernels)."""
+    """Multi-head softmax(q k^T / sqrt(d)) v on (B, N, heads*d) tensors; CPU half is upcast (no half
+    kernels)."""
     b, n, inner = q.shape
     d = inner // heads
     split = lambda t: t.reshape(t.shape[0], t.shape[1], heads, d).transpose(1, 2)
@@ -230,7 +234,8 @@ def _arch_of(ip: Mapping[str, torch.Tensor]) -> str:
 
 
 def detect(parts: Mapping[str, Mapping[str, torch.Tensor]]) -> AdapterInfo:
-    """Architecture (by the layer numbering, which real files and tiny test files share), variant and widths."""
+    """Architecture (by the layer numbering, which real files and tiny test files share), variant and
+    widths."""
     proj, ip = parts["image_proj"], parts["ip_adapter"]
     arch = _arch_of(ip)
     ctx = _shape(ip, "1.to_k_ip.weight", "ip_adapter", 2)[1]
@@ -245,14 +250,15 @@ def detect(parts: Mapping[str, Mapping[str, torch.Tensor]]) -> AdapterInfo:
         cross = _shape(proj, "norm.weight", "image_proj", 1)[0]
         out, clip = _shape(proj, "proj.weight", "image_proj", 2)
         if not cross or out % cross:
-            raise AdapterFormatError("image_proj.proj.weight rows (%d) are not a multiple of the token width %d"
-                                     % (out, cross))
+            raise AdapterFormatError("image_proj.proj.weight rows (%d) are not a multiple of the token "
+                                     "width %d" % (out, cross))
         tokens, kind = out // cross, "plain"
     else:
-        raise AdapterFormatError("image_proj is neither a plain projection (proj/norm) nor a Resampler (latents); "
-                                 "unsupported variant (keys: %s)" % _some_keys(proj))
+        raise AdapterFormatError("image_proj is neither a plain projection (proj/norm) nor a Resampler "
+                                 "(latents); unsupported variant (keys: %s)" % _some_keys(proj))
     if cross != ctx:
-        raise AdapterFormatError("image_proj makes %d-wide tokens but ip_adapter.*.to_k_ip expects %d" % (cross, ctx))
+        raise AdapterFormatError("image_proj makes %d-wide tokens but ip_adapter.*.to_k_ip expects %d"
+                                 % (cross, ctx))
     return AdapterInfo(arch, kind, tokens, clip, cross)
 
 
@@ -280,7 +286,8 @@ class IPAdapter(nn.Module):
 
     @torch.no_grad()
     def project(self, embeds: torch.Tensor) -> torch.Tensor:
-        """CLIP embeddings (B, clip_dim) for plain, (B, N, clip_dim) for plus -> tokens (B, tokens, cross_dim)."""
+        """CLIP embeddings (B, clip_dim) for plain, (B, N, clip_dim) for plus -> tokens (B, tokens,
+        cross_dim)."""
         want = 2 if self.kind == "plain" else 3
         if embeds.dim() != want or embeds.shape[-1] != self.info.clip_dim:
             raise ValueError("%s IP-Adapter expects embeddings of shape %s, got %s" % (
@@ -326,7 +333,8 @@ def _load_strict(module: nn.Module, sd: Mapping[str, torch.Tensor], part: str) -
                                  % (part, type(module).__name__, missing[:5], extra[:5]))
     for k, t in own.items():
         if tuple(sd[k].shape) != tuple(t.shape):
-            raise AdapterFormatError("%s.%s has shape %s, expected %s" % (part, k, tuple(sd[k].shape), tuple(t.shape)))
+            raise AdapterFormatError("%s.%s has shape %s, expected %s"
+                                     % (part, k, tuple(sd[k].shape), tuple(t.shape)))
     module.load_state_dict(sd)
 
 

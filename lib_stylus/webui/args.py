@@ -62,7 +62,8 @@ class StylusArgs:
 
 def infotext_keys() -> dict:
     """field name -> infotext key, for the fields that are written to / restored from the infotext."""
-    return {f.name: f.metadata["infotext"] for f in dataclasses.fields(StylusArgs) if f.metadata.get("infotext")}
+    return {f.name: f.metadata["infotext"] for f in dataclasses.fields(StylusArgs)
+            if f.metadata.get("infotext")}
 
 
 def field_names() -> list:

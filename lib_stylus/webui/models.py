@@ -26,9 +26,10 @@ AUTO_ADAPTERS = {"sd15": ("models/ip-adapter_sd15.safetensors", "44 MB"),
                  "sdxl": ("sdxl_models/ip-adapter_sdxl.safetensors", "703 MB")}
 # CLIP space -> (encoder folder in h94/IP-Adapter, single-file names other tools keep, its size)
 IMAGE_ENCODERS = {
-    "vit-h": ("models/image_encoder", ["clip_h.pth", "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"], "2.5 GB"),
-    "vit-bigG": ("sdxl_models/image_encoder", ["clip_g.pth", "CLIP-ViT-bigG-14-laion2B-39B-b160k.safetensors"],
-                 "3.7 GB"),
+    "vit-h": ("models/image_encoder", ["clip_h.pth", "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"],
+              "2.5 GB"),
+    "vit-bigG": ("sdxl_models/image_encoder",
+                 ["clip_g.pth", "CLIP-ViT-bigG-14-laion2B-39B-b160k.safetensors"], "3.7 GB"),
 }
 FAMILY_SPACE = {"sd15": "vit-h", "sdxl": "vit-bigG"}  # the space of each family's default adapter
 ENCODER_FILES = ["config.json", "model.safetensors"]
@@ -131,7 +132,8 @@ def _search_dirs() -> list:
     from modules import paths
     return [ip_dir(), host.models_dir(), os.path.join(paths.models_path, "ControlNet"),
             os.path.join(paths.models_path, "ipadapter"),
-            os.path.join(paths.extensions_dir, "sd-webui-controlnet", "annotator", "downloads", "clip_vision"),
+            os.path.join(paths.extensions_dir, "sd-webui-controlnet", "annotator", "downloads",
+                         "clip_vision"),
             os.path.join(paths.models_path, "clip_vision")]
 
 

@@ -1,4 +1,5 @@
-"""HTTP routes (also under --nowebui): GET /stylus/v1/status, POST /stylus/v1/refresh, POST /stylus/v1/compose."""
+"""HTTP routes (also under --nowebui): GET /stylus/v1/status, POST /stylus/v1/refresh,
+POST /stylus/v1/compose."""
 from __future__ import annotations
 
 from pydantic import BaseModel

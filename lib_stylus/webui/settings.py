@@ -29,9 +29,11 @@ def options() -> dict:
             "hybrid: BM25 + all-MiniLM-L6-v2 (90 MB, downloaded on first use, in the background: lexical "
             "picks until it is there), which also checks what common words mean: more right picks; lexical: "
             "BM25, no model (also used when the download fails or the web UI is offline)"),
-        "stylus_top_k": o(150, "Candidates retrieved per prompt for the LLM composer (the paper's top-K)", gr.Slider, {"minimum": 10, "maximum": 500, "step": 10}),
+        "stylus_top_k": o(150, "Candidates retrieved per prompt for the LLM composer (the paper's top-K)",
+                          gr.Slider, {"minimum": 10, "maximum": 500, "step": 10}),
         "stylus_allow_unknown_base": o(False, "Also offer LoRAs whose base model is unknown"),
-        "stylus_add_negative": o(True, "Add the chosen LoRAs' negative text (web UI metadata) to the negative prompt"),
+        "stylus_add_negative": o(True, "Add the chosen LoRAs' negative text (web UI metadata) to the "
+                                       "negative prompt"),
         "stylus_models_dir": o("", "Model folder (default: models/stylus)"),
         "stylus_cache_dir": o("", "Index cache folder (default: models/stylus/cache)"),
         "stylus_keep_models": o(False, "Keep style models in memory between generations"),
@@ -41,7 +43,8 @@ def options() -> dict:
                       onchange=_on_key_typed).info(
             f"kept in {KEY_FILE} of the Stylus model folder, never in config.json or the options API; "
             f"the box shows empty once saved; a single space removes the key"),
-        "stylus_llm_timeout": o(20, "LLM composer: timeout in seconds", gr.Slider, {"minimum": 1, "maximum": 120, "step": 1}),
+        "stylus_llm_timeout": o(20, "LLM composer: timeout in seconds", gr.Slider,
+                                {"minimum": 1, "maximum": 120, "step": 1}),
     }
 
 

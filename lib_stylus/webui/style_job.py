@@ -176,7 +176,7 @@ def _guard(p) -> None:
         setattr(p, name, _Guard(p, name, own))
 
 
-# ------------------------------------------------------------------------------------------------ content text
+# ----------------------------------------------------------------------------------------------- content text
 def _text_encoder(space: str, arch: str, width: int, device, dtype):
     """The content's CLIP text embedding in the adapter's space, or None with one console line saying why.
     ViT-bigG: the SDXL checkpoint's own second text encoder. ViT-H: the ViT-H-14 text tower (a local or
@@ -247,8 +247,9 @@ def without_loras():
 def checkpoint_clip(sd_model):
     """Forge Classic applies text-encoder LoRAs to a clone of its CLIP (networks.load_networks puts it in
     forge_objects.clip); the conditioner loads that clone's patcher (forge_clip.move_clip_to_gpu), which
-    writes its patches into the weights all clones share. With the unpatched original in its place for this call
-    the weights are the checkpoint's own; the host's next encode loads its clone, and so its LoRAs, again."""
+    writes its patches into the weights all clones share. With the unpatched original in its place for this
+    call the weights are the checkpoint's own; the host's next encode loads its clone, and so its LoRAs,
+    again."""
     objects = getattr(sd_model, "forge_objects", None)
     original = getattr(sd_model, "forge_objects_original", None)
     if objects is None or original is None:
@@ -263,7 +264,8 @@ def checkpoint_clip(sd_model):
 
 
 class _LazyText:
-    """A text tower loaded only when an embedding is not already remembered (``key`` names it for the cache)."""
+    """A text tower loaded only when an embedding is not already remembered (``key`` names it for the
+    cache)."""
 
     def __init__(self, key, load):
         self.key, self._load, self._model = key, load, None
@@ -294,9 +296,10 @@ def vit_h_text_encoder(device, dtype):
     return _LazyText(("vit-h text tower", folder, str(dtype)), load)
 
 
-# ------------------------------------------------------------------------------------------------ rows and the end
+# ------------------------------------------------------------------------------------------- rows and the end
 def on_cfg_denoiser(params) -> None:
-    """Before each denoiser call the host stacks [cond rows..., uncond rows(, uncond rows for edit models)]."""
+    """Before each denoiser call the host stacks [cond rows..., uncond rows(, uncond rows for edit
+    models)]."""
     patch = active()
     if patch is None or host.is_forge():  # Forge tells each attention call its rows (transformer_options)
         return

@@ -29,40 +29,52 @@ def build(script, is_img2img: bool) -> list:
             enabled = gr.Checkbox(False, label="Enable Stylus", elem_id=script.elem_id("enabled"))
         with gr.Tab("Auto-LoRA"):
             with gr.Row():
-                lora_enabled = gr.Checkbox(D.lora_enabled, label="Pick LoRAs for the prompt", elem_id=script.elem_id("lora"))
-                add_triggers = gr.Checkbox(D.add_triggers, label="Add trigger words", elem_id=script.elem_id("triggers"))
+                lora_enabled = gr.Checkbox(D.lora_enabled, label="Pick LoRAs for the prompt",
+                                           elem_id=script.elem_id("lora"))
+                add_triggers = gr.Checkbox(D.add_triggers, label="Add trigger words",
+                                           elem_id=script.elem_id("triggers"))
             with gr.Row():
-                max_adapters = gr.Slider(0, 12, D.max_adapters, step=1, label="Max LoRAs", elem_id=script.elem_id("max"))
+                max_adapters = gr.Slider(0, 12, D.max_adapters, step=1, label="Max LoRAs",
+                                         elem_id=script.elem_id("max"))
                 multiplier = gr.Slider(0.0, 2.0, D.weight_multiplier, step=0.05, label="Weight multiplier",
                                        elem_id=script.elem_id("multiplier"))
             with gr.Row():
-                masking = gr.Radio(list(MASKING), value=D.masking, label="Masking (a seeded LoRA subset per image)",
+                masking = gr.Radio(list(MASKING), value=D.masking,
+                                   label="Masking (a seeded LoRA subset per image)",
                                    elem_id=script.elem_id("masking"))
-                composer = gr.Radio(list(COMPOSERS), value=D.composer, label="Composer", elem_id=script.elem_id("composer"))
+                composer = gr.Radio(list(COMPOSERS), value=D.composer, label="Composer",
+                                    elem_id=script.elem_id("composer"))
             with gr.Row():
                 preview = gr.Button("Preview picks", elem_id=script.elem_id("preview"))
             preview_html = gr.HTML("", elem_id=script.elem_id("preview_html"))
         with gr.Tab("Reference style"):
-            style_enabled = gr.Checkbox(D.style_enabled, label="Use the reference image's style", elem_id=script.elem_id("style"))
+            style_enabled = gr.Checkbox(D.style_enabled, label="Use the reference image's style",
+                                        elem_id=script.elem_id("style"))
             style_image = gr.Image(label="Reference image", type="pil", elem_id=script.elem_id("image"))
-            content = gr.Textbox(D.content_text, label="Content of the reference (subtracted, e.g. 'a cat on a sofa')",
+            content = gr.Textbox(D.content_text,
+                                 label="Content of the reference (subtracted, e.g. 'a cat on a sofa')",
                                  elem_id=script.elem_id("content"))
             with gr.Row():
-                lam = gr.Slider(0.0, 2.0, D.content_lambda, step=0.05, label="Content subtraction λ", elem_id=script.elem_id("lambda"))
-                scale = gr.Slider(0.0, 2.0, D.style_scale, step=0.05, label="Style strength", elem_id=script.elem_id("scale"))
+                lam = gr.Slider(0.0, 2.0, D.content_lambda, step=0.05, label="Content subtraction λ",
+                                elem_id=script.elem_id("lambda"))
+                scale = gr.Slider(0.0, 2.0, D.style_scale, step=0.05, label="Style strength",
+                                  elem_id=script.elem_id("scale"))
             with gr.Row():
-                blocks = gr.Radio(list(BLOCK_PRESETS), value=D.blocks_preset, label="Blocks", elem_id=script.elem_id("blocks"))
+                blocks = gr.Radio(list(BLOCK_PRESETS), value=D.blocks_preset, label="Blocks",
+                                  elem_id=script.elem_id("blocks"))
                 custom = gr.Textbox(D.custom_blocks, label="Custom blocks (e.g. up_blocks.0.attentions.1)",
                                     elem_id=script.elem_id("custom"))
             with gr.Row():  # custom values: a pasted infotext or a file added after start-up names a file not
-                # listed here (gradio 4 warns and its page drops such a value); the style job reports a missing file
-                adapter = gr.Dropdown(["auto"] + models.list_ip_adapters_safe(), value="auto", label="IP-Adapter",
-                                      allow_custom_value=True, elem_id=script.elem_id("adapter"),
-                                      info=models.auto_note())
-                encoder = gr.Dropdown(["auto"] + models.list_image_encoders_safe(), value="auto", label="Image encoder",
-                                      allow_custom_value=True, elem_id=script.elem_id("encoder"))
-    components = [enabled, lora_enabled, max_adapters, multiplier, add_triggers, masking, composer, style_enabled,
-                  style_image, content, lam, scale, blocks, custom, adapter, encoder]
+                # listed here (gradio 4 warns and its page drops such a value); the style job reports a
+                # missing file
+                adapter = gr.Dropdown(["auto"] + models.list_ip_adapters_safe(), value="auto",
+                                      label="IP-Adapter", allow_custom_value=True,
+                                      elem_id=script.elem_id("adapter"), info=models.auto_note())
+                encoder = gr.Dropdown(["auto"] + models.list_image_encoders_safe(), value="auto",
+                                      label="Image encoder", allow_custom_value=True,
+                                      elem_id=script.elem_id("encoder"))
+    components = [enabled, lora_enabled, max_adapters, multiplier, add_triggers, masking, composer,
+                  style_enabled, style_image, content, lam, scale, blocks, custom, adapter, encoder]
     script.stylus_preview = (preview, preview_html, max_adapters, composer, multiplier)
     from .hooks import wire_preview
     wire_preview(script)
@@ -115,7 +127,8 @@ def _pick_item(a, weight: float) -> str:
 
 def _mask_note(a) -> str:
     """What masking may do to a pick (the seed is drawn at generation): named ones are never left out."""
-    return "kept in every image (named in the prompt)" if a.named else "may be masked out in some images (seeded)"
+    return ("kept in every image (named in the prompt)" if a.named
+            else "may be masked out in some images (seeded)")
 
 
 def _thumb(card) -> str:

@@ -45,8 +45,8 @@ def main() -> None:
     ap.add_argument("--versus", action="append", default=[],
                     help="field=value of ComposerConfig: also time this setting against the shipped one, "
                     "prompt by prompt in one run (each with its own encoder cache), and print the ratio")
-    ap.add_argument("--compositions", help="write every dev prompt's whole composition (tasks, picks, reasons, "
-                    "drops; SD1 and SDXL) here, and the big library's to the same name + '.big'")
+    ap.add_argument("--compositions", help="write every dev prompt's whole composition (tasks, picks, "
+                    "reasons, drops; SD1 and SDXL) here, and the big library's to the same name + '.big'")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="stylus-bench-")
     lib = os.path.join(work, "lib")
@@ -58,15 +58,16 @@ def main() -> None:
     t0 = time.perf_counter()
     index.refresh(save=True)
     print(f"index: {len(index.snapshot.entries)} cards ({time.perf_counter() - t0:.1f} s)")
-    queries = [json.loads(line) for line in open(os.path.join(a.bench, "queries-dev.jsonl"), encoding="utf-8")]
+    queries = [json.loads(line)
+               for line in open(os.path.join(a.bench, "queries-dev.jsonl"), encoding="utf-8")]
     composer = Composer(Retriever(index))
     preds, times = run(composer, queries)
     out = os.path.join(work, "compose-dev.jsonl")
     with open(out, "w", encoding="utf-8") as f:
         for qid, stems in preds.items():
             f.write(json.dumps({"id": qid, "picked": stems}) + "\n")
-    subprocess.run([sys.executable, os.path.join(a.bench, "score.py"), os.path.join(a.bench, "queries-dev.jsonl"),
-                    out], check=True)
+    subprocess.run([sys.executable, os.path.join(a.bench, "score.py"),
+                    os.path.join(a.bench, "queries-dev.jsonl"), out], check=True)
     concept = [q for q in queries if q["kind"] == "concept"]
     print(f"mean picks {sum(len(preds[q['id']]) for q in concept) / len(concept):.2f}, "
           f"mean concepts {sum(len(q['concepts']) for q in concept) / len(concept):.2f}")
@@ -111,7 +112,8 @@ def retrieval(index, queries: list, work: str, bench: str) -> None:
 
 
 def write_compositions(composer, queries: list, path: str) -> None:
-    """Two versions of the composer give the same compositions when these files are the same, byte for byte."""
+    """Two versions of the composer give the same compositions when these files are the same, byte for
+    byte."""
     with open(path, "w", encoding="utf-8") as f:
         for q in queries:
             for base in ("sd1", "sdxl"):
@@ -198,7 +200,8 @@ def synthetic(index: LibraryIndex, n: int) -> LibraryIndex:
         tags = list(src.card.tags)
         rng.shuffle(tags)
         card = dataclasses.replace(src.card, stem=f"{src.card.stem}_copy{len(entries)}",
-                                   alias=f"{src.card.alias}_copy{len(entries)}", tags=tags[:max(1, len(tags) - 1)])
+                                   alias=f"{src.card.alias}_copy{len(entries)}",
+                                   tags=tags[:max(1, len(tags) - 1)])
         entries.append(type(src)(card, src.refined, src.text_sha))
     big = type(index)([], os.path.join(tempfile.gettempdir(), "stylus-synthetic"), index.embedders)
     bm25 = next((type(e) for e in index.embedders if e.id == "bm25"), BM25)

@@ -53,8 +53,8 @@ def cpu_name() -> str:
 def materialize(work: str) -> str:
     lib = os.path.join(work, "lora")
     if not os.path.isfile(os.path.join(lib, "FAULTS.txt")):
-        subprocess.run([sys.executable, os.path.join(BENCH, "materialize.py"), os.path.join(BENCH, "library.jsonl"),
-                        lib, "--with-faults"], check=True)
+        subprocess.run([sys.executable, os.path.join(BENCH, "materialize.py"),
+                        os.path.join(BENCH, "library.jsonl"), lib, "--with-faults"], check=True)
     return lib
 
 
@@ -63,7 +63,8 @@ def percentiles(samples) -> tuple[float, float]:
 
 
 class CachedQueries:
-    """Wraps a dense embedder so queries are embedded once up front: latency then excludes the prompt's embedding."""
+    """Wraps a dense embedder so queries are embedded once up front: latency then excludes the prompt's
+    embedding."""
     def __init__(self, inner: DenseEmbedder, queries):
         self.inner, self.id = inner, inner.id
         self.cache = dict(zip(queries, inner.embed(queries)))
@@ -92,10 +93,13 @@ def score(index, queries_path: str, work: str, name: str) -> dict:
     out = os.path.join(work, f"pred-{name}.jsonl")
     with open(out, "w", encoding="utf-8") as f:
         for q in qs:
-            f.write(json.dumps({"id": q["id"], "picked": [c.card.stem for c in retr.retrieve(q["prompt"], "sd1", 50)]}) + "\n")
+            f.write(json.dumps({"id": q["id"],
+                                "picked": [c.card.stem
+                                           for c in retr.retrieve(q["prompt"], "sd1", 50)]}) + "\n")
     res = {}
     for picks in (None, 3):
-        cmd = [sys.executable, os.path.join(BENCH, "score.py"), queries_path, out] + (["--picks", str(picks)] if picks else [])
+        cmd = ([sys.executable, os.path.join(BENCH, "score.py"), queries_path, out]
+               + (["--picks", str(picks)] if picks else []))
         last = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         res["top50" if picks is None else "top3"] = json.loads(last)
     return res
@@ -261,7 +265,8 @@ def main() -> None:
     ap.add_argument("--composer-refresh", type=int, default=0, metavar="N",
                     help="only: the first index and N one-file refreshes with the composer's indexes")
     ap.add_argument("--embedder", choices=("lexical", "hybrid"), default="lexical",
-                    help="the index of --composer-refresh (hybrid: MiniLM purpose vectors too, as the web UI)")
+                    help="the index of --composer-refresh (hybrid: MiniLM purpose vectors too, "
+                         "as the web UI)")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     if a.composer_refresh:
@@ -297,8 +302,8 @@ def main() -> None:
         p50, p95 = latency(fresh, prompts)
         quality = score(fresh, qpath, a.work, embs[-1].id)
         results[name] = dict(full=full, cards=rep.total, load=load_s, inc=inc.seconds, inc_read=inc.read,
-                             inc_emb=sum(inc.embedded.values()), p50=p50, p95=p95, size=os.path.getsize(fresh.path) / 1e6,
-                             quality=quality, peak=peak_mb())
+                             inc_emb=sum(inc.embedded.values()), p50=p50, p95=p95,
+                             size=os.path.getsize(fresh.path) / 1e6, quality=quality, peak=peak_mb())
         if a.synthetic:
             big = synthetic(fresh, a.synthetic)
             fresh.snapshot = big
@@ -310,13 +315,15 @@ def main() -> None:
 
 def print_markdown(results: dict, n_big: int) -> None:
     print("### Index and retrieval (`python tests/bench/bench_index.py`)\n")
-    print(f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}.\n")
+    print(f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"numpy {np.__version__}.\n")
     print("| embedders | cards | full index | load | refresh after editing 1 file | re-read / re-embedded | "
           f"query p50 / p95 (K=150) | at {n_big:,} cards p50 / p95 | index file | peak RSS |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['cards']} | {r['full']:.1f} s | {r['load']:.2f} s | {r['inc']:.2f} s | {r['inc_read']} / "
-              f"{r['inc_emb']} | {r['p50']:.2f} / {r['p95']:.2f} ms | {r.get('big_p50', 0):.2f} / {r.get('big_p95', 0):.2f} ms"
+        print(f"| {name} | {r['cards']} | {r['full']:.1f} s | {r['load']:.2f} s | {r['inc']:.2f} s | "
+              f"{r['inc_read']} / {r['inc_emb']} | {r['p50']:.2f} / {r['p95']:.2f} ms | "
+              f"{r.get('big_p50', 0):.2f} / {r.get('big_p95', 0):.2f} ms"
               f" | {r['size']:.0f} MB | {r.get('big_peak', r['peak']):.0f} MB |")
     print("\nRetrieval quality on `queries-dev.jsonl` (`retrieve --top 50`; concept columns on the top 3):\n")
     print("| method | P@3 | coverage@3 | R@1 | R@5 | R@10 | R@50 | MRR |")
@@ -325,8 +332,9 @@ def print_markdown(results: dict, n_big: int) -> None:
     print("| hybrid RRF baseline (bench README) | 0.698 | 0.609 | 0.028 | 0.066 | 0.088 | 0.182 | 0.049 |")
     for name, r in results.items():
         t3, t50 = r["quality"]["top3"], r["quality"]["top50"]
-        print(f"| Stylus retriever, {name} | {t3['concept_P@3']:.3f} | {t3['concept_cov@3']:.3f} | {t50['sample_R@1']:.3f} | "
-              f"{t50['sample_R@5']:.3f} | {t50['sample_R@10']:.3f} | {t50['sample_R@50']:.3f} | {t50['sample_MRR']:.3f} |")
+        print(f"| Stylus retriever, {name} | {t3['concept_P@3']:.3f} | {t3['concept_cov@3']:.3f} | "
+              f"{t50['sample_R@1']:.3f} | {t50['sample_R@5']:.3f} | {t50['sample_R@10']:.3f} | "
+              f"{t50['sample_R@50']:.3f} | {t50['sample_MRR']:.3f} |")
 
 
 if __name__ == "__main__":

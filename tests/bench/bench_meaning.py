@@ -78,7 +78,8 @@ def report(rows: list) -> None:
     print(f"AUC right vs wrong: window cosine {auc(cosine[right], cosine[wrong]):.3f}, "
           f"name share {auc(share[right], share[wrong]):.3f}")
     print("\nby bin (right / plausible / wrong):")
-    print("cosine \\ name share " + "".join(f"| {lo:.1f}-{hi:.1f}      " for lo, hi in zip(SHARES, SHARES[1:])))
+    print("cosine \\ name share "
+          + "".join(f"| {lo:.1f}-{hi:.1f}      " for lo, hi in zip(SHARES, SHARES[1:])))
     for lo, hi in zip(BINS, BINS[1:]):
         cells = []
         for slo, shi in zip(SHARES, SHARES[1:]):

@@ -1,13 +1,13 @@
-"""Realistic-prompt benchmark of the local composer: materialize the bench LoRA folder, index it, compose every
-prompt of realistic-dev (`--max-adapters 4`, the UI default), and score the picks with the set's own scorer
-against its judgments plus ours (tests/bench/judgments-dev-extra.jsonl): overall, per prompt group, and
+"""Realistic-prompt benchmark of the local composer: materialize the bench LoRA folder, index it, compose
+every prompt of realistic-dev (`--max-adapters 4`, the UI default), and score the picks with the set's own
+scorer against its judgments plus ours (tests/bench/judgments-dev-extra.jsonl): overall, per prompt group, and
 cross-validated.
 
 Cross-validation: the prompts are split by the parity of their id number. For each fold the composer setting
-(a small grid over ComposerConfig fields, --grid) is chosen on one half by `objective` and reported on the other
-half; then the halves swap. Unjudged picks count as wrong while choosing (pessimistic) and are written to
---queue (one {"id", "prompt", "stem"} line per pair, nothing else) for a reader who does not know why they were
-picked; --collect FILE... appends such a reader's labels to the extras file.
+(a small grid over ComposerConfig fields, --grid) is chosen on one half by `objective` and reported on the
+other half; then the halves swap. Unjudged picks count as wrong while choosing (pessimistic) and are written
+to --queue (one {"id", "prompt", "stem"} line per pair, nothing else) for a reader who does not know why they
+were picked; --collect FILE... appends such a reader's labels to the extras file.
 
 usage: python tests/bench/bench_realistic.py [--work DIR] [--bench ../shared/bench] [--max-adapters 4]
          [--grid field=v1,v2 ...] [--queue FILE] [--collect DONE.jsonl ...] [--picks OUT.jsonl]
@@ -66,8 +66,8 @@ def embedders(kind: str) -> list:
 def open_library(bench: str, work: str, embedder: str = "lexical") -> LibraryIndex:
     lib = os.path.join(work, "lib")
     if not os.path.isdir(lib):
-        subprocess.run([sys.executable, os.path.join(bench, "materialize.py"), os.path.join(bench, "library.jsonl"),
-                        lib], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, os.path.join(bench, "materialize.py"),
+                        os.path.join(bench, "library.jsonl"), lib], check=True, stdout=subprocess.DEVNULL)
     index = LibraryIndex([lib], os.path.join(work, "cache"), embedders(embedder))
     index.load()
     t0 = time.perf_counter()
@@ -105,7 +105,8 @@ def score(rd: str, prompts: list, judged: dict, preds: dict) -> dict:
 
 
 def objective(r: dict) -> float:
-    """What a setting is chosen by: relevant share and coverage, wrong picks (and unjudged ones) twice as bad."""
+    """What a setting is chosen by: relevant share and coverage, wrong picks (and unjudged ones) twice as
+    bad."""
     picks = r["picks"] or 1
     relevant = (r["precision"] or 0) * r["judged"] / picks
     wrong = ((r["harm"] or 0) * r["judged"] + r["unjudged"]) / picks
@@ -135,7 +136,8 @@ def grid(specs: list) -> list:
 
 def line(label: str, r: dict) -> str:
     return (f"{label:<14} picks {r['picks']:>3} (unjudged {r['unjudged']:>2})  relevant {r['precision']}  "
-            f"plausible {r['plausible']}  wrong {r['harm']}  coverage {r['coverage']} of {r['concepts_with_fitting']}"
+            f"plausible {r['plausible']}  wrong {r['harm']}  "
+            f"coverage {r['coverage']} of {r['concepts_with_fitting']}"
             f"  over-reach {r['over_reach']}")
 
 
@@ -175,7 +177,8 @@ def main() -> None:
     print(line("all", score(rd, prompts, judged, preds)))
     for group, ids in GROUPS.items():
         print(line(group, score(rd, [q for q in prompts if number(q["id"]) in ids], judged, preds)))
-    folds = {"odd": [q for q in prompts if number(q["id"]) % 2], "even": [q for q in prompts if not number(q["id"]) % 2]}
+    folds = {"odd": [q for q in prompts if number(q["id"]) % 2],
+             "even": [q for q in prompts if not number(q["id"]) % 2]}
     held = []
     for pick, report in (("odd", "even"), ("even", "odd")):
         best = max(runs, key=lambda r: objective(score(rd, folds[pick], judged, r[1])))
@@ -276,7 +279,8 @@ def misses(composer: Composer, prompts: list, max_adapters: int) -> None:
 
 def _diff(cfg) -> str:
     base = ComposerConfig()
-    changed = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(base, f.name)}
+    changed = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+               if getattr(cfg, f.name) != getattr(base, f.name)}
     return json.dumps(changed) if changed else "defaults"
 
 

@@ -3,9 +3,10 @@
 
     python tests/bench/bench_style.py [--quick]
 
-1. Overhead of the patch on all cross-attention (attn2) layers of one UNet call at real SD1.5 (512x512) and SDXL
-   (1024x1024) widths, heads and token counts (77 text tokens, 4 IP tokens, batch 2 = cond + uncond rows), with the
-   web UI's default torch-2 'sdp'-style forward: off vs style-only vs all blocks, timed interleaved in one run.
+1. Overhead of the patch on all cross-attention (attn2) layers of one UNet call at real SD1.5 (512x512) and
+   SDXL (1024x1024) widths, heads and token counts (77 text tokens, 4 IP tokens, batch 2 = cond + uncond
+   rows), with the web UI's default torch-2 'sdp'-style forward: off vs style-only vs all blocks, timed
+   interleaved in one run.
 2. Memory: the K/V cache the patch holds, and the peak RSS each mode adds (measured in a fresh child process).
 3. Encoder time per reference image: a randomly initialised, real-size ViT-H/14 CLIPVisionModelWithProjection
    (+ preprocessing), and the open_clip ViT-H-14 text tower for the content text. No download.
@@ -13,9 +14,10 @@
     python tests/bench/bench_style.py --threads 1 --part jobs [--root CHECKOUT]
 
 4. Repeated style jobs (issue 11): ``StyleEngine.build`` (what the web UI's Script.process calls) + patch
-   install/remove, twice with the same reference, adapter, content text and lambda, in one fresh process per model;
-   the time spent loading models (adapter, image encoder, text tower) is measured and subtracted. Real-size files
-   with random weights, written once under --models as h94/IP-Adapter ships them (no download).
+   install/remove, twice with the same reference, adapter, content text and lambda, in one fresh process per
+   model; the time spent loading models (adapter, image encoder, text tower) is measured and subtracted.
+   Real-size files with random weights, written once under --models as h94/IP-Adapter ships them (no
+   download).
 5. Peak RSS of one style job at real encoder sizes, a fresh process per measurement. ``--root`` runs the same
    measurements against another checkout of Stylus (e.g. the code before a change).
 """
@@ -55,8 +57,8 @@ SDXL = ([("input_blocks.%d" % n, c, c // 64, d, t) for n, c, d, t in
          ((4, 640, 2, 4096), (5, 640, 2, 4096), (7, 1280, 10, 1024), (8, 1280, 10, 1024))]
         + [("middle_block", 1280, 20, 10, 1024)]
         + [("output_blocks.%d" % n, c, c // 64, d, t) for n, c, d, t in
-           ((0, 1280, 10, 1024), (1, 1280, 10, 1024), (2, 1280, 10, 1024), (3, 640, 2, 4096), (4, 640, 2, 4096),
-            (5, 640, 2, 4096))])
+           ((0, 1280, 10, 1024), (1, 1280, 10, 1024), (2, 1280, 10, 1024), (3, 640, 2, 4096),
+            (4, 640, 2, 4096), (5, 640, 2, 4096))])
 MODELS = {"sd15": (SD15, 768), "sdxl": (SDXL, 2048)}
 BATCH, TEXT_TOKENS, IP_TOKENS = 2, 77, 4
 
@@ -74,8 +76,8 @@ class Block(nn.Module):
 
 
 class AttnOnlyUNet(nn.Module):
-    """The real attn2 paths and shapes; forward runs just the cross-attention layers (weights tied per width, so
-    SDXL's 70 layers fit in memory), each on its real-size hidden states."""
+    """The real attn2 paths and shapes; forward runs just the cross-attention layers (weights tied per width,
+    so SDXL's 70 layers fit in memory), each on its real-size hidden states."""
 
     def __init__(self, layout, ctx_dim):
         super().__init__()
@@ -91,11 +93,13 @@ class AttnOnlyUNet(nn.Module):
                 if width in shared:  # tie weights
                     for attr in ("to_q", "to_k", "to_v"):
                         getattr(a, attr).weight = getattr(shared[width], attr).weight
-                    a.to_out[0].weight, a.to_out[0].bias = shared[width].to_out[0].weight, shared[width].to_out[0].bias
+                    a.to_out[0].weight, a.to_out[0].bias = (shared[width].to_out[0].weight,
+                                                            shared[width].to_out[0].bias)
                 shared.setdefault(width, a)
                 blocks.append(Block(a))
                 self.runs.append((a, (n, width)))
-            seq = self.middle_block if name == "middle_block" else getattr(self, name.split(".")[0])[int(name.split(".")[1])]
+            seq = (self.middle_block if name == "middle_block"
+                   else getattr(self, name.split(".")[0])[int(name.split(".")[1])])
             seq.append(Holder(blocks))
             self.hidden.setdefault((n, width), torch.randn(BATCH, n, width) * 0.5)
 
@@ -140,8 +144,10 @@ def step(unet, patch, x, ctx, only=None):
 
 def bench_overhead(arch, repeats):
     """Per distinct layer shape: min time of that attn2 off vs patched (interleaved); totals composed over the
-    table, so one run gives off / style-only / all for the whole set of cross-attention layers of a UNet call."""
-    fx.CrossAttention.forward = fx.sdp_forward  # the web UI's default torch-2 optimisation, swapped at class level
+    table, so one run gives off / style-only / all for the whole set of cross-attention layers of a UNet
+    call."""
+    # the web UI's default torch-2 optimisation, swapped at class level
+    fx.CrossAttention.forward = fx.sdp_forward
     unet, ad, toks, x, ctx = setup(arch)
     mods = dict(unet.named_modules())
     per_shape = {}
@@ -190,8 +196,9 @@ def bench_encoders(repeats):
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
     from transformers.modeling_utils import no_init_weights
     from lib_stylus.style.encoders import ClipImageEncoder
-    cfg = CLIPVisionConfig(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
-                           image_size=224, patch_size=14, projection_dim=1024, hidden_act="gelu", layer_norm_eps=1e-5)
+    cfg = CLIPVisionConfig(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
+                           num_attention_heads=16, image_size=224, patch_size=14, projection_dim=1024,
+                           hidden_act="gelu", layer_norm_eps=1e-5)
     with no_init_weights():
         model = CLIPVisionModelWithProjection(cfg)
     with torch.no_grad():
@@ -218,12 +225,12 @@ def _timed(fn, n):
         out.append(time.perf_counter() - t0)
     return out
 
-# ------------------------------------------------------------------------------------------------ repeated jobs
+# ---------------------------------------------------------------------------------------------- repeated jobs
 # Real CLIP vision towers (laion ViT-H-14 for SD1.5 adapters, ViT-bigG-14 for SDXL ones), 224 px, patch 14.
-VISION = {"vit-h": dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
-                        projection_dim=1024),
-          "vit-bigG": dict(hidden_size=1664, intermediate_size=8192, num_hidden_layers=48, num_attention_heads=16,
-                           projection_dim=1280)}
+VISION = {"vit-h": dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
+                        num_attention_heads=16, projection_dim=1024),
+          "vit-bigG": dict(hidden_size=1664, intermediate_size=8192, num_hidden_layers=48,
+                           num_attention_heads=16, projection_dim=1280)}
 # arch -> (encoder, its file dtype, adapter file): h94/IP-Adapter ships models/image_encoder in fp32 (2.5 GB),
 # sdxl_models/image_encoder in fp16 (3.7 GB) and the adapters in fp16 (44 MB, 703 MB).
 JOBS = {"sd15": ("vit-h", torch.float32, "ip-adapter_sd15.safetensors"),
@@ -241,9 +248,11 @@ def make_models(folder, arch):
     g = torch.Generator().manual_seed(0)
     enc = os.path.join(folder, space)
     if not os.path.isfile(os.path.join(enc, "model.safetensors")):
-        cfg = CLIPVisionConfig(image_size=224, patch_size=14, hidden_act="gelu", layer_norm_eps=1e-5, **VISION[space])
+        cfg = CLIPVisionConfig(image_size=224, patch_size=14, hidden_act="gelu", layer_norm_eps=1e-5,
+                               **VISION[space])
         with torch.device("meta"):
-            shapes = {k: (t.shape, t.dtype) for k, t in CLIPVisionModelWithProjection(cfg).state_dict().items()}
+            shapes = {k: (t.shape, t.dtype)
+                      for k, t in CLIPVisionModelWithProjection(cfg).state_dict().items()}
         sd = {}
         for k, (shape, dt) in shapes.items():
             if k.endswith("position_ids"):  # transformers 4.30 saves this constant buffer
@@ -263,7 +272,8 @@ def make_models(folder, arch):
         mods = dict(AttnOnlyUNet(layout, ctx_dim).named_modules())
         clip_dim = VISION[space]["projection_dim"]
         r = lambda *shape: (torch.randn(*shape, generator=g) * 0.02).half()
-        sd = {"image_proj.proj.weight": r(IP_TOKENS * ctx_dim, clip_dim), "image_proj.proj.bias": r(IP_TOKENS * ctx_dim),
+        sd = {"image_proj.proj.weight": r(IP_TOKENS * ctx_dim, clip_dim),
+              "image_proj.proj.bias": r(IP_TOKENS * ctx_dim),
               "image_proj.norm.weight": torch.ones(ctx_dim).half(), "image_proj.norm.bias": r(ctx_dim)}
         for layer in table(arch):
             width = mods[layer.ldm].to_k.out_features
@@ -325,8 +335,9 @@ def timed_loads(loads):
 
 
 def decoded(png):
-    """The reference as the web UI's image box hands it to Script.process: a decoded PIL image (a new object per
-    job). Through the API, Stylus decodes the base64 PNG itself: that decode is timed apart (see bench_jobs)."""
+    """The reference as the web UI's image box hands it to Script.process: a decoded PIL image (a new object
+    per job). Through the API, Stylus decodes the base64 PNG itself: that decode is timed apart (see
+    bench_jobs)."""
     from PIL import Image
     im = Image.open(io.BytesIO(png))
     im.load()
@@ -364,8 +375,8 @@ def run_jobs(arch, folder):
         t0 = time.perf_counter()
         toks = one_job(engine, unet, adapter, encoder, image, text)
         total = time.perf_counter() - t0
-        out.append({"total": total, "loads": sum(loads), "work": total - sum(loads), "subtracted": toks.subtracted,
-                    "decode": decode})
+        out.append({"total": total, "loads": sum(loads), "work": total - sum(loads),
+                    "subtracted": toks.subtracted, "decode": decode})
     print(json.dumps(out))
 
 
@@ -375,7 +386,8 @@ def rss_now():
 
 
 def run_rss(arch, folder, limit):
-    """Child: peak RSS of one style job, and the RSS before it. Ends itself past ``limit`` bytes (shared host)."""
+    """Child: peak RSS of one style job, and the RSS before it. Ends itself past ``limit`` bytes (shared
+    host)."""
     from lib_stylus.style import StyleEngine
     adapter, encoder = make_models(folder, arch)
     layout, ctx_dim = MODELS[arch]
@@ -413,8 +425,8 @@ def bench_jobs(args):
     print("\nStylus checkout: %s (%s)\n" % (ROOT, commit))
     for arch in ("sd15", "sdxl"):  # the files first, in their own process (the measuring ones stay clean)
         child_json(args, "--make", arch)
-    print("| model (image encoder) | job | total | model loads | Stylus work | content subtracted | PNG decode "
-          "(API only) |")
+    print("| model (image encoder) | job | total | model loads | Stylus work | content subtracted | "
+          "PNG decode (API only) |")
     print("|---|---|---|---|---|---|---|")
     for arch in ("sd15", "sdxl"):
         jobs = child_json(args, "--jobs", arch)
@@ -422,7 +434,8 @@ def bench_jobs(args):
             print("| %s (%s) | %s | %.2f s | %.2f s | %.1f ms | %s | %.1f ms |" % (
                 arch, JOBS[arch][0], ("first", "second, same reference")[n - 1], job["total"], job["loads"],
                 job["work"] * 1e3, job["subtracted"], job.get("decode", 0) * 1e3))
-    print("\n| model (image encoder) | RSS before the job | peak RSS | peak added by the job |\n|---|---|---|---|")
+    print("\n| model (image encoder) | RSS before the job | peak RSS | peak added by the job |\n"
+          "|---|---|---|---|")
     for arch in ("sd15", "sdxl"):
         r = child_json(args, "--rss", arch)
         if "over" in r:
@@ -443,14 +456,16 @@ def cpu_name():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice); use 1 when "
-                    "another job shares the cores, or every parallel op waits for a descheduled thread")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads (default: torch's choice); use 1 when another job shares the "
+                         "cores, or every parallel op waits for a descheduled thread")
     ap.add_argument("--part", choices=("engine", "jobs", "all"), default="all",
                     help="engine: sections 1-3; jobs: repeated jobs and peak RSS (4-5)")
     ap.add_argument("--root", default=ROOT, help="the Stylus checkout to measure (default: this one)")
     ap.add_argument("--models", default=os.path.join("/tmp", "stylus-bench-models"),
                     help="where the real-size random-weight model files are written once")
-    ap.add_argument("--rss-limit-gb", type=float, default=12.0, help="a job process ends itself past this RSS")
+    ap.add_argument("--rss-limit-gb", type=float, default=12.0,
+                    help="a job process ends itself past this RSS")
     ap.add_argument("--child", nargs=2, metavar=("ARCH", "MODE"))
     ap.add_argument("--make", metavar="ARCH")
     ap.add_argument("--jobs", metavar="ARCH")
@@ -478,20 +493,23 @@ def main():
 
 
 def bench_engine(reps):
-    print("| model | layers patched (style / all) | attn2 time off | style-only | all blocks | K/V cache style / all "
-          "| peak RSS added style / all |")
+    print("| model | layers patched (style / all) | attn2 time off | style-only | all blocks | "
+          "K/V cache style / all | peak RSS added style / all |")
     print("|---|---|---|---|---|---|---|")
     for arch in ("sd15", "sdxl"):
         med, kv, n = bench_overhead(arch, reps)
         peaks = {m: child_peak(arch, m) for m in ("off", "style", "all")}
         n_style, n_all = n["style"], n["all"]
-        print("| %s | %d / %d | %.0f ms | x%.3f (+%.1f ms) | x%.3f (+%.1f ms) | %.1f / %.1f KiB | %.1f / %.1f MiB |" % (
-            arch, n_style, n_all, med["off"] * 1e3, med["style"] / med["off"], (med["style"] - med["off"]) * 1e3,
+        print(("| %s | %d / %d | %.0f ms | x%.3f (+%.1f ms) | x%.3f (+%.1f ms) | %.1f / %.1f KiB | "
+               "%.1f / %.1f MiB |") % (
+            arch, n_style, n_all, med["off"] * 1e3,
+            med["style"] / med["off"], (med["style"] - med["off"]) * 1e3,
             med["all"] / med["off"], (med["all"] - med["off"]) * 1e3, kv["style"] / 1024, kv["all"] / 1024,
             (peaks["style"] - peaks["off"]) / 1024, (peaks["all"] - peaks["off"]) / 1024))
     t_img, t_plus, t_txt = bench_encoders(max(2, reps // 2))
     print("\n| encoder (random init, real size) | time per call |\n|---|---|")
-    print("| ViT-H/14 image encoder, 1 reference (preprocess + image_embeds, plain) | %.0f ms |" % (t_img * 1e3))
+    print("| ViT-H/14 image encoder, 1 reference (preprocess + image_embeds, plain) | %.0f ms |"
+          % (t_img * 1e3))
     print("| ViT-H/14 image encoder, 1 reference (penultimate tokens, plus) | %.0f ms |" % (t_plus * 1e3))
     print("| open_clip ViT-H-14 text tower, 1 content text | %.0f ms |" % (t_txt * 1e3))
 

@@ -61,7 +61,8 @@ def main() -> None:
 def report(label: str, r: dict) -> str:
     def share(key: str) -> str:
         return "n/a" if r[key] is None else f"{r[key]:.3f}"
-    return (f"{label:18s} picks {r['picks']:3d} (unjudged {r['unjudged']:2d})  relevant {share('precision')}  "
+    return (f"{label:18s} picks {r['picks']:3d} (unjudged {r['unjudged']:2d})  "
+            f"relevant {share('precision')}  "
             f"plausible {share('plausible')}  wrong {share('harm')}  negatives with a pick {r['over_reach']}")
 
 

@@ -1,6 +1,7 @@
-"""Stylus's cost inside a RUNNING web UI, over HTTP only: txt2img without Stylus, with auto-LoRA, with the same
-tags written by hand, and the compose route. Run: python tests/bench/bench_webui.py [URL] (default
-http://127.0.0.1:7861; the tiny-sd15 checkpoint and its LoRAs make the host's own work small, so Stylus's shows)."""
+"""Stylus's cost inside a RUNNING web UI, over HTTP only: txt2img without Stylus, with auto-LoRA, with the
+same tags written by hand, and the compose route. Run: python tests/bench/bench_webui.py [URL] (default
+http://127.0.0.1:7861; the tiny-sd15 checkpoint and its LoRAs make the host's own work small, so Stylus's
+shows)."""
 import json
 import statistics
 import sys
@@ -33,7 +34,8 @@ def main():
     tagged = json.loads(post("/sdapi/v1/txt2img", {**BASE, **STYLUS})["info"])["prompt"]
     rows = [("txt2img, Stylus off", median_ms("/sdapi/v1/txt2img", BASE)),
             ("txt2img, auto-LoRA on", median_ms("/sdapi/v1/txt2img", {**BASE, **STYLUS})),
-            ("txt2img, the same tags written by hand", median_ms("/sdapi/v1/txt2img", {**BASE, "prompt": tagged})),
+            ("txt2img, the same tags written by hand",
+             median_ms("/sdapi/v1/txt2img", {**BASE, "prompt": tagged})),
             ("POST /stylus/v1/compose", median_ms("/stylus/v1/compose", {"prompt": PROMPT}))]
     print(f"prompt written by Stylus: {tagged}\n")
     print("| request | median |\n|---|---|")

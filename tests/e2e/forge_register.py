@@ -16,7 +16,8 @@ huggingface_guess) recognises a checkpoint by ldm_patched/modules/supported_mode
 encoders from fixed CLIP-L / bigG json configs and its VAE from the fixed SD VAE config. Writes instead:
   FORGE_DIR/ldm_patched/modules/supported_models.py: two classes put first in `models` (tiny widths, text
       encoders from the json files below, a `vae_config` of the tiny VAE)
-  FORGE_DIR/ldm_patched/modules/stylus_e2e/*.json: the tiny text encoders' configs (transformers CLIPTextConfig)
+  FORGE_DIR/ldm_patched/modules/stylus_e2e/*.json: the tiny text encoders' configs (transformers
+      CLIPTextConfig)
   FORGE_DIR/modules_forge/forge_loader.py: one line, `VAE(sd=vae_sd)` -> `VAE(sd=vae_sd, config=<the model's
       vae_config or None>)` (the loader never passes a VAE config; None keeps the host's default)
 """

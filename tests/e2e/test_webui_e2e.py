@@ -63,9 +63,10 @@ def test_status_tells_the_embedder_in_use_and_the_sentence_encoders_state():
         assert "all-MiniLM-L6-v2" in encoder["message"] and "\n" not in encoder["message"]
 
 
-# The tiny LoRAs are asked by their names ("tiny watercolor"): these tests are about the host, not pick coverage.
-# A bare "watercolor" is refused by the composer's rarity rule when the library holds several watercolor LoRAs
-# (BENCHMARKS.md, composer coverage), and the suite must pass whatever library the host lists.
+# The tiny LoRAs are asked by their names ("tiny watercolor"): these tests are about the host, not pick
+# coverage. A bare "watercolor" is refused by the composer's rarity rule when the library holds several
+# watercolor LoRAs (BENCHMARKS.md, composer coverage), and the suite must pass whatever library the host
+# lists.
 HOUSE = "a house by the lake, tiny watercolor"
 
 

@@ -8,9 +8,11 @@ from modules import errors
 
 
 class OptionInfo:
-    def __init__(self, default=None, label="", component=None, component_args=None, onchange=None, section=None,
-                 refresh=None, comment_before="", comment_after="", infotext=None, restrict_api=False, category_id=None):
-        self.default, self.label, self.component, self.component_args = default, label, component, component_args
+    def __init__(self, default=None, label="", component=None, component_args=None, onchange=None,
+                 section=None, refresh=None, comment_before="", comment_after="", infotext=None,
+                 restrict_api=False, category_id=None):
+        self.default, self.label = default, label
+        self.component, self.component_args = component, component_args
         self.onchange = onchange
         self.section = section
         self.category_id = category_id

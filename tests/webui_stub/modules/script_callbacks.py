@@ -23,7 +23,8 @@ def cfg_denoiser_callback(params):
 
 
 class CFGDenoiserParams:
-    def __init__(self, x, image_cond, sigma, sampling_step, total_sampling_steps, text_cond, text_uncond, denoiser=None):
+    def __init__(self, x, image_cond, sigma, sampling_step, total_sampling_steps, text_cond, text_uncond,
+                 denoiser=None):
         self.x, self.image_cond, self.sigma = x, image_cond, sigma
         self.sampling_step, self.total_sampling_steps = sampling_step, total_sampling_steps
         self.text_cond, self.text_uncond, self.denoiser = text_cond, text_uncond, denoiser
