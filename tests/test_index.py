@@ -144,8 +144,11 @@ def test_incremental_lexical_state_equals_a_full_rebuild(tmp_path):
     index, _ = build(tmp_path)
     lib = index.roots[0]
     info = os.path.join(lib, "watercolor.civitai.info")
-    open(info, "w", encoding="utf-8").write(
-        open(info, encoding="utf-8").read().replace("soft paint", "bleeding ink"))
+    with open(info, encoding="utf-8") as f:  # read before "w" empties the file
+        text = f.read()
+    assert "soft paint" in text
+    with open(info, "w", encoding="utf-8") as f:
+        f.write(text.replace("soft paint", "bleeding ink"))
     index.refresh()
     full = BM25().fit([e.refined.text for e in index.snapshot.entries])
     state = index.snapshot.states["bm25"]
@@ -154,6 +157,7 @@ def test_incremental_lexical_state_equals_a_full_rebuild(tmp_path):
     assert list(used) == list(full["bm25_vocab"])
     for query in ["bleeding ink", "robot", "soft paint"]:
         assert np.allclose(BM25().scores(state, query), BM25().scores(full, query))
+    assert BM25().scores(state, "bleeding ink").max() > 0  # the edit is read
 
 
 def test_corrupt_index_file_is_reported_and_rebuilt(tmp_path):
