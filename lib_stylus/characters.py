@@ -560,6 +560,7 @@ class CharacterIndex:
         self._by_franchise = None  # franchise -> rows, made on first use
         self._series_label = {}  # name -> whether several characters' cards write it as a series (lazy)
         self._name_holders = None  # name -> the rows whose names have it, made on first use
+        self._tag_counts = None  # tag -> cards carrying it, and how many are characters' (on first use)
 
     # ---- a build from nothing ----------------------------------------------------------------------------
     def _build(self, rows: list) -> None:
@@ -920,6 +921,20 @@ class CharacterIndex:
         if not words or self.without_franchises(words):
             return set()
         return {self.franchise_names[k] for k, _, _ in self._franchise_runs(words)}
+
+    def characters_share(self, tag: str) -> tuple:
+        """(how many cards carry the tag, the share of them that are characters' cards): a tag nearly only
+        characters' cards carry ('virtual youtuber') says who a picture shows."""
+        if self._tag_counts is None:
+            counts, chars = Counter(), Counter()
+            for row, r in enumerate(self._rows):
+                for key in {_tag_key(t) for t in r.cut.tags}:
+                    counts[key] += 1
+                    chars[key] += self._character[row]
+            self._tag_counts = counts, chars
+        counts, chars = self._tag_counts
+        key = _tag_key(tag)
+        return counts[key], chars[key] / max(counts[key], 1)
 
     def franchise_rows(self, name: str) -> list:
         if self._by_franchise is None:
@@ -1332,6 +1347,10 @@ def character_index(snapshot) -> CharacterIndex:
             idx = CharacterIndex(snapshot.entries)
         snapshot._stylus_characters = idx
     return idx
+
+
+def _tag_key(tag: str) -> str:
+    return " ".join(tag.casefold().replace("_", " ").split())
 
 
 def _labels(rows: list) -> set:

@@ -39,6 +39,7 @@ MODIFIER_ONLY = "asks only what qualifies its purpose"
 ANOTHER_KIND = "asks another kind of"
 NAMED_SERIES = "asked only by the series of a character the prompt names"
 SERIES_OF = "asked only by the series its name says it is of"
+CHARACTERS_TAG = "asked only by a tag that says which characters a picture shows"
 MADE_OF = "makes things of a material the prompt asks nothing made of"
 REFUSED_SHOWN = 3  # common-word candidates the meaning check refused, reported per task (closest first)
 
@@ -247,7 +248,12 @@ class ComposerConfig:
     session 10);
     phrases: split a segment of more than this many words into its phrases (0: never);
     skip_series: a segment naming only the series of a character the prompt names asks for nothing, nor do
-    the words of a segment that match only such a series in a card."""
+    the words of a segment that match only such a series in a card;
+    characters_tag: a tag that at least ``characters_tag_cards`` cards carry, this share of them characters'
+    cards ('virtual youtuber': 35 of 37), asks no other card by itself (not a franchise's tag, nor one whose
+    words the card's name holds): it says who the pictures show. Any share from 0.8 to 0.94 gives the same
+    picks on every judged set (each half of the prompts alone too), and so does any count from 5 to 20
+    (BENCHMARKS.md, session 12); 1 switches it off."""
     threshold: float = 0.75
     rare_share: float = 0.0005
     min_cover: float = 1.01
@@ -273,6 +279,8 @@ class ComposerConfig:
     contrast: bool = True
     phrases: int = 0
     skip_series: bool = True
+    characters_tag: float = 0.9
+    characters_tag_cards: int = 10
 
     @property
     def strengths(self) -> tuple:
@@ -543,6 +551,9 @@ class Composer:
                                                         state.is_series)
         if its_name:
             return f"{SERIES_OF} ('{words}'; it is '{its_name}')"
+        if not character and int(pidx.unit_kind[unit]) == TAG_KIND and self._characters_tag(state, words) \
+                and not pidx.name_share(int(doc), pidx.unit_words(unit)):
+            return f"{CHARACTERS_TAG} ('{words}')"
         if score < cfg.threshold:
             return (f"no candidate above threshold (asks {score:.0%} of its purpose '{words}', "
                     f"needs {cfg.threshold:.0%})")
@@ -569,6 +580,18 @@ class Composer:
             what = CHARACTER_NOT_NAMED if character else "its name says more than the prompt asks"
             return f"{what} (under {least:.0%} of its name is in the prompt)"
         return ""
+
+    def _characters_tag(self, state: "Selection", tag: str) -> bool:
+        """Whether a tag is one nearly only characters' cards carry ('virtual youtuber': 35 of its 37 cards):
+        on another card (a pose sheet, an artist's style) it says who the training pictures show, not what
+        the card is for."""
+        cfg = self.config
+        if cfg.characters_tag >= 1:
+            return False
+        if state.is_series(tag):  # a franchise's: its style and its things are asked by it
+            return False
+        cards, share = state.chars.characters_share(tag)
+        return cards >= cfg.characters_tag_cards and share >= cfg.characters_tag
 
     def _fill_one(self, state: "Selection", comp: Composition, t: int, queue: list) -> None:
         """Give task t its next adapter: the first in its queue that no rule refuses; refusals are

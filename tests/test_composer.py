@@ -1,6 +1,6 @@
 import pytest
 
-from lib_stylus.composer import MADE_OF, NAMED_SERIES, SERIES_OF, Composer, split_tasks
+from lib_stylus.composer import CHARACTERS_TAG, MADE_OF, NAMED_SERIES, SERIES_OF, Composer, split_tasks
 from lib_stylus.prompt import TAG_RE, parse_tags
 from compose_fixtures import build_library
 
@@ -663,3 +663,26 @@ def test_a_lora_that_makes_things_of_a_material_needs_a_thing_made_of_it(tmp_pat
     assert "smoke" in composer.compose("a wolf made of smoke, dark background", "sd1").stems
     assert "ice" not in composer.compose("ice cream cone, sticker, white background", "sd1").stems
     assert "ice" in composer.compose("a rose made of ice, macro photo", "sd1").stems
+
+
+def test_a_tag_nearly_only_characters_cards_carry_asks_no_other_card(tmp_path):
+    """'virtual youtuber' tags 37 cards of the library, 35 of them characters' (held-out sets 10 and 12: a
+    pose sheet and an artist's style picked for it): on another card it says who the pictures show. A
+    franchise's tag still asks its style, and a card whose name holds the tag's words is about it."""
+    def characters(stem, series, tag, n=10):
+        return [dict(stem=f"{stem}_{i}", title=f"{stem.title()}{chr(97 + i)} ({series})",
+                     tags=["character", tag], triggers=[f"{stem}{chr(97 + i)}"]) for i in range(n)]
+    cards = characters("streamer", "Vtuber", "virtual youtuber", 18) + [
+        dict(stem="poses", title="Pose Sheet 05", tags=["pose", "virtual youtuber"], triggers=["pose sheet"]),
+        dict(stem="gear", title="Youtuber Gear", tags=["clothing", "virtual youtuber"]),
+    ] + characters("shipgirl", "Kantai Collection", "kantai collection") + [
+        dict(stem="kc_style", title="Yadokari Style", tags=["style", "kantai collection"])]
+    # more cards of other things, so the tag's words are as rare as in a real library
+    cards += [dict(stem=f"scene_{i}", title=f"Scenery Helper {i}", tags=["landscape"]) for i in range(260)]
+    composer = Composer(build_library(str(tmp_path), extra=cards))
+    comp = composer.compose("1girl, virtual youtuber, smile, stage", "sd1")
+    assert "poses" not in comp.stems and "gear" in comp.stems
+    assert any(d.stem == "poses" and d.reason.startswith(CHARACTERS_TAG) for d in comp.drops)
+    off = Composer(composer.retriever, characters_tag=1.0).compose("1girl, virtual youtuber, smile", "sd1")
+    assert "poses" in off.stems
+    assert "kc_style" in composer.compose("1girl, kantai collection, sailor dress", "sd1").stems
