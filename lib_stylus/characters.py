@@ -1215,19 +1215,34 @@ class CharacterIndex:
 
     def _beside_label(self, row: int, v: tuple) -> set:
         """The words of the card's title pieces that share no word with the name ``v`` ('david martinez' of
-        'David Martinez - Cyberpunk Edgerunner -'), less numbers and kind words."""
+        'David Martinez - Cyberpunk Edgerunner -'), or of its other names when the title gives no piece
+        ('angewomon' of 'Angewomon天女獸-Digimon數碼寶貝', whose trigger word is 'Digimon(Angewomon)'), less
+        numbers, kind words and a word the library reads as its series ('Girlpack')."""
         c = self._rows[row].cut
-        out = set()
-        for piece in c.parts + c.brackets:
-            if not set(piece) & set(v):
-                out.update(t for t in piece if not t.isdigit() and t not in _GENERIC)
-        return out
+        pieces = c.parts + c.brackets
+        pieces = [p for p in pieces if not set(p) & set(v)] if pieces else list(self._names[row])
+        series = {_compact(_clean_cached(f, True, False)) for f in self._card_franchises[row]}
+        return {t for p in pieces for t in p
+                if t not in v and not t.isdigit() and t not in _GENERIC and t not in series}
 
     def _names_with(self, row: int, v: tuple, written: set) -> bool:
         """Whether the series name ``v`` names the card with the prompt's words: its title says nothing
         else, or the prompt writes a word of the rest of its title."""
         rest = self._beside_label(row, v)
         return not rest or bool(rest & written)
+
+    def _holders(self) -> dict:
+        """Name key -> the cards the library reads it on, as their name or not, and the characters' cards
+        whose titles write it after their own names ('Renamon / Digimon')."""
+        out = defaultdict(set)
+        for row, names in enumerate(self._names):
+            for name in names:
+                out[_compact(name)].add(row)
+            if self._character[row]:
+                c = self._rows[row].cut
+                for piece in c.parts[1:] + c.brackets:
+                    out[_compact(piece)].add(row)
+        return {key: sorted(rows) for key, rows in out.items()}
 
     def _is_series_label(self, v: tuple) -> bool:
         """Whether the name ``v`` is a series that cards of several characters write after their own names
@@ -1237,13 +1252,10 @@ class CharacterIndex:
         Mirai', 'Hatsune Miku / Append') say whose they are: the name is that character's."""
         known = self._series_label.get(v)
         if known is None:
-            if self._name_holders is None:  # every card the library reads the name on, its own name or not
-                self._name_holders = defaultdict(list)
-                for row, names in enumerate(self._names):
-                    for name in names:
-                        self._name_holders[name].append(row)
+            if self._name_holders is None:
+                self._name_holders = self._holders()
             later = []
-            for row in self._name_holders.get(v, ()):
+            for row in self._name_holders.get(_compact(v), ()):
                 c = self._rows[row].cut
                 first = c.parts[0] if c.parts else ()
                 if not set(first) & set(v):

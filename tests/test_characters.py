@@ -728,6 +728,18 @@ SERIES_TITLED = [
                "serri_glaus"],
          triggers=["original outfit"]),
     dict(stem="ryza_pack", title="atelier ryza  莱莎", tags=["anime", "character", "girl", "atelier_ryza"]),
+    # characters' cards titled "name / series", and one that says its series first in its trigger word only
+    # (held-out set 11: 'Angewomon' picked for "digimon")
+    dict(stem="angewomon", title="Angewomon天女獸-Digimon數碼寶貝",
+         tags=["anime", "character", "sexy", "female", "angewomon", "digimon", "woman", "game character"],
+         triggers=["Digimon\\(Angewomon\\)"]),
+    dict(stem="angewomon_b", title="Angewomon - Digimon (Realistic/Anime)",
+         tags=["anime", "character", "female", "angewomon", "digimon", "woman"], triggers=["Angewomon"]),
+    dict(stem="renamon", title="Renamon / Digimon", tags=["character", "sexy", "female", "woman", "furry"],
+         triggers=["renamon"]),
+    dict(stem="beelstarmon", title="Beelstarmon / BelleStarmon - Digimon (Anime and Realistic)",
+         tags=["anime", "character", "female", "digimon", "woman", "demon", "gunslinger", "bellestarmon"],
+         triggers=["beelstarmon"]),
     # one character's cards whose titles start with her name and go on differently: the name stays hers
     dict(stem="miku_a", title="Hatsune Miku - Magical Mirai", tags=CHARACTER + ["vocaloid"],
          triggers=["hatsune miku"]),
@@ -752,6 +764,8 @@ def series_titled_lib(tmp_path_factory):
     ("david martinez, cyberpunk edgerunners", {"david"}),
     ("lila decyrus, atelier ryza, forest", {"ryza_pack"}),  # Lila's card gives no name of hers to read
     ("1girl, hatsune miku, stage", {"miku_a", "miku_b"}),
+    ("1girl, digimon, digital world", set()),
+    ("angewomon, digimon, wings", {"angewomon", "angewomon_b"}),
 ])
 def test_a_series_several_characters_cards_are_titled_with_names_none_of_them(series_titled_lib, prompt,
                                                                               expected):
