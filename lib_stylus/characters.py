@@ -922,18 +922,29 @@ class CharacterIndex:
             return set()
         return {self.franchise_names[k] for k, _, _ in self._franchise_runs(words)}
 
+    def prepare(self) -> None:
+        """Make the lookups a compose reads over the whole library (names' holders, tag counts) now: the web
+        UI's refresh calls it (composer.prepare) so that no generation waits for them (0.3 s at 100,000
+        cards); otherwise the first compose that needs one makes it."""
+        self._holders()
+        self._tags_counted()
+
+    def _tags_counted(self) -> tuple:
+        if self._tag_counts is None:
+            counts, chars = Counter(), Counter()
+            with collections_deferred():
+                for row, r in enumerate(self._rows):
+                    for key in r.cut.tag_keys:
+                        counts[key] += 1
+                        chars[key] += self._character[row]
+            self._tag_counts = counts, chars
+        return self._tag_counts
+
     def characters_share(self, tag: str) -> tuple:
         """(how many cards carry the tag, the share of them that are characters' cards): a tag nearly only
         characters' cards carry ('virtual youtuber') says who a picture shows."""
-        if self._tag_counts is None:
-            counts, chars = Counter(), Counter()
-            for row, r in enumerate(self._rows):
-                for key in {_tag_key(t) for t in r.cut.tags}:
-                    counts[key] += 1
-                    chars[key] += self._character[row]
-            self._tag_counts = counts, chars
-        counts, chars = self._tag_counts
-        key = _tag_key(tag)
+        counts, chars = self._tags_counted()
+        key = _compact(_clean_cached(tag, True, False))
         return counts[key], chars[key] / max(counts[key], 1)
 
     def franchise_rows(self, name: str) -> list:
@@ -1233,16 +1244,21 @@ class CharacterIndex:
 
     def _holders(self) -> dict:
         """Name key -> the cards the library reads it on, as their name or not, and the characters' cards
-        whose titles write it after their own names ('Renamon / Digimon')."""
+        whose titles write it after their own names ('Renamon / Digimon'). Made once per index (prepare),
+        with no garbage collection set off by its many small objects on the way."""
+        if self._name_holders is not None:
+            return self._name_holders
         out = defaultdict(set)
-        for row, names in enumerate(self._names):
-            for name in names:
-                out[_compact(name)].add(row)
-            if self._character[row]:
-                c = self._rows[row].cut
-                for piece in c.parts[1:] + c.brackets:
-                    out[_compact(piece)].add(row)
-        return {key: sorted(rows) for key, rows in out.items()}
+        with collections_deferred():
+            for row, names in enumerate(self._names):
+                for name in names:
+                    out[_compact(name)].add(row)
+                if self._character[row]:
+                    c = self._rows[row].cut
+                    for piece in c.parts[1:] + c.brackets:
+                        out[_compact(piece)].add(row)
+            self._name_holders = {key: sorted(rows) for key, rows in out.items()}
+        return self._name_holders
 
     def _is_series_label(self, v: tuple) -> bool:
         """Whether the name ``v`` is a series that cards of several characters write after their own names
@@ -1252,10 +1268,8 @@ class CharacterIndex:
         Mirai', 'Hatsune Miku / Append') say whose they are: the name is that character's."""
         known = self._series_label.get(v)
         if known is None:
-            if self._name_holders is None:
-                self._name_holders = self._holders()
             later = []
-            for row in self._name_holders.get(_compact(v), ()):
+            for row in self._holders().get(_compact(v), ()):
                 c = self._rows[row].cut
                 first = c.parts[0] if c.parts else ()
                 if not set(first) & set(v):
@@ -1359,10 +1373,6 @@ def character_index(snapshot) -> CharacterIndex:
             idx = CharacterIndex(snapshot.entries)
         snapshot._stylus_characters = idx
     return idx
-
-
-def _tag_key(tag: str) -> str:
-    return " ".join(tag.casefold().replace("_", " ").split())
 
 
 def _labels(rows: list) -> set:

@@ -174,7 +174,7 @@ def prepare(snapshot) -> None:
     characters.py): after a one-file edit that costs about 0.2 s at 6.4K cards."""
     if snapshot.entries:
         purpose_index(snapshot)
-        character_index(snapshot)
+        character_index(snapshot).prepare()
         prepare_shown(snapshot)  # what each card's sample images show
         if "bm25" in snapshot.states:
             BM25().scores(snapshot.states["bm25"], "")  # builds its word lookup (~25 ms at 6.4K cards) now

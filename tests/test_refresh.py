@@ -140,6 +140,11 @@ def test_a_refresh_builds_the_indexes_a_build_from_nothing_makes(library, edit):
     fresh._stylus_purpose, fresh._stylus_characters = from_nothing(fresh)
     assert purpose_state(built[0]) == purpose_state(fresh._stylus_purpose)
     assert character_state(built[1]) == character_state(fresh._stylus_characters)
+    # the whole-library lookups a compose reads (names' holders, tag counts) are made by prepare() too
+    assert built[1]._name_holders is not None and built[1]._tag_counts is not None
+    fresh._stylus_characters.prepare()
+    assert built[1]._name_holders == fresh._stylus_characters._name_holders
+    assert built[1]._tag_counts == fresh._stylus_characters._tag_counts
     assert picks(snap, PROMPTS) == picks(fresh, PROMPTS)
 
 
